@@ -1,0 +1,179 @@
+"""The `eegz` command line. Errors are one line on stderr with a documented exit code (README)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import EegzError
+
+EXIT_USAGE = 2  # click's own code for bad options; also bad input files (EegzError)
+EXIT_INTERNAL = 1
+
+
+def _fail(message: str, code: int):
+    click.echo(f"eegz: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _run(action):
+    try:
+        return action()
+    except EegzError as e:
+        _fail(str(e), e.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except MemoryError:
+        _fail("out of memory", EXIT_INTERNAL)
+
+
+def _emit(result: dict, as_json: bool, quiet: bool, text: str) -> None:
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+    elif not quiet:
+        click.echo(text)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="eegz")
+def main():
+    """Compress EDF/EDF+/BDF EEG recordings into .eegz containers and back."""
+
+
+@main.command()
+@click.argument("input", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="output .eegz path")
+@click.option("--mode", type=click.Choice(["lossy", "lossless", "near-lossless"]), default="lossy",
+              show_default=True)
+@click.option("--codebooks", type=int, default=6, show_default=True, help="RVQ codebooks kept (3-9), lossy mode")
+@click.option("--max-error", "max_error", type=float, help="near-lossless bound in µV")
+@click.option("--max-error-lsb", "max_error_lsb", type=int, help="near-lossless bound in digital steps")
+@click.option("--with-tokens", is_flag=True, help="also store neural tokens in exact modes")
+@click.option("--exact-channel", "exact_channels", multiple=True, help="keep this EEG channel exactly (repeatable)")
+@click.option("--model", help="model name or .npz path (default: the shipped model)")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
+@click.option("-f", "--force", is_flag=True, help="overwrite an existing output file")
+@click.option("-q", "--quiet", is_flag=True, help="no progress bar, no summary")
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+def compress(input, output, mode, codebooks, max_error, max_error_lsb, with_tokens, exact_channels, model, device,
+             force, quiet, as_json):
+    """Compress an EDF/BDF file (default output: INPUT with .eegz)."""
+    from .api import compress as run
+    result = _run(lambda: run(input, output, mode=mode, codebooks=codebooks, device=device, model=model,
+                              max_error_uv=max_error, max_error_lsb=max_error_lsb, with_tokens=with_tokens,
+                              exact_labels=exact_channels, force=force, quiet=quiet or as_json))
+    _emit(result, as_json, quiet, f"{result['file']}: {result['mode']}, {result['bytes']} bytes, "
+                                  f"ratio {result['compression_ratio']:.2f}")
+
+
+@main.command()
+@click.argument("input", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="output EDF/BDF path")
+@click.option("--start", type=float, help="first second to decode")
+@click.option("--end", type=float, help="last second to decode (exclusive)")
+@click.option("--model", help="model .npz path, when the file's model is not shipped with eegz")
+@click.option("--device", default="auto", show_default=True)
+@click.option("-f", "--force", is_flag=True, help="overwrite an existing output file")
+@click.option("-q", "--quiet", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+def decompress(input, output, start, end, model, device, force, quiet, as_json):
+    """Decode a .eegz file back to EDF/BDF (whole records covering --start..--end)."""
+    from .api import decompress as run
+    result = _run(lambda: run(input, output, start=start, end=end, device=device, model=model, force=force,
+                              quiet=quiet or as_json))
+    _emit(result, as_json, quiet, f"{result['output']}: {result['records']} records, {result['bytes']} bytes")
+
+
+@main.command()
+@click.argument("input", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def info(input, as_json):
+    """Describe a .eegz file: channels, duration, mode, codec, sizes and ratio."""
+    from .api import info as run
+    result = _run(lambda: run(input))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    lines = [f"file          {result['file']}",
+             f"source        {result['source']} ({result['kind']}, {result['source_bytes']} bytes)",
+             f"mode          {result['mode']}",
+             f"duration      {result['duration_s']:g} s in {result['records']} records, {result['blocks']} blocks",
+             f"size          {result['bytes']} bytes, ratio {result['compression_ratio']:.2f}"]
+    if result["codec"]:
+        bps = result["bits_per_second_per_channel"]
+        lines.append(f"codec         {result['model']}, {result['codebooks']} codebooks"
+                     + (f", {bps:.1f} bit/s per EEG channel" if bps else ""))
+    lines.append("channels")
+    for c in result["channels"]:
+        bound = f" ±{c['max_error_lsb']} LSB" if c["max_error_lsb"] else ""
+        lines.append(f"  {c['label']:<18} {c['sample_rate']:>9.3f} Hz  {c['physical_dimension']:<6} {c['role']}{bound}")
+    click.echo("\n".join(lines))
+
+
+@main.command()
+@click.argument("input", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--against", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="the original EDF/BDF")
+@click.option("--model", help="model .npz path for lossy files")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def verify(input, against, model, device, as_json):
+    """Check a .eegz file against its original: exact channels equal, bounded channels within bound."""
+    from .api import verify as run
+    result = _run(lambda: run(input, against, device=device, model=model))
+    _emit(result, as_json, False, f"{input}: OK ({result['mode']}, {len(result['channels'])} channels)")
+
+
+@main.command()
+@click.argument("reference", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("candidate", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--model", help="model .npz path for lossy files")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def eval(reference, candidate, model, device, as_json):
+    """Fidelity of a reconstruction (.eegz or decoded .edf) against the original EDF."""
+    from .metrics import evaluate_files
+    result = _run(lambda: evaluate_files(reference, candidate, device=device, model=model))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    o = result["overall"]
+    click.echo(f"PRD {o['prd']:.2f}%  PRDN {o['prdn']:.2f}%  SNR {o['snr_db']:.2f} dB  r {o['correlation']:.4f}  "
+               f"max |err| {o['max_abs_error_uv']:.2f} µV" + (f"  ratio {result['compression_ratio']:.2f}"
+                                                             if result.get("compression_ratio") else ""))
+    for c in result["channels"]:
+        click.echo(f"  {c['label']:<18} PRDN {c['prdn']:7.2f}%  SNR {c['snr_db']:6.2f} dB  r {c['correlation']:.4f}")
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--steps", type=int, default=20000, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--lr", type=float, default=3e-4, show_default=True)
+@click.option("--init", type=click.Path(dir_okay=False, path_type=Path),
+              help="start from a DAC checkpoint in descript-audio-codec's format (DAC.load)")
+@click.option("--resume", is_flag=True, help="continue from OUT/train_state.pt")
+@click.option("--val-subject", "val_subjects", multiple=True, help="subject held out for validation (repeatable)")
+@click.option("--adversarial-steps", type=int, default=0, show_default=True, help="final GAN-phase steps")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+@click.option("-q", "--quiet", is_flag=True)
+def train(inputs, out_dir, steps, batch_size, lr, init, resume, val_subjects, adversarial_steps, seed, threads,
+          quiet):
+    """Train or fine-tune the EEG codec on EDF files, folders or globs."""
+    from .neural import ModelConfig
+    from .train import TrainSettings, train as run
+    settings = TrainSettings(steps=steps, batch_size=batch_size, lr=lr, adversarial_steps=adversarial_steps,
+                             seed=seed, threads=threads)
+    log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
+    result = _run(lambda: run(list(inputs), out_dir, ModelConfig(), settings, init=init, resume=resume,
+                              val_subjects=tuple(val_subjects), quiet=quiet, log=log))
+    click.echo(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

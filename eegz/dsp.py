@@ -1,0 +1,42 @@
+"""Signal helpers shared by the codec and training: units, resampling, robust scaling."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+
+# Factor from a channel's physical dimension to microvolts; None for non-voltage units.
+_VOLT_FACTORS = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3}
+
+
+def microvolt_factor(physical_dimension: str) -> float | None:
+    return _VOLT_FACTORS.get(physical_dimension.strip().lower())
+
+
+def rate_ratio(from_rate: float, to_rate: float) -> tuple[int, int]:
+    """(up, down) with up/down == to_rate/from_rate, exact for the rates EDF headers produce."""
+    ratio = Fraction(to_rate).limit_denominator(1_000_000) / Fraction(from_rate).limit_denominator(1_000_000)
+    ratio = ratio.limit_denominator(4096)
+    return ratio.numerator, ratio.denominator
+
+
+def resample(x: np.ndarray, from_rate: float, to_rate: float) -> np.ndarray:
+    """Polyphase resampling along the last axis; the identity when the rates are equal."""
+    up, down = rate_ratio(from_rate, to_rate)
+    if up == down:
+        return np.asarray(x, dtype=np.float64)
+    from scipy.signal import resample_poly
+    return resample_poly(np.asarray(x, dtype=np.float64), up, down, axis=-1)
+
+
+def alignment_period(channel_rate: float, codec_rate: float) -> int:
+    """Smallest codec-rate sample count that is also a whole number of channel-rate samples."""
+    up, down = rate_ratio(codec_rate, channel_rate)  # channel/codec = up/down
+    return down
+
+
+def robust_std(x: np.ndarray) -> float:
+    """Standard deviation estimated from the median absolute deviation (one artifact cannot inflate it)."""
+    if x.size == 0:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(x - np.median(x))))

@@ -1,0 +1,122 @@
+"""Lossy coding of EEG channels with the neural codec, block by block, with real-signal context.
+
+Per channel the signal is resampled once to the codec rate. A block is a run of whole EDF records whose
+edges fall on codec frames. Each block is normalized on its own (offset = median, scale = 10 × a robust
+standard deviation, stored as float64) and encoded with `context` frames of the real neighbouring signal
+on each side; only the block's own frames are kept. On decode a block is run through the decoder with
+its neighbours' frames as context and only its own samples are kept, so a time range decodes from the
+blocks it touches plus one on each side, and gives exactly what a full decode gives.
+"""
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import zstandard
+
+from .dsp import alignment_period, rate_ratio, resample, robust_std
+from .edf import Signal
+from .entropy import pack_bits, unpack_bits
+
+SCALE_FACTOR = 10.0  # normalized = (x - median) / (10 σ): typical EEG then spans about ±0.3
+BASE_CONTEXT_FRAMES = 8
+_TOKENS_HEAD = struct.Struct("<ffB")  # offset, scale (float32), flags
+_ZSTD = 1  # flag: the packed codes are zstd-compressed
+
+
+def block_is_codable(digital: np.ndarray, signal: Signal) -> bool:
+    """False for flat, clipped or disconnected stretches: those are stored exactly instead."""
+    if len(digital) == 0 or robust_std(digital.astype(np.float64)) == 0:
+        return False
+    rails = np.count_nonzero((digital <= signal.digital_min) | (digital >= signal.digital_max))
+    return rails <= 0.01 * len(digital)
+
+
+def context_frames(signals: list[Signal], codec_rate: int, hop: int) -> int:
+    """Context long enough to realign resampling to the channel's own sample grid."""
+    period = max((alignment_period(s.sample_rate, codec_rate) for s in signals), default=1)
+    return BASE_CONTEXT_FRAMES + math.ceil(period / hop)
+
+
+def frame_of_time(seconds: float, codec_rate: int, hop: int) -> int:
+    return int(round(seconds * codec_rate / hop))
+
+
+@dataclass
+class ChannelPlan:
+    signal: Signal
+    codec_signal: np.ndarray  # the whole channel at the codec rate, padded to whole frames
+    frame_edges: list[int]  # frame index where each block starts, plus the end
+
+
+def plan_channel(signal: Signal, physical: np.ndarray, block_starts_s: list[float], codec_rate: int,
+                 hop: int) -> ChannelPlan:
+    center = float(np.median(physical)) if len(physical) else 0.0
+    u = resample(physical - center, signal.sample_rate, codec_rate) + center
+    n_frames = max(1, -(-len(u) // hop))
+    padded = np.full(n_frames * hop, u[-1] if len(u) else 0.0)
+    padded[:len(u)] = u
+    edges = [frame_of_time(t, codec_rate, hop) for t in block_starts_s] + [n_frames]
+    return ChannelPlan(signal, padded, edges)
+
+
+def encode_jobs(plan: ChannelPlan, blocks: list[int], hop: int, context: int):
+    """(segment, (offset, scale), own-frame slice) for each block of this channel to be coded."""
+    jobs = []
+    n_frames = len(plan.codec_signal) // hop
+    for b in blocks:
+        f0, f1 = plan.frame_edges[b], plan.frame_edges[b + 1]
+        own = plan.codec_signal[f0 * hop:f1 * hop]
+        # rounded to float32 here, as stored, so that encoder and decoder use the very same values
+        offset = float(np.float32(np.median(own)))
+        scale = float(np.float32(max(SCALE_FACTOR * robust_std(own), 1e-30)))
+        s0, s1 = max(0, f0 - context), min(n_frames, f1 + context)
+        segment = (plan.codec_signal[s0 * hop:s1 * hop] - offset) / scale
+        jobs.append((segment, (offset, scale), slice(f0 - s0, f1 - s0)))
+    return jobs
+
+
+def pack_tokens(codes: np.ndarray, offset: float, scale: float, bits: int) -> bytes:
+    packed = pack_bits(codes.reshape(-1), bits)
+    squeezed = zstandard.ZstdCompressor(level=19).compress(packed)
+    if len(squeezed) < len(packed):
+        return _TOKENS_HEAD.pack(offset, scale, _ZSTD) + squeezed
+    return _TOKENS_HEAD.pack(offset, scale, 0) + packed
+
+
+def unpack_tokens(data: bytes, bits: int, n_codebooks: int) -> tuple[np.ndarray, float, float]:
+    offset, scale, flags = _TOKENS_HEAD.unpack_from(data, 0)
+    packed = data[_TOKENS_HEAD.size:]
+    if flags & _ZSTD:
+        packed = zstandard.ZstdDecompressor().decompress(packed)
+    n_frames = 8 * len(packed) // (bits * n_codebooks)  # the padding is less than one byte
+    codes = unpack_bits(packed, bits, n_codebooks * n_frames).reshape(n_codebooks, n_frames).astype(np.uint16)
+    return codes, offset, scale
+
+
+def with_context(codes: np.ndarray, left: np.ndarray | None, right: np.ndarray | None,
+                 context: int) -> tuple[np.ndarray, int]:
+    """A block's codes with up to `context` neighbour frames on each side, and how many are on the left."""
+    empty = np.zeros((codes.shape[0], 0), np.uint16)
+    left = left[:, -context:] if left is not None and context else empty
+    right = right[:, :context] if right is not None and context else empty
+    return np.concatenate([left, codes, right], axis=1), left.shape[1]
+
+
+def to_channel_samples(wave: np.ndarray, n_left: int, offset: float, scale: float, first_frame: int,
+                       signal: Signal, first_sample: int, n_samples: int, codec_rate: int,
+                       hop: int) -> np.ndarray:
+    """Physical samples [first_sample, first_sample + n_samples) of one channel from a decoded block."""
+    wave = wave * scale + offset
+    start_codec = (first_frame - n_left) * hop  # absolute codec-rate index of wave[0]
+    period = alignment_period(signal.sample_rate, codec_rate)
+    aligned = -(-start_codec // period) * period
+    up, down = rate_ratio(codec_rate, signal.sample_rate)
+    channel = resample(wave[aligned - start_codec:], codec_rate, signal.sample_rate)
+    begin = first_sample - aligned * up // down
+    out = channel[begin:begin + n_samples]
+    if len(out) < n_samples:  # the very end of a recording: hold the last value
+        out = np.concatenate([out, np.full(n_samples - len(out), out[-1] if len(out) else offset)])
+    return out

@@ -1,0 +1,106 @@
+"""Fidelity metrics for reconstructed EEG (`eegz eval`, tests and benchmarks).
+
+PRD  = 100 · ||x - y|| / ||x||            (depends on the signal's DC offset)
+PRDN = 100 · ||x - y|| / ||x - mean(x)||  (offset-free; the number to compare across recordings)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .channels import NEURAL, channel_roles
+from .dsp import microvolt_factor
+
+BANDS = {"delta": (0.5, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0),
+         "gamma": (30.0, 80.0)}
+
+
+def prd(x: np.ndarray, y: np.ndarray) -> float:
+    return float(100 * np.linalg.norm(x - y) / max(np.linalg.norm(x), 1e-20))
+
+
+def prdn(x: np.ndarray, y: np.ndarray) -> float:
+    return float(100 * np.linalg.norm(x - y) / max(np.linalg.norm(x - x.mean()), 1e-20))
+
+
+def snr_db(x: np.ndarray, y: np.ndarray) -> float:
+    noise = np.sum((x - y) ** 2)
+    return float(10 * np.log10(max(np.sum((x - x.mean()) ** 2), 1e-20) / max(noise, 1e-20)))
+
+
+def correlation(x: np.ndarray, y: np.ndarray) -> float:
+    if np.std(x) == 0 or np.std(y) == 0:
+        return 1.0 if np.array_equal(x, y) else 0.0
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def band_power_errors(x: np.ndarray, y: np.ndarray, rate: float) -> dict[str, float]:
+    """Relative band-power error |P_y - P_x| / P_x per classical EEG band (Welch PSD)."""
+    from scipy.signal import welch
+    nper = int(min(len(x), max(16, 2 * rate)))
+    f, px = welch(x - x.mean(), fs=rate, nperseg=nper)
+    _, py = welch(y - y.mean(), fs=rate, nperseg=nper)
+    out = {}
+    for name, (lo, hi) in BANDS.items():
+        sel = (f >= lo) & (f < min(hi, rate / 2))
+        if sel.any():
+            p = px[sel].sum()
+            out[name] = float(abs(py[sel].sum() - p) / p) if p > 0 else 0.0
+    return out
+
+
+def line_length_error(x: np.ndarray, y: np.ndarray) -> float:
+    ll = np.abs(np.diff(x)).sum()
+    return float(abs(np.abs(np.diff(y)).sum() - ll) / ll) if ll > 0 else 0.0
+
+
+def channel_metrics(x: np.ndarray, y: np.ndarray, rate: float, uv_factor: float = 1.0) -> dict:
+    return {"prd": prd(x, y), "prdn": prdn(x, y), "snr_db": snr_db(x, y), "correlation": correlation(x, y),
+            "band_power_error": band_power_errors(x, y, rate), "line_length_error": line_length_error(x, y),
+            "max_abs_error_uv": float(np.max(np.abs(x - y)) * uv_factor) if len(x) else 0.0}
+
+
+def evaluate_arrays(channels: list[tuple[str, float, float, np.ndarray, np.ndarray]]) -> dict:
+    """channels: (label, rate, µV factor, original, reconstruction) in physical units."""
+    per = [{"label": label, **channel_metrics(x, y, rate, f)} for label, rate, f, x, y in channels]
+    if not per:
+        return {"channels": [], "overall": {}}
+    err = sum(np.sum((x - y) ** 2) for *_, x, y in channels)
+    ref = sum(np.sum(x ** 2) for *_, x, _ in channels)
+    ref_c = sum(np.sum((x - x.mean()) ** 2) for *_, x, _ in channels)
+    overall = {"prd": float(100 * np.sqrt(err / max(ref, 1e-20))),
+               "prdn": float(100 * np.sqrt(err / max(ref_c, 1e-20))),
+               "snr_db": float(10 * np.log10(max(ref_c, 1e-20) / max(err, 1e-20))),
+               "correlation": float(np.mean([c["correlation"] for c in per])),
+               "line_length_error": float(np.mean([c["line_length_error"] for c in per])),
+               "max_abs_error_uv": float(max(c["max_abs_error_uv"] for c in per)),
+               "band_power_error": {b: float(np.mean([c["band_power_error"].get(b, 0.0) for c in per]))
+                                    for b in BANDS}}
+    return {"channels": per, "overall": overall}
+
+
+def evaluate_files(reference, candidate, device: str = "auto", model: str | None = None) -> dict:
+    """Compare the EEG channels of an original EDF with a .eegz file or a decoded EDF."""
+    from .api import decode_records, info
+    from .container import ContainerReader
+    from .edf import read_edf
+    ref = read_edf(reference)
+    candidate = Path(candidate)
+    result_extra = {}
+    if candidate.suffix.lower() == ".eegz":
+        with ContainerReader(candidate) as reader:
+            decoded = decode_records(reader, 0, reader.header["edf"]["records"], device, model).digital
+        summary = info(candidate)
+        result_extra = {"compression_ratio": summary["data_compression_ratio"],
+                        "bits_per_second_per_channel": summary["bits_per_second_per_channel"]}
+    else:
+        decoded = read_edf(candidate).digital
+    roles = channel_roles(ref.header.signals)
+    channels = []
+    for s, role, x, y in zip(ref.header.signals, roles, ref.digital, decoded):
+        if role != NEURAL:
+            continue
+        channels.append((s.label, s.sample_rate, microvolt_factor(s.physical_dimension) or 1.0,
+                         s.to_physical(x), s.to_physical(y)))
+    return {**evaluate_arrays(channels), **result_extra}

@@ -1,0 +1,200 @@
+"""The neural codec: descript-audio-codec's DAC model sized for EEG, its weights and batched coding.
+
+This module imports torch and dac, so only the lossy path and training import it. Weights are stored
+pickle-free as .npz (float32 arrays named by the state-dict key) beside a JSON model card that holds the
+configuration; the SHA-256 of the .npz is the model's identity in every .eegz file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelError
+
+MODELS_DIR = Path(__file__).parent / "models"
+DEFAULT_MODEL = "eegz-dac-sc-256hz-hop64"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """DAC constructor arguments; the EEG default is a ~2 M-parameter single-channel model at 256 Hz."""
+    encoder_dim: int = 16
+    encoder_rates: tuple = (2, 2, 4, 4)
+    latent_dim: int | None = None
+    decoder_dim: int = 128
+    decoder_rates: tuple = (4, 4, 2, 2)
+    n_codebooks: int = 9
+    codebook_size: int = 1024
+    codebook_dim: int = 8
+    sample_rate: int = 256
+
+    @property
+    def hop(self) -> int:
+        return int(np.prod(self.encoder_rates))
+
+    @property
+    def bits_per_code(self) -> int:
+        return int(np.ceil(np.log2(self.codebook_size)))
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["encoder_rates"], d["decoder_rates"] = list(self.encoder_rates), list(self.decoder_rates)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ModelConfig":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        for key in ("encoder_rates", "decoder_rates"):
+            if key in known:
+                known[key] = tuple(known[key])
+        return cls(**known)
+
+
+def _quiet_imports():
+    """Import torch and dac, hiding the deprecation chatter of their dependencies."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import torch
+        from dac.model import DAC
+    return torch, DAC
+
+
+def build_dac(config: ModelConfig, quantizer_dropout: float = 0.0):
+    _, DAC = _quiet_imports()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DAC's weight_norm is deprecated in torch, not wrong
+        return DAC(**config.to_json(), quantizer_dropout=quantizer_dropout)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_model(model, config: ModelConfig, weights_path: Path, card: dict | None = None) -> str:
+    """Write weights (.npz) and the model card (.json beside it); returns the weights' SHA-256."""
+    weights_path = Path(weights_path)
+    weights_path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().float().numpy() for k, v in model.state_dict().items()}
+    tmp = weights_path.with_suffix(".tmp.npz")
+    np.savez(tmp, **state)
+    tmp.replace(weights_path)
+    sha = file_sha256(weights_path)
+    meta = {"name": weights_path.stem, "config": config.to_json(), "weights_sha256": sha}
+    meta.update(card or {})
+    weights_path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    return sha
+
+
+def resolve_model_path(model: str | None) -> Path:
+    """A model name shipped in eegz/models, or a path to a .npz file."""
+    name = model or DEFAULT_MODEL
+    path = Path(name)
+    if path.suffix == ".npz" and path.exists():
+        return path
+    shipped = MODELS_DIR / f"{name}.npz"
+    if shipped.exists():
+        return shipped
+    raise ModelError(f"model {name!r} not found (neither a shipped model nor an existing .npz file)")
+
+
+def pick_device(device: str = "auto") -> str:
+    torch, _ = _quiet_imports()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelError("--device cuda was asked for but torch sees no CUDA GPU")
+    if device not in ("cpu", "cuda"):
+        raise ModelError(f"unknown device {device!r}: use auto, cpu or cuda")
+    return device
+
+
+def load_state_into(model, weights_path: Path) -> None:
+    torch, _ = _quiet_imports()
+    with np.load(weights_path, allow_pickle=False) as npz:
+        state = {k: torch.from_numpy(npz[k]) for k in npz.files}
+    model.load_state_dict(state)
+
+
+def strip_weight_norm(model) -> None:
+    """Fold weight normalisation into plain weights: same outputs, faster inference."""
+    torch, _ = _quiet_imports()
+    for module in model.modules():
+        if hasattr(module, "weight_g"):
+            torch.nn.utils.remove_weight_norm(module)
+
+
+@dataclass
+class NeuralCodec:
+    """A loaded DAC model ready to turn normalized codec-rate segments into RVQ codes and back."""
+    name: str
+    config: ModelConfig
+    sha256: str
+    device: str
+    model: object = field(repr=False)
+    batch_items: int = 64
+
+    @classmethod
+    def load(cls, model: str | None = None, device: str = "auto", expect_sha256: str | None = None):
+        path = resolve_model_path(model)
+        card_path = path.with_suffix(".json")
+        if not card_path.exists():
+            raise ModelError(f"model card {card_path.name} is missing beside {path.name}")
+        card = json.loads(card_path.read_text())
+        sha = file_sha256(path)
+        if expect_sha256 and sha != expect_sha256:
+            raise ModelError(f"model {card.get('name', path.stem)!r} has weights {sha[:12]}…, "
+                             f"but the file needs {expect_sha256[:12]}…")
+        config = ModelConfig.from_json(card["config"])
+        torch, _ = _quiet_imports()
+        dac = build_dac(config)
+        load_state_into(dac, path)
+        strip_weight_norm(dac)
+        device = pick_device(device)
+        dac = dac.to(device).eval()
+        return cls(name=card.get("name", path.stem), config=config, sha256=sha, device=device, model=dac)
+
+    def encode(self, segments: list[np.ndarray], n_codebooks: int) -> list[np.ndarray]:
+        """Codes (n_codebooks, len/hop) uint16 for each normalized segment (length a multiple of hop)."""
+        torch, _ = _quiet_imports()
+        out: list[np.ndarray | None] = [None] * len(segments)
+        for idx, batch in self._batches([len(s) for s in segments]):
+            x = torch.from_numpy(np.stack([segments[i] for i in idx]).astype(np.float32))[:, None, :]
+            with torch.inference_mode():
+                z = self.model.encoder(x.to(self.device))
+                _, codes, *_ = self.model.quantizer(z, n_codebooks)
+            codes = codes[:, :n_codebooks].cpu().numpy().astype(np.uint16)
+            for j, i in enumerate(idx):
+                out[i] = codes[j]
+        return out
+
+    def decode(self, codes: list[np.ndarray]) -> list[np.ndarray]:
+        """Normalized waveforms (frames × hop samples) for each (n_codebooks, frames) code array."""
+        torch, _ = _quiet_imports()
+        out: list[np.ndarray | None] = [None] * len(codes)
+        for idx, _ in self._batches([c.shape[1] for c in codes], key=lambda i: codes[i].shape):
+            c = torch.from_numpy(np.stack([codes[i] for i in idx]).astype(np.int64)).to(self.device)
+            with torch.inference_mode():
+                z, _, _ = self.model.quantizer.from_codes(c)
+                y = self.model.decoder(z)[:, 0].cpu().numpy().astype(np.float64)
+            for j, i in enumerate(idx):
+                out[i] = y[j]
+        return out
+
+    def _batches(self, lengths: list[int], key=None):
+        """Group items of equal shape, in order, into batches of at most batch_items."""
+        key = key or (lambda i: lengths[i])
+        groups: dict = {}
+        for i in range(len(lengths)):
+            groups.setdefault(key(i), []).append(i)
+        for members in groups.values():
+            for start in range(0, len(members), self.batch_items):
+                yield members[start:start + self.batch_items], None

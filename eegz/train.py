@@ -1,0 +1,270 @@
+"""Training and fine-tuning the EEG DAC on EDF files (`eegz train`).
+
+Preprocessing follows the paper and is for training only: resample to the codec rate, 0.1 Hz high-pass,
+clip to ±200 µV, scale to [-1, 1]. The loss is waveform-dominant (100 × L1 + 1 × DAC's multi-scale mel
+loss + the VQ commitment/codebook losses): with DAC's mel-dominant audio recipe the model learns the
+spectrum and not the waveform (see the design notes). Quantizer dropout lets one model serve 3 to 9
+codebooks. An optional adversarial phase uses DAC's discriminator at reduced weight and switches itself
+off when the discriminator loss diverges.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import random
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .channels import NEURAL, channel_role
+from .dsp import microvolt_factor, resample
+from .edf import EdfError, read_edf
+from .neural import ModelConfig, build_dac, save_model
+from .progress import Progress
+
+CLIP_UV = 200.0
+
+
+@dataclass
+class TrainSettings:
+    steps: int = 20000
+    batch_size: int = 32
+    window_seconds: float = 4.0
+    lr: float = 3e-4
+    waveform_weight: float = 100.0
+    mel_weight: float = 1.0
+    commitment_weight: float = 0.25
+    codebook_weight: float = 1.0
+    quantizer_dropout: float = 0.5
+    adversarial_steps: int = 0  # steps of the GAN phase at the end (0: none)
+    adversarial_weight: float = 0.1
+    eval_every: int = 500
+    checkpoint_every: int = 500
+    seed: int = 0
+    threads: int = 0  # 0: torch's default
+
+
+def subject_of(path: Path) -> str:
+    """Whole-subject identity for the validation split (eegmat SubjectNN, eegmmidb SNNN, else the stem)."""
+    m = re.search(r"(Subject\d+|S\d{3})", path.name)
+    return m.group(1) if m else path.stem
+
+
+def preprocess_channel(physical_uv: np.ndarray, rate: float, codec_rate: int) -> np.ndarray:
+    from scipy.signal import butter, sosfiltfilt
+    x = resample(physical_uv, rate, codec_rate)
+    sos = butter(2, 0.1, btype="highpass", fs=codec_rate, output="sos")
+    x = sosfiltfilt(sos, x - np.median(x))
+    return (np.clip(x, -CLIP_UV, CLIP_UV) / CLIP_UV).astype(np.float32)
+
+
+def load_eeg(paths: list[Path], codec_rate: int) -> dict[str, list[np.ndarray]]:
+    """Preprocessed EEG channels grouped by subject; files that cannot be read are skipped."""
+    by_subject: dict[str, list[np.ndarray]] = {}
+    for path in paths:
+        try:
+            rec = read_edf(path)
+        except EdfError:
+            continue
+        for sig, dig in zip(rec.header.signals, rec.digital):
+            if channel_role(sig) != NEURAL or len(dig) < 4 * sig.sample_rate:
+                continue
+            uv = sig.to_physical(dig) * microvolt_factor(sig.physical_dimension)
+            by_subject.setdefault(subject_of(path), []).append(preprocess_channel(uv, sig.sample_rate, codec_rate))
+    return by_subject
+
+
+def split_subjects(subjects: list[str], val_fraction: float, val_subjects: tuple[str, ...] = ()):
+    subjects = sorted(subjects)
+    if val_subjects:
+        val = [s for s in subjects if s in val_subjects]
+    else:
+        val = subjects[len(subjects) - max(1, round(len(subjects) * val_fraction)):]
+    return [s for s in subjects if s not in val], val
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    paths: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            paths += sorted(q for q in p.rglob("*") if q.suffix.lower() in (".edf", ".bdf"))
+        elif any(ch in item for ch in "*?["):
+            paths += sorted(Path(p) for p in glob.glob(item, recursive=True))
+        else:
+            paths.append(p)
+    return paths
+
+
+class WindowSampler:
+    """Random fixed-length windows from a pool of channel signals, reproducible from a seed."""
+
+    def __init__(self, signals: list[np.ndarray], length: int, seed: int):
+        self.signals = [s for s in signals if len(s) >= length]
+        self.weights = np.array([len(s) - length + 1 for s in self.signals], dtype=np.float64)
+        self.weights /= self.weights.sum()
+        self.length = length
+        self.rng = np.random.default_rng(seed)
+
+    def batch(self, n: int) -> np.ndarray:
+        which = self.rng.choice(len(self.signals), size=n, p=self.weights)
+        out = np.empty((n, self.length), np.float32)
+        for row, k in enumerate(which):
+            start = self.rng.integers(0, len(self.signals[k]) - self.length + 1)
+            out[row] = self.signals[k][start:start + self.length]
+        return out
+
+
+def fixed_windows(signals: list[np.ndarray], length: int, per_signal: int = 4) -> np.ndarray:
+    """Evenly spaced validation windows, the same at every evaluation."""
+    rows = []
+    for s in signals:
+        if len(s) < length:
+            continue
+        for start in np.linspace(0, len(s) - length, per_signal).astype(int):
+            rows.append(s[start:start + length])
+    return np.stack(rows).astype(np.float32)
+
+
+def prdn(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """Normalized percent root-mean-square difference (the mean is removed from the reference)."""
+    ref = reference - reference.mean(axis=-1, keepdims=True)
+    return float(100 * np.sqrt(((reference - estimate) ** 2).sum() / max((ref ** 2).sum(), 1e-20)))
+
+
+def init_from_dac_checkpoint(path: Path, codec_rate: int):
+    """Load an official-format DAC checkpoint (DAC.load) to fine-tune it on EEG: the paper's transfer."""
+    from .neural import _quiet_imports
+    _, DAC = _quiet_imports()
+    model = DAC.load(str(path))
+    model.sample_rate = codec_rate
+    config = ModelConfig(
+        encoder_dim=model.encoder_dim, encoder_rates=tuple(model.encoder_rates), latent_dim=model.latent_dim,
+        decoder_dim=model.decoder_dim, decoder_rates=tuple(model.decoder_rates), n_codebooks=model.n_codebooks,
+        codebook_size=model.codebook_size, codebook_dim=model.codebook_dim, sample_rate=codec_rate)
+    return model, config
+
+
+def make_mel_loss(codec_rate: int):
+    from dac.nn.loss import MelSpectrogramLoss
+    windows = [32, 64, 128, 256]
+    return MelSpectrogramLoss(n_mels=[5, 10, 20, 40], window_lengths=windows, mel_fmin=[0.0] * 4,
+                              mel_fmax=[None] * 4, mag_weight=0.0, log_weight=1.0, pow=1.0)
+
+
+def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: TrainSettings,
+          init: Path | None = None, resume: bool = False, val_fraction: float = 0.2,
+          val_subjects: tuple[str, ...] = (), quiet: bool = False, log=print) -> dict:
+    from .neural import _quiet_imports
+    torch, _ = _quiet_imports()
+    from audiotools import AudioSignal
+
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    torch.manual_seed(settings.seed)
+    random.seed(settings.seed)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    data = load_eeg(expand_inputs(inputs), config.sample_rate)
+    if len(data) < 2:
+        raise EdfError("training needs EEG from at least two subjects (one for validation)")
+    train_ids, val_ids = split_subjects(list(data), val_fraction, val_subjects)
+    window = int(settings.window_seconds * config.sample_rate) // config.hop * config.hop
+    sampler = WindowSampler([s for k in train_ids for s in data[k]], window, settings.seed)
+    val_x = fixed_windows([s for k in val_ids for s in data[k]], window)
+    log(f"train subjects {train_ids}, validation subjects {val_ids}, {len(val_x)} validation windows")
+
+    if init is not None:
+        model, config = init_from_dac_checkpoint(init, config.sample_rate)
+        model.quantizer.quantizer_dropout = settings.quantizer_dropout
+    else:
+        model = build_dac(config, quantizer_dropout=settings.quantizer_dropout)
+    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, betas=(0.8, 0.99))
+    mel_loss = make_mel_loss(config.sample_rate)
+    disc = disc_opt = None
+    step, history = 0, []
+    state_path = out_dir / "train_state.pt"
+    if resume and state_path.exists():
+        state = torch.load(state_path, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step, history = state["step"], json.loads(state["history"])
+        sampler.rng = np.random.default_rng(settings.seed + step)
+        log(f"resumed at step {step}")
+
+    def evaluate() -> dict:
+        model.eval()
+        result = {}
+        with torch.inference_mode():
+            x = torch.from_numpy(val_x)[:, None]
+            z = model.encoder(x)
+            for nq in (3, 6, 9):
+                if nq > config.n_codebooks:
+                    continue
+                zq, *_ = model.quantizer(z, nq)
+                y = model.decoder(zq)[:, 0].numpy()
+                result[f"prdn_{nq}"] = prdn(val_x, y)
+        model.train()
+        return result
+
+    adv_start = settings.steps - settings.adversarial_steps
+    t0 = time.time()
+    model.train()
+    with Progress(settings.steps - step, "train", quiet=quiet) as bar:
+        while step < settings.steps:
+            x = torch.from_numpy(sampler.batch(settings.batch_size))[:, None]
+            out = model(x)
+            y = out["audio"][..., :window]
+            wave = torch.nn.functional.l1_loss(y, x)
+            mel = mel_loss(AudioSignal(y, config.sample_rate), AudioSignal(x, config.sample_rate))
+            loss = (settings.waveform_weight * wave + settings.mel_weight * mel
+                    + settings.commitment_weight * out["vq/commitment_loss"]
+                    + settings.codebook_weight * out["vq/codebook_loss"])
+            if step >= adv_start and settings.adversarial_steps:
+                disc, disc_opt, gan = _adversarial_step(disc, disc_opt, x, y, config, settings, torch)
+                if gan is None:  # diverged: the paper's schedule drops the GAN term from here on
+                    settings.adversarial_steps = 0
+                    log(f"step {step}: discriminator diverged, adversarial phase switched off")
+                else:
+                    loss = loss + settings.adversarial_weight * gan
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1000.0)
+            opt.step()
+            step += 1
+            bar.update(1, f"loss {loss.item():.3f} wave {wave.item():.4f} mel {mel.item():.3f}")
+            if step % settings.eval_every == 0 or step == settings.steps:
+                metrics = {"step": step, "seconds": round(time.time() - t0, 1), "wave_l1": wave.item(),
+                           "mel": mel.item(), **evaluate()}
+                history.append(metrics)
+                log(json.dumps(metrics))
+            if step % settings.checkpoint_every == 0 or step == settings.steps:
+                card = {"training": {"inputs": inputs, "train_subjects": train_ids, "val_subjects": val_ids,
+                                     "steps": step, "settings": settings.__dict__, "init": str(init) if init else None,
+                                     "history": history}}
+                save_model(model, config, out_dir / "model.npz", card)
+                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                            "history": json.dumps(history)}, state_path)
+    return history[-1] if history else {}
+
+
+def _adversarial_step(disc, disc_opt, x, y, config, settings, torch):
+    """One discriminator update and the generator's adversarial loss; None when it has diverged."""
+    from dac.model import Discriminator
+    if disc is None:
+        disc = Discriminator(rates=[], periods=[2, 3, 5, 7, 11], fft_sizes=[64, 128, 256],
+                             sample_rate=config.sample_rate)
+        disc_opt = torch.optim.AdamW(disc.parameters(), lr=settings.lr, betas=(0.8, 0.99))
+    d_fake, d_real = disc(y.detach()), disc(x)
+    d_loss = sum(torch.mean(f[-1] ** 2) + torch.mean((1 - r[-1]) ** 2) for f, r in zip(d_fake, d_real))
+    disc_opt.zero_grad()
+    d_loss.backward()
+    disc_opt.step()
+    if not torch.isfinite(d_loss) or d_loss.item() > 100.0:
+        return disc, disc_opt, None
+    g_loss = sum(torch.mean((1 - f[-1]) ** 2) for f in disc(y))
+    return disc, disc_opt, g_loss

@@ -1,0 +1,45 @@
+"""Shared fixtures: the bundled example, the shared data folder (tests skip cleanly without it), and
+lossy encodings of the example made once per session with the shipped model."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "eegmat_Subject17_2.edf"
+SHARED = Path(os.environ.get("EEGZ_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def shared_files(pattern: str = "**/*") -> list[Path]:
+    if not SHARED.is_dir():
+        return []
+    return sorted(p for p in SHARED.glob(pattern) if p.is_file() and p.suffix.lower() in (".edf", ".bdf"))
+
+
+def shared_param(pattern: str = "**/*"):
+    """Parameters over shared files, or one skipped parameter when the folder is absent."""
+    files = shared_files(pattern)
+    if not files:
+        return [pytest.param(None, marks=pytest.mark.skip(reason="../shared/data is not present"))]
+    return [pytest.param(p, id=str(p.relative_to(SHARED))) for p in files]
+
+
+def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "eegz.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd)
+
+
+@pytest.fixture(scope="session")
+def lossy_example(tmp_path_factory):
+    """The example compressed at 3, 6 and 9 codebooks: {n: path}."""
+    from eegz import api
+    out = {}
+    folder = tmp_path_factory.mktemp("lossy")
+    for n in (3, 6, 9):
+        out[n] = folder / f"example_{n}.eegz"
+        api.compress(EXAMPLE, out[n], codebooks=n, device="cpu")
+    return out

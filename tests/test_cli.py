@@ -1,0 +1,149 @@
+"""The command line: outputs, exit codes and one-line errors that leave no file behind."""
+import json
+import shutil
+
+import pytest
+
+from eegz.container import FORMAT_VERSION, PREAMBLE
+
+from .conftest import EXAMPLE, SHARED, run_cli
+
+EXIT_BAD_INPUT, EXIT_BAD_CONTAINER, EXIT_OUTPUT_EXISTS = 2, 3, 5
+
+
+def _one_line_error(proc, code, text):
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("eegz: error:") and text in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture()
+def lossless_file(tmp_path):
+    src = tmp_path / "rec.edf"
+    shutil.copy(EXAMPLE, src)
+    proc = run_cli("compress", src, "--mode", "lossless", "-q")
+    assert proc.returncode == 0, proc.stderr
+    return tmp_path / "rec.eegz"
+
+
+def test_compress_default_name_info_and_decompress(tmp_path, lossless_file):
+    info = json.loads(run_cli("info", lossless_file, "--json").stdout)
+    assert info["mode"] == "lossless" and info["n_channels"] == 22 and info["duration_s"] == 62.0
+    assert info["compression_ratio"] > 1.9
+    out = tmp_path / "back.edf"
+    proc = run_cli("decompress", lossless_file, "-o", out, "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["records"] == 62
+    assert out.read_bytes() == EXAMPLE.read_bytes()
+    text = run_cli("info", lossless_file).stdout
+    assert "lossless" in text and "EEG Fp1" in text
+
+
+def test_lossy_cli_with_codebooks(tmp_path):
+    out = tmp_path / "x.eegz"
+    proc = run_cli("compress", EXAMPLE, "-o", out, "--codebooks", "3", "--device", "cpu", "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["codebooks"] == 3 and summary["bits_per_second_per_channel"] > 0
+    ev = run_cli("eval", EXAMPLE, out, "--json")
+    assert ev.returncode == 0 and json.loads(ev.stdout)["overall"]["prdn"] < 80
+
+
+def test_existing_output_is_not_overwritten(tmp_path, lossless_file):
+    before = lossless_file.read_bytes()
+    proc = run_cli("compress", tmp_path / "rec.edf", "--mode", "lossless")
+    _one_line_error(proc, EXIT_OUTPUT_EXISTS, "exists; use --force")
+    assert lossless_file.read_bytes() == before
+    _one_line_error(run_cli("decompress", lossless_file), EXIT_OUTPUT_EXISTS, "exists")
+    assert run_cli("compress", tmp_path / "rec.edf", "--mode", "lossless", "--force", "-q").returncode == 0
+
+
+def _no_leftovers(folder, allowed):
+    assert sorted(p.name for p in folder.iterdir()) == sorted(allowed)
+
+
+def test_not_an_edf(tmp_path):
+    bad = tmp_path / "notes.edf"
+    bad.write_text("this is not an EDF file at all, just some text that is long enough " * 10)
+    _one_line_error(run_cli("compress", bad, "--mode", "lossless"), EXIT_BAD_INPUT, "not an EDF/BDF file")
+    _no_leftovers(tmp_path, ["notes.edf"])
+
+
+def test_truncated_edf(tmp_path):
+    bad = tmp_path / "cut.edf"
+    bad.write_bytes(EXAMPLE.read_bytes()[:700_000])
+    _one_line_error(run_cli("compress", bad), EXIT_BAD_INPUT, "truncated EDF")
+    _no_leftovers(tmp_path, ["cut.edf"])
+
+
+def test_missing_input(tmp_path):
+    _one_line_error(run_cli("compress", tmp_path / "none.edf"), EXIT_BAD_INPUT, "cannot read")
+
+
+def test_bad_codebooks(tmp_path):
+    _one_line_error(run_cli("compress", EXAMPLE, "-o", tmp_path / "x.eegz", "--codebooks", "12"), EXIT_BAD_INPUT,
+                    "between 3 and 9")
+    _no_leftovers(tmp_path, [])
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda b: b[:len(b) // 2], "truncated"),
+    (lambda b: b[:-10], "truncated"),
+    (lambda b: b"NOTEEGZ!" + b[8:], "not an .eegz file"),
+    (lambda b: PREAMBLE.pack(b[:8], FORMAT_VERSION + 1, 0, 0) + b[PREAMBLE.size:], "format version 2"),
+])
+def test_damaged_containers(tmp_path, lossless_file, damage, message):
+    bad = tmp_path / "bad.eegz"
+    bad.write_bytes(damage(lossless_file.read_bytes()))
+    for cmd in (["info", bad], ["decompress", bad, "-o", tmp_path / "out.edf"]):
+        _one_line_error(run_cli(*cmd), EXIT_BAD_CONTAINER, message)
+    assert not (tmp_path / "out.edf").exists()
+
+
+def test_flipped_byte_inside_a_block(tmp_path, lossless_file):
+    from eegz.container import ContainerReader
+    with ContainerReader(lossless_file) as r:
+        block = r.blocks[1]
+    data = bytearray(lossless_file.read_bytes())
+    data[block.offset + block.length // 2] ^= 0x40
+    bad = tmp_path / "flip.eegz"
+    bad.write_bytes(bytes(data))
+    _one_line_error(run_cli("decompress", bad, "-o", tmp_path / "out.edf"), EXIT_BAD_CONTAINER,
+                    "checksum mismatch in block 1")
+    assert not (tmp_path / "out.edf").exists()
+    _one_line_error(run_cli("verify", bad, "--against", EXAMPLE), EXIT_BAD_CONTAINER, "checksum mismatch")
+
+
+def test_near_lossless_and_verify(tmp_path):
+    out = tmp_path / "n.eegz"
+    proc = run_cli("compress", EXAMPLE, "-o", out, "--mode", "near-lossless", "--max-error", "0.5", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert run_cli("verify", out, "--against", EXAMPLE).returncode == 0
+    _one_line_error(run_cli("compress", EXAMPLE, "-o", tmp_path / "m.eegz", "--mode", "near-lossless"),
+                    EXIT_BAD_INPUT, "needs --max-error")
+
+
+def test_with_tokens_keeps_lossless_and_adds_tokens(tmp_path):
+    out = tmp_path / "t.eegz"
+    assert run_cli("compress", EXAMPLE, "-o", out, "--mode", "lossless", "--with-tokens", "--codebooks", "3",
+                   "-q").returncode == 0
+    info = json.loads(run_cli("info", out, "--json").stdout)
+    assert info["stream_bytes"]["aux_tokens"] > 0
+    run_cli("decompress", out, "-o", tmp_path / "t.edf")
+    assert (tmp_path / "t.edf").read_bytes() == EXAMPLE.read_bytes()
+
+
+def test_info_starts_without_torch(lossless_file):
+    import subprocess
+    import sys
+    code = ("import sys, eegz.cli, eegz.api, eegz.exact; from eegz.api import info; "
+            f"info({str(lossless_file)!r}); print('torch' in sys.modules, 'dac' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.strip() == "False False", proc.stderr
+
+
+@pytest.mark.skipif(not (SHARED / "edge" / "mne-testing-data" / "GDF").is_dir(), reason="shared data absent")
+def test_gdf_is_refused_clearly(tmp_path):
+    gdf = next((SHARED / "edge" / "mne-testing-data" / "GDF").glob("*.gdf"))
+    _one_line_error(run_cli("compress", gdf, "-o", tmp_path / "g.eegz", "--mode", "lossless"), EXIT_BAD_INPUT,
+                    "not an EDF/BDF file")

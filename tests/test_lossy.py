@@ -1,0 +1,110 @@
+"""The neural (DAC) path end to end on real EEG, with the shipped model."""
+import numpy as np
+import pytest
+
+from eegz import api
+from eegz.channels import NEURAL, channel_roles
+from eegz.container import ContainerReader
+from eegz.edf import read_edf
+from eegz.metrics import prdn
+
+from .conftest import EXAMPLE, shared_param
+
+# Measured on the example (a held-out eegmat subject) with the shipped model; see README and the model
+# card. The thresholds leave a margin over the measurement, not over what we hope for.
+MAX_PRDN = {3: 75.0, 6: 70.0, 9: 70.0}
+MIN_RATIO = {3: 19.0, 6: 15.0, 9: 12.0}
+
+
+def _decoded(path, tmp_path, name="out.edf", **kw):
+    out = tmp_path / name
+    api.decompress(path, out, device="cpu", **kw)
+    return read_edf(out), out
+
+
+def _eeg_prdn(original, decoded) -> float:
+    roles = channel_roles(original.header.signals)
+    idx = [i for i, r in enumerate(roles) if r == NEURAL]
+    x = np.concatenate([original.header.signals[i].to_physical(original.digital[i]) - original.header.signals[i].to_physical(original.digital[i]).mean() for i in idx])
+    y = np.concatenate([original.header.signals[i].to_physical(decoded.digital[i]) - original.header.signals[i].to_physical(original.digital[i]).mean() for i in idx])
+    return prdn(x, y)
+
+
+@pytest.mark.parametrize("n", [3, 6, 9])
+def test_round_trip_keeps_header_annotations_and_exact_channels(lossy_example, tmp_path, n):
+    original = read_edf(EXAMPLE)
+    decoded, out = _decoded(lossy_example[n], tmp_path)
+    raw = out.read_bytes()
+    assert raw[:len(original.header.raw)] == original.header.raw
+    assert len(raw) == EXAMPLE.stat().st_size
+    labels = [s.label for s in original.header.signals]
+    for name in ("EDF Annotations", "ECG ECG"):  # annotations and the non-EEG channel: exact
+        i = labels.index(name)
+        np.testing.assert_array_equal(decoded.digital[i], original.digital[i])
+    for s, d in zip(original.header.signals, decoded.digital):
+        assert d.min() >= s.digital_min and d.max() <= s.digital_max
+
+
+@pytest.mark.parametrize("n", [3, 6, 9])
+def test_fidelity_and_ratio_on_the_example(lossy_example, tmp_path, n):
+    decoded, _ = _decoded(lossy_example[n], tmp_path)
+    assert _eeg_prdn(read_edf(EXAMPLE), decoded) < MAX_PRDN[n]
+    summary = api.info(lossy_example[n])
+    assert summary["compression_ratio"] > MIN_RATIO[n]
+    assert summary["codebooks"] == n
+    # 10-bit codes, 4 frames a second at 256 Hz, hop 64: 40 bit/s per codebook before zstd and side info
+    assert 30 * n < summary["bits_per_second_per_channel"] < 40 * n + 12
+
+
+def test_more_codebooks_are_never_worse(lossy_example, tmp_path):
+    original = read_edf(EXAMPLE)
+    errors = [_eeg_prdn(original, _decoded(lossy_example[n], tmp_path, f"{n}.edf")[0]) for n in (3, 6, 9)]
+    assert errors[0] >= errors[1] - 0.5 and errors[1] >= errors[2] - 0.5, errors
+    sizes = [lossy_example[n].stat().st_size for n in (3, 6, 9)]
+    assert sizes[0] < sizes[1] < sizes[2]
+
+
+@pytest.mark.parametrize("start,end", [(20.0, 37.5), (0.0, 5.0), (50.0, None)])
+def test_time_range_equals_the_same_range_of_the_full_decode(lossy_example, tmp_path, start, end):
+    full, _ = _decoded(lossy_example[6], tmp_path, "full.edf")
+    part, out = _decoded(lossy_example[6], tmp_path, "part.edf", start=start, end=end)
+    first = int(start)
+    stop = int(np.ceil(end)) if end else full.n_records
+    assert part.n_records == stop - first
+    for s, a, b in zip(full.header.signals, full.digital, part.digital):
+        spr = s.samples_per_record
+        np.testing.assert_array_equal(b, a[first * spr:stop * spr])
+
+
+def test_range_decode_reads_only_nearby_blocks(lossy_example):
+    with ContainerReader(lossy_example[6]) as reader:
+        assert len(reader.blocks) >= 3
+        assert reader.blocks_for_records(20, 21) == [1]
+
+
+def test_normalization_is_stored_and_inverted():
+    """A recording scaled by 1000 in its digital range comes back at the same relative fidelity."""
+    from eegz.lossy import SCALE_FACTOR, encode_jobs, plan_channel
+    s = read_edf(EXAMPLE).header.signals[0]
+    x = np.sin(np.arange(5000) / 30.0) * 40 + 3000.0
+    plan = plan_channel(s, x, [0.0, 5.0], 256, 64)
+    (segment, (offset, scale), own), = encode_jobs(plan, [0], 64, 8)
+    assert abs(offset - 3000) < 5 and scale > 0
+    assert np.abs(segment[own.start * 64:own.stop * 64]).max() < 1.0 / SCALE_FACTOR * 10
+
+
+@pytest.mark.parametrize("path", shared_param("eegmmidb/S001/S001R01.edf") + shared_param("edge/mne-testing-data/NihonKohden/*")
+                         + shared_param("edge/mne-testing-data/EDF/test_reduced.edf") + shared_param("edge/biosemi/*")
+                         + shared_param("edge/pyedflib/test_generator_datarec_generator_2.bdf"))
+def test_shared_files_round_trip_lossy(path, tmp_path):
+    """Other rates (160 Hz, 1-512 Hz mixed, 487.5 Hz), BDF, EDF+D: valid output, exact side channels."""
+    out = tmp_path / "x.eegz"
+    api.compress(path, out, codebooks=6, device="cpu")
+    original = read_edf(path)
+    decoded, raw = _decoded(out, tmp_path)
+    assert raw.read_bytes()[:len(original.header.raw)] == original.header.raw
+    roles = channel_roles(original.header.signals)
+    for s, role, a, b in zip(original.header.signals, roles, original.digital, decoded.digital):
+        assert len(a) == len(b)
+        if role != NEURAL:
+            np.testing.assert_array_equal(a, b)
