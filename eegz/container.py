@@ -96,7 +96,8 @@ class ContainerWriter:
         self.blocks: list[BlockEntry] = []
         self.f.write(PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, 0))
         self.header_offset = self.f.tell()
-        self.f.write(_section(json.dumps(header, sort_keys=True).encode("utf-8")))
+        text = json.dumps(header, sort_keys=True).encode("utf-8")
+        self.f.write(_section(zstandard.ZstdCompressor(level=19).compress(text)))
         self.f.write(_section(zstandard.ZstdCompressor(level=19).compress(edf_header)))
         self.f.write(_section(zstandard.ZstdCompressor(level=19).compress(trailer)))
 
@@ -158,7 +159,7 @@ class ContainerReader:
         if end_magic != FOOTER_MAGIC or index_offset + index_length > self.size - FOOTER.size:
             raise FormatError(f"{self.path.name} is truncated or damaged (footer not found)")
         self.f.seek(header_offset)
-        header_json = self._read_section("header")
+        header_json = self._decompress(self._read_section("header"), "header")
         try:
             self.header = json.loads(header_json.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):

@@ -19,7 +19,8 @@ import zstandard
 
 SEGMENT = 256
 N_CLASSES = 112
-LAPLACE, GAUSSIAN = 0, 1
+LAPLACE, GAUSSIAN, EMPIRICAL = 0, 1, 2
+MAX_EMPIRICAL_SYMBOLS = 4096
 TABLE_BITS = 24
 MAX_HI_SCALE = 64.0  # the entropy-coded high part never has a scale above this
 
@@ -68,8 +69,45 @@ def unpack_bits(data: bytes, width: int, count: int) -> np.ndarray:
     return (bits.reshape(count, width).astype(np.int64) << np.arange(width, dtype=np.int64)).sum(axis=1)
 
 
-def segment_classes(e: np.ndarray) -> tuple[int, np.ndarray]:
-    """The stream's shape family and each segment's scale class."""
+def _counts_model(counts: np.ndarray):
+    """A categorical model from integer counts, normalized to 2^24 with integer arithmetic only."""
+    import constriction
+    if len(counts) < 2:  # constriction needs two symbols; the extra one is never coded
+        counts = np.append(counts, 0)
+    total = int(counts.sum())
+    scaled = np.maximum(1, (counts.astype(np.int64) << TABLE_BITS) // max(total, 1))
+    scaled[np.argmax(scaled)] += (1 << TABLE_BITS) - int(scaled.sum())
+    return constriction.stream.model.Categorical(scaled / float(1 << TABLE_BITS), perfect=False)
+
+
+def _empirical_stream(e: np.ndarray, parametric_bits: float) -> bytes | None:
+    """Residuals with few distinct values (trigger lines, synthetic waves) coded with their own histogram."""
+    import constriction
+    lo, hi = int(e.min()), int(e.max())
+    if hi - lo >= MAX_EMPIRICAL_SYMBOLS:
+        return None
+    counts = np.bincount(e - lo, minlength=hi - lo + 1)
+    p = counts[counts > 0] / len(e)
+    table = zstandard.ZstdCompressor(level=9).compress(counts.astype("<u4").tobytes())
+    if len(e) * float(-(p * np.log2(p)).sum()) + 8 * len(table) + 64 >= parametric_bits:
+        return None
+    coder = constriction.stream.stack.AnsCoder()
+    coder.encode_reverse((e - lo).astype(np.int32), _counts_model(counts))
+    words = coder.get_compressed().astype("<u4").tobytes()
+    return struct.pack("<BqI", EMPIRICAL, lo, len(table)) + table + words
+
+
+def _decode_empirical(data: bytes, n: int) -> np.ndarray:
+    import constriction
+    _, lo, n_table = struct.unpack_from("<BqI", data, 0)
+    pos = struct.calcsize("<BqI")
+    counts = np.frombuffer(zstandard.ZstdDecompressor().decompress(data[pos:pos + n_table]), "<u4")
+    coder = constriction.stream.stack.AnsCoder(np.frombuffer(data[pos + n_table:], "<u4").astype(np.uint32))
+    return coder.decode(_counts_model(counts), n).astype(np.int64) + lo
+
+
+def segment_classes(e: np.ndarray) -> tuple[int, np.ndarray, float]:
+    """The stream's shape family, each segment's scale class, and the estimated bits."""
     n_seg = -(-len(e) // SEGMENT)
     pad = np.zeros(n_seg * SEGMENT, np.float64)
     pad[:len(e)] = e
@@ -82,7 +120,7 @@ def segment_classes(e: np.ndarray) -> tuple[int, np.ndarray]:
     gauss_bits = (counts * np.log2(np.sqrt(2 * np.pi * np.e) * rms)).sum()
     family, scale = (LAPLACE, mean_abs) if laplace_bits <= gauss_bits else (GAUSSIAN, rms)
     classes = np.clip(np.round(4 * np.log2(scale) + 8), 0, N_CLASSES - 1).astype(np.uint8)
-    return family, classes
+    return family, classes, min(laplace_bits, gauss_bits) + 4 * n_seg
 
 
 def _class_positions(classes: np.ndarray, n: int) -> np.ndarray:
@@ -95,7 +133,10 @@ def encode_residuals(e: np.ndarray) -> bytes:
     e = np.asarray(e, np.int64)
     if len(e) == 0:
         return b""
-    family, classes = segment_classes(e)
+    family, classes, estimate = segment_classes(e)
+    empirical = _empirical_stream(e, estimate)
+    if empirical is not None:
+        return empirical
     per_sample = _class_positions(classes, len(e))
     symbol_groups, low_parts, escapes = [], [], []
     for c in np.unique(classes):
@@ -126,6 +167,8 @@ def decode_residuals(data: bytes, n: int) -> np.ndarray:
     import constriction
     if n == 0:
         return np.zeros(0, np.int64)
+    if data[0] == EMPIRICAL:
+        return _decode_empirical(data, n)
     family, n_class, n_esc, n_low = struct.unpack_from("<BIII", data, 0)
     pos = 13
     dz = zstandard.ZstdDecompressor()

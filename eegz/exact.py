@@ -3,7 +3,7 @@
 Each (block, channel) stream is predicted in two integer stages, then entropy coded (entropy.py):
   1. spatial (lossless only): subtract an integer combination of up to MAX_REFS channels of the same
      block that were coded before it (channels sharing a reference electrode share most of their signal);
-  2. temporal: integer linear prediction of adaptive order with Q12 coefficients, chosen per stream by
+  2. temporal: integer linear prediction of adaptive order with Q15 coefficients, chosen per stream by
      Levinson-Durbin and a bit-cost estimate.
 Near-lossless quantizes the temporal residual in the prediction loop with step 2K+1, as near-lossless
 JPEG-LS does, so every decoded sample is within K steps of the original by construction.
@@ -23,9 +23,13 @@ from .entropy import decode_residuals, encode_residuals
 
 LOSSLESS_MODE, NEAR_LOSSLESS_MODE, RAW_MODE = 0, 1, 2
 MAX_ORDER = 32
-COEF_SHIFT = 12
+COEF_SHIFT = 15
 SPATIAL_SHIFT = 10
 MAX_REFS = 3
+# Bounds that keep every intermediate of the decoder inside int64: spatial residuals stay below
+# 2^24 + 3 · 32 · 2^24 < 2^31, and 32 products of those with |a| ≤ 2^24 sum below 2^60.
+MAX_COEF = 1 << 24  # |a| ≤ 512 in Q15
+MAX_WEIGHT = 1 << 15  # |w| ≤ 32 in Q10
 _HEAD = struct.Struct("<BIBB")  # mode, n, order, coef shift
 
 
@@ -38,36 +42,54 @@ class ExactItem:
     hi: int = (1 << 31) - 1
 
 
-def _autocorr(y: np.ndarray, max_lag: int) -> np.ndarray:
-    n = len(y)
-    size = 1 << int(np.ceil(np.log2(2 * n)))
-    spec = np.fft.rfft(y, size)
-    return np.fft.irfft(spec * np.conj(spec), size)[:max_lag + 1]
+def _tukey(n: int, alpha: float = 0.1) -> np.ndarray:
+    """Tukey window: without it the block edges bias the autocorrelation of drifting EEG badly."""
+    w = np.ones(n)
+    edge = int(alpha * (n - 1) / 2)
+    if edge > 0:
+        ramp = 0.5 * (1 - np.cos(np.pi * np.arange(edge) / edge))
+        w[:edge], w[n - edge:] = ramp, ramp[::-1]
+    return w
 
 
 def choose_lpc(y: np.ndarray) -> np.ndarray:
-    """Quantized predictor coefficients (Q12 integers) of the order with the lowest estimated cost."""
-    n = len(y)
+    return choose_lpc_many(np.asarray(y, np.int64)[None, :])[0]
+
+
+def choose_lpc_many(ys: np.ndarray) -> list[np.ndarray]:
+    """Quantized predictor coefficients (Q15 integers) for each row, of the order with the lowest
+    estimated cost (residual bits + 24 bits a coefficient); Levinson-Durbin for all rows at once."""
+    n_rows, n = ys.shape
     max_order = min(MAX_ORDER, n // 8)
     if max_order < 1:
-        return np.zeros(0, np.int64)
-    x = y.astype(np.float64) - y.mean()
-    r = _autocorr(x, max_order)
-    if r[0] <= 0:
-        return np.zeros(0, np.int64)
-    r[0] *= 1.0 + 1e-9
-    a, err = np.zeros(0), r[0]
-    best_cost, best = 0.5 * n * np.log2(max(np.mean(np.diff(y.astype(np.float64)) ** 2), 1e-3)) + 20, np.array([1.0])
+        return [np.zeros(0, np.int64) for _ in range(n_rows)]
+    from scipy import fft
+    x = (ys - ys.mean(axis=1, keepdims=True)) * _tukey(n)
+    size = fft.next_fast_len(n + max_order + 1, real=True)  # enough zero padding for lags ≤ max_order
+    spec = fft.rfft(x, size, axis=1, workers=-1)
+    r = fft.irfft(spec.real ** 2 + spec.imag ** 2, size, axis=1, workers=-1)[:, :max_order + 1]
+    r[:, 0] *= 1.0 + 1e-9
+    alive = r[:, 0] > 0
+    err = np.where(alive, r[:, 0], 1.0)
+    a = np.zeros((n_rows, max_order))
+    best_a = np.zeros((n_rows, max_order))
+    best_a[:, 0] = 1.0  # the fixed first-order predictor is the baseline
+    best_p = np.ones(n_rows, np.int64)
+    d2 = np.mean(np.diff(ys, axis=1).astype(np.float64) ** 2, axis=1)
+    best_cost = 0.5 * n * np.log2(np.maximum(d2, 1e-3)) + 24
     for p in range(1, max_order + 1):
-        k = (r[p] - np.dot(a, r[p - 1:0:-1])) / err
-        a = np.concatenate([a - k * a[::-1], [k]])
-        err *= 1.0 - k * k
-        if err <= 0:
-            break
-        cost = 0.5 * n * np.log2(max(err / n, 1e-3)) + 20 * p
-        if cost < best_cost:
-            best_cost, best = cost, a.copy()
-    return np.clip(np.round(best * (1 << COEF_SHIFT)), -(1 << 20), 1 << 20).astype(np.int64)
+        k = (r[:, p] - (a[:, :p - 1] * r[:, p - 1:0:-1]).sum(axis=1)) / err
+        a[:, :p - 1] = a[:, :p - 1] - k[:, None] * a[:, :p - 1][:, ::-1]
+        a[:, p - 1] = k
+        err = err * (1.0 - k * k)
+        alive &= err > 0
+        cost = 0.5 * n * np.log2(np.maximum(err / n, 1e-3)) + 24 * p
+        better = alive & (cost < best_cost)
+        best_cost = np.where(better, cost, best_cost)
+        best_a[better] = a[better]
+        best_p[better] = p
+    q = np.clip(np.round(best_a * (1 << COEF_SHIFT)), -MAX_COEF, MAX_COEF).astype(np.int64)
+    return [q[i, :best_p[i]] if r[i, 0] > 0 else np.zeros(0, np.int64) for i in range(n_rows)]
 
 
 def temporal_residual(y: np.ndarray, coefs: np.ndarray) -> np.ndarray:
@@ -89,36 +111,37 @@ def predictive_loop(values: np.ndarray, coefs: np.ndarray, orders: np.ndarray, k
 
     encode=True: values are samples; returns quantized residual indices (near-lossless encoder).
     encode=False: values are residual indices; returns reconstructed samples (decoder).
+    Integer arithmetic throughout (int64 cannot overflow, see MAX_COEF); time-major layout so that
+    each step reads contiguous rows.
     """
     n_streams, n = values.shape
     p = coefs.shape[1]
-    history = np.zeros((n_streams, n + p), np.int64)
-    reversed_coefs = coefs[:, ::-1].copy()
+    history = np.zeros((n + p, n_streams), np.int64)  # time-major: one contiguous row per time step
+    weights = np.ascontiguousarray(coefs.T[::-1])  # row j multiplies history[t + j] = y[t - p + j]
+    vals = np.ascontiguousarray(values.T)
     step = 2 * k + 1
     half = np.int64(1 << (COEF_SHIFT - 1))
-    out = np.empty((n_streams, n), np.int64)
+    out = np.empty((n, n_streams), np.int64)
     clip = bool((k > 0).any())
+    warm_until = int(orders.max(initial=0))
     for t in range(n):
         if p:
-            pred = (np.einsum("ij,ij->i", history[:, t:t + p], reversed_coefs) + half) >> COEF_SHIFT
+            pred = (np.einsum("ij,ij->j", history[t:t + p], weights) + half) >> COEF_SHIFT
         else:
             pred = np.zeros(n_streams, np.int64)
-        warm = t < orders
-        if warm.any():
-            pred = np.where(warm, history[:, p + t - 1] if t else 0, pred)
+        if t < warm_until:
+            pred = np.where(t < orders, history[p + t - 1] if t else 0, pred)
         if encode:
-            r = values[:, t] - pred
+            r = vals[t] - pred
             q = np.sign(r) * ((np.abs(r) + k) // step)
-            out[:, t] = q
+            out[t] = q
         else:
-            q = values[:, t]
+            q = vals[t]
         y = pred + q * step
         if clip:
             y = np.clip(y, lo, hi)
-        history[:, p + t] = y
-        if not encode:
-            out[:, t] = y
-    return out
+        history[p + t] = y
+    return np.ascontiguousarray((out if encode else history[p:]).T)
 
 
 def _stack_coefs(coef_list: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -130,30 +153,40 @@ def _stack_coefs(coef_list: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _spatial_plan(items: list[ExactItem]) -> list[tuple[list[int], np.ndarray]]:
-    """For each lossless item, earlier items of its group to subtract, with Q10 weights."""
+    """For each lossless item, earlier items of its group to subtract, with Q10 weights.
+
+    Chosen on first differences (close to what the temporal stage leaves): the references whose
+    differences correlate most, weights by least squares, kept only if they remove 20 % of the energy.
+    """
     plans: list = [([], np.zeros(0, np.int64))] * len(items)
     by_group: dict = {}
     for i, it in enumerate(items):
         by_group.setdefault(it.group, []).append(i)
     for members in by_group.values():
-        diffs = {i: np.diff(items[i].samples.astype(np.float64)) for i in members}
+        by_len: dict = {}
         for pos, i in enumerate(members):
-            it = items[i]
-            cands = [j for j in members[:pos] if items[j].max_error == 0 and len(items[j].samples) == len(it.samples)]
-            if it.max_error or not cands or len(it.samples) < 64:
+            if items[i].max_error == 0 and len(items[i].samples) >= 64:
+                by_len.setdefault(len(items[i].samples), []).append(pos)
+        for positions in by_len.values():
+            if len(positions) < 2:
                 continue
-            d = diffs[i]
-            energy = float(d @ d)
-            if energy == 0:
-                continue
-            score = [abs(float(d @ diffs[j])) / np.sqrt(max(float(diffs[j] @ diffs[j]), 1e-9)) for j in cands]
-            refs = [cands[j] for j in np.argsort(score)[::-1][:MAX_REFS]]
-            basis = np.stack([diffs[j] for j in refs], axis=1)
-            w, *_ = np.linalg.lstsq(basis, d, rcond=None)
-            resid = d - basis @ w
-            if float(resid @ resid) < 0.8 * energy:
-                q = np.clip(np.round(w * (1 << SPATIAL_SHIFT)), -(1 << 20), 1 << 20).astype(np.int64)
-                plans[i] = ([members.index(j) for j in refs], q)
+            diffs = np.stack([np.diff(items[members[pos]].samples.astype(np.float64)) for pos in positions])
+            gram = diffs @ diffs.T
+            for row in range(1, len(positions)):
+                energy = gram[row, row]
+                if energy <= 0:
+                    continue
+                score = np.abs(gram[row, :row]) / np.sqrt(np.maximum(np.diag(gram)[:row], 1e-9))
+                refs = list(np.argsort(score)[::-1][:MAX_REFS])
+                g = gram[np.ix_(refs, refs)]
+                rhs = gram[refs, row]
+                try:
+                    w = np.linalg.solve(g + 1e-9 * np.trace(g) * np.eye(len(refs)), rhs)
+                except np.linalg.LinAlgError:
+                    continue
+                if energy - w @ rhs < 0.8 * energy:
+                    q = np.clip(np.round(w * (1 << SPATIAL_SHIFT)), -MAX_WEIGHT, MAX_WEIGHT).astype(np.int64)
+                    plans[members[positions[row]]] = ([positions[r] for r in refs], q)
     return plans
 
 
@@ -168,22 +201,29 @@ def encode_items(items: list[ExactItem]) -> list[bytes]:
     for i, it in enumerate(items):
         group_members.setdefault(it.group, []).append(i)
     out: list[bytes | None] = [None] * len(items)
-    near: list[int] = []
+    near = [i for i, it in enumerate(items) if it.max_error]
+    spatial = {}
     for i, it in enumerate(items):
-        x = it.samples.astype(np.int64)
-        if it.max_error:
-            near.append(i)
-            continue
+        if not it.max_error:
+            refs, weights = plans[i]
+            members = group_members[it.group]
+            x = it.samples.astype(np.int64)
+            spatial[i] = x - _spatial_prediction([items[members[r]].samples for r in refs], weights) if refs else x
+    lpc = {}
+    for n, idx in _by_length(items, list(spatial)).items():
+        lpc.update(zip(idx, choose_lpc_many(np.stack([spatial[i] for i in idx]))))
+    for i, y in spatial.items():
+        x, coefs = items[i].samples, lpc[i]
         refs, weights = plans[i]
-        members = group_members[it.group]
-        y = x - _spatial_prediction([items[members[r]].samples for r in refs], weights) if refs else x
-        coefs = choose_lpc(y)
         head = _HEAD.pack(LOSSLESS_MODE, len(x), len(coefs), COEF_SHIFT) + coefs.astype("<i4").tobytes()
         head += struct.pack("<BB", len(refs), SPATIAL_SHIFT)
         head += b"".join(struct.pack("<Hi", r, int(w)) for r, w in zip(refs, weights))
-        out[i] = _smaller(head + encode_residuals(temporal_residual(y, coefs)), x)
+        coded = head + encode_residuals(temporal_residual(y, coefs))
+        if refs or len(coefs):
+            coded = min(coded, _unpredicted(x), key=len)
+        out[i] = _smaller(coded, x)
     for n, idx in _by_length(items, near).items():
-        coef_list = [choose_lpc(items[i].samples.astype(np.int64)) for i in idx]
+        coef_list = choose_lpc_many(np.stack([items[i].samples.astype(np.int64) for i in idx]))
         coefs, orders = _stack_coefs(coef_list)
         x = np.stack([items[i].samples.astype(np.int64) for i in idx])
         k = np.array([items[i].max_error for i in idx], np.int64)
@@ -196,6 +236,15 @@ def encode_items(items: list[ExactItem]) -> list[bytes]:
             head += struct.pack("<Iqq", it.max_error, it.lo, it.hi)
             out[i] = _smaller(head + encode_residuals(q[row]), it.samples)
     return out
+
+
+def _unpredicted(x: np.ndarray) -> bytes:
+    """Order 0, no references: best for signals of a few levels (triggers, square waves)."""
+    x = np.asarray(x, np.int64)
+    if len(x) == 0 or np.ptp(x) >= 4096 or np.count_nonzero(np.bincount(x - x.min())) > 64:
+        return b"\xff" * (8 * len(x) + 64)  # not a candidate
+    head = _HEAD.pack(LOSSLESS_MODE, len(x), 0, COEF_SHIFT) + struct.pack("<BB", 0, SPATIAL_SHIFT)
+    return head + encode_residuals(x)
 
 
 def _raw_stream(samples: np.ndarray) -> bytes:

@@ -1,0 +1,85 @@
+"""Neural (lossy) benchmark: size and fidelity at 3, 6 and 9 codebooks, and coding speed.
+
+On the bundled example and on held-out eegmat subjects (Subject14-17, never seen in training) it
+compresses with the shipped model, decodes, and reports ratio against the EDF bytes, bits per second per
+EEG channel (all side information included), PRD/PRDN/SNR/correlation over the EEG channels, and encode
+and decode speed as multiples of real time for the whole recording (all channels).
+Writes benchmarks/results/lossy.{json,md}. Usage: python benchmarks/lossy_benchmark.py [DATA_DIR]
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from eegz import api  # noqa: E402
+from eegz.metrics import evaluate_files  # noqa: E402
+
+DATA = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data"
+HELD_OUT = [f"Subject{n}_{k}.edf" for n in (14, 15, 16, 17) for k in (1, 2)]
+
+
+def run(path: Path, n: int, tmp: Path) -> dict:
+    out, back = tmp / "x.eegz", tmp / "x.edf"
+    t0 = time.perf_counter()
+    summary = api.compress(path, out, codebooks=n, device="cpu", force=True)
+    t1 = time.perf_counter()
+    api.decompress(out, back, device="cpu", force=True)
+    t2 = time.perf_counter()
+    metrics = evaluate_files(path, back)["overall"]
+    return {"file": path.name, "codebooks": n, "ratio": summary["compression_ratio"],
+            "bits_per_second_per_channel": summary["bits_per_second_per_channel"],
+            "duration_s": summary["duration_s"], "encode_s": t1 - t0, "decode_s": t2 - t1,
+            "prd": metrics["prd"], "prdn": metrics["prdn"], "snr_db": metrics["snr_db"],
+            "correlation": metrics["correlation"]}
+
+
+def main() -> None:
+    files = [ROOT / "examples" / "eegmat_Subject17_2.edf"] + [DATA / "eegmat" / f for f in HELD_OUT
+                                                              if (DATA / "eegmat" / f).exists()]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        api.compress(files[0], Path(tmp) / "warm.eegz", codebooks=3, device="cpu")  # import + load once
+        for f in files:
+            for n in (3, 6, 9):
+                rows.append(run(f, n, Path(tmp)))
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    model = json.loads((ROOT / "eegz" / "models" / "eegz-dac-sc-256hz-hop64.json").read_text())
+    meta = {"date": str(date.today()), "machine": platform.platform(), "cores": os.cpu_count(),
+            "model": model["name"], "model_steps": model["training"]["steps"], "rows": rows}
+    (results / "lossy.json").write_text(json.dumps(meta, indent=1))
+    lines = [f"# Lossy (neural) benchmark ({meta['date']}, {platform.machine()}, {os.cpu_count()} cores, "
+             f"model {meta['model']} after {meta['model_steps']} steps)", "",
+             "EEG channels only for PRD/PRDN/SNR/r (the ECG channel is stored exactly and counted in the size). "
+             "Speed: seconds of recording (all 21 channels) coded per second, model already loaded.", "",
+             "| file | codebooks | ratio | bit/s/ch | PRD % | PRDN % | SNR dB | r | encode ×RT | decode ×RT |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['file']} | {r['codebooks']} | {r['ratio']:.2f} | {r['bits_per_second_per_channel']:.0f} | "
+                     f"{r['prd']:.1f} | {r['prdn']:.1f} | {r['snr_db']:.2f} | {r['correlation']:.3f} | "
+                     f"{r['duration_s'] / r['encode_s']:.0f} | {r['duration_s'] / r['decode_s']:.0f} |")
+    held = [r for r in rows if r["file"] in HELD_OUT]
+    if held:
+        lines += ["", "Mean over the held-out eegmat recordings (Subject14-17):", "",
+                  "| codebooks | ratio | bit/s/ch | PRDN % | SNR dB | r |", "|---|---|---|---|---|---|"]
+        for n in (3, 6, 9):
+            sel = [r for r in held if r["codebooks"] == n]
+            mean = lambda k: sum(r[k] for r in sel) / len(sel)  # noqa: E731
+            lines.append(f"| {n} | {mean('ratio'):.2f} | {mean('bits_per_second_per_channel'):.0f} | "
+                         f"{mean('prdn'):.1f} | {mean('snr_db'):.2f} | {mean('correlation'):.3f} |")
+    (results / "lossy.md").write_text("\n".join(lines) + "\n")
+    print((results / "lossy.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
