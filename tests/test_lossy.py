@@ -108,3 +108,34 @@ def test_shared_files_round_trip_lossy(path, tmp_path):
         assert len(a) == len(b)
         if role != NEURAL:
             np.testing.assert_array_equal(a, b)
+
+
+def test_bad_channels_fall_back_to_exact_and_leave_others_alone(tmp_path):
+    """A flat electrode and one stuck at the rail are stored exactly; the other channels are untouched."""
+    from eegz.edf import encode_recording
+    rec = read_edf(EXAMPLE)
+    flat, railed = 3, 4
+    rec.digital[flat][:] = 123
+    s = rec.header.signals[railed]
+    rec.digital[railed][16 * 500:40 * 500] = s.digital_max  # blocks 1-2 saturated
+    bad = tmp_path / "bad.edf"
+    bad.write_bytes(encode_recording(rec))
+    api.compress(bad, tmp_path / "bad.eegz", codebooks=6, device="cpu")
+    decoded, _ = _decoded(tmp_path / "bad.eegz", tmp_path, "bad_out.edf")
+    np.testing.assert_array_equal(decoded.digital[flat], rec.digital[flat])
+    np.testing.assert_array_equal(decoded.digital[railed][16 * 500:32 * 500], rec.digital[railed][16 * 500:32 * 500])
+    api.compress(EXAMPLE, tmp_path / "good.eegz", codebooks=6, device="cpu")
+    good, _ = _decoded(tmp_path / "good.eegz", tmp_path, "good_out.edf")
+    for i in (0, 1, 2, 10):
+        np.testing.assert_array_equal(decoded.digital[i], good.digital[i])
+
+
+@pytest.mark.parametrize("n", [3, 9])
+@pytest.mark.parametrize("path", shared_param("eegmmidb/S001/S001R02.edf"))
+def test_shared_file_at_3_and_9_codebooks(path, tmp_path, n):
+    out = tmp_path / "x.eegz"
+    api.compress(path, out, codebooks=n, device="cpu")
+    original = read_edf(path)
+    decoded, _ = _decoded(out, tmp_path)
+    assert api.info(out)["codebooks"] == n
+    assert _eeg_prdn(original, decoded) < 90.0
