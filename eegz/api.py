@@ -19,7 +19,7 @@ from .channels import ANNOTATION, EXACT, NEURAL, channel_roles
 from .container import (ANNOTATION_BYTES, LOSSLESS, NEAR_LOSSLESS, NEURAL_TOKENS, STREAM_ENTRY,
                         ContainerReader, ContainerWriter, Stream, pack_block, write_atomically)
 from .dsp import microvolt_factor
-from .edf import EdfHeader, EdfRecording, bytes_to_digital, digital_to_bytes, parse_header, read_edf, \
+from .edf import EdfHeader, EdfRecording, bytes_to_digital, digital_to_bytes, parse_header, parse_recording, \
     records_to_bytes, with_record_count
 from .errors import EegzError, FormatError, OutputExistsError
 from .exact import ExactItem, decode_items, encode_items
@@ -113,7 +113,6 @@ def compress(in_path, out_path=None, mode: str = "lossy", codebooks: int = 6, de
     if out_path.exists() and not force:
         raise OutputExistsError(f"{out_path} exists; use --force to overwrite it")
     raw = _read_bytes(in_path)
-    from .edf import parse_recording
     rec = parse_recording(raw, str(in_path))
     header = rec.header
     roles = channel_roles(header.signals, exact_labels)
@@ -129,8 +128,8 @@ def compress(in_path, out_path=None, mode: str = "lossy", codebooks: int = 6, de
     tokens, context = {}, 0
     if codec:
         tokens, context = _encode_neural(rec, neural_signals, blocks, codec, codebooks, quiet)
-    coded_by_tokens = {key for key in tokens} if mode == "lossy" else set()
-    exact_streams = _encode_exact(rec, roles, bounds, blocks, coded_by_tokens, mode)
+    coded_by_tokens = set(tokens) if mode == "lossy" else set()
+    exact_streams = _encode_exact(rec, roles, bounds, blocks, coded_by_tokens)
 
     meta = _header_json(in_path, raw, rec, roles, bounds, mode, codec, codebooks, context, blocks, with_tokens)
     zc = zstandard.ZstdCompressor(level=19)
@@ -183,7 +182,7 @@ def _encode_neural(rec, neural_signals, blocks, codec, codebooks, quiet):
     return tokens, context
 
 
-def _encode_exact(rec, roles, bounds, blocks, coded_by_tokens, mode) -> dict:
+def _encode_exact(rec, roles, bounds, blocks, coded_by_tokens) -> dict:
     lo, hi = _sample_range(rec.header)
     keys, items = [], []
     for b, plan in enumerate(blocks):
@@ -253,7 +252,7 @@ def decode_records(reader: ContainerReader, first: int, stop: int, device: str =
                    model: str | None = None, quiet: bool = True) -> Decoded:
     """Digital samples of every signal for records [first, stop), decoding only the blocks needed."""
     meta = reader.header
-    header = parse_header(reader.edf_header + b"")
+    header = parse_header(reader.edf_header)
     targets = reader.blocks_for_records(first, stop)
     codec_meta = meta.get("codec")
     wanted = set(targets)
@@ -419,11 +418,11 @@ def _stream_sizes(reader: ContainerReader) -> dict:
 def verify(eegz_path, edf_path, device: str = "auto", model: str | None = None) -> dict:
     """Decode the file and check every sample against the original EDF: exact or within the bound."""
     from .errors import VerifyError
-    original = read_edf(edf_path)
+    raw = _read_bytes(Path(edf_path))
+    original = parse_recording(raw, str(edf_path))
     with ContainerReader(Path(eegz_path)) as reader:
         meta = reader.header
-        if meta["source"]["bytes"] != original.n_records * original.header.record_bytes + \
-                len(original.header.raw) + len(original.trailing):
+        if _sha256(raw) != meta["source"]["sha256"]:
             raise VerifyError(f"{edf_path} is not the file that {Path(eegz_path).name} was made from")
         decoded = decode_records(reader, 0, meta["edf"]["records"], device, model)
     report = []

@@ -61,9 +61,29 @@ def channel_metrics(x: np.ndarray, y: np.ndarray, rate: float, uv_factor: float 
             "max_abs_error_uv": float(np.max(np.abs(x - y)) * uv_factor) if len(x) else 0.0}
 
 
-def evaluate_arrays(channels: list[tuple[str, float, float, np.ndarray, np.ndarray]]) -> dict:
+def mel_loss(x_uv: np.ndarray, y_uv: np.ndarray, rate: float, codec_rate: int = 256) -> float:
+    """DAC's multi-scale mel-spectrogram loss at the codec rate, on signals scaled as in training
+    (µV / 200): the paper's "spectrogram loss". Imports torch, so only `eegz eval` calls it."""
+    import warnings
+    from .dsp import resample
+    from .neural import _quiet_imports
+    from .train import CLIP_UV, make_mel_loss
+    torch, _ = _quiet_imports()
+    from audiotools import AudioSignal
+    a = torch.from_numpy((resample(x_uv, rate, codec_rate) / CLIP_UV).astype(np.float32))[None, None]
+    b = torch.from_numpy((resample(y_uv, rate, codec_rate) / CLIP_UV).astype(np.float32))[None, None]
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")
+        return float(make_mel_loss(codec_rate)(AudioSignal(b, codec_rate), AudioSignal(a, codec_rate)))
+
+
+def evaluate_arrays(channels: list[tuple[str, float, float, np.ndarray, np.ndarray]],
+                    with_mel: bool = False) -> dict:
     """channels: (label, rate, µV factor, original, reconstruction) in physical units."""
     per = [{"label": label, **channel_metrics(x, y, rate, f)} for label, rate, f, x, y in channels]
+    if with_mel:
+        for c, (_, rate, f, x, y) in zip(per, channels):
+            c["mel_loss"] = mel_loss(x * f, y * f, rate)
     if not per:
         return {"channels": [], "overall": {}}
     err = sum(np.sum((x - y) ** 2) for *_, x, y in channels)
@@ -75,12 +95,14 @@ def evaluate_arrays(channels: list[tuple[str, float, float, np.ndarray, np.ndarr
                "correlation": float(np.mean([c["correlation"] for c in per])),
                "line_length_error": float(np.mean([c["line_length_error"] for c in per])),
                "max_abs_error_uv": float(max(c["max_abs_error_uv"] for c in per)),
+               **({"mel_loss": float(np.mean([c["mel_loss"] for c in per]))} if with_mel else {}),
                "band_power_error": {b: float(np.mean([c["band_power_error"].get(b, 0.0) for c in per]))
                                     for b in BANDS}}
     return {"channels": per, "overall": overall}
 
 
-def evaluate_files(reference, candidate, device: str = "auto", model: str | None = None) -> dict:
+def evaluate_files(reference, candidate, device: str = "auto", model: str | None = None,
+                   with_mel: bool = True) -> dict:
     """Compare the EEG channels of an original EDF with a .eegz file or a decoded EDF."""
     from .api import decode_records, info
     from .container import ContainerReader
@@ -103,4 +125,4 @@ def evaluate_files(reference, candidate, device: str = "auto", model: str | None
             continue
         channels.append((s.label, s.sample_rate, microvolt_factor(s.physical_dimension) or 1.0,
                          s.to_physical(x), s.to_physical(y)))
-    return {**evaluate_arrays(channels), **result_extra}
+    return {**evaluate_arrays(channels, with_mel), **result_extra}

@@ -14,6 +14,7 @@ import json
 import random
 import re
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,6 +162,9 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
     from .neural import _quiet_imports
     torch, _ = _quiet_imports()
     from audiotools import AudioSignal
+    # audiotools warns on every short STFT and torch on weight_norm: noise, not news, in a training log
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
 
     if settings.threads:
         torch.set_num_threads(settings.threads)

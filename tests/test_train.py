@@ -61,3 +61,9 @@ def test_subject_ids():
     from pathlib import Path
     assert subject_of(Path("Subject07_1.edf")) == "Subject07"
     assert subject_of(Path("S001R03.edf")) == "S001"
+
+
+def test_adversarial_phase_runs_with_dacs_discriminator(two_subjects, tmp_path):
+    result = train([str(two_subjects)], tmp_path / "gan", TINY, _settings(steps=2, adversarial_steps=1),
+                   quiet=True, log=lambda m: None)
+    assert result["step"] == 2 and np.isfinite(result["wave_l1"])
