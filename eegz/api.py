@@ -21,7 +21,7 @@ from .container import (ANNOTATION_BYTES, LOSSLESS, NEAR_LOSSLESS, NEURAL_TOKENS
 from .dsp import microvolt_factor
 from .edf import EdfHeader, EdfRecording, bytes_to_digital, digital_to_bytes, parse_header, parse_recording, \
     records_to_bytes, with_record_count
-from .errors import EegzError, FormatError, OutputExistsError
+from .errors import EegzError, FormatError, ModelError, OutputExistsError
 from .exact import ExactItem, decode_items, encode_items
 from .progress import Progress
 
@@ -295,7 +295,11 @@ def _decode_neural(reader, streams, targets, header, device, model, quiet) -> di
     needed = any(k[1] == NEURAL_TOKENS for b in targets for k in streams[b])
     if not needed:
         return {}
-    codec = NeuralCodec.load(model or meta["model"], device, expect_sha256=meta["weights_sha256"])
+    try:
+        codec = NeuralCodec.load(model or meta["model"], device, expect_sha256=meta["weights_sha256"])
+    except ModelError as e:
+        raise ModelError(f"{e}; this file needs model {meta['model']!r} with weights "
+                         f"{meta['weights_sha256'][:12]}…: pass it with --model PATH.npz") from None
     hop, rate, bits = codec.config.hop, codec.config.sample_rate, codec.config.bits_per_code
     context = meta["context_frames"]
     dur = header.record_duration

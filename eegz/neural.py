@@ -10,6 +10,7 @@ import hashlib
 import json
 import warnings
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,12 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
+@lru_cache(maxsize=4)
+def _load_cached(path: str, mtime_ns: int, size: int, device: str) -> "NeuralCodec":
+    """One loaded model per weights file and device (keyed by mtime and size, so a new file reloads)."""
+    return NeuralCodec._from_file(Path(path), device)
+
+
 def load_state_into(model, weights_path: Path) -> None:
     torch, _ = _quiet_imports()
     with np.load(weights_path, allow_pickle=False) as npz:
@@ -145,20 +152,25 @@ class NeuralCodec:
     @classmethod
     def load(cls, model: str | None = None, device: str = "auto", expect_sha256: str | None = None):
         path = resolve_model_path(model)
+        stat = path.stat()
+        codec = _load_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size, pick_device(device))
+        if expect_sha256 and codec.sha256 != expect_sha256:
+            raise ModelError(f"model {codec.name!r} has weights {codec.sha256[:12]}…, but the file needs "
+                             f"{expect_sha256[:12]}… (pass the right one with --model PATH.npz)")
+        return codec
+
+    @classmethod
+    def _from_file(cls, path: Path, device: str):
         card_path = path.with_suffix(".json")
         if not card_path.exists():
             raise ModelError(f"model card {card_path.name} is missing beside {path.name}")
         card = json.loads(card_path.read_text())
         sha = file_sha256(path)
-        if expect_sha256 and sha != expect_sha256:
-            raise ModelError(f"model {card.get('name', path.stem)!r} has weights {sha[:12]}…, "
-                             f"but the file needs {expect_sha256[:12]}…")
         config = ModelConfig.from_json(card["config"])
         torch, _ = _quiet_imports()
         dac = build_dac(config)
         load_state_into(dac, path)
         strip_weight_norm(dac)
-        device = pick_device(device)
         dac = dac.to(device).eval()
         return cls(name=card.get("name", path.stem), config=config, sha256=sha, device=device, model=dac)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from eegz import api
+from eegz.errors import ModelError
 from eegz.neural import ModelConfig, NeuralCodec, build_dac
 from eegz.train import TrainSettings, subject_of, train
 
@@ -39,6 +40,9 @@ def test_train_writes_a_usable_model_and_resumes(two_subjects, tmp_path):
     codec = NeuralCodec.load(str(out / "model.npz"), "cpu")
     summary = api.compress(EXAMPLE, tmp_path / "x.eegz", codebooks=3, model=str(out / "model.npz"), device="cpu")
     assert summary["model"] == "model" and summary["codec"]["weights_sha256"] == codec.sha256
+    with pytest.raises(ModelError, match="this file needs model 'model'"):
+        api.decompress(tmp_path / "x.eegz", tmp_path / "y.edf", device="cpu")
+    assert not (tmp_path / "y.edf").exists()
     api.decompress(tmp_path / "x.eegz", tmp_path / "x.edf", model=str(out / "model.npz"), device="cpu")
 
 
