@@ -106,11 +106,11 @@ def temporal_residual(y: np.ndarray, coefs: np.ndarray) -> np.ndarray:
 
 
 def predictive_loop(values: np.ndarray, coefs: np.ndarray, orders: np.ndarray, k: np.ndarray,
-                    lo: np.ndarray, hi: np.ndarray, encode: bool) -> np.ndarray:
-    """Run the temporal predictor over (streams, time), all streams at once.
+                    encode: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Run the temporal predictor over (streams, time), all streams at once; returns (indices, values).
 
-    encode=True: values are samples; returns quantized residual indices (near-lossless encoder).
-    encode=False: values are residual indices; returns reconstructed samples (decoder).
+    encode=True: values are samples; gives the quantized residual indices and the reconstruction.
+    encode=False: values are residual indices; gives them back and the reconstruction (decoder).
     Integer arithmetic throughout (int64 cannot overflow, see MAX_COEF); time-major layout so that
     each step reads contiguous rows.
     """
@@ -122,7 +122,6 @@ def predictive_loop(values: np.ndarray, coefs: np.ndarray, orders: np.ndarray, k
     step = 2 * k + 1
     half = np.int64(1 << (COEF_SHIFT - 1))
     out = np.empty((n, n_streams), np.int64)
-    clip = bool((k > 0).any())
     warm_until = int(orders.max(initial=0))
     for t in range(n):
         if p:
@@ -137,11 +136,9 @@ def predictive_loop(values: np.ndarray, coefs: np.ndarray, orders: np.ndarray, k
             out[t] = q
         else:
             q = vals[t]
-        y = pred + q * step
-        if clip:
-            y = np.clip(y, lo, hi)
-        history[p + t] = y
-    return np.ascontiguousarray((out if encode else history[p:]).T)
+        history[p + t] = pred + q * step
+    indices = out if encode else vals
+    return np.ascontiguousarray(indices.T), np.ascontiguousarray(history[p:].T)
 
 
 def _stack_coefs(coef_list: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -153,7 +150,7 @@ def _stack_coefs(coef_list: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _spatial_plan(items: list[ExactItem]) -> list[tuple[list[int], np.ndarray]]:
-    """For each lossless item, earlier items of its group to subtract, with Q10 weights.
+    """For each item, earlier items of its group to subtract, with Q10 weights.
 
     Chosen on first differences (close to what the temporal stage leaves): the references whose
     differences correlate most, weights by least squares, kept only if they remove 20 % of the energy.
@@ -163,10 +160,10 @@ def _spatial_plan(items: list[ExactItem]) -> list[tuple[list[int], np.ndarray]]:
     for i, it in enumerate(items):
         by_group.setdefault(it.group, []).append(i)
     for members in by_group.values():
-        by_len: dict = {}
+        by_len: dict = {}  # references share the target's length and error bound
         for pos, i in enumerate(members):
-            if items[i].max_error == 0 and len(items[i].samples) >= 64:
-                by_len.setdefault(len(items[i].samples), []).append(pos)
+            if len(items[i].samples) >= 64:
+                by_len.setdefault((len(items[i].samples), items[i].max_error), []).append(pos)
         for positions in by_len.values():
             if len(positions) < 2:
                 continue
@@ -196,46 +193,65 @@ def _spatial_prediction(ref_signals: list[np.ndarray], weights: np.ndarray) -> n
 
 
 def encode_items(items: list[ExactItem]) -> list[bytes]:
+    """One stream per item. Items of one group may reference earlier items of the group with the same
+    length and bound; near-lossless references use the reconstruction the decoder will see."""
     plans = _spatial_plan(items)
-    group_members: dict = {}
+    members_of: dict = {}
     for i, it in enumerate(items):
-        group_members.setdefault(it.group, []).append(i)
+        members_of.setdefault(it.group, []).append(i)
+    position = {i: pos for members in members_of.values() for pos, i in enumerate(members)}
+    recon: dict[int, np.ndarray] = {}
     out: list[bytes | None] = [None] * len(items)
-    near = [i for i, it in enumerate(items) if it.max_error]
-    spatial = {}
-    for i, it in enumerate(items):
-        if not it.max_error:
-            refs, weights = plans[i]
-            members = group_members[it.group]
-            x = it.samples.astype(np.int64)
-            spatial[i] = x - _spatial_prediction([items[members[r]].samples for r in refs], weights) if refs else x
-    lpc = {}
-    for n, idx in _by_length(items, list(spatial)).items():
-        lpc.update(zip(idx, choose_lpc_many(np.stack([spatial[i] for i in idx]))))
-    for i, y in spatial.items():
-        x, coefs = items[i].samples, lpc[i]
+
+    def spatial_residual(i):
         refs, weights = plans[i]
-        head = _HEAD.pack(LOSSLESS_MODE, len(x), len(coefs), COEF_SHIFT) + coefs.astype("<i4").tobytes()
-        head += struct.pack("<BB", len(refs), SPATIAL_SHIFT)
-        head += b"".join(struct.pack("<Hi", r, int(w)) for r, w in zip(refs, weights))
-        coded = head + encode_residuals(temporal_residual(y, coefs))
-        if refs or len(coefs):
-            coded = min(coded, _unpredicted(x), key=len)
-        out[i] = _smaller(coded, x)
-    for n, idx in _by_length(items, near).items():
-        coef_list = choose_lpc_many(np.stack([items[i].samples.astype(np.int64) for i in idx]))
-        coefs, orders = _stack_coefs(coef_list)
-        x = np.stack([items[i].samples.astype(np.int64) for i in idx])
-        k = np.array([items[i].max_error for i in idx], np.int64)
-        lo = np.array([items[i].lo for i in idx], np.int64)
-        hi = np.array([items[i].hi for i in idx], np.int64)
-        q = predictive_loop(x, coefs, orders, k, lo, hi, encode=True)
-        for row, i in enumerate(idx):
-            it, c = items[i], coef_list[row]
-            head = _HEAD.pack(NEAR_LOSSLESS_MODE, n, len(c), COEF_SHIFT) + c.astype("<i4").tobytes()
-            head += struct.pack("<Iqq", it.max_error, it.lo, it.hi)
-            out[i] = _smaller(head + encode_residuals(q[row]), it.samples)
+        x = items[i].samples.astype(np.int64)
+        if not refs:
+            return x, np.zeros(len(x), np.int64)
+        members = members_of[items[i].group]
+        pred = _spatial_prediction([recon[members[r]] for r in refs], weights)
+        return x - pred, pred
+
+    # Lossless items: references are exact, so all items are independent once the plan is made.
+    lossless = [i for i, it in enumerate(items) if not it.max_error]
+    for i in lossless:
+        recon[i] = items[i].samples.astype(np.int64)
+    spatial = {i: spatial_residual(i)[0] for i in lossless}
+    for n, idx in _by_length(items, lossless).items():
+        for i, coefs in zip(idx, choose_lpc_many(np.stack([spatial[i] for i in idx]))):
+            coded = _stream_head(LOSSLESS_MODE, items[i], coefs, plans[i]) + \
+                encode_residuals(temporal_residual(spatial[i], coefs))
+            if plans[i][0] or len(coefs):
+                coded = min(coded, _unpredicted(items[i].samples), key=len)
+            out[i] = _smaller(coded, items[i].samples)
+
+    # Near-lossless items: one vectorized pass per position in the group, so that every reference
+    # is reconstructed before the items that predict from it.
+    near = sorted((i for i, it in enumerate(items) if it.max_error), key=lambda i: position[i])
+    for pos in sorted({position[i] for i in near}):
+        for n, idx in _by_length(items, [i for i in near if position[i] == pos]).items():
+            residual = {i: spatial_residual(i) for i in idx}
+            y = np.stack([residual[i][0] for i in idx])
+            coef_list = choose_lpc_many(y)
+            coefs, orders = _stack_coefs(coef_list)
+            k = np.array([items[i].max_error for i in idx], np.int64)
+            q, y_rec = predictive_loop(y, coefs, orders, k, encode=True)
+            for row, i in enumerate(idx):
+                recon[i] = y_rec[row] + residual[i][1]
+                coded = _stream_head(NEAR_LOSSLESS_MODE, items[i], coef_list[row], plans[i])
+                out[i] = _smaller(coded + encode_residuals(q[row]), items[i].samples)
+                if out[i][0] == RAW_MODE:
+                    recon[i] = items[i].samples.astype(np.int64)
     return out
+
+
+def _stream_head(mode: int, item: ExactItem, coefs: np.ndarray, plan) -> bytes:
+    refs, weights = plan
+    head = _HEAD.pack(mode, len(item.samples), len(coefs), COEF_SHIFT) + coefs.astype("<i4").tobytes()
+    if mode == NEAR_LOSSLESS_MODE:
+        head += struct.pack("<Iqq", item.max_error, item.lo, item.hi)
+    head += struct.pack("<BB", len(refs), SPATIAL_SHIFT)
+    return head + b"".join(struct.pack("<Hi", r, int(w)) for r, w in zip(refs, weights))
 
 
 def _unpredicted(x: np.ndarray) -> bytes:
@@ -243,8 +259,7 @@ def _unpredicted(x: np.ndarray) -> bytes:
     x = np.asarray(x, np.int64)
     if len(x) == 0 or np.ptp(x) >= 4096 or np.count_nonzero(np.bincount(x - x.min())) > 64:
         return b"\xff" * (8 * len(x) + 64)  # not a candidate
-    head = _HEAD.pack(LOSSLESS_MODE, len(x), 0, COEF_SHIFT) + struct.pack("<BB", 0, SPATIAL_SHIFT)
-    return head + encode_residuals(x)
+    return _stream_head(LOSSLESS_MODE, ExactItem(x), np.zeros(0, np.int64), ([], [])) + encode_residuals(x)
 
 
 def _raw_stream(samples: np.ndarray) -> bytes:
@@ -291,16 +306,15 @@ def _parse(stream: bytes) -> _Parsed:
                        np.frombuffer(raw, "<i4").astype(np.int64))
     coefs = np.frombuffer(stream, "<i4", order, pos).astype(np.int64)
     pos += 4 * order
-    refs, weights, k, lo, hi = [], np.zeros(0, np.int64), 0, 0, 0
-    if mode == LOSSLESS_MODE:
-        n_refs, _ = struct.unpack_from("<BB", stream, pos)
-        pos += 2
-        pairs = [struct.unpack_from("<Hi", stream, pos + 6 * j) for j in range(n_refs)]
-        pos += 6 * n_refs
-        refs, weights = [r for r, _ in pairs], np.array([w for _, w in pairs], np.int64)
-    else:
+    k, lo, hi = 0, 0, 0
+    if mode == NEAR_LOSSLESS_MODE:
         k, lo, hi = struct.unpack_from("<Iqq", stream, pos)
         pos += 20
+    n_refs, _ = struct.unpack_from("<BB", stream, pos)
+    pos += 2
+    pairs = [struct.unpack_from("<Hi", stream, pos + 6 * j) for j in range(n_refs)]
+    pos += 6 * n_refs
+    refs, weights = [r for r, _ in pairs], np.array([w for _, w in pairs], np.int64)
     return _Parsed(mode, n, coefs, refs, weights, k, lo, hi, decode_residuals(stream[pos:], n))
 
 
@@ -318,9 +332,7 @@ def decode_items(streams: list[bytes], groups: list) -> list[np.ndarray]:
         coefs, orders = _stack_coefs([parsed[i].coefs for i in idx])
         values = np.stack([parsed[i].residual for i in idx]) if n else np.zeros((len(idx), 0), np.int64)
         k = np.array([parsed[i].k for i in idx], np.int64)
-        lo = np.array([parsed[i].lo for i in idx], np.int64)
-        hi = np.array([parsed[i].hi for i in idx], np.int64)
-        y = predictive_loop(values, coefs, orders, k, lo, hi, encode=False)
+        _, y = predictive_loop(values, coefs, orders, k, encode=False)
         for row, i in enumerate(idx):
             temporal[i] = y[row]
     members: dict = {}
@@ -332,4 +344,5 @@ def decode_items(streams: list[bytes], groups: list) -> list[np.ndarray]:
             x = x + _spatial_prediction([out[group[r]] for r in p.refs], p.weights)
         group.append(i)
         out.append(x)
-    return out
+    # near-lossless values may overshoot the sample range by up to K; clipping only brings them closer
+    return [np.clip(x, p.lo, p.hi) if p.mode == NEAR_LOSSLESS_MODE else x for x, p in zip(out, parsed)]

@@ -94,3 +94,14 @@ def test_spatial_prediction_is_used_for_shared_reference():
 def test_bit_packing(width):
     v = np.arange(1000, dtype=np.int64) % (1 << width)
     assert np.array_equal(unpack_bits(pack_bits(v, width), width, len(v)), v)
+
+
+def test_near_lossless_uses_references_and_keeps_the_bound():
+    rng = np.random.default_rng(3)
+    common = np.cumsum(rng.normal(0, 50, 4096)).astype(np.int64)
+    chans = [common + rng.integers(-20, 21, 4096) for _ in range(3)]
+    alone = sum(len(encode_items([ExactItem(c, 2, k)])[0]) for k, c in enumerate(chans))
+    streams = encode_items([ExactItem(c, 2, 0) for c in chans])
+    assert sum(map(len, streams)) < 0.85 * alone
+    for c, d in zip(chans, decode_items(streams, [0, 0, 0])):
+        assert np.max(np.abs(c - d)) <= 2
