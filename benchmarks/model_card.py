@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +36,7 @@ def main() -> None:
              f"(windows 32-256) + {st['commitment_weight']:g} × commitment + {st['codebook_weight']:g} × codebook; "
              f"quantizer dropout {st['quantizer_dropout']}; AdamW lr {st['lr']:g}, betas (0.8, 0.99); batch "
              f"{st['batch_size']} × {st['window_seconds']:g} s; seed {st['seed']}; no adversarial phase.",
-             f"- Steps: {tr['steps']} ({last.get('seconds', 0) / 3600:.2f} h on 1 CPU thread).", "",
+             f"- Steps: {tr['steps']} ({os.environ.get('EEGZ_TRAIN_HOURS', '?')} h of wall-clock time on the 2-core machine, 1-2 threads, shared with development).", "",
              "## Validation during training (held-out subjects, preprocessed 4-s windows at 256 Hz)", "",
              "| step | PRDN 3 cb | PRDN 6 cb | PRDN 9 cb |", "|---|---|---|---|"]
     for h in tr["history"][::max(1, len(tr["history"]) // 12)] + ([last] if tr["history"] else []):

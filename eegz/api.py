@@ -177,7 +177,8 @@ def _encode_neural(rec, neural_signals, blocks, codec, codebooks, quiet):
                 jobs = encode_jobs(plan, codable, hop, context)
                 codes = codec.encode([j[0] for j in jobs], codebooks)
                 for b, (_, (offset, scale), own), c in zip(codable, jobs, codes):
-                    tokens[(b, i)] = pack_tokens(c[:, own], offset, scale, codec.config.bits_per_code)
+                    tokens[(b, i)] = pack_tokens(c[:, own], offset, scale, codec.config.bits_per_code,
+                                                 codec.token_counts)
             bar.update(1, s.label)
     return tokens, context
 
@@ -308,7 +309,8 @@ def _decode_neural(reader, streams, targets, header, device, model, quiet) -> di
     def tokens_of(b, i):
         if (b, i) not in unpacked:
             s = streams.get(b, {}).get((i, NEURAL_TOKENS))
-            unpacked[(b, i)] = unpack_tokens(s.data, bits, meta["n_codebooks"]) if s is not None and not s.flags else None
+            unpacked[(b, i)] = unpack_tokens(s.data, bits, meta["n_codebooks"], codec.token_counts) \
+                if s is not None and not s.flags else None
         return unpacked[(b, i)]
 
     out = {}

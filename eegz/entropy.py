@@ -69,7 +69,7 @@ def unpack_bits(data: bytes, width: int, count: int) -> np.ndarray:
     return (bits.reshape(count, width).astype(np.int64) << np.arange(width, dtype=np.int64)).sum(axis=1)
 
 
-def _counts_model(counts: np.ndarray):
+def counts_model(counts: np.ndarray):
     """A categorical model from integer counts, normalized to 2^24 with integer arithmetic only."""
     import constriction
     if len(counts) < 2:  # constriction needs two symbols; the extra one is never coded
@@ -92,7 +92,7 @@ def _empirical_stream(e: np.ndarray, parametric_bits: float) -> bytes | None:
     if len(e) * float(-(p * np.log2(p)).sum()) + 8 * len(table) + 64 >= parametric_bits:
         return None
     coder = constriction.stream.stack.AnsCoder()
-    coder.encode_reverse((e - lo).astype(np.int32), _counts_model(counts))
+    coder.encode_reverse((e - lo).astype(np.int32), counts_model(counts))
     words = coder.get_compressed().astype("<u4").tobytes()
     return struct.pack("<BqI", EMPIRICAL, lo, len(table)) + table + words
 
@@ -103,7 +103,7 @@ def _decode_empirical(data: bytes, n: int) -> np.ndarray:
     pos = struct.calcsize("<BqI")
     counts = np.frombuffer(zstandard.ZstdDecompressor().decompress(data[pos:pos + n_table]), "<u4")
     coder = constriction.stream.stack.AnsCoder(np.frombuffer(data[pos + n_table:], "<u4").astype(np.uint32))
-    return coder.decode(_counts_model(counts), n).astype(np.int64) + lo
+    return coder.decode(counts_model(counts), n).astype(np.int64) + lo
 
 
 def segment_classes(e: np.ndarray) -> tuple[int, np.ndarray, float]:

@@ -18,12 +18,13 @@ import zstandard
 
 from .dsp import alignment_period, rate_ratio, resample, robust_std
 from .edf import Signal
-from .entropy import pack_bits, unpack_bits
+from .entropy import counts_model, pack_bits, unpack_bits
 
 SCALE_FACTOR = 10.0  # normalized = (x - median) / (10 σ): typical EEG then spans about ±0.3
 BASE_CONTEXT_FRAMES = 8
 _TOKENS_HEAD = struct.Struct("<ffB")  # offset, scale (float32), flags
 _ZSTD = 1  # flag: the packed codes are zstd-compressed
+_ANS = 2  # flag: u32 n_frames, then rANS-coded codes with the model's per-codebook usage tables
 
 
 def block_is_codable(digital: np.ndarray, signal: Signal) -> bool:
@@ -78,7 +79,13 @@ def encode_jobs(plan: ChannelPlan, blocks: list[int], hop: int, context: int):
     return jobs
 
 
-def pack_tokens(codes: np.ndarray, offset: float, scale: float, bits: int) -> bytes:
+def pack_tokens(codes: np.ndarray, offset: float, scale: float, bits: int,
+                token_counts: np.ndarray | None = None) -> bytes:
+    """Codes entropy coded with the model's per-codebook tables when it has them, else bit-packed."""
+    n_q, n_frames = codes.shape
+    if token_counts is not None:
+        body = encode_tokens(codes, token_counts)
+        return _TOKENS_HEAD.pack(offset, scale, _ANS) + struct.pack("<I", n_frames) + body
     packed = pack_bits(codes.reshape(-1), bits)
     squeezed = zstandard.ZstdCompressor(level=19).compress(packed)
     if len(squeezed) < len(packed):
@@ -86,14 +93,46 @@ def pack_tokens(codes: np.ndarray, offset: float, scale: float, bits: int) -> by
     return _TOKENS_HEAD.pack(offset, scale, 0) + packed
 
 
-def unpack_tokens(data: bytes, bits: int, n_codebooks: int) -> tuple[np.ndarray, float, float]:
+def unpack_tokens(data: bytes, bits: int, n_codebooks: int,
+                  token_counts: np.ndarray | None = None) -> tuple[np.ndarray, float, float]:
     offset, scale, flags = _TOKENS_HEAD.unpack_from(data, 0)
-    packed = data[_TOKENS_HEAD.size:]
+    body = data[_TOKENS_HEAD.size:]
+    if flags & _ANS:
+        if token_counts is None:
+            raise ValueError("token stream needs the model's token tables")
+        (n_frames,) = struct.unpack_from("<I", body, 0)
+        return decode_tokens(body[4:], token_counts[:n_codebooks], n_frames), offset, scale
     if flags & _ZSTD:
-        packed = zstandard.ZstdDecompressor().decompress(packed)
-    n_frames = 8 * len(packed) // (bits * n_codebooks)  # the padding is less than one byte
-    codes = unpack_bits(packed, bits, n_codebooks * n_frames).reshape(n_codebooks, n_frames).astype(np.uint16)
+        body = zstandard.ZstdDecompressor().decompress(body)
+    n_frames = 8 * len(body) // (bits * n_codebooks)  # the padding is less than one byte
+    codes = unpack_bits(body, bits, n_codebooks * n_frames).reshape(n_codebooks, n_frames).astype(np.uint16)
     return codes, offset, scale
+
+
+def encode_tokens(codes: np.ndarray, token_counts: np.ndarray) -> bytes:
+    import constriction
+    coder = constriction.stream.stack.AnsCoder()
+    for q in reversed(range(codes.shape[0])):  # a stack: the decoder pops codebook 0 first
+        coder.encode_reverse(codes[q].astype(np.int32), token_model(token_counts, q))
+    return coder.get_compressed().astype("<u4").tobytes()
+
+
+def decode_tokens(data: bytes, token_counts: np.ndarray, n_frames: int) -> np.ndarray:
+    import constriction
+    coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
+    rows = [coder.decode(token_model(token_counts, q), n_frames) for q in range(len(token_counts))]
+    return np.stack(rows).astype(np.uint16) if rows else np.zeros((0, n_frames), np.uint16)
+
+
+def token_model(token_counts: np.ndarray, q: int):
+    """The categorical model of codebook q: usage counts + 1, normalized with integer arithmetic."""
+    key = (id(token_counts), q)
+    if key not in _TOKEN_MODELS:
+        _TOKEN_MODELS[key] = (token_counts, counts_model(np.asarray(token_counts[q], np.int64) + 1))
+    return _TOKEN_MODELS[key][1]
+
+
+_TOKEN_MODELS: dict = {}
 
 
 def with_context(codes: np.ndarray, left: np.ndarray | None, right: np.ndarray | None,

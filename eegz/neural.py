@@ -18,6 +18,7 @@ import numpy as np
 from .errors import ModelError
 
 MODELS_DIR = Path(__file__).parent / "models"
+TOKEN_COUNTS_KEY = "eegz.token_counts"  # (n_codebooks, codebook_size) int64 usage counts, in the .npz
 DEFAULT_MODEL = "eegz-dac-sc-256hz-hop64"
 
 
@@ -80,11 +81,17 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def save_model(model, config: ModelConfig, weights_path: Path, card: dict | None = None) -> str:
-    """Write weights (.npz) and the model card (.json beside it); returns the weights' SHA-256."""
+def save_model(model, config: ModelConfig, weights_path: Path, card: dict | None = None,
+               token_counts: np.ndarray | None = None) -> str:
+    """Write weights (.npz) and the model card (.json beside it); returns the weights' SHA-256.
+
+    token_counts, how often each code of each codebook occurs on training EEG, are stored in the same
+    .npz (so the SHA-256 covers them): the entropy coder's tables for the token streams."""
     weights_path = Path(weights_path)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().float().numpy() for k, v in model.state_dict().items()}
+    if token_counts is not None:
+        state[TOKEN_COUNTS_KEY] = np.asarray(token_counts, np.int64)
     tmp = weights_path.with_suffix(".tmp.npz")
     np.savez(tmp, **state)
     tmp.replace(weights_path)
@@ -124,11 +131,14 @@ def _load_cached(path: str, mtime_ns: int, size: int, device: str) -> "NeuralCod
     return NeuralCodec._from_file(Path(path), device)
 
 
-def load_state_into(model, weights_path: Path) -> None:
+def load_state_into(model, weights_path: Path) -> np.ndarray | None:
+    """Load the weights; returns the token counts stored beside them, if any."""
     torch, _ = _quiet_imports()
     with np.load(weights_path, allow_pickle=False) as npz:
-        state = {k: torch.from_numpy(npz[k]) for k in npz.files}
+        state = {k: torch.from_numpy(npz[k]) for k in npz.files if k != TOKEN_COUNTS_KEY}
+        counts = npz[TOKEN_COUNTS_KEY] if TOKEN_COUNTS_KEY in npz.files else None
     model.load_state_dict(state)
+    return counts
 
 
 def strip_weight_norm(model) -> None:
@@ -147,6 +157,7 @@ class NeuralCodec:
     sha256: str
     device: str
     model: object = field(repr=False)
+    token_counts: np.ndarray | None = field(default=None, repr=False)
     batch_items: int = 64
 
     @classmethod
@@ -169,10 +180,11 @@ class NeuralCodec:
         config = ModelConfig.from_json(card["config"])
         torch, _ = _quiet_imports()
         dac = build_dac(config)
-        load_state_into(dac, path)
+        counts = load_state_into(dac, path)
         strip_weight_norm(dac)
         dac = dac.to(device).eval()
-        return cls(name=card.get("name", path.stem), config=config, sha256=sha, device=device, model=dac)
+        return cls(name=card.get("name", path.stem), config=config, sha256=sha, device=device, model=dac,
+                   token_counts=counts)
 
     def encode(self, segments: list[np.ndarray], n_codebooks: int) -> list[np.ndarray]:
         """Codes (n_codebooks, len/hop) uint16 for each normalized segment (length a multiple of hop)."""

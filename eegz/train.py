@@ -136,6 +136,40 @@ def prdn(reference: np.ndarray, estimate: np.ndarray) -> float:
     return float(100 * np.sqrt(((reference - estimate) ** 2).sum() / max((ref ** 2).sum(), 1e-20)))
 
 
+def token_usage(model, windows: np.ndarray, n_codebooks: int, batch: int = 64) -> np.ndarray:
+    """How often each code of each codebook is chosen on these (training) windows: the token tables."""
+    import torch
+    counts = np.zeros((n_codebooks, model.codebook_size), np.int64)
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(windows), batch):
+            x = torch.from_numpy(windows[start:start + batch])[:, None]
+            _, codes, *_ = model.quantizer(model.encoder(x), n_codebooks)
+            for q in range(n_codebooks):
+                counts[q] += np.bincount(codes[:, q].reshape(-1).numpy(), minlength=model.codebook_size)
+    model.train(was_training)
+    return counts
+
+
+def add_token_tables(weights: Path, inputs: list[str], windows: int = 1024, seed: int = 1) -> str:
+    """Recompute a trained model's token tables from EEG files and rewrite its .npz (new SHA-256)."""
+    from .neural import NeuralCodec, _load_cached
+    card = json.loads(Path(weights).with_suffix(".json").read_text())
+    config = ModelConfig.from_json(card["config"])
+    dac = build_dac(config)
+    from .neural import load_state_into
+    load_state_into(dac, Path(weights))
+    data = load_eeg(expand_inputs(inputs), config.sample_rate)
+    train_ids = card.get("training", {}).get("train_subjects") or list(data)
+    window = int(4 * config.sample_rate) // config.hop * config.hop
+    sampler = WindowSampler([s for k in train_ids if k in data for s in data[k]], window, seed)
+    counts = token_usage(dac, sampler.batch(windows), config.n_codebooks)
+    _load_cached.cache_clear()
+    extra = {k: v for k, v in card.items() if k not in ("name", "config", "weights_sha256")}
+    return save_model(dac, config, Path(weights), extra, counts)
+
+
 def init_from_dac_checkpoint(path: Path, codec_rate: int):
     """Load an official-format DAC checkpoint (DAC.load) to fine-tune it on EEG: the paper's transfer."""
     from .neural import _quiet_imports
@@ -179,6 +213,7 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
     train_ids, val_ids = split_subjects(list(data), val_fraction, val_subjects)
     window = int(settings.window_seconds * config.sample_rate) // config.hop * config.hop
     sampler = WindowSampler([s for k in train_ids for s in data[k]], window, settings.seed)
+    table_windows = WindowSampler(sampler.signals, window, settings.seed + 1).batch(512)
     val_x = fixed_windows([s for k in val_ids for s in data[k]], window)
     log(f"train subjects {train_ids}, validation subjects {val_ids}, {len(val_x)} validation windows")
 
@@ -250,7 +285,8 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
                 card = {"training": {"inputs": inputs, "train_subjects": train_ids, "val_subjects": val_ids,
                                      "steps": step, "settings": settings.__dict__, "init": str(init) if init else None,
                                      "history": history}}
-                save_model(model, config, out_dir / "model.npz", card)
+                save_model(model, config, out_dir / "model.npz", card,
+                           token_usage(model, table_windows, config.n_codebooks))
                 torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
                             "history": json.dumps(history)}, state_path)
     return history[-1] if history else {}

@@ -35,6 +35,8 @@ def test_train_writes_a_usable_model_and_resumes(two_subjects, tmp_path):
     assert result["step"] == 2 and all(k in result for k in ("prdn_3", "prdn_6", "prdn_9"))
     card = json.loads((out / "model.json").read_text())
     assert card["training"]["val_subjects"] == ["Subject91"] and card["config"]["encoder_dim"] == 4
+    with np.load(out / "model.npz") as z:  # the entropy coder's token tables travel with the weights
+        assert z["eegz.token_counts"].shape == (9, 1024) and z["eegz.token_counts"][0].sum() > 0
     resumed = train([str(two_subjects)], out, TINY, _settings(steps=4), resume=True, quiet=True, log=lambda m: None)
     assert resumed["step"] == 4 and len(json.loads((out / "model.json").read_text())["training"]["history"]) == 2
     codec = NeuralCodec.load(str(out / "model.npz"), "cpu")
