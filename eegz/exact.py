@@ -31,6 +31,20 @@ MAX_REFS = 3
 MAX_COEF = 1 << 24  # |a| ≤ 512 in Q15
 MAX_WEIGHT = 1 << 15  # |w| ≤ 32 in Q10
 _HEAD = struct.Struct("<BIBB")  # mode, n, order, coef shift
+_AFFINE = struct.Struct("<Iq")  # step g and offset m: x = g · z + m
+
+
+def _affine(x: np.ndarray, lossless: bool) -> tuple[int, int]:
+    """(g, m) with x = g·z + m exactly: the mean offset (a predictor whose coefficients do not sum to
+    one turns a DC offset into a residual bias) and, losslessly, a common step (BioSemi files hold
+    multiples of 4; FLAC calls these wasted bits)."""
+    if len(x) == 0:
+        return 1, 0
+    g = int(np.gcd.reduce(np.abs(x - x[0]))) if lossless else 1
+    g = g if 0 < g < (1 << 31) else 1
+    c = int(x[0]) % g
+    m = c + g * int(round((float(x.mean()) - c) / g))
+    return g, m
 
 
 @dataclass
@@ -195,6 +209,9 @@ def _spatial_prediction(ref_signals: list[np.ndarray], weights: np.ndarray) -> n
 def encode_items(items: list[ExactItem]) -> list[bytes]:
     """One stream per item. Items of one group may reference earlier items of the group with the same
     length and bound; near-lossless references use the reconstruction the decoder will see."""
+    affine = [_affine(it.samples.astype(np.int64), not it.max_error) for it in items]
+    items = [ExactItem((it.samples.astype(np.int64) - m) // g, it.max_error, it.group, it.lo, it.hi)
+             for it, (g, m) in zip(items, affine)]  # from here on, z = (x - m) / g
     plans = _spatial_plan(items)
     members_of: dict = {}
     for i, it in enumerate(items):
@@ -219,11 +236,11 @@ def encode_items(items: list[ExactItem]) -> list[bytes]:
     spatial = {i: spatial_residual(i)[0] for i in lossless}
     for n, idx in _by_length(items, lossless).items():
         for i, coefs in zip(idx, choose_lpc_many(np.stack([spatial[i] for i in idx]))):
-            coded = _stream_head(LOSSLESS_MODE, items[i], coefs, plans[i]) + \
+            coded = _stream_head(LOSSLESS_MODE, items[i], coefs, plans[i], affine[i]) + \
                 encode_residuals(temporal_residual(spatial[i], coefs))
             if plans[i][0] or len(coefs):
-                coded = min(coded, _unpredicted(items[i].samples), key=len)
-            out[i] = _smaller(coded, items[i].samples)
+                coded = min(coded, _unpredicted(items[i].samples, affine[i]), key=len)
+            out[i] = _smaller(coded, items[i].samples, affine[i])
 
     # Near-lossless items: one vectorized pass per position in the group, so that every reference
     # is reconstructed before the items that predict from it.
@@ -238,40 +255,41 @@ def encode_items(items: list[ExactItem]) -> list[bytes]:
             q, y_rec = predictive_loop(y, coefs, orders, k, encode=True)
             for row, i in enumerate(idx):
                 recon[i] = y_rec[row] + residual[i][1]
-                coded = _stream_head(NEAR_LOSSLESS_MODE, items[i], coef_list[row], plans[i])
-                out[i] = _smaller(coded + encode_residuals(q[row]), items[i].samples)
+                coded = _stream_head(NEAR_LOSSLESS_MODE, items[i], coef_list[row], plans[i], affine[i])
+                out[i] = _smaller(coded + encode_residuals(q[row]), items[i].samples, affine[i])
                 if out[i][0] == RAW_MODE:
                     recon[i] = items[i].samples.astype(np.int64)
     return out
 
 
-def _stream_head(mode: int, item: ExactItem, coefs: np.ndarray, plan) -> bytes:
+def _stream_head(mode: int, item: ExactItem, coefs: np.ndarray, plan, affine: tuple[int, int]) -> bytes:
     refs, weights = plan
-    head = _HEAD.pack(mode, len(item.samples), len(coefs), COEF_SHIFT) + coefs.astype("<i4").tobytes()
+    head = _HEAD.pack(mode, len(item.samples), len(coefs), COEF_SHIFT) + _AFFINE.pack(*affine)
+    head += coefs.astype("<i4").tobytes()
     if mode == NEAR_LOSSLESS_MODE:
         head += struct.pack("<Iqq", item.max_error, item.lo, item.hi)
     head += struct.pack("<BB", len(refs), SPATIAL_SHIFT)
     return head + b"".join(struct.pack("<Hi", r, int(w)) for r, w in zip(refs, weights))
 
 
-def _unpredicted(x: np.ndarray) -> bytes:
+def _unpredicted(x: np.ndarray, affine: tuple[int, int]) -> bytes:
     """Order 0, no references: best for signals of a few levels (triggers, square waves)."""
     x = np.asarray(x, np.int64)
     if len(x) == 0 or np.ptp(x) >= 4096 or np.count_nonzero(np.bincount(x - x.min())) > 64:
         return b"\xff" * (8 * len(x) + 64)  # not a candidate
-    return _stream_head(LOSSLESS_MODE, ExactItem(x), np.zeros(0, np.int64), ([], [])) + encode_residuals(x)
+    return _stream_head(LOSSLESS_MODE, ExactItem(x), np.zeros(0, np.int64), ([], []), affine) + encode_residuals(x)
 
 
-def _raw_stream(samples: np.ndarray) -> bytes:
-    """Samples kept as they are (zstd): for noise that no predictor can shrink."""
-    body = zstandard.ZstdCompressor(level=3).compress(samples.astype("<i4").tobytes())
-    return _HEAD.pack(RAW_MODE, len(samples), 0, COEF_SHIFT) + body
+def _raw_stream(z: np.ndarray, affine: tuple[int, int]) -> bytes:
+    """Values kept as they are (zstd): for noise that no predictor can shrink."""
+    body = zstandard.ZstdCompressor(level=3).compress(z.astype("<i4").tobytes())
+    return _HEAD.pack(RAW_MODE, len(z), 0, COEF_SHIFT) + _AFFINE.pack(*affine) + body
 
 
-def _smaller(coded: bytes, samples: np.ndarray) -> bytes:
-    if len(coded) <= 2 * len(samples):  # below 16 bits a sample: prediction has paid off
+def _smaller(coded: bytes, z: np.ndarray, affine: tuple[int, int]) -> bytes:
+    if len(coded) <= 2 * len(z):  # below 16 bits a sample: prediction has paid off
         return coded
-    raw = _raw_stream(samples)
+    raw = _raw_stream(z, affine)
     return raw if len(raw) < len(coded) else coded
 
 
@@ -293,6 +311,8 @@ class _Parsed:
     lo: int
     hi: int
     residual: np.ndarray
+    g: int = 1
+    m: int = 0
 
 
 def _parse(stream: bytes) -> _Parsed:
@@ -300,10 +320,12 @@ def _parse(stream: bytes) -> _Parsed:
     if shift != COEF_SHIFT:
         raise ValueError("unsupported coefficient precision")
     pos = _HEAD.size
+    g, m = _AFFINE.unpack_from(stream, pos)
+    pos += _AFFINE.size
     if mode == RAW_MODE:
         raw = zstandard.ZstdDecompressor().decompress(stream[pos:])
         return _Parsed(mode, n, np.zeros(0, np.int64), [], np.zeros(0, np.int64), 0, 0, 0,
-                       np.frombuffer(raw, "<i4").astype(np.int64))
+                       np.frombuffer(raw, "<i4").astype(np.int64), g, m)
     coefs = np.frombuffer(stream, "<i4", order, pos).astype(np.int64)
     pos += 4 * order
     k, lo, hi = 0, 0, 0
@@ -315,7 +337,7 @@ def _parse(stream: bytes) -> _Parsed:
     pairs = [struct.unpack_from("<Hi", stream, pos + 6 * j) for j in range(n_refs)]
     pos += 6 * n_refs
     refs, weights = [r for r, _ in pairs], np.array([w for _, w in pairs], np.int64)
-    return _Parsed(mode, n, coefs, refs, weights, k, lo, hi, decode_residuals(stream[pos:], n))
+    return _Parsed(mode, n, coefs, refs, weights, k, lo, hi, decode_residuals(stream[pos:], n), g, m)
 
 
 def decode_items(streams: list[bytes], groups: list) -> list[np.ndarray]:
@@ -344,5 +366,6 @@ def decode_items(streams: list[bytes], groups: list) -> list[np.ndarray]:
             x = x + _spatial_prediction([out[group[r]] for r in p.refs], p.weights)
         group.append(i)
         out.append(x)
+    out = [p.g * x + p.m for x, p in zip(out, parsed)]
     # near-lossless values may overshoot the sample range by up to K; clipping only brings them closer
     return [np.clip(x, p.lo, p.hi) if p.mode == NEAR_LOSSLESS_MODE else x for x, p in zip(out, parsed)]

@@ -231,6 +231,8 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
         state = torch.load(state_path, weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
+        for group in opt.param_groups:  # the learning rate asked for now wins over the saved one
+            group["lr"] = settings.lr
         step, history = state["step"], json.loads(state["history"])
         sampler.rng = np.random.default_rng(settings.seed + step)
         log(f"resumed at step {step}")

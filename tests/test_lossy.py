@@ -139,3 +139,13 @@ def test_shared_file_at_3_and_9_codebooks(path, tmp_path, n):
     decoded, _ = _decoded(out, tmp_path)
     assert api.info(out)["codebooks"] == n
     assert _eeg_prdn(original, decoded) < 90.0
+
+
+def test_exact_channel_option_keeps_a_chosen_eeg_channel_exact(tmp_path):
+    api.compress(EXAMPLE, tmp_path / "x.eegz", codebooks=3, device="cpu", exact_labels=("EEG Cz",))
+    roles = {c["label"]: c["role"] for c in api.info(tmp_path / "x.eegz")["channels"]}
+    assert roles["EEG Cz"] == "exact" and roles["EEG Pz"] == "neural"
+    decoded, _ = _decoded(tmp_path / "x.eegz", tmp_path)
+    original = read_edf(EXAMPLE)
+    i = [s.label for s in original.header.signals].index("EEG Cz")
+    np.testing.assert_array_equal(decoded.digital[i], original.digital[i])
