@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -28,6 +29,11 @@ def _run(action):
         _fail("interrupted", 130)
     except MemoryError:
         _fail("out of memory", EXIT_INTERNAL)
+    except Exception as e:  # a bug: still one line; EEGZ_DEBUG=1 shows the traceback
+        if os.environ.get("EEGZ_DEBUG"):
+            raise
+        _fail(f"internal error ({type(e).__name__}: {e}); please report it, with EEGZ_DEBUG=1 output",
+              EXIT_INTERNAL)
 
 
 def _emit(result: dict, as_json: bool, quiet: bool, text: str) -> None:

@@ -124,8 +124,8 @@ def segment_classes(e: np.ndarray) -> tuple[int, np.ndarray, float]:
 
 
 def _class_positions(classes: np.ndarray, n: int) -> np.ndarray:
-    per_sample = np.repeat(classes, SEGMENT)[:n]
-    return per_sample
+    """The scale class of every sample."""
+    return np.repeat(classes, SEGMENT)[:n]
 
 
 def encode_residuals(e: np.ndarray) -> bytes:

@@ -190,7 +190,7 @@ class NeuralCodec:
         """Codes (n_codebooks, len/hop) uint16 for each normalized segment (length a multiple of hop)."""
         torch, _ = _quiet_imports()
         out: list[np.ndarray | None] = [None] * len(segments)
-        for idx, batch in self._batches([len(s) for s in segments]):
+        for idx in self._batches([len(s) for s in segments]):
             x = torch.from_numpy(np.stack([segments[i] for i in idx]).astype(np.float32))[:, None, :]
             with torch.inference_mode():
                 z = self.model.encoder(x.to(self.device))
@@ -204,7 +204,7 @@ class NeuralCodec:
         """Normalized waveforms (frames × hop samples) for each (n_codebooks, frames) code array."""
         torch, _ = _quiet_imports()
         out: list[np.ndarray | None] = [None] * len(codes)
-        for idx, _ in self._batches([c.shape[1] for c in codes], key=lambda i: codes[i].shape):
+        for idx in self._batches([c.shape[1] for c in codes], key=lambda i: codes[i].shape):
             c = torch.from_numpy(np.stack([codes[i] for i in idx]).astype(np.int64)).to(self.device)
             with torch.inference_mode():
                 z, _, _ = self.model.quantizer.from_codes(c)
@@ -221,4 +221,4 @@ class NeuralCodec:
             groups.setdefault(key(i), []).append(i)
         for members in groups.values():
             for start in range(0, len(members), self.batch_items):
-                yield members[start:start + self.batch_items], None
+                yield members[start:start + self.batch_items]
