@@ -34,13 +34,13 @@ _HEAD = struct.Struct("<BIBB")  # mode, n, order, coef shift
 _AFFINE = struct.Struct("<Iq")  # step g and offset m: x = g · z + m
 
 
-def _affine(x: np.ndarray, lossless: bool) -> tuple[int, int]:
+def _affine(x: np.ndarray) -> tuple[int, int]:
     """(g, m) with x = g·z + m exactly: the mean offset (a predictor whose coefficients do not sum to
-    one turns a DC offset into a residual bias) and, losslessly, a common step (BioSemi files hold
-    multiples of 4; FLAC calls these wasted bits)."""
+    one turns a DC offset into a residual bias) and the common step (BioSemi files hold multiples of
+    4; FLAC calls these wasted bits)."""
     if len(x) == 0:
         return 1, 0
-    g = int(np.gcd.reduce(np.abs(x - x[0]))) if lossless else 1
+    g = int(np.gcd.reduce(np.abs(x - x[0])))
     g = g if 0 < g < (1 << 31) else 1
     c = int(x[0]) % g
     m = c + g * int(round((float(x.mean()) - c) / g))
@@ -209,9 +209,10 @@ def _spatial_prediction(ref_signals: list[np.ndarray], weights: np.ndarray) -> n
 def encode_items(items: list[ExactItem]) -> list[bytes]:
     """One stream per item. Items of one group may reference earlier items of the group with the same
     length and bound; near-lossless references use the reconstruction the decoder will see."""
-    affine = [_affine(it.samples.astype(np.int64), not it.max_error) for it in items]
-    items = [ExactItem((it.samples.astype(np.int64) - m) // g, it.max_error, it.group, it.lo, it.hi)
-             for it, (g, m) in zip(items, affine)]  # from here on, z = (x - m) / g
+    affine = [_affine(it.samples.astype(np.int64)) for it in items]
+    # from here on z = (x - m) / g, with the bound in steps of g: |x - x'| = g·|z - z'| ≤ g·(K // g) ≤ K
+    items = [ExactItem((it.samples.astype(np.int64) - m) // g, it.max_error // g, it.group, it.lo, it.hi)
+             for it, (g, m) in zip(items, affine)]
     plans = _spatial_plan(items)
     members_of: dict = {}
     for i, it in enumerate(items):
