@@ -11,8 +11,7 @@ import click
 from . import __version__
 from .errors import EegzError
 
-EXIT_USAGE = 2  # click's own code for bad options; also bad input files (EegzError)
-EXIT_INTERNAL = 1
+EXIT_INTERNAL = 1  # bad input is 2 (also click's code for bad options); see errors.py and the README
 
 
 def _fail(message: str, code: int):

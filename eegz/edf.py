@@ -82,10 +82,6 @@ class EdfHeader:
     def record_bytes(self) -> int:
         return sum(s.samples_per_record for s in self.signals) * self.sample_width
 
-    @property
-    def is_discontinuous(self) -> bool:
-        return self.reserved.startswith(("EDF+D", "BDF+D"))
-
 
 @dataclass
 class EdfRecording:
@@ -93,10 +89,6 @@ class EdfRecording:
     n_records: int  # records actually present in the file
     digital: list[np.ndarray]  # per signal: int32 samples (annotation signals too, as their raw ints)
     trailing: bytes = field(default=b"")  # bytes after the last whole record, kept verbatim
-
-    def annotation_bytes(self, signal: int) -> np.ndarray:
-        """An annotation signal's bytes as (n_records, bytes_per_record) uint8."""
-        return digital_to_bytes(self.digital[signal], self.header.sample_width).reshape(self.n_records, -1)
 
     @property
     def duration(self) -> float:

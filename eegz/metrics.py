@@ -24,6 +24,12 @@ def prdn(x: np.ndarray, y: np.ndarray) -> float:
     return float(100 * np.linalg.norm(x - y) / max(np.linalg.norm(x - x.mean()), 1e-20))
 
 
+def prdn_windows(x: np.ndarray, y: np.ndarray) -> float:
+    """PRDN over a batch of windows (rows), each window's own mean removed from the reference."""
+    ref = x - x.mean(axis=-1, keepdims=True)
+    return float(100 * np.sqrt(((x - y) ** 2).sum() / max((ref ** 2).sum(), 1e-20)))
+
+
 def snr_db(x: np.ndarray, y: np.ndarray) -> float:
     noise = np.sum((x - y) ** 2)
     return float(10 * np.log10(max(np.sum((x - x.mean()) ** 2), 1e-20) / max(noise, 1e-20)))

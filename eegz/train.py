@@ -23,6 +23,7 @@ import numpy as np
 from .channels import NEURAL, channel_role
 from .dsp import microvolt_factor, resample
 from .edf import EdfError, read_edf
+from .metrics import prdn_windows
 from .neural import ModelConfig, build_dac, save_model
 from .progress import Progress
 
@@ -128,12 +129,6 @@ def fixed_windows(signals: list[np.ndarray], length: int, per_signal: int = 4) -
         for start in np.linspace(0, len(s) - length, per_signal).astype(int):
             rows.append(s[start:start + length])
     return np.stack(rows).astype(np.float32)
-
-
-def prdn(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """Normalized percent root-mean-square difference (the mean is removed from the reference)."""
-    ref = reference - reference.mean(axis=-1, keepdims=True)
-    return float(100 * np.sqrt(((reference - estimate) ** 2).sum() / max((ref ** 2).sum(), 1e-20)))
 
 
 def token_usage(model, windows: np.ndarray, n_codebooks: int, batch: int = 64) -> np.ndarray:
@@ -248,7 +243,7 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
                     continue
                 zq, *_ = model.quantizer(z, nq)
                 y = model.decoder(zq)[:, 0].numpy()
-                result[f"prdn_{nq}"] = prdn(val_x, y)
+                result[f"prdn_{nq}"] = prdn_windows(val_x, y)
         model.train()
         return result
 
