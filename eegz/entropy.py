@@ -23,6 +23,9 @@ LAPLACE, GAUSSIAN, EMPIRICAL = 0, 1, 2
 MAX_EMPIRICAL_SYMBOLS = 4096
 TABLE_BITS = 24
 MAX_HI_SCALE = 64.0  # the entropy-coded high part never has a scale above this
+# One (de)compressor each, reused: building a zstd context costs more than the few bytes it squeezes.
+_ZC = zstandard.ZstdCompressor(level=9)
+_ZD = zstandard.ZstdDecompressor()
 
 
 def class_scale(c: int) -> float:
@@ -88,7 +91,7 @@ def _empirical_stream(e: np.ndarray, parametric_bits: float) -> bytes | None:
         return None
     counts = np.bincount(e - lo, minlength=hi - lo + 1)
     p = counts[counts > 0] / len(e)
-    table = zstandard.ZstdCompressor(level=9).compress(counts.astype("<u4").tobytes())
+    table = _ZC.compress(counts.astype("<u4").tobytes())
     if len(e) * float(-(p * np.log2(p)).sum()) + 8 * len(table) + 64 >= parametric_bits:
         return None
     coder = constriction.stream.stack.AnsCoder()
@@ -101,7 +104,7 @@ def _decode_empirical(data: bytes, n: int) -> np.ndarray:
     import constriction
     _, lo, n_table = struct.unpack_from("<BqI", data, 0)
     pos = struct.calcsize("<BqI")
-    counts = np.frombuffer(zstandard.ZstdDecompressor().decompress(data[pos:pos + n_table]), "<u4")
+    counts = np.frombuffer(_ZD.decompress(data[pos:pos + n_table]), "<u4")
     coder = constriction.stream.stack.AnsCoder(np.frombuffer(data[pos + n_table:], "<u4").astype(np.uint32))
     return coder.decode(counts_model(counts), n).astype(np.int64) + lo
 
@@ -155,7 +158,7 @@ def encode_residuals(e: np.ndarray) -> bytes:
         coder.encode_reverse(idx, class_model(family, c)[0])
     words = coder.get_compressed().astype("<u4").tobytes()
     esc = np.concatenate(escapes) if escapes else np.zeros(0, np.int64)
-    cz = zstandard.ZstdCompressor(level=9)
+    cz = _ZC
     class_bytes = cz.compress(classes.tobytes())
     esc_bytes = cz.compress(esc.astype("<i8").tobytes()) if len(esc) else b""
     low = b"".join(struct.pack("<I", len(p)) + p for p in low_parts)
@@ -171,7 +174,7 @@ def decode_residuals(data: bytes, n: int) -> np.ndarray:
         return _decode_empirical(data, n)
     family, n_class, n_esc, n_low = struct.unpack_from("<BIII", data, 0)
     pos = 13
-    dz = zstandard.ZstdDecompressor()
+    dz = _ZD
     classes = np.frombuffer(dz.decompress(data[pos:pos + n_class]), np.uint8)
     pos += n_class
     esc = np.frombuffer(dz.decompress(data[pos:pos + n_esc]), "<i8").astype(np.int64) if n_esc else np.zeros(0, np.int64)

@@ -112,9 +112,7 @@ def temporal_residual(y: np.ndarray, coefs: np.ndarray) -> np.ndarray:
     pred = np.zeros(len(y), np.int64)
     pred[1:order] = y[:order - 1] if order > 1 else pred[1:order]
     if order and len(y) > order:
-        acc = np.zeros(len(y) - order, np.int64)
-        for k in range(1, order + 1):
-            acc += coefs[k - 1] * y[order - k:len(y) - k]
+        acc = np.convolve(y, coefs)[order - 1:len(y) - 1]  # Σ_k a_k · y[t - k] for t ≥ order, in int64
         pred[order:] = (acc + (1 << (COEF_SHIFT - 1))) >> COEF_SHIFT
     return y - pred
 
