@@ -30,7 +30,8 @@ INDEX_ENTRY = struct.Struct("<QIIIQIQ")  # offset, length, first_record, record_
 STREAM_ENTRY = struct.Struct("<HBBI")  # signal index, kind, flags, byte length
 
 # Stream kinds inside a block (spec section "Streams").
-ANNOTATION_BYTES, LOSSLESS, NEAR_LOSSLESS, NEURAL_TOKENS = range(4)
+ANNOTATION_BYTES, LOSSLESS, NEAR_LOSSLESS, NEURAL_TOKENS, RECORD_BYTES = range(5)
+ALL_SIGNALS = 0xFFFF  # the signal index of a RECORD_BYTES stream
 
 
 def checksum(data: bytes) -> int:

@@ -186,13 +186,19 @@ def parse_recording(data: bytes, source: str = "input") -> EdfRecording:
     else:  # -1: record count unknown, take every whole record present
         n_records = body // record_bytes
         trailing_start = len(header.raw) + n_records * record_bytes
-    records = np.frombuffer(data, np.uint8, n_records * record_bytes, len(header.raw)).reshape(n_records, -1)
+    digital = split_records(header, data[len(header.raw):trailing_start], n_records)
+    return EdfRecording(header=header, n_records=n_records, digital=digital, trailing=bytes(data[trailing_start:]))
+
+
+def split_records(header: EdfHeader, body: bytes, n_records: int) -> list[np.ndarray]:
+    """Per-signal digital samples from whole data records (the inverse of records_to_bytes)."""
+    records = np.frombuffer(body, np.uint8, n_records * header.record_bytes).reshape(n_records, -1)
     digital, col = [], 0
     for s in header.signals:
         width = s.samples_per_record * header.sample_width
         digital.append(bytes_to_digital(records[:, col:col + width].reshape(-1), header.sample_width))
         col += width
-    return EdfRecording(header=header, n_records=n_records, digital=digital, trailing=bytes(data[trailing_start:]))
+    return digital
 
 
 def read_edf(path) -> EdfRecording:
