@@ -163,13 +163,15 @@ def eval(reference, candidate, model, device, as_json):
 @click.option("--init", type=click.Path(dir_okay=False, path_type=Path),
               help="start from a DAC checkpoint in descript-audio-codec's format (DAC.load)")
 @click.option("--resume", is_flag=True, help="continue from OUT/train_state.pt")
+@click.option("--from-model", type=click.Path(dir_okay=False, path_type=Path),
+              help="start from an eegz model (.npz with its .json card), e.g. eegz/models/<name>.npz")
 @click.option("--val-subject", "val_subjects", multiple=True, help="subject held out for validation (repeatable)")
 @click.option("--adversarial-steps", type=int, default=0, show_default=True, help="final GAN-phase steps")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=0, help="torch CPU threads (0: default)")
 @click.option("-q", "--quiet", is_flag=True)
-def train(inputs, out_dir, steps, batch_size, lr, init, resume, val_subjects, adversarial_steps, seed, threads,
-          quiet):
+def train(inputs, out_dir, steps, batch_size, lr, init, resume, from_model, val_subjects, adversarial_steps, seed,
+          threads, quiet):
     """Train or fine-tune the EEG codec on EDF files, folders or globs."""
     from .neural import ModelConfig
     from .train import TrainSettings, train as run
@@ -177,7 +179,7 @@ def train(inputs, out_dir, steps, batch_size, lr, init, resume, val_subjects, ad
                              seed=seed, threads=threads)
     log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
     result = _run(lambda: run(list(inputs), out_dir, ModelConfig(), settings, init=init, resume=resume,
-                              val_subjects=tuple(val_subjects), quiet=quiet, log=log))
+                              from_model=from_model, val_subjects=tuple(val_subjects), quiet=quiet, log=log))
     click.echo(json.dumps(result))
 
 

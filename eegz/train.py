@@ -186,7 +186,8 @@ def make_mel_loss(codec_rate: int):
 
 
 def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: TrainSettings,
-          init: Path | None = None, resume: bool = False, val_fraction: float = 0.2,
+          init: Path | None = None, resume: bool = False, from_model: Path | None = None,
+          val_fraction: float = 0.2,
           val_subjects: tuple[str, ...] = (), quiet: bool = False, log=print) -> dict:
     from .neural import _quiet_imports
     torch, _ = _quiet_imports()
@@ -215,6 +216,11 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
     if init is not None:
         model, config = init_from_dac_checkpoint(init, config.sample_rate)
         model.quantizer.quantizer_dropout = settings.quantizer_dropout
+    elif from_model is not None:  # continue from an eegz model (.npz + card), e.g. the shipped one
+        from .neural import load_state_into
+        config = ModelConfig.from_json(json.loads(Path(from_model).with_suffix(".json").read_text())["config"])
+        model = build_dac(config, quantizer_dropout=settings.quantizer_dropout)
+        load_state_into(model, Path(from_model))
     else:
         model = build_dac(config, quantizer_dropout=settings.quantizer_dropout)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, betas=(0.8, 0.99))
@@ -281,6 +287,7 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
             if step % settings.checkpoint_every == 0 or step == settings.steps:
                 card = {"training": {"inputs": inputs, "train_subjects": train_ids, "val_subjects": val_ids,
                                      "steps": step, "settings": settings.__dict__, "init": str(init) if init else None,
+                                     "from_model": str(from_model) if from_model else None,
                                      "history": history}}
                 save_model(model, config, out_dir / "model.npz", card,
                            token_usage(model, table_windows, config.n_codebooks))

@@ -39,6 +39,12 @@ def test_train_writes_a_usable_model_and_resumes(two_subjects, tmp_path):
         assert z["eegz.token_counts"].shape == (9, 1024) and z["eegz.token_counts"][0].sum() > 0
     resumed = train([str(two_subjects)], out, TINY, _settings(steps=4), resume=True, quiet=True, log=lambda m: None)
     assert resumed["step"] == 4 and len(json.loads((out / "model.json").read_text())["training"]["history"]) == 2
+    again = train([str(two_subjects)], tmp_path / "again", ModelConfig(), _settings(steps=1, lr=0.0),
+                  from_model=out / "model.npz", quiet=True, log=lambda m: None)
+    assert again["step"] == 1
+    with np.load(out / "model.npz") as a, np.load(tmp_path / "again" / "model.npz") as b:
+        key = "encoder.block.0.weight_v"  # lr 0: continuing from an eegz model keeps its weights
+        np.testing.assert_allclose(a[key], b[key], atol=1e-7)
     codec = NeuralCodec.load(str(out / "model.npz"), "cpu")
     summary = api.compress(EXAMPLE, tmp_path / "x.eegz", codebooks=3, model=str(out / "model.npz"), device="cpu")
     assert summary["model"] == "model" and summary["codec"]["weights_sha256"] == codec.sha256
