@@ -137,7 +137,7 @@ def compress(in_path, out_path=None, mode: str = "lossy", codebooks: int = 6, de
     with ContainerWriter(out_path, meta, header.raw, rec.trailing, force) as writer:
         for b, plan in enumerate(blocks):
             streams = []
-            fallback = _record_bytes_fallback(raw, rec, plan, exact_streams, b) if mode == "lossless" else None
+            fallback = _record_bytes_fallback(raw, rec, plan, exact_streams, b, zc) if mode == "lossless" else None
             if fallback is not None:
                 writer.add_block(pack_block([fallback]), plan.first_record, plan.record_count,
                                  plan.first_record * max_spr, plan.record_count * max_spr)
@@ -160,7 +160,7 @@ def compress(in_path, out_path=None, mode: str = "lossy", codebooks: int = 6, de
 
 
 def _record_bytes_fallback(raw: bytes, rec: EdfRecording, plan: BlockPlan, exact_streams: dict,
-                           b: int) -> Stream | None:
+                           b: int, zc) -> Stream | None:
     """A block whose 'samples' predict badly (byte-shifted, mangled files) kept as its record bytes under
     zstd when that is smaller: lossless mode should never lose to a general-purpose compressor."""
     coded = sum(len(v) for (blk, _), v in exact_streams.items() if blk == b)
@@ -168,7 +168,7 @@ def _record_bytes_fallback(raw: bytes, rec: EdfRecording, plan: BlockPlan, exact
     if 8 * coded <= 10 * n_samples:  # prediction works (below 10 bits a sample): no need to try
         return None
     start = len(rec.header.raw) + plan.first_record * rec.header.record_bytes
-    body = zstandard.ZstdCompressor(level=19).compress(raw[start:start + plan.record_count * rec.header.record_bytes])
+    body = zc.compress(raw[start:start + plan.record_count * rec.header.record_bytes])
     return Stream(ALL_SIGNALS, RECORD_BYTES, body) if len(body) < coded else None
 
 

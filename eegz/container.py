@@ -98,9 +98,9 @@ class ContainerWriter:
         self.f.write(PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, 0))
         self.header_offset = self.f.tell()
         text = json.dumps(header, sort_keys=True).encode("utf-8")
-        self.f.write(_section(zstandard.ZstdCompressor(level=19).compress(text)))
-        self.f.write(_section(zstandard.ZstdCompressor(level=19).compress(edf_header)))
-        self.f.write(_section(zstandard.ZstdCompressor(level=19).compress(trailer)))
+        zc = zstandard.ZstdCompressor(level=19)
+        for part in (text, edf_header, trailer):
+            self.f.write(_section(zc.compress(part)))
 
     def add_block(self, payload: bytes, first_record: int, record_count: int, first_sample: int,
                   sample_count: int) -> None:

@@ -31,8 +31,7 @@ def resample(x: np.ndarray, from_rate: float, to_rate: float) -> np.ndarray:
 
 def alignment_period(channel_rate: float, codec_rate: float) -> int:
     """Smallest codec-rate sample count that is also a whole number of channel-rate samples."""
-    up, down = rate_ratio(codec_rate, channel_rate)  # channel/codec = up/down
-    return down
+    return rate_ratio(codec_rate, channel_rate)[1]  # channel/codec = up/down: multiples of down align
 
 
 def robust_std(x: np.ndarray) -> float:

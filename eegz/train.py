@@ -24,7 +24,7 @@ from .channels import NEURAL, channel_role
 from .dsp import microvolt_factor, resample
 from .edf import EdfError, read_edf
 from .metrics import prdn_windows
-from .neural import ModelConfig, build_dac, save_model
+from .neural import ModelConfig, _load_cached, _quiet_imports, build_dac, load_state_into, save_model
 from .progress import Progress
 
 CLIP_UV = 200.0
@@ -149,11 +149,9 @@ def token_usage(model, windows: np.ndarray, n_codebooks: int, batch: int = 64) -
 
 def add_token_tables(weights: Path, inputs: list[str], windows: int = 1024, seed: int = 1) -> str:
     """Recompute a trained model's token tables from EEG files and rewrite its .npz (new SHA-256)."""
-    from .neural import NeuralCodec, _load_cached
     card = json.loads(Path(weights).with_suffix(".json").read_text())
     config = ModelConfig.from_json(card["config"])
     dac = build_dac(config)
-    from .neural import load_state_into
     load_state_into(dac, Path(weights))
     data = load_eeg(expand_inputs(inputs), config.sample_rate)
     train_ids = card.get("training", {}).get("train_subjects") or list(data)
@@ -167,7 +165,6 @@ def add_token_tables(weights: Path, inputs: list[str], windows: int = 1024, seed
 
 def init_from_dac_checkpoint(path: Path, codec_rate: int):
     """Load an official-format DAC checkpoint (DAC.load) to fine-tune it on EEG: the paper's transfer."""
-    from .neural import _quiet_imports
     _, DAC = _quiet_imports()
     model = DAC.load(str(path))
     model.sample_rate = codec_rate
@@ -189,7 +186,6 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
           init: Path | None = None, resume: bool = False, from_model: Path | None = None,
           val_fraction: float = 0.2,
           val_subjects: tuple[str, ...] = (), quiet: bool = False, log=print) -> dict:
-    from .neural import _quiet_imports
     torch, _ = _quiet_imports()
     from audiotools import AudioSignal
     # audiotools warns on every short STFT and torch on weight_norm: noise, not news, in a training log
@@ -217,7 +213,6 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
         model, config = init_from_dac_checkpoint(init, config.sample_rate)
         model.quantizer.quantizer_dropout = settings.quantizer_dropout
     elif from_model is not None:  # continue from an eegz model (.npz + card), e.g. the shipped one
-        from .neural import load_state_into
         config = ModelConfig.from_json(json.loads(Path(from_model).with_suffix(".json").read_text())["config"])
         model = build_dac(config, quantizer_dropout=settings.quantizer_dropout)
         load_state_into(model, Path(from_model))
