@@ -28,6 +28,7 @@ from .progress import Progress
 MODES = ("lossy", "lossless", "near-lossless")
 TARGET_BLOCK_SECONDS = 16.0
 MIN_CODEBOOKS, MAX_CODEBOOKS = 3, 9
+ENCODE_QUEUE_SAMPLES = 1 << 21  # codec-rate samples gathered from several channels per model call
 AUX_TOKENS = 1  # stream flag: neural tokens carried beside an exact stream (--with-tokens)
 
 
@@ -186,18 +187,27 @@ def _encode_neural(rec, neural_signals, blocks, codec, codebooks, quiet):
     context = context_frames([header.signals[i] for i in neural_signals], rate, hop)
     starts = [p.first_record * header.record_duration for p in blocks]
     tokens = {}
+    pending: list = []  # (channel, job): channels are batched together through the model
+
+    def flush():
+        codes = codec.encode([job.segment for _, job in pending], codebooks)
+        for (i, job), c in zip(pending, codes):
+            for b, offset, scale, own in job.blocks:
+                tokens[(b, i)] = pack_tokens(c[:, own], offset, scale, codec.config.bits_per_code,
+                                             codec.token_counts)
+        pending.clear()
+
     with Progress(len(neural_signals), "compress", quiet) as bar:
         for i in neural_signals:
             s = header.signals[i]
             codable = [b for b, p in enumerate(blocks) if block_is_codable(_records_slice(rec, i, p), s)]
             if codable:
                 plan = plan_channel(s, s.to_physical(rec.digital[i]), starts, rate, hop)
-                jobs = encode_jobs(plan, codable, hop, context)
-                codes = codec.encode([j[0] for j in jobs], codebooks)
-                for b, (_, (offset, scale), own), c in zip(codable, jobs, codes):
-                    tokens[(b, i)] = pack_tokens(c[:, own], offset, scale, codec.config.bits_per_code,
-                                                 codec.token_counts)
+                pending += [(i, job) for job in encode_jobs(plan, codable, hop, context)]
+            if sum(len(job.segment) for _, job in pending) >= ENCODE_QUEUE_SAMPLES:
+                flush()
             bar.update(1, s.label)
+        flush()
     return tokens, context
 
 

@@ -160,6 +160,7 @@ def eval(reference, candidate, model, device, as_json):
 @click.option("--steps", type=int, default=20000, show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--lr", type=float, default=3e-4, show_default=True)
+@click.option("--lr-final", type=float, help="decay the learning rate along a half cosine to this by the last step")
 @click.option("--init", type=click.Path(dir_okay=False, path_type=Path),
               help="start from a DAC checkpoint in descript-audio-codec's format (DAC.load)")
 @click.option("--resume", is_flag=True, help="continue from OUT/train_state.pt")
@@ -170,12 +171,12 @@ def eval(reference, candidate, model, device, as_json):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=0, help="torch CPU threads (0: default)")
 @click.option("-q", "--quiet", is_flag=True)
-def train(inputs, out_dir, steps, batch_size, lr, init, resume, from_model, val_subjects, adversarial_steps, seed,
+def train(inputs, out_dir, steps, batch_size, lr, lr_final, init, resume, from_model, val_subjects, adversarial_steps, seed,
           threads, quiet):
     """Train or fine-tune the EEG codec on EDF files, folders or globs."""
     from .neural import ModelConfig
     from .train import TrainSettings, train as run
-    settings = TrainSettings(steps=steps, batch_size=batch_size, lr=lr, adversarial_steps=adversarial_steps,
+    settings = TrainSettings(steps=steps, batch_size=batch_size, lr=lr, lr_final=lr_final, adversarial_steps=adversarial_steps,
                              seed=seed, threads=threads)
     log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
     result = _run(lambda: run(list(inputs), out_dir, ModelConfig(), settings, init=init, resume=resume,

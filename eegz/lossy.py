@@ -22,6 +22,7 @@ from .entropy import counts_model, pack_bits, unpack_bits
 
 SCALE_FACTOR = 10.0  # normalized = (x - median) / (10 σ): typical EEG then spans about ±0.3
 BASE_CONTEXT_FRAMES = 8
+MAX_RUN_BLOCKS = 4  # blocks encoded in one pass: 64 s of one channel, about the CPU's fastest size
 _TOKENS_HEAD = struct.Struct("<ffB")  # offset, scale (float32), flags
 _ZSTD = 1  # flag: the packed codes are zstd-compressed
 _ANS = 2  # flag: u32 n_frames, then rANS-coded codes with the model's per-codebook usage tables
@@ -63,19 +64,53 @@ def plan_channel(signal: Signal, physical: np.ndarray, block_starts_s: list[floa
     return ChannelPlan(signal, padded, edges)
 
 
-def encode_jobs(plan: ChannelPlan, blocks: list[int], hop: int, context: int):
-    """(segment, (offset, scale), own-frame slice) for each block of this channel to be coded."""
+@dataclass
+class EncodeJob:
+    """A run of consecutive blocks of one channel, normalized block by block, with context at its ends."""
+    segment: np.ndarray  # normalized codec-rate samples, a whole number of frames
+    blocks: list  # (block, offset, scale, slice of the block's own frames in the segment)
+
+
+def block_normalization(own: np.ndarray) -> tuple[float, float]:
+    """(offset, scale), rounded to float32 as stored, so that encoder and decoder use the very same values."""
+    offset = float(np.float32(np.median(own)))
+    scale = float(np.float32(max(SCALE_FACTOR * robust_std(own), 1e-30)))
+    return offset, scale
+
+
+def block_runs(blocks: list[int], max_run: int) -> list[list[int]]:
+    """Consecutive block numbers grouped into runs of at most max_run."""
+    runs: list[list[int]] = []
+    for b in blocks:
+        if runs and runs[-1][-1] == b - 1 and len(runs[-1]) < max_run:
+            runs[-1].append(b)
+        else:
+            runs.append([b])
+    return runs
+
+
+def encode_jobs(plan: ChannelPlan, blocks: list[int], hop: int, context: int,
+                max_run: int = MAX_RUN_BLOCKS) -> list[EncodeJob]:
+    """Encoder inputs for these blocks of one channel.
+
+    Consecutive blocks are encoded in one pass, each normalized by its own offset and scale, which is
+    what the decoder sees too (neighbour tokens carry their own block's normalization); only a run's two
+    ends pay for `context` frames of real signal, normalized like the block beside them."""
     jobs = []
     n_frames = len(plan.codec_signal) // hop
-    for b in blocks:
-        f0, f1 = plan.frame_edges[b], plan.frame_edges[b + 1]
-        own = plan.codec_signal[f0 * hop:f1 * hop]
-        # rounded to float32 here, as stored, so that encoder and decoder use the very same values
-        offset = float(np.float32(np.median(own)))
-        scale = float(np.float32(max(SCALE_FACTOR * robust_std(own), 1e-30)))
+    for run in block_runs(blocks, max_run):
+        f0, f1 = plan.frame_edges[run[0]], plan.frame_edges[run[-1] + 1]
         s0, s1 = max(0, f0 - context), min(n_frames, f1 + context)
-        segment = (plan.codec_signal[s0 * hop:s1 * hop] - offset) / scale
-        jobs.append((segment, (offset, scale), slice(f0 - s0, f1 - s0)))
+        segment = np.empty((s1 - s0) * hop)
+        parts = []
+        for k, b in enumerate(run):
+            b0, b1 = plan.frame_edges[b], plan.frame_edges[b + 1]
+            offset, scale = block_normalization(plan.codec_signal[b0 * hop:b1 * hop])
+            lo = s0 if k == 0 else b0  # the run's ends take their context in the edge block's units
+            hi = s1 if k == len(run) - 1 else b1
+            segment[(lo - s0) * hop:(hi - s0) * hop] = (plan.codec_signal[lo * hop:hi * hop] - offset) / scale
+            parts.append((b, offset, scale, slice(b0 - s0, b1 - s0)))
+        jobs.append(EncodeJob(segment, parts))
     return jobs
 
 

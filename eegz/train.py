@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import random
 import re
 import time
@@ -36,6 +37,7 @@ class TrainSettings:
     batch_size: int = 32
     window_seconds: float = 4.0
     lr: float = 3e-4
+    lr_final: float | None = None  # cosine decay from lr (at the starting step) to this at the last step
     waveform_weight: float = 100.0
     mel_weight: float = 1.0
     commitment_weight: float = 0.25
@@ -249,6 +251,7 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
         return result
 
     adv_start = settings.steps - settings.adversarial_steps
+    schedule = cosine_schedule(settings.lr, settings.lr_final, step, settings.steps)
     t0 = time.time()
     model.train()
     with Progress(settings.steps - step, "train", quiet=quiet) as bar:
@@ -268,6 +271,8 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
                     log(f"step {step}: discriminator diverged, adversarial phase switched off")
                 else:
                     loss = loss + settings.adversarial_weight * gan
+            for group in opt.param_groups:
+                group["lr"] = schedule(step)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1000.0)
@@ -289,6 +294,14 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
                 torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
                             "history": json.dumps(history)}, state_path)
     return history[-1] if history else {}
+
+
+def cosine_schedule(lr: float, lr_final: float | None, first_step: int, last_step: int):
+    """Learning rate per step: constant, or a half cosine from lr at first_step down to lr_final."""
+    if lr_final is None or last_step <= first_step:
+        return lambda step: lr
+    span = last_step - first_step
+    return lambda step: lr_final + 0.5 * (lr - lr_final) * (1 + math.cos(math.pi * min(1.0, (step - first_step) / span)))
 
 
 def _adversarial_step(disc, disc_opt, x, y, config, settings, torch):

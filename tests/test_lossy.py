@@ -89,7 +89,8 @@ def test_normalization_is_stored_and_inverted():
     s = read_edf(EXAMPLE).header.signals[0]
     x = np.sin(np.arange(5000) / 30.0) * 40 + 3000.0
     plan = plan_channel(s, x, [0.0, 5.0], 256, 64)
-    (segment, (offset, scale), own), = encode_jobs(plan, [0], 64, 8)
+    (job,) = encode_jobs(plan, [0], 64, 8)
+    segment, ((_, offset, scale, own),) = job.segment, job.blocks
     assert abs(offset - 3000) < 5 and scale > 0
     assert np.abs(segment[own.start * 64:own.stop * 64]).max() < 1.0 / SCALE_FACTOR * 10
 
