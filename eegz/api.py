@@ -135,7 +135,7 @@ def compress(in_path, out_path=None, mode: str = "lossy", codebooks: int = 6, de
     meta = _header_json(in_path, raw, rec, roles, bounds, mode, codec, codebooks, context, blocks, with_tokens)
     zc = zstandard.ZstdCompressor(level=19)
     max_spr = max((s.samples_per_record for s in header.signals), default=0)
-    with ContainerWriter(out_path, meta, header.raw, rec.trailing, force) as writer:
+    with ContainerWriter(out_path, meta, header.raw, rec.trailing, force, meta["format_version"]) as writer:
         for b, plan in enumerate(blocks):
             streams = []
             fallback = _record_bytes_fallback(raw, rec, plan, exact_streams, b, zc) if mode == "lossless" else None
@@ -223,6 +223,11 @@ def _encode_exact(rec, roles, bounds, blocks, coded_by_tokens) -> dict:
     return dict(zip(keys, encode_items(items)))
 
 
+def format_version_for(codec, mode: str) -> int:
+    """Version 2 only where decoding needs what version 1 readers lack (DAC-MC channel mixing)."""
+    return 2 if codec is not None and mode == "lossy" and codec.config.is_multichannel else 1
+
+
 def _header_json(in_path, raw, rec, roles, bounds, mode, codec, codebooks, context, blocks, with_tokens):
     header = rec.header
     channels = []
@@ -233,14 +238,15 @@ def _header_json(in_path, raw, rec, roles, bounds, mode, codec, codebooks, conte
             "physical_max": s.physical_max, "digital_min": s.digital_min, "digital_max": s.digital_max,
             "prefilter": s.prefilter, "sample_rate": s.sample_rate, "samples_per_record": s.samples_per_record,
             "role": role if (role != NEURAL or mode == "lossy") else EXACT,
-            "style_index": None, "max_error_lsb": k,
+            "style_index": codec.style_index(s.label) if (codec and role == NEURAL and mode == "lossy") else None,
+            "max_error_lsb": k,
         })
     codec_meta = None
     if codec:
-        codec_meta = {"variant": "DAC-SC", "model": codec.name, "config": codec.config.to_json(),
+        codec_meta = {"variant": codec.config.variant, "model": codec.name, "config": codec.config.dac_arguments(),
                       "weights_sha256": codec.sha256, "n_codebooks": codebooks, "context_frames": context}
     return {
-        "format": "eegz", "format_version": 1, "writer": f"eegz {__version__}", "mode": mode,
+        "format": "eegz", "format_version": format_version_for(codec, mode), "writer": f"eegz {__version__}", "mode": mode,
         "source": {"name": Path(in_path).name, "bytes": len(raw), "sha256": _sha256(raw)},
         "edf": {"kind": "BDF" if header.is_bdf else "EDF", "reserved": header.reserved,
                 "declared_records": header.n_records, "records": rec.n_records,
@@ -336,6 +342,7 @@ def _decode_neural(reader, streams, targets, header, device, model, quiet) -> di
                          f"{meta['weights_sha256'][:12]}…: pass it with --model PATH.npz") from None
     hop, rate, bits = codec.config.hop, codec.config.sample_rate, codec.config.bits_per_code
     context = meta["context_frames"]
+    styles = [c.get("style_index") for c in reader.header["channels"]]
     dur = header.record_duration
     unpacked: dict = {}
 
@@ -360,7 +367,7 @@ def _decode_neural(reader, streams, targets, header, device, model, quiet) -> di
                 codes, n_left = with_context(own[0], left[0] if left else None, right[0] if right else None,
                                              context)
                 jobs.append((i, codes, n_left, own[1], own[2]))
-            waves = codec.decode([j[1] for j in jobs])
+            waves = codec.decode_block([(codes, n_left, styles[i] or 0) for i, codes, n_left, _, _ in jobs])
             for (i, _, n_left, offset, scale), wave in zip(jobs, waves):
                 s = header.signals[i]
                 spr = s.samples_per_record

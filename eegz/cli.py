@@ -109,12 +109,13 @@ def info(input, as_json):
              f"size          {result['bytes']} bytes, ratio {result['compression_ratio']:.2f}"]
     if result["codec"]:
         bps = result["bits_per_second_per_channel"]
-        lines.append(f"codec         {result['model']}, {result['codebooks']} codebooks"
+        lines.append(f"codec         {result['codec']['variant']} {result['model']}, {result['codebooks']} codebooks"
                      + (f", {bps:.1f} bit/s per EEG channel" if bps else ""))
     lines.append("channels")
     for c in result["channels"]:
         bound = f" ±{c['max_error_lsb']} LSB" if c["max_error_lsb"] else ""
-        lines.append(f"  {c['label']:<18} {c['sample_rate']:>9.3f} Hz  {c['physical_dimension']:<6} {c['role']}{bound}")
+        style = f" style {c['style_index']}" if c["style_index"] is not None else ""
+        lines.append(f"  {c['label']:<18} {c['sample_rate']:>9.3f} Hz  {c['physical_dimension']:<6} {c['role']}{bound}{style}")
     click.echo("\n".join(lines))
 
 
@@ -168,19 +169,28 @@ def eval(reference, candidate, model, device, as_json):
               help="start from an eegz model (.npz with its .json card), e.g. eegz/models/<name>.npz")
 @click.option("--val-subject", "val_subjects", multiple=True, help="subject held out for validation (repeatable)")
 @click.option("--adversarial-steps", type=int, default=0, show_default=True, help="final GAN-phase steps")
+@click.option("--variant", type=click.Choice(["sc", "mc"]), default="sc", show_default=True,
+              help="mc: fine-tune DAC-MC (channel mixing + style vectors) from the --from-model DAC-SC model")
+@click.option("--channels", type=int, default=16, show_default=True, help="DAC-MC: channels per training window")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=0, help="torch CPU threads (0: default)")
 @click.option("-q", "--quiet", is_flag=True)
-def train(inputs, out_dir, steps, batch_size, lr, lr_final, init, resume, from_model, val_subjects, adversarial_steps, seed,
-          threads, quiet):
+def train(inputs, out_dir, steps, batch_size, lr, lr_final, init, resume, from_model, val_subjects, adversarial_steps,
+          variant, channels, seed, threads, quiet):
     """Train or fine-tune the EEG codec on EDF files, folders or globs."""
     from .neural import ModelConfig
-    from .train import TrainSettings, train as run
+    from .neural import resolve_model_path
+    from .train import TrainSettings, train as run, train_multichannel
     settings = TrainSettings(steps=steps, batch_size=batch_size, lr=lr, lr_final=lr_final, adversarial_steps=adversarial_steps,
                              seed=seed, threads=threads)
     log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
-    result = _run(lambda: run(list(inputs), out_dir, ModelConfig(), settings, init=init, resume=resume,
-                              from_model=from_model, val_subjects=tuple(val_subjects), quiet=quiet, log=log))
+    if variant == "mc":
+        result = _run(lambda: train_multichannel(
+            list(inputs), out_dir, from_model or resolve_model_path(None), settings, channels=channels,
+            resume=resume, val_subjects=tuple(val_subjects), quiet=quiet, log=log))
+    else:
+        result = _run(lambda: run(list(inputs), out_dir, ModelConfig(), settings, init=init, resume=resume,
+                                  from_model=from_model, val_subjects=tuple(val_subjects), quiet=quiet, log=log))
     click.echo(json.dumps(result))
 
 

@@ -23,7 +23,8 @@ from .errors import FormatError, OutputExistsError
 
 MAGIC = b"\x89EEGZ\r\n\x1a"
 FOOTER_MAGIC = b"EEGZEND\x00"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest version this code reads and writes
+READABLE_VERSIONS = (1, 2)  # 2 = 1 + the DAC-MC codec variant; DAC-SC and exact files are still written as 1
 PREAMBLE = struct.Struct("<8sHHI")  # magic, version, flags, reserved
 FOOTER = struct.Struct("<QQQ8s")  # index offset, index length, header offset, magic
 INDEX_ENTRY = struct.Struct("<QIIIQIQ")  # offset, length, first_record, record_count, first_sample, sample_count, xxh64
@@ -87,7 +88,8 @@ def _section(data: bytes) -> bytes:
 class ContainerWriter:
     """Writes to a temporary file beside the target and renames it into place on success only."""
 
-    def __init__(self, path: Path, header: dict, edf_header: bytes, trailer: bytes, force: bool = False):
+    def __init__(self, path: Path, header: dict, edf_header: bytes, trailer: bytes, force: bool = False,
+                 version: int = 1):
         self.path = Path(path)
         if self.path.exists() and not force:
             raise OutputExistsError(f"{self.path} exists; use --force to overwrite it")
@@ -95,7 +97,7 @@ class ContainerWriter:
         self.tmp = Path(tmp)
         self.f = os.fdopen(fd, "wb")
         self.blocks: list[BlockEntry] = []
-        self.f.write(PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, 0))
+        self.f.write(PREAMBLE.pack(MAGIC, version, 0, 0))
         self.header_offset = self.f.tell()
         text = json.dumps(header, sort_keys=True).encode("utf-8")
         zc = zstandard.ZstdCompressor(level=19)
@@ -150,9 +152,9 @@ class ContainerReader:
         magic, version, _, _ = PREAMBLE.unpack(self.f.read(PREAMBLE.size))
         if magic != MAGIC:
             raise FormatError(f"{self.path.name} is not an .eegz file (bad magic bytes)")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise FormatError(f"{self.path.name} uses .eegz format version {version}; this eegz reads "
-                              f"version {FORMAT_VERSION} only (upgrade eegz to read it)")
+                              f"versions {', '.join(map(str, READABLE_VERSIONS))} (upgrade eegz to read it)")
         if self.size < PREAMBLE.size + FOOTER.size:
             raise FormatError(f"{self.path.name} is truncated (no footer)")
         self.f.seek(self.size - FOOTER.size)

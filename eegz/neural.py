@@ -23,6 +23,7 @@ MODELS_DIR = Path(__file__).parent / "models"
 TOKEN_COUNTS_KEY = "eegz.token_counts"  # (n_codebooks, codebook_size) int64 usage counts, in the .npz
 DEFAULT_MODEL = "eegz-dac-sc-256hz-hop64"
 GPU_BATCH_SAMPLES = 1 << 22  # per forward pass on a GPU
+MIXING_PREFIX = "mc."  # DAC-MC's channel-mixing tensors in the .npz, beside DAC's own state dict
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,13 @@ class ModelConfig:
     codebook_size: int = 1024
     codebook_dim: int = 8
     sample_rate: int = 256
+    variant: str = "DAC-SC"  # or "DAC-MC": cross-channel attention and style vectors on decode
+    electrodes: tuple = ()  # DAC-MC: electrode names of style indices 1, 2, ... (0: unknown)
+    mix_heads: int = 4  # DAC-MC: attention heads
+
+    @property
+    def is_multichannel(self) -> bool:
+        return self.variant == "DAC-MC"
 
     @property
     def hop(self) -> int:
@@ -49,12 +57,20 @@ class ModelConfig:
     def to_json(self) -> dict:
         d = asdict(self)
         d["encoder_rates"], d["decoder_rates"] = list(self.encoder_rates), list(self.decoder_rates)
+        d["electrodes"] = list(self.electrodes)
+        return d
+
+    def dac_arguments(self) -> dict:
+        """The dac.model.DAC constructor arguments."""
+        d = self.to_json()
+        for key in ("variant", "electrodes", "mix_heads"):
+            d.pop(key)
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> "ModelConfig":
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        for key in ("encoder_rates", "decoder_rates"):
+        for key in ("encoder_rates", "decoder_rates", "electrodes"):
             if key in known:
                 known[key] = tuple(known[key])
         return cls(**known)
@@ -73,7 +89,15 @@ def build_dac(config: ModelConfig, quantizer_dropout: float = 0.0):
     _, DAC = _quiet_imports()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # DAC's weight_norm is deprecated in torch, not wrong
-        return DAC(**config.to_json(), quantizer_dropout=quantizer_dropout)
+        return DAC(**config.dac_arguments(), quantizer_dropout=quantizer_dropout)
+
+
+def build_mixing(config: ModelConfig, dac):
+    """The DAC-MC decoder-side channel mixing for this DAC, or None for DAC-SC."""
+    if not config.is_multichannel:
+        return None
+    from .multichannel import ChannelMixing
+    return ChannelMixing(dac.latent_dim, len(config.electrodes) + 1, config.mix_heads)
 
 
 def file_sha256(path: Path) -> str:
@@ -85,7 +109,7 @@ def file_sha256(path: Path) -> str:
 
 
 def save_model(model, config: ModelConfig, weights_path: Path, card: dict | None = None,
-               token_counts: np.ndarray | None = None) -> str:
+               token_counts: np.ndarray | None = None, mixing=None) -> str:
     """Write weights (.npz) and the model card (.json beside it); returns the weights' SHA-256.
 
     token_counts, how often each code of each codebook occurs on training EEG, are stored in the same
@@ -93,6 +117,8 @@ def save_model(model, config: ModelConfig, weights_path: Path, card: dict | None
     weights_path = Path(weights_path)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().float().numpy() for k, v in model.state_dict().items()}
+    if mixing is not None:
+        state.update({MIXING_PREFIX + k: v.detach().cpu().float().numpy() for k, v in mixing.state_dict().items()})
     if token_counts is not None:
         state[TOKEN_COUNTS_KEY] = np.asarray(token_counts, np.int64)
     tmp = weights_path.with_suffix(".tmp.npz")
@@ -134,13 +160,16 @@ def _load_cached(path: str, mtime_ns: int, size: int, device: str) -> "NeuralCod
     return NeuralCodec._from_file(Path(path), device)
 
 
-def load_state_into(model, weights_path: Path) -> np.ndarray | None:
-    """Load the weights; returns the token counts stored beside them, if any."""
+def load_state_into(model, weights_path: Path, mixing=None) -> np.ndarray | None:
+    """Load the weights (the DAC-MC mixing too, when given); returns the token counts, if any."""
     torch, _ = _quiet_imports()
     with np.load(weights_path, allow_pickle=False) as npz:
         state = {k: torch.from_numpy(npz[k]) for k in npz.files if k != TOKEN_COUNTS_KEY}
         counts = npz[TOKEN_COUNTS_KEY] if TOKEN_COUNTS_KEY in npz.files else None
+    mixed = {k[len(MIXING_PREFIX):]: state.pop(k) for k in list(state) if k.startswith(MIXING_PREFIX)}
     model.load_state_dict(state)
+    if mixing is not None:
+        mixing.load_state_dict(mixed)
     return counts
 
 
@@ -192,6 +221,7 @@ class NeuralCodec:
     device: str
     model: object = field(repr=False)
     token_counts: np.ndarray | None = field(default=None, repr=False)
+    mixing: object = field(default=None, repr=False)  # DAC-MC only
     batch_samples: int = 1 << 14  # per forward pass on the CPU: the activations then stay in cache
 
     @classmethod
@@ -214,11 +244,21 @@ class NeuralCodec:
         config = ModelConfig.from_json(card["config"])
         torch, _ = _quiet_imports()
         dac = build_dac(config)
-        counts = load_state_into(dac, path)
+        mixing = build_mixing(config, dac)
+        counts = load_state_into(dac, path, mixing)
         prepare_for_inference(dac)
         dac = dac.to(device).eval()
+        if mixing is not None:
+            mixing = mixing.to(device).eval()
         return cls(name=card.get("name", path.stem), config=config, sha256=sha, device=device, model=dac,
-                   token_counts=counts)
+                   token_counts=counts, mixing=mixing)
+
+    def style_index(self, label: str) -> int | None:
+        """The DAC-MC style vector for a channel label; None for DAC-SC."""
+        if self.mixing is None:
+            return None
+        from .multichannel import style_index
+        return style_index(label, self.config.electrodes)
 
     def encode(self, segments: list[np.ndarray], n_codebooks: int) -> list[np.ndarray]:
         """Codes (n_codebooks, len/hop) uint16 for each normalized segment (length a multiple of hop)."""
@@ -244,6 +284,38 @@ class NeuralCodec:
 
         hop = self.config.hop
         return self._run_batches([c.shape[1] * hop for c in codes], lambda i: codes[i].shape, run)
+
+    def decode_block(self, items: list[tuple[np.ndarray, int, int | None]]) -> list[np.ndarray]:
+        """Decode the channels of one block: (codes with context, frames of left context, style index).
+
+        DAC-SC decodes each channel alone. DAC-MC places every channel's latents on the block's common
+        frame grid (channels whose neighbours give no context start or end later), mixes them across
+        channels, then decodes each channel over its own frames."""
+        if self.mixing is None:
+            return self.decode([codes for codes, _, _ in items])
+        torch, _ = _quiet_imports()
+        starts = [-n_left for _, n_left, _ in items]
+        lo = min(starts)
+        hi = max(s + codes.shape[1] for (codes, _, _), s in zip(items, starts))
+        dim = self.model.latent_dim
+        with torch.inference_mode():
+            grid = torch.zeros(1, len(items), dim, hi - lo, device=self.device)
+            missing = torch.ones(1, len(items), hi - lo, dtype=torch.bool, device=self.device)
+            for k, ((codes, _, _), s) in enumerate(zip(items, starts)):
+                c = torch.from_numpy(codes.astype(np.int64))[None].to(self.device)
+                grid[0, k, :, s - lo:s - lo + codes.shape[1]] = self.model.quantizer.from_codes(c)[0][0]
+                missing[0, k, s - lo:s - lo + codes.shape[1]] = False
+            styles = torch.tensor([[style for _, _, style in items]], device=self.device)
+            mixed = self.mixing(grid, styles, missing)[0]
+            latents = [mixed[k, :, s - lo:s - lo + codes.shape[1]] for k, ((codes, _, _), s)
+                       in enumerate(zip(items, starts))]
+
+        def run(idx):
+            with torch.inference_mode():
+                return self.model.decoder(torch.stack([latents[i] for i in idx]))[:, 0].cpu().numpy().astype(np.float64)
+
+        hop = self.config.hop
+        return self._run_batches([z.shape[-1] * hop for z in latents], lambda i: latents[i].shape, run)
 
     def _run_batches(self, samples: list[int], key, run) -> list:
         """run() over batches of items, one item's result per input, in order.

@@ -16,7 +16,7 @@ import random
 import re
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from .neural import ModelConfig, _load_cached, _quiet_imports, build_dac, load_s
 from .progress import Progress
 
 CLIP_UV = 200.0
+MC_WARMUP_STEPS = 200  # DAC-MC fine-tunes a trained decoder: full-size first Adam steps would undo it
 
 
 @dataclass
@@ -65,19 +66,43 @@ def preprocess_channel(physical_uv: np.ndarray, rate: float, codec_rate: int) ->
     return (np.clip(x, -CLIP_UV, CLIP_UV) / CLIP_UV).astype(np.float32)
 
 
+def eeg_channels(path: Path, codec_rate: int):
+    """(label, sample rate, preprocessed signal) of each EEG channel of a file long enough to train on."""
+    rec = read_edf(path)
+    for sig, dig in zip(rec.header.signals, rec.digital):
+        if channel_role(sig) != NEURAL or len(dig) < 4 * sig.sample_rate:
+            continue
+        uv = sig.to_physical(dig) * microvolt_factor(sig.physical_dimension)
+        yield sig.label, sig.sample_rate, preprocess_channel(uv, sig.sample_rate, codec_rate)
+
+
 def load_eeg(paths: list[Path], codec_rate: int) -> dict[str, list[np.ndarray]]:
     """Preprocessed EEG channels grouped by subject; files that cannot be read are skipped."""
     by_subject: dict[str, list[np.ndarray]] = {}
     for path in paths:
         try:
-            rec = read_edf(path)
+            by_subject.setdefault(subject_of(path), []).extend(x for _, _, x in eeg_channels(path, codec_rate))
         except EdfError:
             continue
-        for sig, dig in zip(rec.header.signals, rec.digital):
-            if channel_role(sig) != NEURAL or len(dig) < 4 * sig.sample_rate:
-                continue
-            uv = sig.to_physical(dig) * microvolt_factor(sig.physical_dimension)
-            by_subject.setdefault(subject_of(path), []).append(preprocess_channel(uv, sig.sample_rate, codec_rate))
+    return by_subject
+
+
+def load_recordings(paths: list[Path], codec_rate: int) -> dict[str, list[tuple[list[str], np.ndarray]]]:
+    """Per subject, each recording's (channel labels, channels × samples) of its main-rate EEG channels."""
+    by_subject: dict[str, list] = {}
+    for path in paths:
+        try:
+            channels = list(eeg_channels(path, codec_rate))
+        except EdfError:
+            continue
+        if not channels:
+            continue
+        rates = [rate for _, rate, _ in channels]
+        main = max(set(rates), key=rates.count)
+        kept = [(label, x) for label, rate, x in channels if rate == main]
+        n = min(len(x) for _, x in kept)
+        by_subject.setdefault(subject_of(path), []).append(([label for label, _ in kept],
+                                                            np.stack([x[:n] for _, x in kept])))
     return by_subject
 
 
@@ -296,12 +321,161 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
     return history[-1] if history else {}
 
 
-def cosine_schedule(lr: float, lr_final: float | None, first_step: int, last_step: int):
-    """Learning rate per step: constant, or a half cosine from lr at first_step down to lr_final."""
-    if lr_final is None or last_step <= first_step:
-        return lambda step: lr
+class RecordingWindowSampler:
+    """Random windows of `channels` randomly chosen channels of one recording, at one and the same time."""
+
+    def __init__(self, recordings: list[tuple[list[int], np.ndarray]], length: int, channels: int, seed: int):
+        self.recordings = [r for r in recordings if r[1].shape[0] >= channels and r[1].shape[1] >= length]
+        self.weights = np.array([r[1].shape[1] - length + 1 for r in self.recordings], np.float64)
+        self.weights /= self.weights.sum()
+        self.length, self.channels = length, channels
+        self.rng = np.random.default_rng(seed)
+
+    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        x = np.empty((n, self.channels, self.length), np.float32)
+        styles = np.empty((n, self.channels), np.int64)
+        for row, k in enumerate(self.rng.choice(len(self.recordings), size=n, p=self.weights)):
+            style, signals = self.recordings[k]
+            pick = self.rng.choice(signals.shape[0], size=self.channels, replace=False)
+            start = self.rng.integers(0, signals.shape[1] - self.length + 1)
+            x[row] = signals[pick, start:start + self.length]
+            styles[row] = np.asarray(style)[pick]
+        return x, styles
+
+
+def train_multichannel(inputs: list[str], out_dir: Path, from_model: Path, settings: TrainSettings,
+                       channels: int = 16, resume: bool = False, val_fraction: float = 0.2,
+                       val_subjects: tuple[str, ...] = (), quiet: bool = False, log=print) -> dict:
+    """Fine-tune DAC-MC from a DAC-SC model: the encoder and codebooks stay frozen (so the tokens are the
+    single-channel model's), the channel mixing, style vectors and decoder learn to decode all channels
+    of a block together."""
+    torch, _ = _quiet_imports()
+    from audiotools import AudioSignal
+    from .multichannel import electrode_name, style_index
+    from .neural import build_mixing
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    torch.manual_seed(settings.seed)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    sc_card = json.loads(Path(from_model).with_suffix(".json").read_text())
+    sc_config = ModelConfig.from_json(sc_card["config"])
+    data = load_recordings(expand_inputs(inputs), sc_config.sample_rate)
+    if len(data) < 2:
+        raise EdfError("training needs EEG from at least two subjects (one for validation)")
+    train_ids, val_ids = split_subjects(list(data), val_fraction, val_subjects)
+    electrodes = tuple(sorted({electrode_name(label) for k in train_ids for labels, _ in data[k] for label in labels}))
+    config = replace(sc_config, variant="DAC-MC", electrodes=electrodes)
+    indexed = {k: [([style_index(label, electrodes) for label in labels], x) for labels, x in recs]
+               for k, recs in data.items()}
+    window = int(settings.window_seconds * config.sample_rate) // config.hop * config.hop
+    sampler = RecordingWindowSampler([r for k in train_ids for r in indexed[k]], window, channels, settings.seed)
+    val_sets = [(torch.tensor(style)[None], torch.from_numpy(
+                 np.stack([x[:, start:start + window] for start in np.linspace(0, x.shape[1] - window, 4).astype(int)])))
+                for k in val_ids for style, x in indexed[k] if x.shape[1] >= window]
+    log(f"train subjects {train_ids}, validation subjects {val_ids}, {len(electrodes)} electrodes, "
+        f"{len(val_sets)} validation recordings")
+
+    dac = build_dac(config)
+    counts = load_state_into(dac, Path(from_model))
+    mixing = build_mixing(config, dac)
+    for module in (dac.encoder, dac.quantizer):
+        module.eval()
+        module.requires_grad_(False)
+    trainable = list(dac.decoder.parameters()) + list(mixing.parameters())
+    opt = torch.optim.AdamW(trainable, lr=settings.lr, betas=(0.8, 0.99))
+    mel_loss = make_mel_loss(config.sample_rate)
+    step, history = 0, []
+    state_path = out_dir / "train_state.pt"
+    if resume and state_path.exists():
+        state = torch.load(state_path, weights_only=True)
+        dac.decoder.load_state_dict(state["decoder"])
+        mixing.load_state_dict(state["mixing"])
+        opt.load_state_dict(state["opt"])
+        step, history = state["step"], json.loads(state["history"])
+        sampler.rng = np.random.default_rng(settings.seed + step)
+        log(f"resumed at step {step}")
+    schedule = cosine_schedule(settings.lr, settings.lr_final, step, settings.steps, warmup=MC_WARMUP_STEPS)
+    rng = np.random.default_rng(settings.seed + 7 + step)
+
+    def decode(x, styles, n_q, mix=True):
+        batch, chans, length = x.shape
+        z_q, *_ = dac.quantizer(dac.encoder(x.reshape(batch * chans, 1, length)), n_q)
+        z_q = z_q.reshape(batch, chans, *z_q.shape[1:])
+        if mix:
+            z_q = mixing(z_q, styles.expand(batch, -1) if styles.shape[0] == 1 else styles)
+        return dac.decoder(z_q.reshape(batch * chans, *z_q.shape[2:]))[..., :length].reshape(batch, chans, length)
+
+    def evaluate() -> dict:
+        dac.decoder.eval()
+        mixing.eval()
+        result = {}
+        with torch.inference_mode():
+            for n_q in (3, 6, 9):
+                ref, mc, sc = [], [], []
+                for styles, x in val_sets:
+                    ref.append(x.reshape(-1, window).numpy())
+                    mc.append(decode(x, styles, n_q).reshape(-1, window).numpy())
+                    sc.append(decode(x, styles, n_q, mix=False).reshape(-1, window).numpy())
+                result[f"prdn_{n_q}"] = prdn_windows(np.concatenate(ref), np.concatenate(mc))
+                result[f"prdn_{n_q}_unmixed"] = prdn_windows(np.concatenate(ref), np.concatenate(sc))
+        dac.decoder.train()
+        mixing.train()
+        return result
+
+    batch = max(1, settings.batch_size // channels)
+    t0 = time.time()
+    if step == 0:
+        history.append({"step": 0, **evaluate()})
+        log(json.dumps(history[-1]))
+    with Progress(settings.steps - step, "train DAC-MC", quiet=quiet) as bar:
+        while step < settings.steps:
+            x, styles = (torch.from_numpy(a) for a in sampler.batch(batch))
+            with torch.no_grad():
+                z_q, *_ = dac.quantizer(dac.encoder(x.reshape(-1, 1, window)), int(rng.integers(3, config.n_codebooks + 1)))
+            mixed = mixing(z_q.reshape(batch, channels, *z_q.shape[1:]), styles)
+            y = dac.decoder(mixed.reshape(batch * channels, *z_q.shape[1:]))[..., :window]
+            target = x.reshape(-1, 1, window)
+            wave = torch.nn.functional.l1_loss(y, target)
+            mel = mel_loss(AudioSignal(y, config.sample_rate), AudioSignal(target, config.sample_rate))
+            loss = settings.waveform_weight * wave + settings.mel_weight * mel
+            for group in opt.param_groups:
+                group["lr"] = schedule(step)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1000.0)
+            opt.step()
+            step += 1
+            bar.update(1, f"loss {loss.item():.3f} wave {wave.item():.4f} mel {mel.item():.3f}")
+            if step % settings.eval_every == 0 or step == settings.steps:
+                history.append({"step": step, "seconds": round(time.time() - t0, 1), "wave_l1": wave.item(),
+                                "mel": mel.item(), **evaluate()})
+                log(json.dumps(history[-1]))
+            if step % settings.checkpoint_every == 0 or step == settings.steps:
+                card = {"training": {"inputs": inputs, "train_subjects": train_ids, "val_subjects": val_ids,
+                                     "steps": step, "channels_per_window": channels, "settings": settings.__dict__,
+                                     "from_model": str(from_model), "from_model_sha256": sc_card["weights_sha256"],
+                                     "frozen": ["encoder", "quantizer"], "history": history}}
+                save_model(dac, config, out_dir / "model.npz", card, counts, mixing)
+                torch.save({"decoder": dac.decoder.state_dict(), "mixing": mixing.state_dict(),
+                            "opt": opt.state_dict(), "step": step, "history": json.dumps(history)}, state_path)
+    return history[-1] if history else {}
+
+
+def cosine_schedule(lr: float, lr_final: float | None, first_step: int, last_step: int, warmup: int = 0):
+    """Learning rate per step: constant, or a half cosine from lr at first_step down to lr_final; a linear
+    warm-up over the first `warmup` steps of the whole run."""
     span = last_step - first_step
-    return lambda step: lr_final + 0.5 * (lr - lr_final) * (1 + math.cos(math.pi * min(1.0, (step - first_step) / span)))
+
+    def rate(step: int) -> float:
+        ramp = min(1.0, (step + 1) / warmup) if warmup else 1.0
+        if lr_final is None or span <= 0:
+            return lr * ramp
+        return ramp * (lr_final + 0.5 * (lr - lr_final) * (1 + math.cos(math.pi * min(1.0, (step - first_step) / span))))
+    return rate
 
 
 def _adversarial_step(disc, disc_opt, x, y, config, settings, torch):

@@ -90,7 +90,7 @@ def test_bad_codebooks(tmp_path):
     (lambda b: b[:len(b) // 2], "truncated"),
     (lambda b: b[:-10], "truncated"),
     (lambda b: b"NOTEEGZ!" + b[8:], "not an .eegz file"),
-    (lambda b: PREAMBLE.pack(b[:8], FORMAT_VERSION + 1, 0, 0) + b[PREAMBLE.size:], "format version 2"),
+    (lambda b: PREAMBLE.pack(b[:8], FORMAT_VERSION + 1, 0, 0) + b[PREAMBLE.size:], "format version 3"),
 ])
 def test_damaged_containers(tmp_path, lossless_file, damage, message):
     bad = tmp_path / "bad.eegz"
