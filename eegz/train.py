@@ -209,22 +209,27 @@ def make_mel_loss(codec_rate: int):
                               mel_fmax=[None] * 4, mag_weight=0.0, log_weight=1.0, pow=1.0)
 
 
-def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: TrainSettings,
-          init: Path | None = None, resume: bool = False, from_model: Path | None = None,
-          val_fraction: float = 0.2,
-          val_subjects: tuple[str, ...] = (), quiet: bool = False, log=print) -> dict:
+def _start_run(settings: TrainSettings, out_dir: Path):
+    """Threads, seeds, a quiet log and the output folder; returns torch."""
     torch, _ = _quiet_imports()
-    from audiotools import AudioSignal
     # audiotools warns on every short STFT and torch on weight_norm: noise, not news, in a training log
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
-
     if settings.threads:
         torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
     random.seed(settings.seed)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return torch
+
+
+def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: TrainSettings,
+          init: Path | None = None, resume: bool = False, from_model: Path | None = None,
+          val_fraction: float = 0.2,
+          val_subjects: tuple[str, ...] = (), quiet: bool = False, log=print) -> dict:
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    torch = _start_run(settings, out_dir)
+    from audiotools import AudioSignal
 
     data = load_eeg(expand_inputs(inputs), config.sample_rate)
     if len(data) < 2:
@@ -349,17 +354,11 @@ def train_multichannel(inputs: list[str], out_dir: Path, from_model: Path, setti
     """Fine-tune DAC-MC from a DAC-SC model: the encoder and codebooks stay frozen (so the tokens are the
     single-channel model's), the channel mixing, style vectors and decoder learn to decode all channels
     of a block together."""
-    torch, _ = _quiet_imports()
+    out_dir = Path(out_dir)
+    torch = _start_run(settings, out_dir)
     from audiotools import AudioSignal
     from .multichannel import electrode_name, style_index
     from .neural import build_mixing
-    warnings.filterwarnings("ignore", category=UserWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    torch.manual_seed(settings.seed)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     sc_card = json.loads(Path(from_model).with_suffix(".json").read_text())
     sc_config = ModelConfig.from_json(sc_card["config"])
