@@ -1,4 +1,8 @@
-"""Write the shipped model's card (eegz/models/<name>.md) from its JSON card and the benchmark results."""
+"""Write a shipped model's card (eegz/models/<name>.md) from its JSON card and the benchmark results.
+
+EEGZ_MODEL_NAME picks the model (default: the DAC-SC default model); EEGZ_BENCH_TAG the results to quote
+(lossy.md and baselines.md by default); EEGZ_TRAIN_HOURS the wall-clock training time to state.
+"""
 from __future__ import annotations
 
 import json
@@ -6,7 +10,8 @@ import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-NAME = "eegz-dac-sc-256hz-hop64"
+NAME = os.environ.get("EEGZ_MODEL_NAME", "eegz-dac-sc-256hz-hop64")
+TAG = os.environ.get("EEGZ_BENCH_TAG", "lossy")
 
 
 def main() -> None:
@@ -18,9 +23,16 @@ def main() -> None:
     hop = 1
     for r in cfg["encoder_rates"]:
         hop *= r
-    lines = [f"# Model card: {NAME}", "",
-             "A single-channel EEG codec (DAC-SC): descript-audio-codec's `dac.model.DAC`, trained from scratch on "
-             "EEG by `eegz train` on 2 CPU cores.", "",
+    mc = cfg.get("variant") == "DAC-MC"
+    about = ("A multi-channel EEG codec (DAC-MC): the DAC-SC model it was fine-tuned from (`" +
+             Path(str(tr.get("from_model"))).stem + "`, encoder and codebooks frozen, so the tokens are that "
+             "model's), plus self-attention across the channels of a block and one learned style vector per "
+             f"electrode ({len(cfg['electrodes'])} electrodes: {', '.join(cfg['electrodes'])}; index 0 = unknown) "
+             "on decode. Fine-tuned by `eegz train --variant mc` on 2 CPU cores; "
+             f"{tr.get('channels_per_window')} random channels of one recording per training window."
+             if mc else "A single-channel EEG codec (DAC-SC): descript-audio-codec's `dac.model.DAC`, trained from "
+             "scratch on EEG by `eegz train` on 2 CPU cores.")
+    lines = [f"# Model card: {NAME}", "", about, "",
              "## Configuration", "",
              f"`DAC({', '.join(f'{k}={v}' for k, v in cfg.items())})`: codec rate {cfg['sample_rate']} Hz, "
              f"hop {hop} samples ({cfg['sample_rate'] / hop:g} frames/s), {cfg['n_codebooks']} codebooks of "
@@ -34,18 +46,28 @@ def main() -> None:
              "- Preprocessing (training only): resample to 256 Hz, 0.1 Hz high-pass, clip ±200 µV, scale to [-1, 1].",
              f"- Loss: {st['waveform_weight']:g} × L1 waveform + {st['mel_weight']:g} × DAC multi-scale mel "
              f"(windows 32-256) + {st['commitment_weight']:g} × commitment + {st['codebook_weight']:g} × codebook; "
-             f"quantizer dropout {st['quantizer_dropout']}; AdamW lr {st['lr']:g}, betas (0.8, 0.99); batch "
+             f"quantizer dropout {st['quantizer_dropout']}; AdamW, betas (0.8, 0.99), "
+             + (tr["schedule"] if tr.get("schedule") else f"lr {st['lr']:g}"
+                + (f" decaying along a cosine to {st['lr_final']:g}" if st.get("lr_final") else ""))
+             + "; batch "
              f"{st['batch_size']} × {st['window_seconds']:g} s; seed {st['seed']}; no adversarial phase.",
              f"- Steps: {tr['steps']} ({os.environ.get('EEGZ_TRAIN_HOURS', '?')} h of wall-clock time on the 2-core machine, 1-2 threads, shared with development).", "",
              "## Validation during training (held-out subjects, preprocessed 4-s windows at 256 Hz)", "",
              "| step | PRDN 3 cb | PRDN 6 cb | PRDN 9 cb |", "|---|---|---|---|"]
+    if mc:
+        lines[-2:] = ["Step 0 is the DAC-SC model it starts from (the mixing starts as an identity); 'no mixing' "
+                      "decodes with the fine-tuned decoder but without the channel mixing.", "",
+                      "| step | PRDN 3 cb | PRDN 6 cb | PRDN 9 cb | no mixing 3 / 6 / 9 |", "|---|---|---|---|---|"]
     shown = tr["history"][::max(1, len(tr["history"]) // 12)]
     if tr["history"] and shown[-1] is not last:
         shown.append(last)
     for h in shown:
-        lines.append(f"| {h['step']} | {h.get('prdn_3', 0):.1f} | {h.get('prdn_6', 0):.1f} | {h.get('prdn_9', 0):.1f} |")
-    for name, title in (("lossy", "Through eegz compress/decompress (raw EDF, own units)"),
-                        ("baselines", "Against classical coding at equal bitrate")):
+        row = f"| {h['step']} | {h.get('prdn_3', 0):.1f} | {h.get('prdn_6', 0):.1f} | {h.get('prdn_9', 0):.1f} |"
+        if mc:
+            row += " " + " / ".join(f"{h.get(f'prdn_{n}_unmixed', 0):.1f}" for n in (3, 6, 9)) + " |"
+        lines.append(row)
+    for name, title in ((TAG, "Through eegz compress/decompress (raw EDF, own units)"),
+                        ("baselines" if TAG == "lossy" else f"baselines_{TAG}", "Against classical coding at equal bitrate")):
         path = ROOT / "benchmarks" / "results" / f"{name}.md"
         if path.exists():
             body = path.read_text().split("\n", 1)[1]
