@@ -33,6 +33,8 @@ from eegz.edf import read_edf  # noqa: E402
 from eegz.entropy import encode_residuals  # noqa: E402
 
 DATA = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data"
+MODEL = os.environ.get("EEGZ_BENCH_MODEL")  # a .npz to benchmark instead of the default model
+TAG = os.environ.get("EEGZ_BENCH_TAG", "baselines")
 HELD_OUT = [f"Subject{n}_2.edf" for n in (14, 15, 16, 17)]  # 62 s each; the _1 files (182 s) add time, not insight
 WINDOW_S = 4.0
 
@@ -100,8 +102,8 @@ def main() -> None:
             xs = [rec.header.signals[i].to_physical(rec.digital[i]) for i in idx]
             for n in (3, 6, 9):
                 out = Path(tmp) / "x.eegz"
-                summary = api.compress(f, out, codebooks=n, device="cpu", force=True)
-                api.decompress(out, Path(tmp) / "x.edf", device="cpu", force=True)
+                summary = api.compress(f, out, codebooks=n, device="cpu", force=True, model=MODEL)
+                api.decompress(out, Path(tmp) / "x.edf", device="cpu", force=True, model=MODEL)
                 dec = read_edf(Path(tmp) / "x.edf")
                 ys = [rec.header.signals[i].to_physical(dec.digital[i]) for i in idx]
                 bps = summary["bits_per_second_per_channel"]
@@ -115,7 +117,7 @@ def main() -> None:
                 print(json.dumps(row), file=sys.stderr, flush=True)
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    (results / "baselines.json").write_text(json.dumps({"date": str(date.today()), "machine": platform.platform(),
+    (results / f"{TAG}.json").write_text(json.dumps({"date": str(date.today()), "machine": platform.platform(),
                                                         "rows": rows}, indent=1))
     lines = [f"# Neural codec against classical coding at equal bitrate ({date.today()}, {platform.machine()}, "
              f"{os.cpu_count()} cores)", "",
@@ -130,8 +132,8 @@ def main() -> None:
         m = {k: float(np.mean([r[k] for r in sel])) for k in sel[0] if k not in ("file", "codebooks")}
         lines.append(f"| {n} | {m['bits_per_second_per_channel']:.0f} | {m['neural_prdn']:.1f} | {m['dct_prdn']:.1f} | "
                      f"{m['downsample_prdn']:.1f} | {m['neural_prdn'] / m['dct_prdn']:.2f} |")
-    (results / "baselines.md").write_text("\n".join(lines) + "\n")
-    print((results / "baselines.md").read_text())
+    (results / f"{TAG}.md").write_text("\n".join(lines) + "\n")
+    print((results / f"{TAG}.md").read_text())
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from eegz.edf import read_edf  # noqa: E402
 from eegz.metrics import BANDS  # noqa: E402
 
 DATA = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data"
+MODEL = os.environ.get("EEGZ_BENCH_MODEL")  # a .npz to benchmark instead of the default model
+TAG = os.environ.get("EEGZ_BENCH_TAG", "downstream_bonn")
 RATE = 173.61
 SETS = {"A_Z": 0, "B_O": 0, "C_N": 0, "D_F": 0, "E_S": 1}
 
@@ -79,8 +81,8 @@ def main() -> None:
             feats, errs = [], []
             for k in test:
                 bonn_edf(segs[k][0], tmp / "s.edf")
-                api.compress(tmp / "s.edf", tmp / "s.eegz", codebooks=n, device="cpu", force=True)
-                api.decompress(tmp / "s.eegz", tmp / "r.edf", device="cpu", force=True)
+                api.compress(tmp / "s.edf", tmp / "s.eegz", codebooks=n, device="cpu", force=True, model=MODEL)
+                api.decompress(tmp / "s.eegz", tmp / "r.edf", device="cpu", force=True, model=MODEL)
                 y = read_edf(tmp / "r.edf").digital[0].astype(float)
                 x = segs[k][0].astype(float)
                 feats.append(features(y))
@@ -92,7 +94,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     meta = {"date": str(date.today()), "machine": platform.platform(), "train": len(train), "test": len(test),
             "accuracy": results, "mean_prdn_percent": prdn}
-    (out / "downstream_bonn.json").write_text(json.dumps(meta, indent=1))
+    (out / f"{TAG}.json").write_text(json.dumps(meta, indent=1))
     lines = [f"# Downstream: Bonn seizure (E) against non-seizure (A-D) ({date.today()}, {platform.machine()}, "
              f"{os.cpu_count()} cores)", "",
              f"Logistic regression on log band powers + line length, trained on the originals of files 001-050 "
@@ -100,8 +102,8 @@ def main() -> None:
              "| test input | accuracy | mean PRDN % |", "|---|---|---|"]
     for name, acc in results.items():
         lines.append(f"| {name} | {acc:.3f} | {prdn.get(name, 0.0):.1f} |")
-    (out / "downstream_bonn.md").write_text("\n".join(lines) + "\n")
-    print((out / "downstream_bonn.md").read_text())
+    (out / f"{TAG}.md").write_text("\n".join(lines) + "\n")
+    print((out / f"{TAG}.md").read_text())
 
 
 if __name__ == "__main__":

@@ -172,11 +172,12 @@ def eval(reference, candidate, model, device, as_json):
 @click.option("--variant", type=click.Choice(["sc", "mc"]), default="sc", show_default=True,
               help="mc: fine-tune DAC-MC (channel mixing + style vectors) from the --from-model DAC-SC model")
 @click.option("--channels", type=int, default=16, show_default=True, help="DAC-MC: channels per training window")
+@click.option("--freeze-decoder", is_flag=True, help="DAC-MC: train only the channel mixing and style vectors")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=0, help="torch CPU threads (0: default)")
 @click.option("-q", "--quiet", is_flag=True)
 def train(inputs, out_dir, steps, batch_size, lr, lr_final, init, resume, from_model, val_subjects, adversarial_steps,
-          variant, channels, seed, threads, quiet):
+          variant, channels, freeze_decoder, seed, threads, quiet):
     """Train or fine-tune the EEG codec on EDF files, folders or globs."""
     from .neural import ModelConfig
     from .neural import resolve_model_path
@@ -187,7 +188,7 @@ def train(inputs, out_dir, steps, batch_size, lr, lr_final, init, resume, from_m
     if variant == "mc":
         result = _run(lambda: train_multichannel(
             list(inputs), out_dir, from_model or resolve_model_path(None), settings, channels=channels,
-            resume=resume, val_subjects=tuple(val_subjects), quiet=quiet, log=log))
+            train_decoder=not freeze_decoder, resume=resume, val_subjects=tuple(val_subjects), quiet=quiet, log=log))
     else:
         result = _run(lambda: run(list(inputs), out_dir, ModelConfig(), settings, init=init, resume=resume,
                                   from_model=from_model, val_subjects=tuple(val_subjects), quiet=quiet, log=log))

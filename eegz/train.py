@@ -349,11 +349,12 @@ class RecordingWindowSampler:
 
 
 def train_multichannel(inputs: list[str], out_dir: Path, from_model: Path, settings: TrainSettings,
-                       channels: int = 16, resume: bool = False, val_fraction: float = 0.2,
+                       channels: int = 16, train_decoder: bool = True, resume: bool = False,
+                       val_fraction: float = 0.2,
                        val_subjects: tuple[str, ...] = (), quiet: bool = False, log=print) -> dict:
     """Fine-tune DAC-MC from a DAC-SC model: the encoder and codebooks stay frozen (so the tokens are the
-    single-channel model's), the channel mixing, style vectors and decoder learn to decode all channels
-    of a block together."""
+    single-channel model's), the channel mixing, style vectors and (unless train_decoder is False) the
+    decoder learn to decode all channels of a block together."""
     out_dir = Path(out_dir)
     torch = _start_run(settings, out_dir)
     from audiotools import AudioSignal
@@ -381,10 +382,12 @@ def train_multichannel(inputs: list[str], out_dir: Path, from_model: Path, setti
     dac = build_dac(config)
     counts = load_state_into(dac, Path(from_model))
     mixing = build_mixing(config, dac)
-    for module in (dac.encoder, dac.quantizer):
-        module.eval()
+    frozen = (dac.encoder, dac.quantizer) if train_decoder else (dac.encoder, dac.quantizer, dac.decoder)
+    for module in frozen:
         module.requires_grad_(False)
-    trainable = list(dac.decoder.parameters()) + list(mixing.parameters())
+    dac.encoder.eval()  # the quantizer in train mode would ignore the number of codebooks asked for
+    dac.quantizer.eval()
+    trainable = [p for p in list(dac.decoder.parameters()) + list(mixing.parameters()) if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=settings.lr, betas=(0.8, 0.99))
     mel_loss = make_mel_loss(config.sample_rate)
     step, history = 0, []
@@ -457,7 +460,8 @@ def train_multichannel(inputs: list[str], out_dir: Path, from_model: Path, setti
                 card = {"training": {"inputs": inputs, "train_subjects": train_ids, "val_subjects": val_ids,
                                      "steps": step, "channels_per_window": channels, "settings": settings.__dict__,
                                      "from_model": str(from_model), "from_model_sha256": sc_card["weights_sha256"],
-                                     "frozen": ["encoder", "quantizer"], "history": history}}
+                                     "frozen": ["encoder", "quantizer"] + ([] if train_decoder else ["decoder"]),
+                                     "history": history}}
                 save_model(dac, config, out_dir / "model.npz", card, counts, mixing)
                 torch.save({"decoder": dac.decoder.state_dict(), "mixing": mixing.state_dict(),
                             "opt": opt.state_dict(), "step": step, "history": json.dumps(history)}, state_path)
