@@ -36,22 +36,31 @@ def style_index(label: str, electrodes: tuple[str, ...]) -> int:
 
 
 class ChannelMixing(nn.Module):
-    """Self-attention across channels at each frame, plus one learned style vector per electrode."""
+    """Self-attention across channels at each frame, plus one learned style vector per electrode.
 
-    def __init__(self, latent_dim: int, n_styles: int, heads: int):
+    The number of codebooks n is known on decode, and what mixing can add differs with it (much at 3
+    codebooks, little at 9), so the attention sees a learned vector for n and its output is scaled by a
+    learned gain for n."""
+
+    def __init__(self, latent_dim: int, n_styles: int, heads: int, max_codebooks: int = 32):
         super().__init__()
         self.norm = nn.LayerNorm(latent_dim)
         self.attention = nn.MultiheadAttention(latent_dim, heads, batch_first=True)
         self.style = nn.Embedding(n_styles, latent_dim)
-        for p in (self.attention.out_proj.weight, self.attention.out_proj.bias, self.style.weight):
+        self.rate = nn.Embedding(max_codebooks + 1, latent_dim)
+        self.gain = nn.Embedding(max_codebooks + 1, 1)
+        for p in (self.attention.out_proj.weight, self.attention.out_proj.bias, self.style.weight, self.rate.weight):
             nn.init.zeros_(p)  # identity at the start: DAC-MC begins exactly as the DAC-SC it extends
+        nn.init.ones_(self.gain.weight)
 
-    def forward(self, z: torch.Tensor, styles: torch.Tensor, missing: torch.Tensor | None = None):
-        """z (batch, channels, latent, frames); styles (batch, channels); missing (batch, channels,
-        frames), True where a channel has no frame (it is then left out of the other channels' attention)."""
+    def forward(self, z: torch.Tensor, styles: torch.Tensor, n_codebooks: int, missing: torch.Tensor | None = None):
+        """z (batch, channels, latent, frames) decoded from n_codebooks codebooks; styles (batch, channels);
+        missing (batch, channels, frames), True where a channel has no frame (it is then left out of the
+        other channels' attention)."""
         batch, channels, dim, frames = z.shape
         h = z + self.style(styles)[..., None]
-        q = self.norm(h.permute(0, 3, 1, 2).reshape(batch * frames, channels, dim))
+        n = torch.tensor([n_codebooks], device=z.device)
+        q = self.norm((h + self.rate(n)[0][:, None]).permute(0, 3, 1, 2).reshape(batch * frames, channels, dim))
         mask = None if missing is None else missing.permute(0, 2, 1).reshape(batch * frames, channels)
         mixed, _ = self.attention(q, q, q, key_padding_mask=mask, need_weights=False)
-        return h + mixed.reshape(batch, frames, channels, dim).permute(0, 2, 3, 1)
+        return h + self.gain(n)[0, 0] * mixed.reshape(batch, frames, channels, dim).permute(0, 2, 3, 1)

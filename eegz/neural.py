@@ -306,7 +306,7 @@ class NeuralCodec:
                 grid[0, k, :, s - lo:s - lo + codes.shape[1]] = self.model.quantizer.from_codes(c)[0][0]
                 missing[0, k, s - lo:s - lo + codes.shape[1]] = False
             styles = torch.tensor([[style for _, _, style in items]], device=self.device)
-            mixed = self.mixing(grid, styles, missing)[0]
+            mixed = self.mixing(grid, styles, items[0][0].shape[0], missing)[0]
             latents = [mixed[k, :, s - lo:s - lo + codes.shape[1]] for k, ((codes, _, _), s)
                        in enumerate(zip(items, starts))]
 

@@ -408,7 +408,7 @@ def train_multichannel(inputs: list[str], out_dir: Path, from_model: Path, setti
         z_q, *_ = dac.quantizer(dac.encoder(x.reshape(batch * chans, 1, length)), n_q)
         z_q = z_q.reshape(batch, chans, *z_q.shape[1:])
         if mix:
-            z_q = mixing(z_q, styles.expand(batch, -1) if styles.shape[0] == 1 else styles)
+            z_q = mixing(z_q, styles.expand(batch, -1) if styles.shape[0] == 1 else styles, n_q)
         return dac.decoder(z_q.reshape(batch * chans, *z_q.shape[2:]))[..., :length].reshape(batch, chans, length)
 
     def evaluate() -> dict:
@@ -436,9 +436,10 @@ def train_multichannel(inputs: list[str], out_dir: Path, from_model: Path, setti
     with Progress(settings.steps - step, "train DAC-MC", quiet=quiet) as bar:
         while step < settings.steps:
             x, styles = (torch.from_numpy(a) for a in sampler.batch(batch))
+            n_q = int(rng.integers(3, config.n_codebooks + 1))
             with torch.no_grad():
-                z_q, *_ = dac.quantizer(dac.encoder(x.reshape(-1, 1, window)), int(rng.integers(3, config.n_codebooks + 1)))
-            mixed = mixing(z_q.reshape(batch, channels, *z_q.shape[1:]), styles)
+                z_q, *_ = dac.quantizer(dac.encoder(x.reshape(-1, 1, window)), n_q)
+            mixed = mixing(z_q.reshape(batch, channels, *z_q.shape[1:]), styles, n_q)
             y = dac.decoder(mixed.reshape(batch * channels, *z_q.shape[1:]))[..., :window]
             target = x.reshape(-1, 1, window)
             wave = torch.nn.functional.l1_loss(y, target)

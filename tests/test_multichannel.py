@@ -33,16 +33,19 @@ def test_mixing_starts_as_identity_and_masks_missing_channels():
     z = torch.randn(2, 3, 32, 7)
     styles = torch.tensor([[1, 2, 3], [0, 4, 1]])
     with torch.inference_mode():
-        assert torch.equal(mixing(z, styles), z)
+        assert torch.equal(mixing(z, styles, 6), z)
         for p in mixing.parameters():
             p.add_(0.1 * torch.randn_like(p))
         missing = torch.zeros(2, 3, 7, dtype=torch.bool)
         missing[:, 2] = True  # channel 2 is absent: what it holds must not reach channels 0 and 1
-        a = mixing(z, styles, missing)
+        a = mixing(z, styles, 6, missing)
         z2 = z.clone()
         z2[:, 2] = 1000.0
-        b = mixing(z2, styles, missing)
-    assert torch.allclose(a[:, :2], b[:, :2], atol=1e-5) and not torch.allclose(a, mixing(z, styles))
+        b = mixing(z2, styles, 6, missing)
+        plain = mixing(z, styles, 6)
+        other_rate = mixing(z, styles, 3)
+    assert torch.allclose(a[:, :2], b[:, :2], atol=1e-5) and not torch.allclose(a, plain)
+    assert not torch.allclose(plain, other_rate)  # the number of codebooks is an input of the mixing
 
 
 def _mc_model_from_shipped(tmp_path, perturb: float):
