@@ -12,6 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 NAME = os.environ.get("EEGZ_MODEL_NAME", "eegz-dac-sc-256hz-hop64")
 TAG = os.environ.get("EEGZ_BENCH_TAG", "lossy")
+MC_KEYS = ("variant", "electrodes", "mix_heads")  # DAC-MC settings, not DAC constructor arguments
 
 
 def main() -> None:
@@ -34,7 +35,7 @@ def main() -> None:
              "scratch on EEG by `eegz train` on 2 CPU cores.")
     lines = [f"# Model card: {NAME}", "", about, "",
              "## Configuration", "",
-             f"`DAC({', '.join(f'{k}={v}' for k, v in cfg.items())})`: codec rate {cfg['sample_rate']} Hz, "
+             f"`DAC({', '.join(f'{k}={v}' for k, v in cfg.items() if k not in MC_KEYS)})`: codec rate {cfg['sample_rate']} Hz, "
              f"hop {hop} samples ({cfg['sample_rate'] / hop:g} frames/s), {cfg['n_codebooks']} codebooks of "
              f"{cfg['codebook_size']} (10 bits), so {10 * cfg['sample_rate'] / hop:g} bit/s per codebook per channel "
              "before side information. Weights: `" + NAME + ".npz` (float32, pickle-free), SHA-256 "
@@ -45,8 +46,11 @@ def main() -> None:
              f"{', '.join(tr['val_subjects'])}.",
              "- Preprocessing (training only): resample to 256 Hz, 0.1 Hz high-pass, clip ±200 µV, scale to [-1, 1].",
              f"- Loss: {st['waveform_weight']:g} × L1 waveform + {st['mel_weight']:g} × DAC multi-scale mel "
-             f"(windows 32-256) + {st['commitment_weight']:g} × commitment + {st['codebook_weight']:g} × codebook; "
-             f"quantizer dropout {st['quantizer_dropout']}; AdamW, betas (0.8, 0.99), "
+             + (f"(windows 32-256); frozen: {', '.join(tr.get('frozen', []))}; the number of codebooks drawn "
+                "uniformly from 3-9 per step; " if mc else
+                f"(windows 32-256) + {st['commitment_weight']:g} × commitment + {st['codebook_weight']:g} × codebook; "
+                f"quantizer dropout {st['quantizer_dropout']}; ")
+             + "AdamW, betas (0.8, 0.99), "
              + (tr["schedule"] if tr.get("schedule") else f"lr {st['lr']:g}"
                 + (f" decaying along a cosine to {st['lr_final']:g}" if st.get("lr_final") else ""))
              + "; batch "
@@ -72,11 +76,17 @@ def main() -> None:
         if path.exists():
             body = path.read_text().split("\n", 1)[1]
             lines += ["", f"## {title}", body.strip()]
-    lines += ["", "## Limits", "",
-              "Small model, short CPU training: it keeps the waveform's shape (correlation 0.95-0.98 on held-out "
-              "subjects) but smooths beta and gamma activity; at equal bitrate it beats DCT coding at 3 and 6 "
-              "codebooks and ties it at 9 (see the table above). Not for clinical reading; use the lossless or "
-              "near-lossless modes for that."]
+    if mc:
+        lines += ["", "## Limits", "",
+                  "The channel mixing helps at 3 codebooks and costs fidelity at 6 and 9 (tables above): use it for "
+                  "the smallest files; the DAC-SC default is better at 6 and 9. Not for clinical reading; use the "
+                  "lossless or near-lossless modes for that."]
+    else:
+        lines += ["", "## Limits", "",
+                  "Small model, short CPU training: it keeps the waveform's shape (correlation 0.95-0.98 on held-out "
+                  "subjects) but smooths beta and gamma activity; at equal bitrate it beats DCT coding at 3 and 6 "
+                  "codebooks and ties it at 9 (see the table above). Not for clinical reading; use the lossless or "
+                  "near-lossless modes for that."]
     (ROOT / "eegz" / "models" / f"{NAME}.md").write_text("\n".join(lines) + "\n")
 
 
