@@ -47,7 +47,8 @@ def main() -> None:
              "- Preprocessing (training only): resample to 256 Hz, 0.1 Hz high-pass, clip ±200 µV, scale to [-1, 1].",
              f"- Loss: {st['waveform_weight']:g} × L1 waveform + {st['mel_weight']:g} × DAC multi-scale mel "
              + (f"(windows 32-256); frozen: {', '.join(tr.get('frozen', []))}; the number of codebooks drawn "
-                "uniformly from 3-9 per step; " if mc else
+                "uniformly from 3-9 per step" + ("; the waveform L1 taken relative to the frozen DAC-SC decoder's L1 "
+                "at the same number of codebooks" if tr.get("objective") else "") + "; " if mc else
                 f"(windows 32-256) + {st['commitment_weight']:g} × commitment + {st['codebook_weight']:g} × codebook; "
                 f"quantizer dropout {st['quantizer_dropout']}; ")
              + "AdamW, betas (0.8, 0.99), "
@@ -78,8 +79,8 @@ def main() -> None:
             lines += ["", f"## {title}", body.strip()]
     if mc:
         lines += ["", "## Limits", "",
-                  "The channel mixing helps at 3 codebooks and costs fidelity at 6 and 9 (tables above): use it for "
-                  "the smallest files; the DAC-SC default is better at 6 and 9. Not for clinical reading; use the "
+                  "The channel mixing helps at 3 codebooks, is even with DAC-SC at 6 and slightly worse at 9 (tables "
+                  "above): use it for the smallest files. Not for clinical reading; use the "
                   "lossless or near-lossless modes for that."]
     else:
         lines += ["", "## Limits", "",

@@ -29,6 +29,7 @@ from .neural import ModelConfig, _load_cached, _quiet_imports, build_dac, load_s
 from .progress import Progress
 
 CLIP_UV = 200.0
+SC_REFERENCE_L1 = 0.03  # DAC-MC with a frozen decoder: relative waveform loss scaled to DAC-SC's typical L1
 MC_WARMUP_STEPS = 200  # DAC-MC fine-tunes a trained decoder: full-size first Adam steps would undo it
 
 
@@ -443,6 +444,10 @@ def train_multichannel(inputs: list[str], out_dir: Path, from_model: Path, setti
             y = dac.decoder(mixed.reshape(batch * channels, *z_q.shape[1:]))[..., :window]
             target = x.reshape(-1, 1, window)
             wave = torch.nn.functional.l1_loss(y, target)
+            if not train_decoder:  # relative to DAC-SC's own error at this many codebooks: every rate counts
+                with torch.no_grad():
+                    plain = torch.nn.functional.l1_loss(dac.decoder(z_q)[..., :window], target)
+                wave = wave / plain * SC_REFERENCE_L1
             mel = mel_loss(AudioSignal(y, config.sample_rate), AudioSignal(target, config.sample_rate))
             loss = settings.waveform_weight * wave + settings.mel_weight * mel
             for group in opt.param_groups:
