@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-NAME = os.environ.get("EEGZ_MODEL_NAME", "eegz-dac-sc-256hz-hop64")
+sys.path.insert(0, str(ROOT))
+
+from eegz.neural import DEFAULT_MODEL, ModelConfig  # noqa: E402
+
+NAME = os.environ.get("EEGZ_MODEL_NAME", DEFAULT_MODEL)
 TAG = os.environ.get("EEGZ_BENCH_TAG", "lossy")
-MC_KEYS = ("variant", "electrodes", "mix_heads")  # DAC-MC settings, not DAC constructor arguments
 
 
 def main() -> None:
@@ -21,10 +25,9 @@ def main() -> None:
     st = tr["settings"]
     last = tr["history"][-1] if tr["history"] else {}
     cfg = card["config"]
-    hop = 1
-    for r in cfg["encoder_rates"]:
-        hop *= r
-    mc = cfg.get("variant") == "DAC-MC"
+    config = ModelConfig.from_json(cfg)
+    hop = config.hop
+    mc = config.is_multichannel
     about = ("A multi-channel EEG codec (DAC-MC): the DAC-SC model it was fine-tuned from (`" +
              Path(str(tr.get("from_model"))).stem + "`, encoder and codebooks frozen, so the tokens are that "
              "model's), plus self-attention across the channels of a block and one learned style vector per "
@@ -35,7 +38,7 @@ def main() -> None:
              "scratch on EEG by `eegz train` on 2 CPU cores.")
     lines = [f"# Model card: {NAME}", "", about, "",
              "## Configuration", "",
-             f"`DAC({', '.join(f'{k}={v}' for k, v in cfg.items() if k not in MC_KEYS)})`: codec rate {cfg['sample_rate']} Hz, "
+             f"`DAC({', '.join(f'{k}={v}' for k, v in config.dac_arguments().items())})`: codec rate {cfg['sample_rate']} Hz, "
              f"hop {hop} samples ({cfg['sample_rate'] / hop:g} frames/s), {cfg['n_codebooks']} codebooks of "
              f"{cfg['codebook_size']} (10 bits), so {10 * cfg['sample_rate'] / hop:g} bit/s per codebook per channel "
              "before side information. Weights: `" + NAME + ".npz` (float32, pickle-free), SHA-256 "

@@ -135,7 +135,7 @@ def compress(in_path, out_path=None, mode: str = "lossy", codebooks: int = 6, de
     meta = _header_json(in_path, raw, rec, roles, bounds, mode, codec, codebooks, context, blocks, with_tokens)
     zc = zstandard.ZstdCompressor(level=19)
     max_spr = max((s.samples_per_record for s in header.signals), default=0)
-    with ContainerWriter(out_path, meta, header.raw, rec.trailing, force, meta["format_version"]) as writer:
+    with ContainerWriter(out_path, meta, header.raw, rec.trailing, force) as writer:
         for b, plan in enumerate(blocks):
             streams = []
             fallback = _record_bytes_fallback(raw, rec, plan, exact_streams, b, zc) if mode == "lossless" else None
@@ -197,15 +197,19 @@ def _encode_neural(rec, neural_signals, blocks, codec, codebooks, quiet):
                                              codec.token_counts)
         pending.clear()
 
+    queued = 0  # samples in pending
     with Progress(len(neural_signals), "compress", quiet) as bar:
         for i in neural_signals:
             s = header.signals[i]
             codable = [b for b, p in enumerate(blocks) if block_is_codable(_records_slice(rec, i, p), s)]
             if codable:
                 plan = plan_channel(s, s.to_physical(rec.digital[i]), starts, rate, hop)
-                pending += [(i, job) for job in encode_jobs(plan, codable, hop, context)]
-            if sum(len(job.segment) for _, job in pending) >= ENCODE_QUEUE_SAMPLES:
+                jobs = encode_jobs(plan, codable, hop, context)
+                pending += [(i, job) for job in jobs]
+                queued += sum(len(job.segment) for job in jobs)
+            if queued >= ENCODE_QUEUE_SAMPLES:
                 flush()
+                queued = 0
             bar.update(1, s.label)
         flush()
     return tokens, context

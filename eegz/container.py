@@ -23,8 +23,8 @@ from .errors import FormatError, OutputExistsError
 
 MAGIC = b"\x89EEGZ\r\n\x1a"
 FOOTER_MAGIC = b"EEGZEND\x00"
-FORMAT_VERSION = 2  # the newest version this code reads and writes
 READABLE_VERSIONS = (1, 2)  # 2 = 1 + the DAC-MC codec variant; DAC-SC and exact files are still written as 1
+FORMAT_VERSION = READABLE_VERSIONS[-1]  # the newest version this code reads and writes
 PREAMBLE = struct.Struct("<8sHHI")  # magic, version, flags, reserved
 FOOTER = struct.Struct("<QQQ8s")  # index offset, index length, header offset, magic
 INDEX_ENTRY = struct.Struct("<QIIIQIQ")  # offset, length, first_record, record_count, first_sample, sample_count, xxh64
@@ -86,10 +86,11 @@ def _section(data: bytes) -> bytes:
 
 
 class ContainerWriter:
-    """Writes to a temporary file beside the target and renames it into place on success only."""
+    """Writes to a temporary file beside the target and renames it into place on success only.
 
-    def __init__(self, path: Path, header: dict, edf_header: bytes, trailer: bytes, force: bool = False,
-                 version: int = 1):
+    The preamble's version is the header's `format_version`."""
+
+    def __init__(self, path: Path, header: dict, edf_header: bytes, trailer: bytes, force: bool = False):
         self.path = Path(path)
         if self.path.exists() and not force:
             raise OutputExistsError(f"{self.path} exists; use --force to overwrite it")
@@ -97,7 +98,7 @@ class ContainerWriter:
         self.tmp = Path(tmp)
         self.f = os.fdopen(fd, "wb")
         self.blocks: list[BlockEntry] = []
-        self.f.write(PREAMBLE.pack(MAGIC, version, 0, 0))
+        self.f.write(PREAMBLE.pack(MAGIC, header["format_version"], 0, 0))
         self.header_offset = self.f.tell()
         text = json.dumps(header, sort_keys=True).encode("utf-8")
         zc = zstandard.ZstdCompressor(level=19)

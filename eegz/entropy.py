@@ -158,9 +158,8 @@ def encode_residuals(e: np.ndarray) -> bytes:
         coder.encode_reverse(idx, class_model(family, c)[0])
     words = coder.get_compressed().astype("<u4").tobytes()
     esc = np.concatenate(escapes) if escapes else np.zeros(0, np.int64)
-    cz = _ZC
-    class_bytes = cz.compress(classes.tobytes())
-    esc_bytes = cz.compress(esc.astype("<i8").tobytes()) if len(esc) else b""
+    class_bytes = _ZC.compress(classes.tobytes())
+    esc_bytes = _ZC.compress(esc.astype("<i8").tobytes()) if len(esc) else b""
     low = b"".join(struct.pack("<I", len(p)) + p for p in low_parts)
     head = struct.pack("<BIII", family, len(class_bytes), len(esc_bytes), len(low))
     return head + class_bytes + esc_bytes + low + words
@@ -174,10 +173,9 @@ def decode_residuals(data: bytes, n: int) -> np.ndarray:
         return _decode_empirical(data, n)
     family, n_class, n_esc, n_low = struct.unpack_from("<BIII", data, 0)
     pos = 13
-    dz = _ZD
-    classes = np.frombuffer(dz.decompress(data[pos:pos + n_class]), np.uint8)
+    classes = np.frombuffer(_ZD.decompress(data[pos:pos + n_class]), np.uint8)
     pos += n_class
-    esc = np.frombuffer(dz.decompress(data[pos:pos + n_esc]), "<i8").astype(np.int64) if n_esc else np.zeros(0, np.int64)
+    esc = np.frombuffer(_ZD.decompress(data[pos:pos + n_esc]), "<i8").astype(np.int64) if n_esc else np.zeros(0, np.int64)
     pos += n_esc
     low_blob, pos = data[pos:pos + n_low], pos + n_low
     coder = constriction.stream.stack.AnsCoder(np.frombuffer(data[pos:], "<u4").astype(np.uint32))

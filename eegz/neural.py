@@ -186,11 +186,10 @@ def prepare_for_inference(model) -> None:
 
 def _snake_in_place(self, x):
     """DAC's Snake, x + sin²(αx)/α, in two temporaries instead of five: it was half the encoder's time."""
-    torch, _ = _quiet_imports()
-    t = torch.mul(x, self.alpha)
+    t = x * self.alpha
     t.sin_()
     t.mul_(t)
-    return torch.addcmul(x, t, (self.alpha + 1e-9).reciprocal())
+    return x.addcmul(t, (self.alpha + 1e-9).reciprocal())
 
 
 def rvq_codes(quantizer, z, n_codebooks: int):
@@ -279,8 +278,7 @@ class NeuralCodec:
         def run(idx):
             c = torch.from_numpy(np.stack([codes[i] for i in idx]).astype(np.int64)).to(self.device)
             with torch.inference_mode():
-                z, _, _ = self.model.quantizer.from_codes(c)
-                return self.model.decoder(z)[:, 0].cpu().numpy().astype(np.float64)
+                return self._waveforms(self.model.quantizer.from_codes(c)[0])
 
         hop = self.config.hop
         return self._run_batches([c.shape[1] * hop for c in codes], lambda i: codes[i].shape, run)
@@ -312,10 +310,14 @@ class NeuralCodec:
 
         def run(idx):
             with torch.inference_mode():
-                return self.model.decoder(torch.stack([latents[i] for i in idx]))[:, 0].cpu().numpy().astype(np.float64)
+                return self._waveforms(torch.stack([latents[i] for i in idx]))
 
         hop = self.config.hop
         return self._run_batches([z.shape[-1] * hop for z in latents], lambda i: latents[i].shape, run)
+
+    def _waveforms(self, latents) -> np.ndarray:
+        """The decoder's waveforms (batch, samples) as float64 for latents (batch, latent_dim, frames)."""
+        return self.model.decoder(latents)[:, 0].cpu().numpy().astype(np.float64)
 
     def _run_batches(self, samples: list[int], key, run) -> list:
         """run() over batches of items, one item's result per input, in order.

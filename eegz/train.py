@@ -404,13 +404,15 @@ def train_multichannel(inputs: list[str], out_dir: Path, from_model: Path, setti
     schedule = cosine_schedule(settings.lr, settings.lr_final, step, settings.steps, warmup=MC_WARMUP_STEPS)
     rng = np.random.default_rng(settings.seed + 7 + step)
 
-    def decode(x, styles, n_q, mix=True):
-        batch, chans, length = x.shape
-        z_q, *_ = dac.quantizer(dac.encoder(x.reshape(batch * chans, 1, length)), n_q)
-        z_q = z_q.reshape(batch, chans, *z_q.shape[1:])
-        if mix:
-            z_q = mixing(z_q, styles.expand(batch, -1) if styles.shape[0] == 1 else styles, n_q)
-        return dac.decoder(z_q.reshape(batch * chans, *z_q.shape[2:]))[..., :length].reshape(batch, chans, length)
+    def quantized(x, n_q):
+        """(batch, channels, latent, frames) latents of the frozen encoder and codebooks."""
+        n, chans, length = x.shape
+        z_q, *_ = dac.quantizer(dac.encoder(x.reshape(n * chans, 1, length)), n_q)
+        return z_q.reshape(n, chans, *z_q.shape[1:])
+
+    def decoded(z_q):
+        """(batch × channels, 1, window) waveforms for (batch, channels, latent, frames) latents."""
+        return dac.decoder(z_q.reshape(-1, *z_q.shape[2:]))[..., :window]
 
     def evaluate() -> dict:
         dac.decoder.eval()
@@ -420,9 +422,10 @@ def train_multichannel(inputs: list[str], out_dir: Path, from_model: Path, setti
             for n_q in (3, 6, 9):
                 ref, mc, sc = [], [], []
                 for styles, x in val_sets:
+                    z_q = quantized(x, n_q)
                     ref.append(x.reshape(-1, window).numpy())
-                    mc.append(decode(x, styles, n_q).reshape(-1, window).numpy())
-                    sc.append(decode(x, styles, n_q, mix=False).reshape(-1, window).numpy())
+                    mc.append(decoded(mixing(z_q, styles.expand(len(x), -1), n_q))[:, 0].numpy())
+                    sc.append(decoded(z_q)[:, 0].numpy())
                 result[f"prdn_{n_q}"] = prdn_windows(np.concatenate(ref), np.concatenate(mc))
                 result[f"prdn_{n_q}_unmixed"] = prdn_windows(np.concatenate(ref), np.concatenate(sc))
         dac.decoder.train()
@@ -439,14 +442,13 @@ def train_multichannel(inputs: list[str], out_dir: Path, from_model: Path, setti
             x, styles = (torch.from_numpy(a) for a in sampler.batch(batch))
             n_q = int(rng.integers(3, config.n_codebooks + 1))
             with torch.no_grad():
-                z_q, *_ = dac.quantizer(dac.encoder(x.reshape(-1, 1, window)), n_q)
-            mixed = mixing(z_q.reshape(batch, channels, *z_q.shape[1:]), styles, n_q)
-            y = dac.decoder(mixed.reshape(batch * channels, *z_q.shape[1:]))[..., :window]
+                z_q = quantized(x, n_q)
+            y = decoded(mixing(z_q, styles, n_q))
             target = x.reshape(-1, 1, window)
             wave = torch.nn.functional.l1_loss(y, target)
             if not train_decoder:  # relative to DAC-SC's own error at this many codebooks: every rate counts
                 with torch.no_grad():
-                    plain = torch.nn.functional.l1_loss(dac.decoder(z_q)[..., :window], target)
+                    plain = torch.nn.functional.l1_loss(decoded(z_q), target)
                 wave = wave / plain * SC_REFERENCE_L1
             mel = mel_loss(AudioSignal(y, config.sample_rate), AudioSignal(target, config.sample_rate))
             loss = settings.waveform_weight * wave + settings.mel_weight * mel
