@@ -167,30 +167,40 @@ def eval(reference, candidate, model, device, as_json):
 @click.option("--resume", is_flag=True, help="continue from OUT/train_state.pt")
 @click.option("--from-model", type=click.Path(dir_okay=False, path_type=Path),
               help="start from an eegz model (.npz with its .json card), e.g. eegz/models/<name>.npz")
-@click.option("--val-subject", "val_subjects", multiple=True, help="subject held out for validation (repeatable)")
+@click.option("--val-subject", "val_subjects", multiple=True,
+              help="subject held out for validation, a shell pattern such as 'Subject1[4-7]' (repeatable)")
 @click.option("--adversarial-steps", type=int, default=0, show_default=True, help="final GAN-phase steps")
 @click.option("--variant", type=click.Choice(["sc", "mc"]), default="sc", show_default=True,
               help="mc: fine-tune DAC-MC (channel mixing + style vectors) from the --from-model DAC-SC model")
 @click.option("--channels", type=int, default=16, show_default=True, help="DAC-MC: channels per training window")
 @click.option("--freeze-decoder", is_flag=True, help="DAC-MC: train only the channel mixing and style vectors")
+@click.option("--stft-weight", type=float, default=0.0, show_default=True,
+              help="weight of the multi-resolution STFT magnitude loss")
+@click.option("--line-length-weight", type=float, default=0.0, show_default=True,
+              help="weight of the relative line-length loss")
+@click.option("--upsampling", type=click.Choice(["dac", "balanced"]), default="balanced", show_default=True,
+              help="decoder upsampling: DAC's transposed convolutions, or balanced ones that add no frame-rate lines")
+@click.option("--window-seconds", type=float, default=4.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=0, help="torch CPU threads (0: default)")
 @click.option("-q", "--quiet", is_flag=True)
 def train(inputs, out_dir, steps, batch_size, lr, lr_final, init, resume, from_model, val_subjects, adversarial_steps,
-          variant, channels, freeze_decoder, seed, threads, quiet):
-    """Train or fine-tune the EEG codec on EDF files, folders or globs."""
+          variant, channels, freeze_decoder, stft_weight, line_length_weight, upsampling, window_seconds, seed, threads,
+          quiet):
+    """Train or fine-tune the EEG codec on EDF files, Bonn segments, folders or globs."""
     from .neural import ModelConfig
     from .neural import resolve_model_path
     from .train import TrainSettings, train as run, train_multichannel
     settings = TrainSettings(steps=steps, batch_size=batch_size, lr=lr, lr_final=lr_final, adversarial_steps=adversarial_steps,
-                             seed=seed, threads=threads)
+                             stft_weight=stft_weight, line_length_weight=line_length_weight,
+                             window_seconds=window_seconds, seed=seed, threads=threads)
     log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
     if variant == "mc":
         result = _run(lambda: train_multichannel(
             list(inputs), out_dir, from_model or resolve_model_path(None), settings, channels=channels,
             train_decoder=not freeze_decoder, resume=resume, val_subjects=tuple(val_subjects), quiet=quiet, log=log))
     else:
-        result = _run(lambda: run(list(inputs), out_dir, ModelConfig(), settings, init=init, resume=resume,
+        result = _run(lambda: run(list(inputs), out_dir, ModelConfig(upsampling=upsampling), settings, init=init, resume=resume,
                                   from_model=from_model, val_subjects=tuple(val_subjects), quiet=quiet, log=log))
     click.echo(json.dumps(result))
 

@@ -25,6 +25,7 @@ from .entropy import counts_model, pack_bits, unpack_bits
 # σ ≈ 12 µV). Measured on held-out eegmat at 3/6/9 codebooks: PRDN 31.7/22.2/19.8 % against 32.9/23.5/20.8
 # at 10 σ, 24.5 % (6 codebooks) at 5 σ and 22.6 % at 20 σ, with 1 % fewer bits.
 SCALE_FACTOR = 16.0
+BLOCK_SECONDS = 16.0  # the length of a lossy block: the unit of normalization (and of training windows' blocks)
 BASE_CONTEXT_FRAMES = 8
 MAX_RUN_BLOCKS = 4  # blocks encoded in one pass: 64 s of one channel, about the CPU's fastest size
 _TOKENS_HEAD = struct.Struct("<ffB")  # offset, scale (float32), flags

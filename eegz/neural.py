@@ -41,6 +41,7 @@ class ModelConfig:
     variant: str = "DAC-SC"  # or "DAC-MC": cross-channel attention and style vectors on decode
     electrodes: tuple = ()  # DAC-MC: electrode names of style indices 1, 2, ... (0: unknown)
     mix_heads: int = 4  # DAC-MC: attention heads
+    upsampling: str = "dac"  # or "balanced": decoder upsampling without frame-rate lines (spec 6.2)
 
     @property
     def is_multichannel(self) -> bool:
@@ -63,7 +64,7 @@ class ModelConfig:
     def dac_arguments(self) -> dict:
         """The dac.model.DAC constructor arguments."""
         d = self.to_json()
-        for key in ("variant", "electrodes", "mix_heads"):
+        for key in ("variant", "electrodes", "mix_heads", "upsampling"):
             d.pop(key)
         return d
 
@@ -89,7 +90,13 @@ def build_dac(config: ModelConfig, quantizer_dropout: float = 0.0):
     _, DAC = _quiet_imports()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # DAC's weight_norm is deprecated in torch, not wrong
-        return DAC(**config.dac_arguments(), quantizer_dropout=quantizer_dropout)
+        dac = DAC(**config.dac_arguments(), quantizer_dropout=quantizer_dropout)
+        if config.upsampling == "balanced":
+            from .upsampling import balance_decoder
+            balance_decoder(dac.decoder)
+        elif config.upsampling != "dac":
+            raise ModelError(f"unknown decoder upsampling {config.upsampling!r}")
+    return dac
 
 
 def build_mixing(config: ModelConfig, dac):

@@ -1,14 +1,21 @@
-"""Training and fine-tuning the EEG DAC on EDF files (`eegz train`).
+"""Training and fine-tuning the EEG DAC (`eegz train`): DAC-SC, and DAC-MC on top of a DAC-SC model.
 
-Preprocessing follows the paper and is for training only: resample to the codec rate, 0.1 Hz high-pass,
-clip to ±200 µV, scale to [-1, 1]. The loss is waveform-dominant (100 × L1 + 1 × DAC's multi-scale mel
-loss + the VQ commitment/codebook losses): with DAC's mel-dominant audio recipe the model learns the
-spectrum and not the waveform (see the design notes). Quantizer dropout lets one model serve 3 to 9
-codebooks. An optional adversarial phase uses DAC's discriminator at reduced weight and switches itself
-off when the discriminator loss diverges.
+Training sees exactly what inference feeds the model: each channel resampled to the codec rate and
+normalized block by block, (x - median) / (16 robust σ) over the same 16-s blocks that compression uses
+(lossy.block_normalization); no high-pass, no clipping. Inputs are EDF/BDF files and Bonn segments (one
+integer a line, 173.61 Hz); each input argument (a folder, a file or a glob) contributes the same share
+of training windows, so 350 Bonn segments weigh as much as an hour of eegmat.
+
+The loss is waveform-dominant: 100 × L1, plus DAC's mel loss, and optionally a multi-resolution STFT
+loss and a line-length loss (losses.py), plus the VQ commitment/codebook terms. Quantizer dropout lets
+one model serve 3 to 9 codebooks. An optional adversarial phase uses DAC's discriminator at reduced
+weight and switches itself off when the discriminator diverges.
+
+Both variants run in one scaffold (`_run`): resume, learning-rate schedule, evaluation, checkpoints.
 """
 from __future__ import annotations
 
+import fnmatch
 import glob
 import json
 import math
@@ -16,21 +23,24 @@ import random
 import re
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from .channels import NEURAL, channel_role
-from .dsp import microvolt_factor, resample
+from .dsp import resample
 from .edf import EdfError, read_edf
-from .metrics import prdn_windows
-from .neural import ModelConfig, _load_cached, _quiet_imports, build_dac, load_state_into, save_model
+from .lossy import BLOCK_SECONDS, block_normalization
+from .metrics import band_power_errors_psd, line_ratio_psd, prdn_windows, welch_psd
+from .neural import ModelConfig, _quiet_imports, build_dac, load_state_into, save_model
 from .progress import Progress
 
-CLIP_UV = 200.0
+BONN_RATE = 173.61
 SC_REFERENCE_L1 = 0.03  # DAC-MC with a frozen decoder: relative waveform loss scaled to DAC-SC's typical L1
 MC_WARMUP_STEPS = 200  # DAC-MC fine-tunes a trained decoder: full-size first Adam steps would undo it
+EVAL_CODEBOOKS = (3, 6, 9)
 
 
 @dataclass
@@ -42,6 +52,8 @@ class TrainSettings:
     lr_final: float | None = None  # cosine decay from lr (at the starting step) to this at the last step
     waveform_weight: float = 100.0
     mel_weight: float = 1.0
+    stft_weight: float = 0.0  # multi-resolution STFT magnitude loss (losses.py)
+    line_length_weight: float = 0.0
     commitment_weight: float = 0.25
     codebook_weight: float = 1.0
     quantizer_dropout: float = 0.5
@@ -53,110 +65,345 @@ class TrainSettings:
     threads: int = 0  # 0: torch's default
 
 
+# ---------------------------------------------------------------- data
+
 def subject_of(path: Path) -> str:
-    """Whole-subject identity for the validation split (eegmat SubjectNN, eegmmidb SNNN, else the stem)."""
+    """Whole-subject identity for the validation split: eegmat SubjectNN, eegmmidb SNNN; Bonn segments by
+    set and file-number range (bonn-A-001-050, bonn-A-051-070), the split the data's manifest prescribes."""
+    bonn = re.fullmatch(r"([A-E])(\d{3})", bonn_key(path) or "")
+    if bonn:
+        n = int(bonn.group(2))
+        span = "001-050" if n <= 50 else "051-070" if n <= 70 else "071-100"
+        return f"bonn-{bonn.group(1)}-{span}"
     m = re.search(r"(Subject\d+|S\d{3})", path.name)
     return m.group(1) if m else path.stem
 
 
-def preprocess_channel(physical_uv: np.ndarray, rate: float, codec_rate: int) -> np.ndarray:
-    from scipy.signal import butter, sosfiltfilt
-    x = resample(physical_uv, rate, codec_rate)
-    sos = butter(2, 0.1, btype="highpass", fs=codec_rate, output="sos")
-    x = sosfiltfilt(sos, x - np.median(x))
-    return (np.clip(x, -CLIP_UV, CLIP_UV) / CLIP_UV).astype(np.float32)
+def bonn_key(path: Path) -> str | None:
+    """'A017' for bonn/A_Z/Z017.txt (set letter from the folder), None for other files."""
+    m = re.fullmatch(r"[A-Za-z](\d{3})", path.stem)
+    folder = re.fullmatch(r"([A-E])_[A-Z]", path.parent.name)
+    return f"{folder.group(1)}{m.group(1)}" if (m and folder and path.suffix.lower() == ".txt") else None
 
 
-def eeg_channels(path: Path, codec_rate: int):
-    """(label, sample rate, preprocessed signal) of each EEG channel of a file long enough to train on."""
+def codec_rate_channels(path: Path, codec_rate: int) -> list[tuple[str, np.ndarray]]:
+    """(label, signal at the codec rate) of each EEG channel of a file that lasts at least 4 s."""
+    if bonn_key(path):
+        x = np.loadtxt(path, dtype=np.float64, ndmin=1)
+        return [("EEG", resample(x, BONN_RATE, codec_rate))] if len(x) >= 4 * BONN_RATE else []
     rec = read_edf(path)
-    for sig, dig in zip(rec.header.signals, rec.digital):
-        if channel_role(sig) != NEURAL or len(dig) < 4 * sig.sample_rate:
-            continue
-        uv = sig.to_physical(dig) * microvolt_factor(sig.physical_dimension)
-        yield sig.label, sig.sample_rate, preprocess_channel(uv, sig.sample_rate, codec_rate)
+    return [(s.label, resample(s.to_physical(d), s.sample_rate, codec_rate))
+            for s, d in zip(rec.header.signals, rec.digital)
+            if channel_role(s) == NEURAL and len(d) >= 4 * s.sample_rate]
 
 
-def load_eeg(paths: list[Path], codec_rate: int) -> dict[str, list[np.ndarray]]:
-    """Preprocessed EEG channels grouped by subject; files that cannot be read are skipped."""
-    by_subject: dict[str, list[np.ndarray]] = {}
-    for path in paths:
+def normalize_blocks(x: np.ndarray, block: int) -> np.ndarray:
+    """The signal as the encoder sees it: each block of `block` samples normalized by its own values."""
+    out = np.empty(len(x), np.float32)
+    for start in range(0, len(x), block):
+        own = x[start:start + block]
+        offset, scale = block_normalization(own)
+        out[start:start + block] = (own - offset) / scale
+    return out
+
+
+@dataclass
+class Recording:
+    source: int  # which input argument it came from (each input gets an equal share of windows)
+    subject: str
+    labels: list[str]
+    signals: np.ndarray  # (channels, samples), normalized at the codec rate
+
+
+def expand_inputs(inputs: list[str]) -> list[tuple[int, Path]]:
+    """(input number, file) for every EDF/BDF/Bonn file under folders, globs and plain paths."""
+    found = []
+    for k, item in enumerate(inputs):
+        p = Path(item)
+        if p.is_dir():
+            paths = sorted(q for q in p.rglob("*") if q.suffix.lower() in (".edf", ".bdf") or bonn_key(q))
+        elif any(ch in item for ch in "*?["):
+            paths = sorted(Path(q) for q in glob.glob(item, recursive=True))
+        else:
+            paths = [p]
+        found += [(k, q) for q in paths]
+    return found
+
+
+def load_recordings(inputs: list[str], codec_rate: int) -> list[Recording]:
+    """Every readable recording, its EEG channels of the most common rate, normalized as for inference."""
+    block = int(round(BLOCK_SECONDS * codec_rate))
+    recordings = []
+    for source, path in expand_inputs(inputs):
         try:
-            by_subject.setdefault(subject_of(path), []).extend(x for _, _, x in eeg_channels(path, codec_rate))
-        except EdfError:
-            continue
-    return by_subject
-
-
-def load_recordings(paths: list[Path], codec_rate: int) -> dict[str, list[tuple[list[str], np.ndarray]]]:
-    """Per subject, each recording's (channel labels, channels × samples) of its main-rate EEG channels."""
-    by_subject: dict[str, list] = {}
-    for path in paths:
-        try:
-            channels = list(eeg_channels(path, codec_rate))
-        except EdfError:
+            channels = codec_rate_channels(path, codec_rate)
+        except (EdfError, ValueError, OSError):
             continue
         if not channels:
             continue
-        rates = [rate for _, rate, _ in channels]
-        main = max(set(rates), key=rates.count)
-        kept = [(label, x) for label, rate, x in channels if rate == main]
-        n = min(len(x) for _, x in kept)
-        by_subject.setdefault(subject_of(path), []).append(([label for label, _ in kept],
-                                                            np.stack([x[:n] for _, x in kept])))
-    return by_subject
+        n = min(len(x) for _, x in channels)
+        signals = np.stack([normalize_blocks(x[:n], block) for _, x in channels])
+        recordings.append(Recording(source, subject_of(path), [label for label, _ in channels], signals))
+    return recordings
 
 
-def split_subjects(subjects: list[str], val_fraction: float, val_subjects: tuple[str, ...] = ()):
-    subjects = sorted(subjects)
-    if val_subjects:
-        val = [s for s in subjects if s in val_subjects]
+def split_subjects(subjects: list[str], val_fraction: float, val_patterns: tuple[str, ...] = ()):
+    """(train, validation) subject lists; patterns are shell-style (`Subject1[4-7]`, `bonn-*-051-070`)."""
+    subjects = sorted(set(subjects))
+    if val_patterns:
+        val = [s for s in subjects if any(fnmatch.fnmatchcase(s, p) for p in val_patterns)]
     else:
         val = subjects[len(subjects) - max(1, round(len(subjects) * val_fraction)):]
     return [s for s in subjects if s not in val], val
 
 
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    paths: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            paths += sorted(q for q in p.rglob("*") if q.suffix.lower() in (".edf", ".bdf"))
-        elif any(ch in item for ch in "*?["):
-            paths += sorted(Path(p) for p in glob.glob(item, recursive=True))
-        else:
-            paths.append(p)
-    return paths
-
-
 class WindowSampler:
-    """Random fixed-length windows from a pool of channel signals, reproducible from a seed."""
+    """Random windows of `channels` channels of one recording at one time, reproducible from a seed.
 
-    def __init__(self, signals: list[np.ndarray], length: int, seed: int):
-        self.signals = [s for s in signals if len(s) >= length]
-        self.weights = np.array([len(s) - length + 1 for s in self.signals], dtype=np.float64)
+    A recording is drawn with probability proportional to its length within its input, and every input
+    has the same total weight."""
+
+    def __init__(self, recordings: list[Recording], length: int, channels: int, seed: int):
+        self.recordings = [r for r in recordings if r.signals.shape[0] >= channels and r.signals.shape[1] >= length]
+        if not self.recordings:
+            raise EdfError("no training recording is long enough for one window")
+        spans = np.array([r.signals.shape[1] - length + 1 for r in self.recordings], np.float64)
+        per_source = {s: spans[[r.source == s for r in self.recordings]].sum() for s in {r.source for r in self.recordings}}
+        self.weights = np.array([w / per_source[r.source] for w, r in zip(spans, self.recordings)])
         self.weights /= self.weights.sum()
-        self.length = length
+        self.length, self.channels = length, channels
         self.rng = np.random.default_rng(seed)
 
-    def batch(self, n: int) -> np.ndarray:
-        which = self.rng.choice(len(self.signals), size=n, p=self.weights)
-        out = np.empty((n, self.length), np.float32)
-        for row, k in enumerate(which):
-            start = self.rng.integers(0, len(self.signals[k]) - self.length + 1)
-            out[row] = self.signals[k][start:start + self.length]
-        return out
+    def batch(self, n: int) -> tuple[np.ndarray, list[list[str]]]:
+        """(n, channels, length) windows and the labels of their channels."""
+        x = np.empty((n, self.channels, self.length), np.float32)
+        labels = []
+        for row, k in enumerate(self.rng.choice(len(self.recordings), size=n, p=self.weights)):
+            rec = self.recordings[k]
+            pick = self.rng.choice(rec.signals.shape[0], size=self.channels, replace=False)
+            start = self.rng.integers(0, rec.signals.shape[1] - self.length + 1)
+            x[row] = rec.signals[pick, start:start + self.length]
+            labels.append([rec.labels[i] for i in pick])
+        return x, labels
 
 
-def fixed_windows(signals: list[np.ndarray], length: int, per_signal: int = 4) -> np.ndarray:
-    """Evenly spaced validation windows, the same at every evaluation."""
-    rows = []
-    for s in signals:
-        if len(s) < length:
-            continue
-        for start in np.linspace(0, len(s) - length, per_signal).astype(int):
-            rows.append(s[start:start + length])
-    return np.stack(rows).astype(np.float32)
+def fixed_windows(recordings: list[Recording], length: int, per_signal: int = 4) -> np.ndarray:
+    """Evenly spaced validation windows of every channel, the same at every evaluation."""
+    rows = [sig[start:start + length] for r in recordings for sig in r.signals if len(sig) >= length
+            for start in np.linspace(0, len(sig) - length, per_signal).astype(int)]
+    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, length), np.float32)
+
+
+def validation_sets(recordings: list[Recording], val_ids: list[str], inputs: list[str], length: int):
+    """{input name: fixed windows} for the validation subjects, one set per input (eegmat, bonn, ...)."""
+    sets = {}
+    for source, name in enumerate(inputs):
+        chosen = [r for r in recordings if r.source == source and r.subject in val_ids]
+        windows = fixed_windows(chosen, length)
+        if len(windows):
+            sets[Path(name.rstrip("/")).name or name] = windows
+    return sets
+
+
+def reconstruction_metrics(x: np.ndarray, y: np.ndarray, rate: int) -> dict:
+    """PRDN, band-power errors and the worst invented spectral line of decoded windows (rows)."""
+    px, py = welch_psd(x, rate), welch_psd(y, rate)
+    bands = band_power_errors_psd(px, py, rate)
+    ratio, freq = line_ratio_psd(px, py, rate)
+    return {"prdn": prdn_windows(x, y), **{f"band_{b}": v for b, v in bands.items()},
+            "line_ratio": ratio, "line_hz": freq}
+
+
+# ---------------------------------------------------------------- the shared scaffold
+
+def cosine_schedule(lr: float, lr_final: float | None, first_step: int, last_step: int, warmup: int = 0):
+    """Learning rate per step: constant, or a half cosine from lr at first_step down to lr_final; a linear
+    warm-up over the first `warmup` steps of the whole run."""
+    span = last_step - first_step
+
+    def rate(step: int) -> float:
+        ramp = min(1.0, (step + 1) / warmup) if warmup else 1.0
+        if lr_final is None or span <= 0:
+            return lr * ramp
+        return ramp * (lr_final + 0.5 * (lr - lr_final) * (1 + math.cos(math.pi * min(1.0, (step - first_step) / span))))
+    return rate
+
+
+@dataclass
+class Run:
+    """What the scaffold needs from a variant: its trainable modules, a step and an evaluation."""
+    modules: dict  # name -> torch module whose state is checkpointed
+    parameters: list  # the parameters the optimizer updates
+    step: Callable[[int], tuple]  # step number -> (loss tensor, {name: float} to log)
+    evaluate: Callable[[], dict]
+    save: Callable[[int, list], None]  # (step, history): write the model and its card
+    sampler: WindowSampler
+    warmup: int = 0
+    history: list = field(default_factory=list)
+
+
+def _start(settings: TrainSettings, out_dir: Path):
+    """Threads, seeds, a quiet log and the output folder; returns torch."""
+    torch, _ = _quiet_imports()
+    # audiotools warns on every short STFT and torch on weight_norm: noise, not news, in a training log
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    torch.manual_seed(settings.seed)
+    random.seed(settings.seed)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return torch
+
+
+def _run(run: Run, settings: TrainSettings, out_dir: Path, resume: bool, quiet: bool, log) -> dict:
+    """Resume, then step with the schedule, evaluate and checkpoint until settings.steps."""
+    torch, _ = _quiet_imports()
+    opt = torch.optim.AdamW(run.parameters, lr=settings.lr, betas=(0.8, 0.99))
+    state_path = Path(out_dir) / "train_state.pt"
+    step = 0
+    if resume and state_path.exists():
+        state = torch.load(state_path, weights_only=True)
+        for name, module in run.modules.items():
+            module.load_state_dict(state[name])
+        opt.load_state_dict(state["opt"])
+        step, run.history = state["step"], json.loads(state["history"])
+        run.sampler.rng = np.random.default_rng(settings.seed + step)
+        log(f"resumed at step {step}")
+    schedule = cosine_schedule(settings.lr, settings.lr_final, step, settings.steps, warmup=run.warmup)
+    if step == 0:
+        run.history.append({"step": 0, **run.evaluate()})
+        log(json.dumps(run.history[-1]))
+    t0 = time.time()
+    with Progress(settings.steps - step, "train", quiet=quiet) as bar:
+        while step < settings.steps:
+            loss, parts = run.step(step)
+            for group in opt.param_groups:
+                group["lr"] = schedule(step)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(run.parameters, 1000.0)
+            opt.step()
+            step += 1
+            bar.update(1, " ".join(f"{k} {v:.4f}" for k, v in parts.items()))
+            if step % settings.eval_every == 0 or step == settings.steps:
+                run.history.append({"step": step, "seconds": round(time.time() - t0, 1), **parts, **run.evaluate()})
+                log(json.dumps(run.history[-1]))
+            if step % settings.checkpoint_every == 0 or step == settings.steps:
+                run.save(step, run.history)
+                torch.save({**{k: m.state_dict() for k, m in run.modules.items()}, "opt": opt.state_dict(),
+                            "step": step, "history": json.dumps(run.history)}, state_path)
+    return run.history[-1] if run.history else {}
+
+
+class Losses:
+    """The reconstruction loss of one step, with its parts for the log."""
+
+    def __init__(self, settings: TrainSettings, rate: int):
+        from .losses import MultiResolutionSTFTLoss, make_mel_loss
+        self.settings, self.rate = settings, rate
+        self.mel = make_mel_loss()
+        self.stft = MultiResolutionSTFTLoss() if settings.stft_weight else None
+
+    def __call__(self, y, x, wave=None) -> tuple:
+        from .losses import line_length_loss, mel_loss
+        s = self.settings
+        wave = wave if wave is not None else (y - x).abs().mean()
+        mel = mel_loss(y, x, self.rate, self.mel)
+        total = s.waveform_weight * wave + s.mel_weight * mel
+        parts = {"wave_l1": float(wave), "mel": float(mel)}
+        if self.stft is not None:
+            stft = self.stft(y, x)
+            total = total + s.stft_weight * stft
+            parts["stft"] = float(stft)
+        if s.line_length_weight:
+            ll = line_length_loss(y, x)
+            total = total + s.line_length_weight * ll
+            parts["line_length"] = float(ll)
+        return total, parts
+
+
+def _card(inputs, train_ids, val_ids, step, settings, history, **extra) -> dict:
+    return {"training": {"inputs": inputs, "train_subjects": train_ids, "val_subjects": val_ids, "steps": step,
+                         "normalization": f"per {BLOCK_SECONDS:g}-s block: (x - median) / (16 robust sigma)",
+                         "settings": settings.__dict__, **extra, "history": history}}
+
+
+def _prepare(inputs, settings, config, val_fraction, val_subjects, channels, log):
+    recordings = load_recordings(inputs, config.sample_rate)
+    subjects = sorted({r.subject for r in recordings})
+    if len(subjects) < 2:
+        raise EdfError("training needs EEG from at least two subjects (one for validation)")
+    train_ids, val_ids = split_subjects(subjects, val_fraction, val_subjects)
+    window = int(settings.window_seconds * config.sample_rate) // config.hop * config.hop
+    sampler = WindowSampler([r for r in recordings if r.subject in train_ids], window, channels, settings.seed)
+    val_sets = validation_sets(recordings, val_ids, inputs, window)
+    log(f"train subjects {train_ids}, validation subjects {val_ids}, validation windows "
+        f"{ {k: len(v) for k, v in val_sets.items()} }")
+    return recordings, train_ids, val_ids, window, sampler, val_sets
+
+
+# ---------------------------------------------------------------- DAC-SC
+
+def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: TrainSettings,
+          init: Path | None = None, resume: bool = False, from_model: Path | None = None,
+          val_fraction: float = 0.2, val_subjects: tuple[str, ...] = (), quiet: bool = False, log=print) -> dict:
+    out_dir = Path(out_dir)
+    torch = _start(settings, out_dir)
+    if init is not None:
+        model, config = init_from_dac_checkpoint(init, config)
+        model.quantizer.quantizer_dropout = settings.quantizer_dropout
+    elif from_model is not None:  # continue from an eegz model (.npz + card), e.g. the shipped one
+        card_config = ModelConfig.from_json(json.loads(Path(from_model).with_suffix(".json").read_text())["config"])
+        config = replace(card_config, upsampling=config.upsampling)  # the architecture may change on the way
+        model = build_dac(config, quantizer_dropout=settings.quantizer_dropout)
+        load_state_into(model, Path(from_model))
+    else:
+        model = build_dac(config, quantizer_dropout=settings.quantizer_dropout)
+    _, train_ids, val_ids, window, sampler, val_sets = _prepare(inputs, settings, config, val_fraction,
+                                                                val_subjects, 1, log)
+    table_windows = WindowSampler(sampler.recordings, window, 1, settings.seed + 1).batch(512)[0][:, 0]
+    losses = Losses(settings, config.sample_rate)
+    adversary = {"disc": None, "opt": None, "on": settings.adversarial_steps > 0}
+
+    def step(n: int):
+        x = torch.from_numpy(sampler.batch(settings.batch_size)[0])
+        out = model(x)
+        y = out["audio"][..., :window]
+        loss, parts = losses(y, x)
+        loss = loss + settings.commitment_weight * out["vq/commitment_loss"] + settings.codebook_weight * out["vq/codebook_loss"]
+        if adversary["on"] and n >= settings.steps - settings.adversarial_steps:
+            adversary["disc"], adversary["opt"], gan = _adversarial_step(adversary["disc"], adversary["opt"], x, y,
+                                                                         config, settings, torch)
+            if gan is None:  # diverged: the paper's schedule drops the GAN term from here on
+                adversary["on"] = False
+                log(f"step {n}: discriminator diverged, adversarial phase switched off")
+            else:
+                loss = loss + settings.adversarial_weight * gan
+        return loss, parts
+
+    def evaluate() -> dict:
+        model.eval()
+        result = {}
+        with torch.inference_mode():
+            for name, val_x in val_sets.items():
+                z = model.encoder(torch.from_numpy(val_x)[:, None])
+                for nq in EVAL_CODEBOOKS:
+                    if nq <= config.n_codebooks:
+                        y = model.decoder(model.quantizer(z, nq)[0])[:, 0, :window].numpy()
+                        result.update({f"{name}_{k}_{nq}": v for k, v in
+                                       reconstruction_metrics(val_x, y, config.sample_rate).items()})
+        model.train()
+        return result
+
+    def save(n: int, history: list) -> None:
+        card = _card(inputs, train_ids, val_ids, n, settings, history, init=str(init) if init else None,
+                     from_model=str(from_model) if from_model else None)
+        save_model(model, config, out_dir / "model.npz", card, token_usage(model, table_windows, config.n_codebooks))
+
+    model.train()
+    run = Run({"model": model}, list(model.parameters()), step, evaluate, save, sampler)
+    return _run(run, settings, out_dir, resume, quiet, log)
 
 
 def token_usage(model, windows: np.ndarray, n_codebooks: int, batch: int = 64) -> np.ndarray:
@@ -175,318 +422,20 @@ def token_usage(model, windows: np.ndarray, n_codebooks: int, batch: int = 64) -
     return counts
 
 
-def add_token_tables(weights: Path, inputs: list[str], windows: int = 1024, seed: int = 1) -> str:
-    """Recompute a trained model's token tables from EEG files and rewrite its .npz (new SHA-256)."""
-    card = json.loads(Path(weights).with_suffix(".json").read_text())
-    config = ModelConfig.from_json(card["config"])
-    dac = build_dac(config)
-    load_state_into(dac, Path(weights))
-    data = load_eeg(expand_inputs(inputs), config.sample_rate)
-    train_ids = card.get("training", {}).get("train_subjects") or list(data)
-    window = int(4 * config.sample_rate) // config.hop * config.hop
-    sampler = WindowSampler([s for k in train_ids if k in data for s in data[k]], window, seed)
-    counts = token_usage(dac, sampler.batch(windows), config.n_codebooks)
-    _load_cached.cache_clear()
-    extra = {k: v for k, v in card.items() if k not in ("name", "config", "weights_sha256")}
-    return save_model(dac, config, Path(weights), extra, counts)
-
-
-def init_from_dac_checkpoint(path: Path, codec_rate: int):
+def init_from_dac_checkpoint(path: Path, config: ModelConfig):
     """Load an official-format DAC checkpoint (DAC.load) to fine-tune it on EEG: the paper's transfer."""
     _, DAC = _quiet_imports()
     model = DAC.load(str(path))
-    model.sample_rate = codec_rate
-    config = ModelConfig(
+    model.sample_rate = config.sample_rate
+    loaded = ModelConfig(
         encoder_dim=model.encoder_dim, encoder_rates=tuple(model.encoder_rates), latent_dim=model.latent_dim,
         decoder_dim=model.decoder_dim, decoder_rates=tuple(model.decoder_rates), n_codebooks=model.n_codebooks,
-        codebook_size=model.codebook_size, codebook_dim=model.codebook_dim, sample_rate=codec_rate)
-    return model, config
-
-
-def make_mel_loss(codec_rate: int):
-    from dac.nn.loss import MelSpectrogramLoss
-    windows = [32, 64, 128, 256]
-    return MelSpectrogramLoss(n_mels=[5, 10, 20, 40], window_lengths=windows, mel_fmin=[0.0] * 4,
-                              mel_fmax=[None] * 4, mag_weight=0.0, log_weight=1.0, pow=1.0)
-
-
-def _start_run(settings: TrainSettings, out_dir: Path):
-    """Threads, seeds, a quiet log and the output folder; returns torch."""
-    torch, _ = _quiet_imports()
-    # audiotools warns on every short STFT and torch on weight_norm: noise, not news, in a training log
-    warnings.filterwarnings("ignore", category=UserWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    torch.manual_seed(settings.seed)
-    random.seed(settings.seed)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    return torch
-
-
-def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: TrainSettings,
-          init: Path | None = None, resume: bool = False, from_model: Path | None = None,
-          val_fraction: float = 0.2,
-          val_subjects: tuple[str, ...] = (), quiet: bool = False, log=print) -> dict:
-    out_dir = Path(out_dir)
-    torch = _start_run(settings, out_dir)
-    from audiotools import AudioSignal
-
-    data = load_eeg(expand_inputs(inputs), config.sample_rate)
-    if len(data) < 2:
-        raise EdfError("training needs EEG from at least two subjects (one for validation)")
-    train_ids, val_ids = split_subjects(list(data), val_fraction, val_subjects)
-    window = int(settings.window_seconds * config.sample_rate) // config.hop * config.hop
-    sampler = WindowSampler([s for k in train_ids for s in data[k]], window, settings.seed)
-    table_windows = WindowSampler(sampler.signals, window, settings.seed + 1).batch(512)
-    val_x = fixed_windows([s for k in val_ids for s in data[k]], window)
-    log(f"train subjects {train_ids}, validation subjects {val_ids}, {len(val_x)} validation windows")
-
-    if init is not None:
-        model, config = init_from_dac_checkpoint(init, config.sample_rate)
-        model.quantizer.quantizer_dropout = settings.quantizer_dropout
-    elif from_model is not None:  # continue from an eegz model (.npz + card), e.g. the shipped one
-        config = ModelConfig.from_json(json.loads(Path(from_model).with_suffix(".json").read_text())["config"])
-        model = build_dac(config, quantizer_dropout=settings.quantizer_dropout)
-        load_state_into(model, Path(from_model))
-    else:
-        model = build_dac(config, quantizer_dropout=settings.quantizer_dropout)
-    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, betas=(0.8, 0.99))
-    mel_loss = make_mel_loss(config.sample_rate)
-    disc = disc_opt = None
-    step, history = 0, []
-    state_path = out_dir / "train_state.pt"
-    if resume and state_path.exists():
-        state = torch.load(state_path, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        for group in opt.param_groups:  # the learning rate asked for now wins over the saved one
-            group["lr"] = settings.lr
-        step, history = state["step"], json.loads(state["history"])
-        sampler.rng = np.random.default_rng(settings.seed + step)
-        log(f"resumed at step {step}")
-
-    def evaluate() -> dict:
-        model.eval()
-        result = {}
-        with torch.inference_mode():
-            x = torch.from_numpy(val_x)[:, None]
-            z = model.encoder(x)
-            for nq in (3, 6, 9):
-                if nq > config.n_codebooks:
-                    continue
-                zq, *_ = model.quantizer(z, nq)
-                y = model.decoder(zq)[:, 0].numpy()
-                result[f"prdn_{nq}"] = prdn_windows(val_x, y)
-        model.train()
-        return result
-
-    adv_start = settings.steps - settings.adversarial_steps
-    schedule = cosine_schedule(settings.lr, settings.lr_final, step, settings.steps)
-    t0 = time.time()
-    model.train()
-    with Progress(settings.steps - step, "train", quiet=quiet) as bar:
-        while step < settings.steps:
-            x = torch.from_numpy(sampler.batch(settings.batch_size))[:, None]
-            out = model(x)
-            y = out["audio"][..., :window]
-            wave = torch.nn.functional.l1_loss(y, x)
-            mel = mel_loss(AudioSignal(y, config.sample_rate), AudioSignal(x, config.sample_rate))
-            loss = (settings.waveform_weight * wave + settings.mel_weight * mel
-                    + settings.commitment_weight * out["vq/commitment_loss"]
-                    + settings.codebook_weight * out["vq/codebook_loss"])
-            if step >= adv_start and settings.adversarial_steps:
-                disc, disc_opt, gan = _adversarial_step(disc, disc_opt, x, y, config, settings, torch)
-                if gan is None:  # diverged: the paper's schedule drops the GAN term from here on
-                    settings.adversarial_steps = 0
-                    log(f"step {step}: discriminator diverged, adversarial phase switched off")
-                else:
-                    loss = loss + settings.adversarial_weight * gan
-            for group in opt.param_groups:
-                group["lr"] = schedule(step)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1000.0)
-            opt.step()
-            step += 1
-            bar.update(1, f"loss {loss.item():.3f} wave {wave.item():.4f} mel {mel.item():.3f}")
-            if step % settings.eval_every == 0 or step == settings.steps:
-                metrics = {"step": step, "seconds": round(time.time() - t0, 1), "wave_l1": wave.item(),
-                           "mel": mel.item(), **evaluate()}
-                history.append(metrics)
-                log(json.dumps(metrics))
-            if step % settings.checkpoint_every == 0 or step == settings.steps:
-                card = {"training": {"inputs": inputs, "train_subjects": train_ids, "val_subjects": val_ids,
-                                     "steps": step, "settings": settings.__dict__, "init": str(init) if init else None,
-                                     "from_model": str(from_model) if from_model else None,
-                                     "history": history}}
-                save_model(model, config, out_dir / "model.npz", card,
-                           token_usage(model, table_windows, config.n_codebooks))
-                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                            "history": json.dumps(history)}, state_path)
-    return history[-1] if history else {}
-
-
-class RecordingWindowSampler:
-    """Random windows of `channels` randomly chosen channels of one recording, at one and the same time."""
-
-    def __init__(self, recordings: list[tuple[list[int], np.ndarray]], length: int, channels: int, seed: int):
-        self.recordings = [r for r in recordings if r[1].shape[0] >= channels and r[1].shape[1] >= length]
-        self.weights = np.array([r[1].shape[1] - length + 1 for r in self.recordings], np.float64)
-        self.weights /= self.weights.sum()
-        self.length, self.channels = length, channels
-        self.rng = np.random.default_rng(seed)
-
-    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        x = np.empty((n, self.channels, self.length), np.float32)
-        styles = np.empty((n, self.channels), np.int64)
-        for row, k in enumerate(self.rng.choice(len(self.recordings), size=n, p=self.weights)):
-            style, signals = self.recordings[k]
-            pick = self.rng.choice(signals.shape[0], size=self.channels, replace=False)
-            start = self.rng.integers(0, signals.shape[1] - self.length + 1)
-            x[row] = signals[pick, start:start + self.length]
-            styles[row] = np.asarray(style)[pick]
-        return x, styles
-
-
-def train_multichannel(inputs: list[str], out_dir: Path, from_model: Path, settings: TrainSettings,
-                       channels: int = 16, train_decoder: bool = True, resume: bool = False,
-                       val_fraction: float = 0.2,
-                       val_subjects: tuple[str, ...] = (), quiet: bool = False, log=print) -> dict:
-    """Fine-tune DAC-MC from a DAC-SC model: the encoder and codebooks stay frozen (so the tokens are the
-    single-channel model's), the channel mixing, style vectors and (unless train_decoder is False) the
-    decoder learn to decode all channels of a block together."""
-    out_dir = Path(out_dir)
-    torch = _start_run(settings, out_dir)
-    from audiotools import AudioSignal
-    from .multichannel import electrode_name, style_index
-    from .neural import build_mixing
-
-    sc_card = json.loads(Path(from_model).with_suffix(".json").read_text())
-    sc_config = ModelConfig.from_json(sc_card["config"])
-    data = load_recordings(expand_inputs(inputs), sc_config.sample_rate)
-    if len(data) < 2:
-        raise EdfError("training needs EEG from at least two subjects (one for validation)")
-    train_ids, val_ids = split_subjects(list(data), val_fraction, val_subjects)
-    electrodes = tuple(sorted({electrode_name(label) for k in train_ids for labels, _ in data[k] for label in labels}))
-    config = replace(sc_config, variant="DAC-MC", electrodes=electrodes)
-    indexed = {k: [([style_index(label, electrodes) for label in labels], x) for labels, x in recs]
-               for k, recs in data.items()}
-    window = int(settings.window_seconds * config.sample_rate) // config.hop * config.hop
-    sampler = RecordingWindowSampler([r for k in train_ids for r in indexed[k]], window, channels, settings.seed)
-    val_sets = [(torch.tensor(style)[None], torch.from_numpy(
-                 np.stack([x[:, start:start + window] for start in np.linspace(0, x.shape[1] - window, 4).astype(int)])))
-                for k in val_ids for style, x in indexed[k] if x.shape[1] >= window]
-    log(f"train subjects {train_ids}, validation subjects {val_ids}, {len(electrodes)} electrodes, "
-        f"{len(val_sets)} validation recordings")
-
-    dac = build_dac(config)
-    counts = load_state_into(dac, Path(from_model))
-    mixing = build_mixing(config, dac)
-    frozen = (dac.encoder, dac.quantizer) if train_decoder else (dac.encoder, dac.quantizer, dac.decoder)
-    for module in frozen:
-        module.requires_grad_(False)
-    dac.encoder.eval()  # the quantizer in train mode would ignore the number of codebooks asked for
-    dac.quantizer.eval()
-    trainable = [p for p in list(dac.decoder.parameters()) + list(mixing.parameters()) if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=settings.lr, betas=(0.8, 0.99))
-    mel_loss = make_mel_loss(config.sample_rate)
-    step, history = 0, []
-    state_path = out_dir / "train_state.pt"
-    if resume and state_path.exists():
-        state = torch.load(state_path, weights_only=True)
-        dac.decoder.load_state_dict(state["decoder"])
-        mixing.load_state_dict(state["mixing"])
-        opt.load_state_dict(state["opt"])
-        step, history = state["step"], json.loads(state["history"])
-        sampler.rng = np.random.default_rng(settings.seed + step)
-        log(f"resumed at step {step}")
-    schedule = cosine_schedule(settings.lr, settings.lr_final, step, settings.steps, warmup=MC_WARMUP_STEPS)
-    rng = np.random.default_rng(settings.seed + 7 + step)
-
-    def quantized(x, n_q):
-        """(batch, channels, latent, frames) latents of the frozen encoder and codebooks."""
-        n, chans, length = x.shape
-        z_q, *_ = dac.quantizer(dac.encoder(x.reshape(n * chans, 1, length)), n_q)
-        return z_q.reshape(n, chans, *z_q.shape[1:])
-
-    def decoded(z_q):
-        """(batch × channels, 1, window) waveforms for (batch, channels, latent, frames) latents."""
-        return dac.decoder(z_q.reshape(-1, *z_q.shape[2:]))[..., :window]
-
-    def evaluate() -> dict:
-        dac.decoder.eval()
-        mixing.eval()
-        result = {}
-        with torch.inference_mode():
-            for n_q in (3, 6, 9):
-                ref, mc, sc = [], [], []
-                for styles, x in val_sets:
-                    z_q = quantized(x, n_q)
-                    ref.append(x.reshape(-1, window).numpy())
-                    mc.append(decoded(mixing(z_q, styles.expand(len(x), -1), n_q))[:, 0].numpy())
-                    sc.append(decoded(z_q)[:, 0].numpy())
-                result[f"prdn_{n_q}"] = prdn_windows(np.concatenate(ref), np.concatenate(mc))
-                result[f"prdn_{n_q}_unmixed"] = prdn_windows(np.concatenate(ref), np.concatenate(sc))
-        dac.decoder.train()
-        mixing.train()
-        return result
-
-    batch = max(1, settings.batch_size // channels)
-    t0 = time.time()
-    if step == 0:
-        history.append({"step": 0, **evaluate()})
-        log(json.dumps(history[-1]))
-    with Progress(settings.steps - step, "train DAC-MC", quiet=quiet) as bar:
-        while step < settings.steps:
-            x, styles = (torch.from_numpy(a) for a in sampler.batch(batch))
-            n_q = int(rng.integers(3, config.n_codebooks + 1))
-            with torch.no_grad():
-                z_q = quantized(x, n_q)
-            y = decoded(mixing(z_q, styles, n_q))
-            target = x.reshape(-1, 1, window)
-            wave = torch.nn.functional.l1_loss(y, target)
-            if not train_decoder:  # relative to DAC-SC's own error at this many codebooks: every rate counts
-                with torch.no_grad():
-                    plain = torch.nn.functional.l1_loss(decoded(z_q), target)
-                wave = wave / plain * SC_REFERENCE_L1
-            mel = mel_loss(AudioSignal(y, config.sample_rate), AudioSignal(target, config.sample_rate))
-            loss = settings.waveform_weight * wave + settings.mel_weight * mel
-            for group in opt.param_groups:
-                group["lr"] = schedule(step)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, 1000.0)
-            opt.step()
-            step += 1
-            bar.update(1, f"loss {loss.item():.3f} wave {wave.item():.4f} mel {mel.item():.3f}")
-            if step % settings.eval_every == 0 or step == settings.steps:
-                history.append({"step": step, "seconds": round(time.time() - t0, 1), "wave_l1": wave.item(),
-                                "mel": mel.item(), **evaluate()})
-                log(json.dumps(history[-1]))
-            if step % settings.checkpoint_every == 0 or step == settings.steps:
-                card = {"training": {"inputs": inputs, "train_subjects": train_ids, "val_subjects": val_ids,
-                                     "steps": step, "channels_per_window": channels, "settings": settings.__dict__,
-                                     "from_model": str(from_model), "from_model_sha256": sc_card["weights_sha256"],
-                                     "frozen": ["encoder", "quantizer"] + ([] if train_decoder else ["decoder"]),
-                                     "history": history}}
-                save_model(dac, config, out_dir / "model.npz", card, counts, mixing)
-                torch.save({"decoder": dac.decoder.state_dict(), "mixing": mixing.state_dict(),
-                            "opt": opt.state_dict(), "step": step, "history": json.dumps(history)}, state_path)
-    return history[-1] if history else {}
-
-
-def cosine_schedule(lr: float, lr_final: float | None, first_step: int, last_step: int, warmup: int = 0):
-    """Learning rate per step: constant, or a half cosine from lr at first_step down to lr_final; a linear
-    warm-up over the first `warmup` steps of the whole run."""
-    span = last_step - first_step
-
-    def rate(step: int) -> float:
-        ramp = min(1.0, (step + 1) / warmup) if warmup else 1.0
-        if lr_final is None or span <= 0:
-            return lr * ramp
-        return ramp * (lr_final + 0.5 * (lr - lr_final) * (1 + math.cos(math.pi * min(1.0, (step - first_step) / span))))
-    return rate
+        codebook_size=model.codebook_size, codebook_dim=model.codebook_dim, sample_rate=config.sample_rate,
+        upsampling=config.upsampling)
+    if loaded.upsampling == "balanced":
+        from .upsampling import balance_decoder
+        balance_decoder(model.decoder)
+    return model, loaded
 
 
 def _adversarial_step(disc, disc_opt, x, y, config, settings, torch):
@@ -505,3 +454,98 @@ def _adversarial_step(disc, disc_opt, x, y, config, settings, torch):
         return disc, disc_opt, None
     g_loss = sum(torch.mean((1 - f[-1]) ** 2) for f in disc(y))
     return disc, disc_opt, g_loss
+
+
+# ---------------------------------------------------------------- DAC-MC
+
+def train_multichannel(inputs: list[str], out_dir: Path, from_model: Path, settings: TrainSettings,
+                       channels: int = 16, train_decoder: bool = True, resume: bool = False,
+                       val_fraction: float = 0.2, val_subjects: tuple[str, ...] = (), quiet: bool = False,
+                       log=print) -> dict:
+    """Fine-tune DAC-MC from a DAC-SC model: the encoder and codebooks stay frozen (so the tokens are the
+    single-channel model's), the channel mixing, style vectors and (unless train_decoder is False) the
+    decoder learn to decode all channels of a block together."""
+    out_dir = Path(out_dir)
+    torch = _start(settings, out_dir)
+    from .multichannel import electrode_name, style_index
+    from .neural import build_mixing
+
+    sc_card = json.loads(Path(from_model).with_suffix(".json").read_text())
+    sc_config = ModelConfig.from_json(sc_card["config"])
+    recordings, train_ids, val_ids, window, sampler, _ = _prepare(inputs, settings, sc_config, val_fraction,
+                                                                  val_subjects, channels, log)
+    electrodes = tuple(sorted({electrode_name(label) for r in recordings if r.subject in train_ids
+                               for label in r.labels}))
+    config = replace(sc_config, variant="DAC-MC", electrodes=electrodes)
+    val_sets = [(torch.tensor([style_index(label, electrodes) for label in r.labels])[None],
+                 torch.from_numpy(np.stack([r.signals[:, s:s + window] for s in
+                                            np.linspace(0, r.signals.shape[1] - window, 4).astype(int)])))
+                for r in recordings if r.subject in val_ids and r.signals.shape[1] >= window]
+    log(f"{len(electrodes)} electrodes, {len(val_sets)} validation recordings")
+
+    dac = build_dac(config)
+    counts = load_state_into(dac, Path(from_model))
+    mixing = build_mixing(config, dac)
+    frozen = (dac.encoder, dac.quantizer) if train_decoder else (dac.encoder, dac.quantizer, dac.decoder)
+    for module in frozen:
+        module.requires_grad_(False)
+    dac.encoder.eval()  # the quantizer in train mode would ignore the number of codebooks asked for
+    dac.quantizer.eval()
+    trainable = [p for p in list(dac.decoder.parameters()) + list(mixing.parameters()) if p.requires_grad]
+    losses = Losses(settings, config.sample_rate)
+    rng = np.random.default_rng(settings.seed + 7)
+    batch = max(1, settings.batch_size // channels)
+
+    def quantized(x, n_q):
+        """(batch, channels, latent, frames) latents of the frozen encoder and codebooks."""
+        n, chans, length = x.shape
+        z_q, *_ = dac.quantizer(dac.encoder(x.reshape(n * chans, 1, length)), n_q)
+        return z_q.reshape(n, chans, *z_q.shape[1:])
+
+    def decoded(z_q):
+        """(batch × channels, 1, window) waveforms for (batch, channels, latent, frames) latents."""
+        return dac.decoder(z_q.reshape(-1, *z_q.shape[2:]))[..., :window]
+
+    def step(n: int):
+        x, labels = sampler.batch(batch)
+        x = torch.from_numpy(x)
+        styles = torch.tensor([[style_index(label, electrodes) for label in row] for row in labels])
+        n_q = int(rng.integers(3, config.n_codebooks + 1))
+        with torch.no_grad():
+            z_q = quantized(x, n_q)
+        y = decoded(mixing(z_q, styles, n_q))
+        target = x.reshape(-1, 1, window)
+        wave = (y - target).abs().mean()
+        if not train_decoder:  # relative to DAC-SC's own error at this many codebooks: every rate counts
+            with torch.no_grad():
+                plain = (decoded(z_q) - target).abs().mean()
+            wave = wave / plain * SC_REFERENCE_L1
+        return losses(y, target, wave)
+
+    def evaluate() -> dict:
+        dac.decoder.eval()
+        mixing.eval()
+        result = {}
+        with torch.inference_mode():
+            for n_q in EVAL_CODEBOOKS:
+                ref, mc, sc = [], [], []
+                for styles, x in val_sets:
+                    z_q = quantized(x, n_q)
+                    ref.append(x.reshape(-1, window).numpy())
+                    mc.append(decoded(mixing(z_q, styles.expand(len(x), -1), n_q))[:, 0].numpy())
+                    sc.append(decoded(z_q)[:, 0].numpy())
+                result[f"prdn_{n_q}"] = prdn_windows(np.concatenate(ref), np.concatenate(mc))
+                result[f"prdn_{n_q}_unmixed"] = prdn_windows(np.concatenate(ref), np.concatenate(sc))
+        dac.decoder.train()
+        mixing.train()
+        return result
+
+    def save(n: int, history: list) -> None:
+        card = _card(inputs, train_ids, val_ids, n, settings, history, channels_per_window=channels,
+                     from_model=str(from_model), from_model_sha256=sc_card["weights_sha256"],
+                     frozen=["encoder", "quantizer"] + ([] if train_decoder else ["decoder"]))
+        save_model(dac, config, out_dir / "model.npz", card, counts, mixing)
+
+    run = Run({"decoder": dac.decoder, "mixing": mixing}, trainable, step, evaluate, save, sampler,
+              warmup=MC_WARMUP_STEPS)
+    return _run(run, settings, out_dir, resume, quiet, log)
