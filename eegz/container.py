@@ -1,42 +1,58 @@
-"""The .eegz container, format version 1 (normative description: spec/eegz-format.md).
+"""The .eegz container (normative description: spec/eegz-format.md). Writes format 3, reads 1, 2 and 3.
 
-    preamble (16 B) | header section | EDF-header section | trailer section | block payloads ... |
-    index section | footer (32 B)
+Format 3, written front to back with no seek, so that a writer streams blocks as they are coded and a
+pipe can carry the file:
 
-A section is u64 length, the bytes, and their xxh64. The footer points at the index, so a writer streams
-blocks and writes the index last; a reader seeks to the footer, reads the index and then only the blocks
-a time range needs. Everything is little-endian. There is no pickle anywhere: the header is JSON.
+    preamble (16 B) | HEAD section | EDFH section | BLCK section ... | SUMM section | TRLR section |
+    INDX section | footer (32 B)
+
+A section is a 4-byte tag, u64 n, n bytes of content and u64 xxh64(tag, n, content): every byte of the
+file is covered by a checksum or checked against another field, so any change to any byte is refused.
+What only the whole input tells (its SHA-256, the record count) goes in the SUMM section at the end. The
+footer points at the index and the summary, so a reader seeks to the end, then reads only the blocks a
+time range needs.
+
+Formats 1 and 2 (read only): preamble | header | EDF header | trailer | payloads | index | footer, with
+untagged sections (u64 n, content, u64 xxh64(content)) and the whole-file facts in the header.
+Readers present every version in one shape (`Container.meta`: the version 1 header layout).
 """
 from __future__ import annotations
 
 import json
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import xxhash
 import zstandard
 
-from .errors import FormatError, OutputExistsError
+from .errors import EegzError, FormatError, OutputExistsError
 
 MAGIC = b"\x89EEGZ\r\n\x1a"
 FOOTER_MAGIC = b"EEGZEND\x00"
-READABLE_VERSIONS = (1, 2)  # 2 = 1 + the DAC-MC codec variant; DAC-SC and exact files are still written as 1
-FORMAT_VERSION = READABLE_VERSIONS[-1]  # the newest version this code reads and writes
+FORMAT_VERSION = 3  # what this code writes
+READABLE_VERSIONS = (1, 2, 3)
 PREAMBLE = struct.Struct("<8sHHI")  # magic, version, flags, reserved
-FOOTER = struct.Struct("<QQQ8s")  # index offset, index length, header offset, magic
+FOOTER = struct.Struct("<QQQ8s")  # v3: index offset, index section length, summary offset, magic
 INDEX_ENTRY = struct.Struct("<QIIIQIQ")  # offset, length, first_record, record_count, first_sample, sample_count, xxh64
+BLOCK_HEAD = struct.Struct("<IIIQI")  # v3 block section: index, first_record, record_count, first_sample, sample_count
 STREAM_ENTRY = struct.Struct("<HBBI")  # signal index, kind, flags, byte length
+SECTION_HEAD = struct.Struct("<4sQ")
+CHECKSUM = struct.Struct("<Q")
+MAX_JSON_BYTES = 64 << 20  # a header or summary larger than this is not one eegz wrote
 
-# Stream kinds inside a block (spec section "Streams").
+# Stream kinds inside a block (spec section 4).
 ANNOTATION_BYTES, LOSSLESS, NEAR_LOSSLESS, NEURAL_TOKENS, RECORD_BYTES = range(5)
 ALL_SIGNALS = 0xFFFF  # the signal index of a RECORD_BYTES stream
+AUX_TOKENS = 1  # stream flag: neural tokens carried beside an exact stream (--with-tokens)
 
 
-def checksum(data: bytes) -> int:
-    return xxhash.xxh64_intdigest(data)
+def checksum(*parts: bytes) -> int:
+    h = xxhash.xxh64()
+    for p in parts:
+        h.update(p)
+    return h.intdigest()
 
 
 @dataclass
@@ -63,159 +79,271 @@ def pack_block(streams: list[Stream]) -> bytes:
     return struct.pack("<I", len(streams)) + table + b"".join(s.data for s in streams)
 
 
-def unpack_block(payload: bytes) -> list[Stream]:
-    try:
-        (n,) = struct.unpack_from("<I", payload, 0)
-        pos, entries = 4, []
-        for _ in range(n):
-            entries.append(STREAM_ENTRY.unpack_from(payload, pos))
-            pos += STREAM_ENTRY.size
-        streams = []
-        for signal, kind, flags, length in entries:
-            if pos + length > len(payload):
-                raise FormatError("block stream table points past the block end")
-            streams.append(Stream(signal, kind, payload[pos:pos + length], flags))
-            pos += length
-        return streams
-    except struct.error:
-        raise FormatError("malformed block stream table") from None
+def unpack_block(payload: bytes, what: str = "block") -> list[Stream]:
+    """The streams of a block payload; the table must describe the payload exactly."""
+    if len(payload) < 4:
+        raise FormatError(f"damaged {what} (no stream table)")
+    (n,) = struct.unpack_from("<I", payload, 0)
+    pos = 4 + n * STREAM_ENTRY.size
+    if pos > len(payload):
+        raise FormatError(f"damaged {what} (stream table longer than the block)")
+    streams = []
+    for j in range(n):
+        signal, kind, flags, length = STREAM_ENTRY.unpack_from(payload, 4 + j * STREAM_ENTRY.size)
+        if pos + length > len(payload):
+            raise FormatError(f"damaged {what} (a stream runs past the block end)")
+        streams.append(Stream(signal, kind, payload[pos:pos + length], flags))
+        pos += length
+    if pos != len(payload):
+        raise FormatError(f"damaged {what} (bytes after its last stream)")
+    return streams
 
 
-def _section(data: bytes) -> bytes:
-    return struct.pack("<Q", len(data)) + data + struct.pack("<Q", checksum(data))
+def _zstd(data: bytes) -> bytes:
+    return zstandard.ZstdCompressor(level=19).compress(data)
+
+
+# ---------------------------------------------------------------- writing
+
+def section(tag: bytes, content: bytes) -> bytes:
+    head = SECTION_HEAD.pack(tag, len(content))
+    return head + content + CHECKSUM.pack(checksum(head, content))
 
 
 class ContainerWriter:
-    """Writes to a temporary file beside the target and renames it into place on success only.
+    """Writes format 3 to a binary file object, front to back (it never seeks).
 
-    The preamble's version is the header's `format_version`."""
+    open with the header and the EDF header bytes, add blocks in time order, then finish with the
+    summary and the trailer. The preamble's version is the header's format_version."""
 
-    def __init__(self, path: Path, header: dict, edf_header: bytes, trailer: bytes, force: bool = False):
-        self.path = Path(path)
-        if self.path.exists() and not force:
-            raise OutputExistsError(f"{self.path} exists; use --force to overwrite it")
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent or ".")
-        self.tmp = Path(tmp)
-        self.f = os.fdopen(fd, "wb")
+    def __init__(self, out, header: dict, edf_header: bytes):
+        self.out = out
+        self.pos = 0
         self.blocks: list[BlockEntry] = []
-        self.f.write(PREAMBLE.pack(MAGIC, header["format_version"], 0, 0))
-        self.header_offset = self.f.tell()
-        text = json.dumps(header, sort_keys=True).encode("utf-8")
-        zc = zstandard.ZstdCompressor(level=19)
-        for part in (text, edf_header, trailer):
-            self.f.write(_section(zc.compress(part)))
+        self.next_record = 0
+        self._write(PREAMBLE.pack(MAGIC, header["format_version"], 0, 0))
+        self._write(section(b"HEAD", _zstd(json.dumps(header, sort_keys=True).encode("utf-8"))))
+        self._write(section(b"EDFH", _zstd(edf_header)))
 
-    def add_block(self, payload: bytes, first_record: int, record_count: int, first_sample: int,
-                  sample_count: int) -> None:
-        entry = BlockEntry(self.f.tell(), len(payload), first_record, record_count, first_sample,
-                           sample_count, checksum(payload))
-        self.f.write(payload)
-        self.blocks.append(entry)
+    def _write(self, data: bytes) -> None:
+        self.out.write(data)
+        self.pos += len(data)
 
-    def finish(self) -> int:
+    def add_block(self, payload: bytes, first_record: int, record_count: int, samples_per_record: int) -> None:
+        if first_record != self.next_record or record_count < 1:
+            raise ValueError("blocks must cover the records in order")
+        head = BLOCK_HEAD.pack(len(self.blocks), first_record, record_count, first_record * samples_per_record,
+                               record_count * samples_per_record)
+        data = section(b"BLCK", head + payload)
+        self.blocks.append(BlockEntry(self.pos, len(data), first_record, record_count,
+                                      first_record * samples_per_record, record_count * samples_per_record,
+                                      checksum(data)))
+        self.next_record += record_count
+        self._write(data)
+
+    def finish(self, summary: dict, trailer: bytes) -> int:
+        """Write summary, trailer, index and footer; returns the file size."""
+        summary_offset = self.pos
+        self._write(section(b"SUMM", _zstd(json.dumps({**summary, "blocks": len(self.blocks)},
+                                                      sort_keys=True).encode("utf-8"))))
+        self._write(section(b"TRLR", _zstd(trailer)))
         index = b"".join(INDEX_ENTRY.pack(b.offset, b.length, b.first_record, b.record_count, b.first_sample,
                                           b.sample_count, b.checksum) for b in self.blocks)
-        index_offset = self.f.tell()
-        self.f.write(_section(index))
-        self.f.write(FOOTER.pack(index_offset, len(index) + 16, self.header_offset, FOOTER_MAGIC))
-        size = self.f.tell()
-        self.f.flush()
-        os.fsync(self.f.fileno())
-        self.f.close()
-        os.replace(self.tmp, self.path)
-        return size
-
-    def abort(self) -> None:
-        if not self.f.closed:
-            self.f.close()
-        self.tmp.unlink(missing_ok=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, *exc):
-        if exc_type is not None:
-            self.abort()
+        index_offset = self.pos
+        data = section(b"INDX", index)
+        self._write(data)
+        self._write(FOOTER.pack(index_offset, len(data), summary_offset, FOOTER_MAGIC))
+        return self.pos
 
 
-class ContainerReader:
-    """Random access to a .eegz file: header, EDF header, trailer and checked blocks."""
+# ---------------------------------------------------------------- reading
+
+class Container:
+    """Random access to a .eegz file of any readable version: meta, EDF header, trailer, checked blocks.
+
+    Everything outside the block payloads is read and validated on opening; a block is checked when it
+    is read. No allocation is larger than the file."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.name = self.path.name
         try:
             self.f = open(self.path, "rb")
         except OSError as e:
             raise FormatError(f"cannot read {path}: {e.strerror}") from None
-        self.size = os.fstat(self.f.fileno()).st_size
-        if self.size < PREAMBLE.size:
-            raise FormatError(f"{self.path.name} is not an .eegz file (too short)")
-        magic, version, _, _ = PREAMBLE.unpack(self.f.read(PREAMBLE.size))
-        if magic != MAGIC:
-            raise FormatError(f"{self.path.name} is not an .eegz file (bad magic bytes)")
-        if version not in READABLE_VERSIONS:
-            raise FormatError(f"{self.path.name} uses .eegz format version {version}; this eegz reads "
-                              f"versions {', '.join(map(str, READABLE_VERSIONS))} (upgrade eegz to read it)")
-        if self.size < PREAMBLE.size + FOOTER.size:
-            raise FormatError(f"{self.path.name} is truncated (no footer)")
-        self.f.seek(self.size - FOOTER.size)
-        index_offset, index_length, header_offset, end_magic = FOOTER.unpack(self.f.read(FOOTER.size))
-        if end_magic != FOOTER_MAGIC or index_offset + index_length > self.size - FOOTER.size:
-            raise FormatError(f"{self.path.name} is truncated or damaged (footer not found)")
-        self.f.seek(header_offset)
-        header_json = self._decompress(self._read_section("header"), "header")
         try:
-            self.header = json.loads(header_json.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise FormatError(f"{self.path.name}: the JSON header is not valid") from None
-        self.edf_header = self._decompress(self._read_section("EDF header"), "EDF header")
-        self.trailer = self._decompress(self._read_section("trailer"), "trailer")
-        self.f.seek(index_offset)
-        index = self._read_section("block index")
-        if len(index) % INDEX_ENTRY.size:
-            raise FormatError(f"{self.path.name}: block index has a partial entry")
-        self.blocks = [BlockEntry(*INDEX_ENTRY.unpack_from(index, i))
-                       for i in range(0, len(index), INDEX_ENTRY.size)]
-        for k, b in enumerate(self.blocks):
-            if b.offset + b.length > index_offset:
-                raise FormatError(f"{self.path.name}: block {k} lies outside the file")
+            self.size = os.fstat(self.f.fileno()).st_size
+            self._open()
+        except BaseException:
+            self.f.close()
+            raise
 
-    def _read_section(self, what: str) -> bytes:
-        raw = self.f.read(8)
-        if len(raw) < 8:
-            raise FormatError(f"{self.path.name} is truncated (in the {what} section)")
-        (length,) = struct.unpack("<Q", raw)
-        if length > self.size:
-            raise FormatError(f"{self.path.name} is damaged (impossible {what} length)")
+    def _fail(self, why: str) -> FormatError:
+        return FormatError(f"{self.name} {why}")
+
+    def _read_at(self, offset: int, length: int, what: str) -> bytes:
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise self._fail(f"is truncated or damaged ({what} outside the file)")
+        self.f.seek(offset)
         data = self.f.read(length)
-        tail = self.f.read(8)
-        if len(data) < length or len(tail) < 8:
-            raise FormatError(f"{self.path.name} is truncated (in the {what} section)")
-        if struct.unpack("<Q", tail)[0] != checksum(data):
-            raise FormatError(f"{self.path.name}: checksum mismatch in the {what} section (file is damaged)")
+        if len(data) != length:
+            raise self._fail(f"is truncated ({what})")
         return data
 
-    def _decompress(self, data: bytes, what: str) -> bytes:
+    def _open(self) -> None:
+        if self.size < PREAMBLE.size:
+            raise self._fail("is not an .eegz file (too short)")
+        magic, version, flags, reserved = PREAMBLE.unpack(self._read_at(0, PREAMBLE.size, "preamble"))
+        if magic != MAGIC:
+            raise self._fail("is not an .eegz file (bad magic bytes)")
+        if version not in READABLE_VERSIONS:
+            raise self._fail(f"uses .eegz format version {version}; this eegz reads versions "
+                             f"{', '.join(map(str, READABLE_VERSIONS))} (upgrade eegz to read it)")
+        if flags or reserved:
+            raise self._fail("is damaged (nonzero reserved preamble fields)")
+        if self.size < PREAMBLE.size + FOOTER.size:
+            raise self._fail("is truncated (no footer)")
+        self.version = version
+        if version >= 3:
+            self._open_v3()
+        else:
+            self._open_v1()
+        _validate_meta(self.meta, self._fail)
+        self._check_blocks()
+
+    # -- format 3
+
+    def _section(self, offset: int, tag: bytes, what: str) -> tuple[bytes, int]:
+        """(content, offset after the section) of the section at offset, checked."""
+        head = self._read_at(offset, SECTION_HEAD.size, what)
+        found, length = SECTION_HEAD.unpack(head)
+        if found != tag:
+            raise self._fail(f"is damaged (no {what} section where one belongs)")
+        content = self._read_at(offset + SECTION_HEAD.size, length, what)
+        (stored,) = CHECKSUM.unpack(self._read_at(offset + SECTION_HEAD.size + length, CHECKSUM.size, what))
+        if stored != checksum(head, content):
+            raise self._fail(f": checksum mismatch in the {what} section (the file is damaged)")
+        return content, offset + SECTION_HEAD.size + length + CHECKSUM.size
+
+    def _open_v3(self) -> None:
+        index_offset, index_length, summary_offset, end_magic = FOOTER.unpack(
+            self._read_at(self.size - FOOTER.size, FOOTER.size, "footer"))
+        if end_magic != FOOTER_MAGIC:
+            raise self._fail("is truncated or damaged (footer not found)")
+        if index_offset + index_length != self.size - FOOTER.size or not PREAMBLE.size < summary_offset < index_offset:
+            raise self._fail("is damaged (footer offsets do not fit the file)")
+        header, pos = self._section(PREAMBLE.size, b"HEAD", "header")
+        header = self._json(header, "header")
+        self.edf_header, self.blocks_start = self._section(pos, b"EDFH", "EDF header")
+        self.edf_header = self._unzstd(self.edf_header, "EDF header")
+        summary, pos = self._section(summary_offset, b"SUMM", "summary")
+        summary = self._json(summary, "summary")
+        trailer, trailer_end = self._section(pos, b"TRLR", "trailer")
+        self.trailer = self._unzstd(trailer, "trailer")
+        if trailer_end != index_offset:
+            raise self._fail("is damaged (sections do not follow each other)")
+        index, pos = self._section(index_offset, b"INDX", "block index")
+        if pos != self.size - FOOTER.size:
+            raise self._fail("is damaged (index length)")
+        self.blocks_end = summary_offset
+        self.blocks = self._entries(index)
+        self.meta = _merge_v3(header, summary)
+
+    # -- formats 1 and 2
+
+    def _untagged(self, offset: int, what: str) -> tuple[bytes, int]:
+        (length,) = struct.unpack("<Q", self._read_at(offset, 8, what))
+        content = self._read_at(offset + 8, length, what)
+        (stored,) = CHECKSUM.unpack(self._read_at(offset + 8 + length, 8, what))
+        if stored != checksum(content):
+            raise self._fail(f": checksum mismatch in the {what} section (file is damaged)")
+        return content, offset + 16 + length
+
+    def _open_v1(self) -> None:
+        index_offset, index_length, header_offset, end_magic = FOOTER.unpack(
+            self._read_at(self.size - FOOTER.size, FOOTER.size, "footer"))
+        if end_magic != FOOTER_MAGIC:
+            raise self._fail("is truncated or damaged (footer not found)")
+        if header_offset != PREAMBLE.size or index_offset + index_length != self.size - FOOTER.size:
+            raise self._fail("is damaged (footer offsets do not fit the file)")
+        header, pos = self._untagged(PREAMBLE.size, "header")
+        header = self._json(self._unzstd(header, "header"), "header")
+        edf_header, pos = self._untagged(pos, "EDF header")
+        self.edf_header = self._unzstd(edf_header, "EDF header")
+        trailer, self.blocks_start = self._untagged(pos, "trailer")
+        self.trailer = self._unzstd(trailer, "trailer")
+        index, pos = self._untagged(index_offset, "block index")
+        if pos != self.size - FOOTER.size:
+            raise self._fail("is damaged (index length)")
+        self.blocks_end = index_offset
+        self.blocks = self._entries(index)
+        if header.get("format_version") != self.version:
+            raise self._fail("is damaged (header and preamble disagree on the version)")
+        self.meta = header
+
+    # -- shared
+
+    def _unzstd(self, data: bytes, what: str) -> bytes:
         try:
-            return zstandard.ZstdDecompressor().decompress(data)
+            return zstandard.ZstdDecompressor().decompress(data, max_output_size=max(MAX_JSON_BYTES, 64 * len(data)))
         except zstandard.ZstdError:
-            raise FormatError(f"{self.path.name}: the {what} section is not valid zstd data") from None
+            raise self._fail(f": the {what} section is not valid zstd data") from None
+
+    def _json(self, data: bytes, what: str) -> dict:
+        if self.version >= 3:
+            data = self._unzstd(data, what)
+        try:
+            value = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            raise self._fail(f": the JSON {what} is not valid") from None
+        if not isinstance(value, dict):
+            raise self._fail(f": the JSON {what} is not an object")
+        return value
+
+    def _entries(self, index: bytes) -> list[BlockEntry]:
+        if len(index) % INDEX_ENTRY.size:
+            raise self._fail(": block index has a partial entry")
+        return [BlockEntry(*INDEX_ENTRY.unpack_from(index, i)) for i in range(0, len(index), INDEX_ENTRY.size)]
+
+    def _check_blocks(self) -> None:
+        """The index must tile the block area in order and partition the records, with the record-based
+        fields every version defines."""
+        meta = self.meta
+        spr = max((c["samples_per_record"] for c in meta["channels"]), default=0)
+        if len(self.blocks) != meta["blocks"]["count"]:
+            raise self._fail("is damaged (block count differs from the index)")
+        pos, record = self.blocks_start, 0
+        for k, b in enumerate(self.blocks):
+            if (b.offset != pos or b.length < 1 or b.first_record != record or b.record_count < 1
+                    or b.first_sample != b.first_record * spr or b.sample_count != b.record_count * spr):
+                raise self._fail(f"is damaged (index entry of block {k} does not fit)")
+            pos += b.length
+            record += b.record_count
+        if pos != self.blocks_end or record != meta["edf"]["records"]:
+            raise self._fail("is damaged (the blocks do not cover the recording)")
 
     def read_block(self, k: int) -> list[Stream]:
         b = self.blocks[k]
-        self.f.seek(b.offset)
-        payload = self.f.read(b.length)
-        if len(payload) < b.length:
-            raise FormatError(f"{self.path.name} is truncated (block {k})")
-        if checksum(payload) != b.checksum:
-            raise FormatError(f"{self.path.name}: checksum mismatch in block {k} (records "
-                              f"{b.first_record}-{b.first_record + b.record_count - 1}); the file is damaged")
-        return unpack_block(payload)
+        data = self._read_at(b.offset, b.length, f"block {k}")
+        where = f"block {k} (records {b.first_record}-{b.first_record + b.record_count - 1})"
+        if checksum(data) != b.checksum:
+            raise self._fail(f": checksum mismatch in {where}; the file is damaged")
+        if self.version < 3:
+            return unpack_block(data, where)
+        head = SECTION_HEAD.size
+        tag, length = SECTION_HEAD.unpack_from(data, 0)
+        if tag != b"BLCK" or length != len(data) - head - CHECKSUM.size or length < BLOCK_HEAD.size:
+            raise self._fail(f"is damaged ({where} framing)")
+        if CHECKSUM.unpack_from(data, len(data) - CHECKSUM.size)[0] != checksum(data[:-CHECKSUM.size]):
+            raise self._fail(f": checksum mismatch in {where}; the file is damaged")
+        fields = BLOCK_HEAD.unpack_from(data, head)
+        if fields != (k, b.first_record, b.record_count, b.first_sample, b.sample_count):
+            raise self._fail(f"is damaged ({where} disagrees with the index)")
+        return unpack_block(data[head + BLOCK_HEAD.size:-CHECKSUM.size], where)
 
     def blocks_for_records(self, first: int, stop: int) -> list[int]:
         """Indices of the blocks that hold any record in [first, stop)."""
-        return [k for k, b in enumerate(self.blocks)
-                if b.first_record < stop and b.first_record + b.record_count > first]
+        return [k for k, b in enumerate(self.blocks) if b.first_record < stop and b.first_record + b.record_count > first]
 
     def close(self) -> None:
         self.f.close()
@@ -227,17 +355,145 @@ class ContainerReader:
         self.close()
 
 
-def write_atomically(path: Path, data_parts, force: bool = False) -> None:
-    """Write an output file through a temporary file and a rename (used for decoded EDFs)."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise OutputExistsError(f"{path} exists; use --force to overwrite it")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for part in data_parts:
-                f.write(part)
-        os.replace(tmp, path)
-    except BaseException:
+def _merge_v3(header: dict, summary: dict) -> dict:
+    """A format 3 header and summary in the version 1 header's shape, the one shape the code reads."""
+    meta = dict(header)
+    edf = dict(header.get("edf") or {})
+    for key in ("records", "data_bytes", "trailing_bytes"):
+        edf[key] = summary.get(key)
+    meta["edf"] = edf
+    meta["source"] = {**(header.get("source") or {}), **(summary.get("source") or {})}
+    meta["blocks"] = {**(header.get("blocks") or {}), "count": summary.get("blocks")}
+    return meta
+
+
+def _validate_meta(meta: dict, fail) -> None:
+    """Every field the decoder uses, checked for type and range before it is trusted."""
+    def need(cond, what):
+        if not cond:
+            raise fail(f"is damaged (bad header field: {what})")
+
+    def is_int(v, lo=-(1 << 62), hi=1 << 62):
+        return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+    def is_num(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) < 1e300
+
+    need(meta.get("format") == "eegz", "format")
+    need(meta.get("mode") in ("lossy", "lossless", "near-lossless"), "mode")
+    edf = meta.get("edf")
+    need(isinstance(edf, dict), "edf")
+    need(edf.get("kind") in ("EDF", "BDF") and edf.get("sample_width") == (3 if edf.get("kind") == "BDF" else 2), "edf.kind")
+    need(is_int(edf.get("records"), 0, 1 << 31), "edf.records")
+    need(is_num(edf.get("record_duration")) and edf["record_duration"] >= 0, "edf.record_duration")
+    for key in ("data_bytes", "trailing_bytes", "header_bytes"):
+        need(is_int(edf.get(key), 0), f"edf.{key}")
+    source = meta.get("source")
+    need(isinstance(source, dict) and isinstance(source.get("sha256"), str) and is_int(source.get("bytes"), 0), "source")
+    channels = meta.get("channels")
+    need(isinstance(channels, list) and len(channels) <= 65535, "channels")
+    width = edf["sample_width"]
+    lo, hi = -(1 << (8 * width - 1)), (1 << (8 * width - 1)) - 1
+    for i, c in enumerate(channels):
+        need(isinstance(c, dict), f"channels[{i}]")
+        need(c.get("index") == i and isinstance(c.get("label"), str), f"channels[{i}].index")
+        need(c.get("role") in ("neural", "exact", "annotation"), f"channels[{i}].role")
+        need(is_int(c.get("samples_per_record"), 0, 1 << 24), f"channels[{i}].samples_per_record")
+        need(is_int(c.get("digital_min"), lo, hi) and is_int(c.get("digital_max"), lo, hi), f"channels[{i}].digital range")
+        for key in ("physical_min", "physical_max", "sample_rate"):
+            need(is_num(c.get(key)), f"channels[{i}].{key}")
+        need(is_int(c.get("max_error_lsb"), 0, hi - lo), f"channels[{i}].max_error_lsb")
+        need(c.get("style_index") is None or is_int(c.get("style_index"), 0, 1 << 16), f"channels[{i}].style_index")
+        for key in ("transducer", "physical_dimension", "prefilter"):
+            need(isinstance(c.get(key, ""), str), f"channels[{i}].{key}")
+    record_bytes = width * sum(c["samples_per_record"] for c in channels)
+    need(edf["data_bytes"] == edf["records"] * record_bytes, "edf.data_bytes")
+    need(edf["header_bytes"] == 256 * (len(channels) + 1), "edf.header_bytes")
+    need(source["bytes"] == edf["header_bytes"] + edf["data_bytes"] + edf["trailing_bytes"], "source.bytes")
+    blocks = meta.get("blocks")
+    need(isinstance(blocks, dict) and is_int(blocks.get("count"), 0, 1 << 31), "blocks")
+    codec = meta.get("codec")
+    if codec is not None:
+        need(isinstance(codec, dict) and isinstance(codec.get("model"), str)
+             and isinstance(codec.get("weights_sha256"), str) and isinstance(codec.get("config"), dict), "codec")
+        need(is_int(codec.get("n_codebooks"), 1, 64) and is_int(codec.get("context_frames"), 0, 1 << 16), "codec")
+    need(codec is not None or all(c["role"] != "neural" for c in channels), "codec missing for neural channels")
+
+
+# ---------------------------------------------------------------- output files
+
+TEMP_SUFFIX = ".eegz-partial"  # temporary outputs: .NAME.PID.eegz-partial beside the target
+
+
+class AtomicFile:
+    """An output written through a temporary file beside its target and renamed into place on success, so
+    that the target never holds a partial file. The checks come before any work: the folder exists and is
+    writable, the target is not one of the inputs (even with force), and it exists only with force.
+    Temporary files of runs that died (kill -9) are removed by the next run for the same target."""
+
+    def __init__(self, path: Path, force: bool = False, inputs: tuple = ()):
+        self.path = Path(path)
+        folder = self.path.parent
+        if not folder.is_dir():
+            raise EegzError(f"the output folder {folder} does not exist")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise EegzError(f"the output folder {folder} is not writable")
+        if self.path.is_dir():
+            raise EegzError(f"{self.path} is a folder")
+        for source in inputs:
+            if source is not None and self.path.exists() and Path(source).exists() and os.path.samefile(self.path, source):
+                raise EegzError(f"refusing to write the output over the input {source}")
+        if self.path.exists() and not force:
+            raise OutputExistsError(f"{self.path} exists; use --force to overwrite it")
+        self.f = None
+        self.tmp = folder / f".{self.path.name}.{os.getpid()}{TEMP_SUFFIX}"
+
+    def __enter__(self):
+        _remove_stale_temporaries(self.path)
+        # os.open's mode goes through the umask: outputs get the permissions the user's umask gives
+        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        self.f = os.fdopen(fd, "wb", buffering=1 << 20)
+        _LIVE.add(self.tmp)
+        return self.f
+
+    def __exit__(self, exc_type, *exc):
+        try:
+            if exc_type is None:
+                self.f.flush()
+                os.fsync(self.f.fileno())
+                self.f.close()
+                os.replace(self.tmp, self.path)
+        finally:
+            if not self.f.closed:
+                self.f.close()
+            self.tmp.unlink(missing_ok=True)
+            _LIVE.discard(self.tmp)
+
+
+_LIVE: set = set()  # temporary files of this process, removed on SIGTERM too (see remove_temporaries)
+
+
+def remove_temporaries() -> None:
+    """Remove this process's temporary outputs (the CLI calls it on SIGTERM and SIGINT)."""
+    for tmp in list(_LIVE):
         Path(tmp).unlink(missing_ok=True)
-        raise
+        _LIVE.discard(tmp)
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    for tmp in target.parent.glob(f".{target.name}.*{TEMP_SUFFIX}"):
+        pid = tmp.name[len(target.name) + 2:-len(TEMP_SUFFIX)]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -7,6 +7,8 @@ single-record BioSemi files); reading records ourselves keeps those files too.
 """
 from __future__ import annotations
 
+import hashlib
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -102,9 +104,16 @@ def _ascii(raw: bytes) -> str:
 def _number(raw: bytes, what: str, kind=float):
     text = _ascii(raw)
     try:
-        return kind(float(text)) if kind is int else kind(text)
+        value = float(text)
     except ValueError:
         raise EdfError(f"bad {what} field {text!r} in the EDF header") from None
+    if not math.isfinite(value) or abs(value) > 1e15:
+        raise EdfError(f"bad {what} field {text!r} in the EDF header (not a finite number)")
+    if kind is int:
+        if value != int(value):
+            raise EdfError(f"bad {what} field {text!r} in the EDF header (not a whole number)")
+        return int(value)
+    return value
 
 
 def parse_header(data: bytes) -> EdfHeader:
@@ -116,11 +125,13 @@ def parse_header(data: bytes) -> EdfHeader:
     is_bdf = version == BDF_VERSION
     header_bytes = _number(data[184:192], "header size", int)
     n_signals = _number(data[252:256], "number of signals", int)
-    if n_signals < 0 or header_bytes != 256 * (n_signals + 1):
+    if n_signals < 0 or n_signals > 65535 or header_bytes != 256 * (n_signals + 1):
         raise EdfError(f"inconsistent EDF header: {header_bytes} header bytes for {n_signals} signals")
     if len(data) < header_bytes:
         raise EdfError(f"truncated EDF: the header needs {header_bytes} bytes, the file has {len(data)}")
     n_records = _number(data[236:244], "number of data records", int)
+    if n_records < -1:
+        raise EdfError(f"bad number of data records {n_records}")
     record_duration = _number(data[244:252], "record duration", float)
     if record_duration < 0:
         raise EdfError(f"negative record duration {record_duration}")
@@ -129,8 +140,8 @@ def parse_header(data: bytes) -> EdfHeader:
     for i in range(n_signals):
         col = {name: values[i] for name, values in columns.items()}
         spr = _number(col["samples_per_record"], "samples per record", int)
-        if spr < 0:
-            raise EdfError(f"signal {i + 1}: negative samples per record")
+        if not 0 <= spr <= 1 << 24:
+            raise EdfError(f"signal {i + 1}: samples per record {spr} out of range")
         signals.append(Signal(
             index=i, label=_ascii(col["label"]), transducer=_ascii(col["transducer"]),
             physical_dimension=_ascii(col["physical_dimension"]),
@@ -171,8 +182,89 @@ def digital_to_bytes(samples: np.ndarray, width: int) -> np.ndarray:
     return np.stack([u & 0xFF, (u >> 8) & 0xFF, (u >> 16) & 0xFF], axis=1).astype(np.uint8).reshape(-1)
 
 
+def _digital_range_check(header: EdfHeader) -> None:
+    lo, hi = -(1 << (8 * header.sample_width - 1)), (1 << (8 * header.sample_width - 1)) - 1
+    for s in header.signals:
+        if not (lo <= s.digital_min <= hi and lo <= s.digital_max <= hi):
+            raise EdfError(f"signal {s.index + 1} ({s.label}): digital range {s.digital_min}..{s.digital_max} "
+                           f"outside the {8 * header.sample_width}-bit sample range")
+
+
+class EdfReader:
+    """Reads an EDF/BDF file front to back in runs of data records, never all of it at once, and hashes
+    every byte it reads (the container records the source's SHA-256). `source` is a binary file object;
+    `size` its length when known (a file), None for a pipe."""
+
+    def __init__(self, source, name: str = "input", size: int | None = None):
+        self.source, self.name, self.size = source, name, size
+        self.sha256 = hashlib.sha256()
+        self.bytes_read = 0
+        first = self._read(256)
+        if len(first) < 256:
+            raise EdfError("not an EDF/BDF file: shorter than the 256-byte header")
+        ns_field = first[252:256]
+        if first[:8] not in (EDF_VERSION, BDF_VERSION):
+            raise EdfError("not an EDF/BDF file: the version field is neither '0' nor BIOSEMI")
+        n_signals = _number(ns_field, "number of signals", int)
+        if not 0 <= n_signals <= 65535:
+            raise EdfError(f"bad number of signals {n_signals}")
+        rest = self._read(256 * n_signals)
+        self.header = parse_header(first + rest)
+        _digital_range_check(self.header)
+        self.record_bytes = self.header.record_bytes
+        body = None if size is None else size - len(self.header.raw)
+        declared = self.header.n_records
+        if self.record_bytes == 0:
+            self.n_records = 0
+        elif declared >= 0:
+            if body is not None and body < declared * self.record_bytes:
+                raise EdfError(f"truncated EDF: {name} declares {declared} data records but holds "
+                               f"{body / self.record_bytes:.2f}")
+            self.n_records = declared
+        else:  # -1: take every whole record present
+            self.n_records = None if body is None else body // self.record_bytes
+        self.records_read = 0
+
+    def _read(self, n: int) -> bytes:
+        data = self.source.read(n) if n else b""
+        self.sha256.update(data)
+        self.bytes_read += len(data)
+        return data
+
+    def read_records(self, count: int) -> tuple[bytes, int]:
+        """(bytes, records) of up to `count` next whole records; (b"", 0) at the end of the data."""
+        if self.n_records is not None:
+            count = min(count, self.n_records - self.records_read)
+        if count <= 0 or self.record_bytes == 0:
+            return b"", 0
+        data = self._read(count * self.record_bytes)
+        whole = len(data) // self.record_bytes
+        if whole < count and self.n_records is not None:
+            raise EdfError(f"truncated EDF: {self.name} ends inside data record {self.records_read + whole + 1}")
+        if whole * self.record_bytes != len(data):  # a partial record at the end of a -1 file: trailing bytes
+            self._pending = data[whole * self.record_bytes:]
+            data = data[:whole * self.record_bytes]
+        self.records_read += whole
+        if whole < count:
+            self.n_records = self.records_read
+        return data, whole
+
+    def trailing(self) -> bytes:
+        """The bytes after the last whole record (read to the end of the input)."""
+        head = getattr(self, "_pending", b"")
+        self._pending = b""
+        chunks = [head]
+        while True:
+            chunk = self._read(1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
 def parse_recording(data: bytes, source: str = "input") -> EdfRecording:
     header = parse_header(data)
+    _digital_range_check(header)
     record_bytes = header.record_bytes
     body = len(data) - len(header.raw)
     if record_bytes == 0:

@@ -1,12 +1,15 @@
-"""Lossy coding of EEG channels with the neural codec, block by block, with real-signal context.
+"""Lossy coding of EEG channels with the neural codec, block by block, as the blocks stream past.
 
-Per channel the signal is resampled once to the codec rate. A block is a run of whole EDF records whose
-edges fall on codec frames. Each block is normalized on its own (offset = median, scale = 16 × a robust
-standard deviation, both stored as float32). Up to four consecutive blocks of a channel go through the
-encoder in one pass, with `context` frames of the real neighbouring signal at each end of the run; each
-block keeps its own frames. On decode a block is run through the decoder with its neighbours' frames as
-context and only its own samples are kept, so a time range decodes from the blocks it touches plus one
-on each side, and gives exactly what a full decode gives.
+One call each way: `TokenEncoder` takes blocks of digital samples and gives each block's token streams,
+`TokenDecoder` takes a block's token streams (and its neighbours') and gives its digital samples.
+
+A block is a run of whole EDF records whose edges fall on codec frames. Each channel is resampled to the
+codec rate and each block normalized on its own (offset = median, scale = 16 × a robust standard
+deviation, both stored as float32). Up to four consecutive blocks of a channel go through the encoder in
+one pass, with `context` frames of the real neighbouring signal at each end of the run; each block keeps
+its own frames. On decode a block is run through the decoder with its neighbours' frames as context and
+only its own samples are kept, so a time range decodes from the blocks it touches plus one on each side
+and gives exactly what a full decode gives. Memory holds a handful of blocks, whatever the length.
 """
 from __future__ import annotations
 
@@ -15,22 +18,21 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
-import zstandard
 
+from . import _core
 from .dsp import alignment_period, rate_ratio, resample, robust_std
 from .edf import Signal
-from .entropy import counts_model, pack_bits, unpack_bits
+from .errors import FormatError
 
 # normalized = (x - median) / (16 σ): about the amplitude the model was trained at (µV / 200 for EEG of
 # σ ≈ 12 µV). Measured on held-out eegmat at 3/6/9 codebooks: PRDN 31.7/22.2/19.8 % against 32.9/23.5/20.8
 # at 10 σ, 24.5 % (6 codebooks) at 5 σ and 22.6 % at 20 σ, with 1 % fewer bits.
 SCALE_FACTOR = 16.0
-BLOCK_SECONDS = 16.0  # the length of a lossy block: the unit of normalization (and of training windows' blocks)
+BLOCK_SECONDS = 16.0  # the length of a lossy block: the unit of normalization (and of training's blocks)
 BASE_CONTEXT_FRAMES = 8
 MAX_RUN_BLOCKS = 4  # blocks encoded in one pass: 64 s of one channel, about the CPU's fastest size
-_TOKENS_HEAD = struct.Struct("<ffB")  # offset, scale (float32), flags
-_ZSTD = 1  # flag: the packed codes are zstd-compressed
-_ANS = 2  # flag: u32 n_frames, then rANS-coded codes with the model's per-codebook usage tables
+TOKEN_PROB_BITS = 15
+_TOKENS_V3 = struct.Struct("<ffBI")  # offset, scale, codebooks, frames (spec 6)
 
 
 def block_is_codable(digital: np.ndarray, signal: Signal) -> bool:
@@ -45,35 +47,6 @@ def context_frames(signals: list[Signal], codec_rate: int, hop: int) -> int:
     """Context long enough to realign resampling to the channel's own sample grid."""
     period = max((alignment_period(s.sample_rate, codec_rate) for s in signals), default=1)
     return BASE_CONTEXT_FRAMES + math.ceil(period / hop)
-
-
-def frame_of_time(seconds: float, codec_rate: int, hop: int) -> int:
-    return int(round(seconds * codec_rate / hop))
-
-
-@dataclass
-class ChannelPlan:
-    signal: Signal
-    codec_signal: np.ndarray  # the whole channel at the codec rate, padded to whole frames
-    frame_edges: list[int]  # frame index where each block starts, plus the end
-
-
-def plan_channel(signal: Signal, physical: np.ndarray, block_starts_s: list[float], codec_rate: int,
-                 hop: int) -> ChannelPlan:
-    center = float(np.median(physical)) if len(physical) else 0.0
-    u = resample(physical - center, signal.sample_rate, codec_rate) + center
-    n_frames = max(1, -(-len(u) // hop))
-    padded = np.full(n_frames * hop, u[-1] if len(u) else 0.0)
-    padded[:len(u)] = u
-    edges = [frame_of_time(t, codec_rate, hop) for t in block_starts_s] + [n_frames]
-    return ChannelPlan(signal, padded, edges)
-
-
-@dataclass
-class EncodeJob:
-    """A run of consecutive blocks of one channel, normalized block by block, with context at its ends."""
-    segment: np.ndarray  # normalized codec-rate samples, a whole number of frames
-    blocks: list  # (block, offset, scale, slice of the block's own frames in the segment)
 
 
 def block_normalization(own: np.ndarray) -> tuple[float, float]:
@@ -94,93 +67,145 @@ def block_runs(blocks: list[int], max_run: int) -> list[list[int]]:
     return runs
 
 
-def encode_jobs(plan: ChannelPlan, blocks: list[int], hop: int, context: int,
-                max_run: int = MAX_RUN_BLOCKS) -> list[EncodeJob]:
-    """Encoder inputs for these blocks of one channel.
+# ---------------------------------------------------------------- token streams (spec 6)
 
-    Consecutive blocks are encoded in one pass, each normalized by its own offset and scale, which is
-    what the decoder sees too (neighbour tokens carry their own block's normalization); only a run's two
-    ends pay for `context` frames of real signal, normalized like the block beside them."""
-    jobs = []
-    n_frames = len(plan.codec_signal) // hop
-    for run in block_runs(blocks, max_run):
-        f0, f1 = plan.frame_edges[run[0]], plan.frame_edges[run[-1] + 1]
-        s0, s1 = max(0, f0 - context), min(n_frames, f1 + context)
+def token_tables(token_counts: np.ndarray) -> tuple[bytes, int, int]:
+    """The model's usage counts + 1 per codebook as integer frequencies summing to 2^15 (the spec's
+    integer rule), prepared for _core: (tables, codebooks, codebook size)."""
+    counts = np.asarray(token_counts, np.int64) + 1
+    rows, size = counts.shape
+    total = 1 << TOKEN_PROB_BITS
+    freqs = np.maximum(1, (counts << TOKEN_PROB_BITS) // counts.sum(axis=1, keepdims=True))
+    for q in range(rows):
+        f = freqs[q]
+        while f.sum() > total:  # only with many floors: take from the largest (lowest index on ties)
+            f[int(np.argmax(f))] -= 1
+        f[int(np.argmax(f))] += total - f.sum()
+    return _core.symbol_tables(freqs.astype(np.uint32), rows, size, TOKEN_PROB_BITS), rows, size
+
+
+def pack_tokens(codes: np.ndarray, offset: float, scale: float, tables: tuple) -> bytes:
+    """A block's codes (codebooks × frames) rANS-coded with the model's tables."""
+    table, rows, size = tables
+    n_q, n_frames = codes.shape
+    body = _core.encode_symbols(np.ascontiguousarray(codes, np.uint16), n_q, table, rows, size, TOKEN_PROB_BITS)
+    return _TOKENS_V3.pack(offset, scale, n_q, n_frames) + body
+
+
+def unpack_tokens(data: bytes, tables: tuple, n_frames: int, max_codebooks: int) -> tuple[np.ndarray, float, float]:
+    """(codes, offset, scale) of a format 3 token stream that must hold n_frames frames."""
+    table, rows, size = tables
+    if len(data) < _TOKENS_V3.size:
+        raise FormatError("damaged token stream (shorter than its header)")
+    offset, scale, n_q, frames = _TOKENS_V3.unpack_from(data, 0)
+    if frames != n_frames or not 1 <= n_q <= min(rows, max_codebooks) or not (math.isfinite(offset) and math.isfinite(scale)):
+        raise FormatError("damaged token stream (frames, codebooks or normalization out of range)")
+    try:
+        codes = _core.decode_symbols(data[_TOKENS_V3.size:], n_q, frames, table, rows, size, TOKEN_PROB_BITS)
+    except ValueError as e:
+        raise FormatError(str(e)) from None
+    return np.frombuffer(codes, np.uint16).reshape(n_q, frames), offset, scale
+
+
+# ---------------------------------------------------------------- encoding
+
+@dataclass
+class Block:
+    """One block of the recording as the pipelines pass it around."""
+    index: int
+    first_record: int
+    record_count: int
+    digital: list  # per signal: int32 samples of the block's records
+
+
+class TokenEncoder:
+    """Blocks in, token streams out: push() each block in order, then finish(). A block's streams come out
+    once the block after it (its right context) has arrived, in runs of up to MAX_RUN_BLOCKS blocks."""
+
+    def __init__(self, codec, signals: list[Signal], neural: list[int], n_codebooks: int, record_duration: float):
+        self.codec, self.signals, self.neural, self.n_codebooks = codec, signals, neural, n_codebooks
+        self.rate, self.hop = codec.config.sample_rate, codec.config.hop
+        self.context = context_frames([signals[i] for i in neural], self.rate, self.hop)
+        self.record_duration = record_duration
+        self.tables = token_tables(codec.token_counts)
+        self.left: Block | None = None  # the block before the pending run: left context
+        self.pending: list[Block] = []
+
+    def push(self, block: Block) -> list[tuple[int, dict]]:
+        self.pending.append(block)
+        if len(self.pending) <= MAX_RUN_BLOCKS:
+            return []
+        run, lookahead = self.pending[:MAX_RUN_BLOCKS], self.pending[MAX_RUN_BLOCKS]
+        out = self._encode(run, lookahead)
+        self.left, self.pending = run[-1], self.pending[MAX_RUN_BLOCKS:]
+        return out
+
+    def finish(self) -> list[tuple[int, dict]]:
+        out = self._encode(self.pending, None) if self.pending else []
+        self.pending = []
+        return out
+
+    def _encode(self, run: list[Block], right: Block | None) -> list[tuple[int, dict]]:
+        """Token streams of a run of consecutive blocks, {block index: {signal: stream}}."""
+        jobs = []  # (signal, segment, [(block, offset, scale, own frames)])
+        for i in self.neural:
+            s = self.signals[i]
+            codable = [b for b in run if block_is_codable(b.digital[i], s)]
+            if not codable:
+                continue
+            span = [self.left] if self.left is not None else []
+            span += run + ([right] if right is not None else [])
+            x = np.concatenate([s.to_physical(b.digital[i]) for b in span])
+            center = float(np.median(x))
+            u = resample(x - center, s.sample_rate, self.rate) + center
+            start_frame = self._frame(span[0].first_record)
+            for part in block_runs([b.index for b in codable], MAX_RUN_BLOCKS):
+                jobs.append((i, *self._job(u, start_frame, [b for b in run if b.index in part], span)))
+        codes = self.codec.encode([segment for _, segment, _ in jobs], self.n_codebooks)
+        out: dict[int, dict] = {b.index: {} for b in run}
+        for (i, _, parts), c in zip(jobs, codes):
+            for block, offset, scale, own in parts:
+                out[block][i] = pack_tokens(c[:, own], offset, scale, self.tables)
+        return list(out.items())
+
+    def _frame(self, record: int) -> int:
+        return int(round(record * self.record_duration * self.rate / self.hop))
+
+    def _job(self, u: np.ndarray, start_frame: int, blocks: list[Block], span: list[Block]):
+        """The normalized encoder input of consecutive blocks, with `context` frames of the signal beside
+        them normalized like the block next to them; and where each block's own frames lie in it."""
+        hop, n_frames = self.hop, len(u) // self.hop
+        edges = [self._frame(b.first_record) - start_frame for b in blocks]
+        edges.append(self._frame(blocks[-1].first_record + blocks[-1].record_count) - start_frame)
+        s0, s1 = max(0, edges[0] - self.context), min(n_frames, edges[-1] + self.context)
         segment = np.empty((s1 - s0) * hop)
         parts = []
-        for k, b in enumerate(run):
-            b0, b1 = plan.frame_edges[b], plan.frame_edges[b + 1]
-            offset, scale = block_normalization(plan.codec_signal[b0 * hop:b1 * hop])
+        for k, b in enumerate(blocks):
+            b0, b1 = edges[k], edges[k + 1]
+            own = u[b0 * hop:b1 * hop]
+            if len(own) < (b1 - b0) * hop:  # the very end of a recording: hold the last value
+                own = np.concatenate([own, np.full((b1 - b0) * hop - len(own), own[-1] if len(own) else 0.0)])
+            offset, scale = block_normalization(own)
             lo = s0 if k == 0 else b0  # the run's ends take their context in the edge block's units
-            hi = s1 if k == len(run) - 1 else b1
-            segment[(lo - s0) * hop:(hi - s0) * hop] = (plan.codec_signal[lo * hop:hi * hop] - offset) / scale
-            parts.append((b, offset, scale, slice(b0 - s0, b1 - s0)))
-        jobs.append(EncodeJob(segment, parts))
-    return jobs
+            hi = s1 if k == len(blocks) - 1 else b1
+            piece = u[lo * hop:hi * hop]
+            if len(piece) < (hi - lo) * hop:
+                piece = np.concatenate([piece, np.full((hi - lo) * hop - len(piece), piece[-1] if len(piece) else 0.0)])
+            segment[(lo - s0) * hop:(hi - s0) * hop] = (piece - offset) / scale
+            parts.append((b.index, offset, scale, slice(b0 - s0, b1 - s0)))
+        return segment, parts
 
 
-def pack_tokens(codes: np.ndarray, offset: float, scale: float, bits: int,
-                token_counts: np.ndarray | None = None) -> bytes:
-    """Codes entropy coded with the model's per-codebook tables when it has them, else bit-packed."""
-    n_q, n_frames = codes.shape
-    if token_counts is not None:
-        body = encode_tokens(codes, token_counts)
-        return _TOKENS_HEAD.pack(offset, scale, _ANS) + struct.pack("<I", n_frames) + body
-    packed = pack_bits(codes.reshape(-1), bits)
-    squeezed = zstandard.ZstdCompressor(level=19).compress(packed)
-    if len(squeezed) < len(packed):
-        return _TOKENS_HEAD.pack(offset, scale, _ZSTD) + squeezed
-    return _TOKENS_HEAD.pack(offset, scale, 0) + packed
-
-
-def unpack_tokens(data: bytes, bits: int, n_codebooks: int,
-                  token_counts: np.ndarray | None = None) -> tuple[np.ndarray, float, float]:
-    offset, scale, flags = _TOKENS_HEAD.unpack_from(data, 0)
-    body = data[_TOKENS_HEAD.size:]
-    if flags & _ANS:
-        if token_counts is None:
-            raise ValueError("token stream needs the model's token tables")
-        (n_frames,) = struct.unpack_from("<I", body, 0)
-        return decode_tokens(body[4:], token_counts[:n_codebooks], n_frames), offset, scale
-    if flags & _ZSTD:
-        body = zstandard.ZstdDecompressor().decompress(body)
-    n_frames = 8 * len(body) // (bits * n_codebooks)  # the padding is less than one byte
-    codes = unpack_bits(body, bits, n_codebooks * n_frames).reshape(n_codebooks, n_frames).astype(np.uint16)
-    return codes, offset, scale
-
-
-def encode_tokens(codes: np.ndarray, token_counts: np.ndarray) -> bytes:
-    import constriction
-    coder = constriction.stream.stack.AnsCoder()
-    for q in reversed(range(codes.shape[0])):  # a stack: the decoder pops codebook 0 first
-        coder.encode_reverse(codes[q].astype(np.int32), token_model(token_counts, q))
-    return coder.get_compressed().astype("<u4").tobytes()
-
-
-def decode_tokens(data: bytes, token_counts: np.ndarray, n_frames: int) -> np.ndarray:
-    import constriction
-    coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
-    rows = [coder.decode(token_model(token_counts, q), n_frames) for q in range(len(token_counts))]
-    return np.stack(rows).astype(np.uint16) if rows else np.zeros((0, n_frames), np.uint16)
-
-
-def token_model(token_counts: np.ndarray, q: int):
-    """The categorical model of codebook q: usage counts + 1, normalized with integer arithmetic."""
-    key = (id(token_counts), q)
-    if key not in _TOKEN_MODELS:
-        _TOKEN_MODELS[key] = (token_counts, counts_model(np.asarray(token_counts[q], np.int64) + 1))
-    return _TOKEN_MODELS[key][1]
-
-
-_TOKEN_MODELS: dict = {}
-
+# ---------------------------------------------------------------- decoding
 
 def with_context(codes: np.ndarray, left: np.ndarray | None, right: np.ndarray | None,
                  context: int) -> tuple[np.ndarray, int]:
-    """A block's codes with up to `context` neighbour frames on each side, and how many are on the left."""
-    empty = np.zeros((codes.shape[0], 0), np.uint16)
-    left = left[:, -context:] if left is not None and context else empty
-    right = right[:, :context] if right is not None and context else empty
+    """A block's codes with up to `context` neighbour frames on each side, and how many are on the left.
+    Neighbours coded with more codebooks than the block give only the block's number."""
+    n_q = codes.shape[0]
+    empty = np.zeros((n_q, 0), np.uint16)
+    left = left[:n_q, -context:] if left is not None and context and left.shape[0] >= n_q else empty
+    right = right[:n_q, :context] if right is not None and context and right.shape[0] >= n_q else empty
     return np.concatenate([left, codes, right], axis=1), left.shape[1]
 
 
@@ -199,3 +224,48 @@ def to_channel_samples(wave: np.ndarray, n_left: int, offset: float, scale: floa
     if len(out) < n_samples:  # the very end of a recording: hold the last value
         out = np.concatenate([out, np.full(n_samples - len(out), out[-1] if len(out) else offset)])
     return out
+
+
+class TokenDecoder:
+    """Token streams in, samples out: decode(block's streams, its neighbours' streams) per block."""
+
+    def __init__(self, codec, codec_meta: dict, signals: list[Signal], styles: list, record_duration: float,
+                 version: int):
+        self.codec, self.signals, self.styles = codec, signals, styles
+        self.rate, self.hop = codec.config.sample_rate, codec.config.hop
+        self.context = codec_meta["context_frames"]
+        self.n_codebooks = codec_meta["n_codebooks"]
+        self.record_duration = record_duration
+        self.version = version
+        self.tables = token_tables(codec.token_counts) if version >= 3 else None
+
+    def frames(self, first_record: int, record_count: int) -> int:
+        f0 = int(round(first_record * self.record_duration * self.rate / self.hop))
+        return int(round((first_record + record_count) * self.record_duration * self.rate / self.hop)) - f0
+
+    def unpack(self, data: bytes, first_record: int, record_count: int):
+        """(codes, offset, scale) of one channel-block's token stream."""
+        if self.version >= 3:
+            return unpack_tokens(data, self.tables, self.frames(first_record, record_count), self.n_codebooks)
+        from .legacy.tokens import unpack_tokens_v1
+        return unpack_tokens_v1(data, self.codec.config.bits_per_code, self.n_codebooks, self.codec.token_counts,
+                                self.frames(first_record, record_count))
+
+    def decode(self, first_record: int, record_count: int, own: dict, left: dict, right: dict) -> dict:
+        """{signal: digital samples} of a block from its unpacked tokens {signal: (codes, offset, scale)} and
+        its neighbours' (empty dicts where a neighbour is missing or not neural)."""
+        first_frame = int(round(first_record * self.record_duration * self.rate / self.hop))
+        jobs = []
+        for i, (codes, offset, scale) in own.items():
+            l, r = left.get(i), right.get(i)
+            full, n_left = with_context(codes, l[0] if l else None, r[0] if r else None, self.context)
+            jobs.append((i, full, n_left, offset, scale))
+        waves = self.codec.decode_block([(c, n_left, self.styles[i] or 0) for i, c, n_left, _, _ in jobs])
+        out = {}
+        for (i, _, n_left, offset, scale), wave in zip(jobs, waves):
+            s = self.signals[i]
+            spr = s.samples_per_record
+            phys = to_channel_samples(wave, n_left, offset, scale, first_frame, s, first_record * spr,
+                                      record_count * spr, self.rate, self.hop)
+            out[i] = s.to_digital(phys)
+        return out

@@ -157,17 +157,18 @@ def evaluate_arrays(channels: list[tuple[str, float, float, np.ndarray, np.ndarr
 def evaluate_files(reference, candidate, device: str = "auto", model: str | None = None,
                    with_mel: bool = True) -> dict:
     """Compare the EEG channels of an original EDF with a .eegz file or a decoded EDF."""
-    from .api import decode_records, info
-    from .container import ContainerReader
+    from .api import info
+    from .container import Container
+    from .decode import decode_records
     from .edf import read_edf
     ref = read_edf(reference)
     candidate = Path(candidate)
     result_extra = {}
     if candidate.suffix.lower() == ".eegz":
-        with ContainerReader(candidate) as reader:
-            decoded = decode_records(reader, 0, reader.header["edf"]["records"], device, model).digital
+        with Container(candidate) as container:
+            decoded = decode_records(container, 0, container.meta["edf"]["records"], device, model)
         summary = info(candidate)
-        result_extra = {"compression_ratio": summary["data_compression_ratio"],
+        result_extra = {"compression_ratio": summary["compression_ratio"],
                         "bits_per_second_per_channel": summary["bits_per_second_per_channel"]}
     else:
         decoded = read_edf(candidate).digital

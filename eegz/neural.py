@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ModelError
+from .progress import Progress
 
 MODELS_DIR = Path(__file__).parent / "models"
 TOKEN_COUNTS_KEY = "eegz.token_counts"  # (n_codebooks, codebook_size) int64 usage counts, in the .npz
@@ -231,10 +232,13 @@ class NeuralCodec:
     batch_samples: int = 1 << 14  # per forward pass on the CPU: the activations then stay in cache
 
     @classmethod
-    def load(cls, model: str | None = None, device: str = "auto", expect_sha256: str | None = None):
+    def load(cls, model: str | None = None, device: str = "auto", expect_sha256: str | None = None,
+             quiet: bool = True):
         path = resolve_model_path(model)
         stat = path.stat()
-        codec = _load_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size, pick_device(device))
+        with Progress(1, f"loading model {path.stem}", quiet) as bar:  # torch and the weights take seconds
+            codec = _load_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size, pick_device(device))
+            bar.update(1)
         if expect_sha256 and codec.sha256 != expect_sha256:
             raise ModelError(f"model {codec.name!r} has weights {codec.sha256[:12]}…, but the file needs "
                              f"{expect_sha256[:12]}… (pass the right one with --model PATH.npz)")

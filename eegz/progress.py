@@ -17,12 +17,14 @@ class Progress:
         self.done = min(self.done + n, self.total)
         now = time.monotonic()
         if self.enabled and (now - self._last_draw > 0.1 or self.done == self.total):
-            self._last_draw = now
-            frac = self.done / self.total
-            bar = "#" * int(30 * frac)
-            elapsed = now - self.start
-            self.stream.write(f"\r{self.label} [{bar:<30}] {100 * frac:5.1f}% {elapsed:6.1f}s {note}")
-            self.stream.flush()
+            self._draw(now, note)
+
+    def _draw(self, now: float, note: str = "") -> None:
+        self._last_draw = now
+        frac = self.done / self.total
+        bar = "#" * int(30 * frac)
+        self.stream.write(f"\r{self.label} [{bar:<30}] {100 * frac:5.1f}% {now - self.start:6.1f}s {note}")
+        self.stream.flush()
 
     def close(self) -> None:
         if self.enabled:
@@ -30,6 +32,8 @@ class Progress:
             self.stream.flush()
 
     def __enter__(self):
+        if self.enabled:  # show the bar before the first step: a slow first step is not a hang
+            self._draw(time.monotonic())
         return self
 
     def __exit__(self, *exc):

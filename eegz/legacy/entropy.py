@@ -1,4 +1,9 @@
-"""Adaptive entropy coding of integer prediction residuals with rANS (the `constriction` package).
+"""Formats 1 and 2: the residual entropy coder (rANS through the `constriction` package).
+
+Kept to decode files of those versions (spec appendix A); format 3 codes residuals with _core's integer
+coder. The DCT baseline (benchmarks/baselines.py) still codes with this one so that its numbers compare
+across releases.
+
 
 Residuals are cut into segments of SEGMENT samples; each segment gets a scale class c (scale
 2^(c/4 - 2)) from its mean magnitude, and each stream picks the Laplace or the Gaussian shape, whichever

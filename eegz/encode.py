@@ -1,0 +1,245 @@
+"""The encode pipeline: an EDF/BDF input, block by block, into a .eegz container, in every mode.
+
+Blocks of whole data records are read as they come (EdfReader), coded on a thread pool (the exact layer's
+C kernels release the GIL; the neural codec batches its own work), and written in order as soon as they
+are done. At most a few blocks are in memory at once, so memory does not grow with the recording.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import zstandard
+
+from . import __version__
+from .channels import ANNOTATION, EXACT, NEURAL, channel_roles
+from .container import (ALL_SIGNALS, ANNOTATION_BYTES, AUX_TOKENS, FORMAT_VERSION, LOSSLESS, NEAR_LOSSLESS,
+                        NEURAL_TOKENS, RECORD_BYTES, ContainerWriter, Stream, pack_block)
+from .dsp import microvolt_factor
+from .edf import EdfHeader, EdfReader, split_records
+from .errors import EegzError
+from .exact import ExactItem, encode_group
+from .lossy import BLOCK_SECONDS, MAX_RUN_BLOCKS, Block, TokenEncoder, block_is_codable
+from .progress import Progress
+
+MODES = ("lossy", "lossless", "near-lossless")
+MIN_CODEBOOKS, MAX_CODEBOOKS = 3, 9
+MAX_BLOCK_BYTES = 32 << 20  # a block never holds more record bytes than this (many-channel, high-rate files)
+FALLBACK_BITS = 10  # lossless: a block above this many bits a sample also tries its record bytes under zstd
+
+
+@dataclass
+class EncodeOptions:
+    mode: str = "lossy"
+    codebooks: int = 6
+    max_error_uv: float | None = None
+    max_error_lsb: int | None = None
+    with_tokens: bool = False
+    exact_labels: tuple = ()
+    model: str | None = None
+    device: str = "auto"
+    workers: int = 0  # 0: one per core
+
+    def check(self) -> None:
+        if self.mode not in MODES:
+            raise EegzError(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
+        if not MIN_CODEBOOKS <= self.codebooks <= MAX_CODEBOOKS:
+            raise EegzError(f"--codebooks must be between {MIN_CODEBOOKS} and {MAX_CODEBOOKS}, got {self.codebooks}")
+        if self.mode == "near-lossless" and self.max_error_uv is None and self.max_error_lsb is None:
+            raise EegzError("near-lossless mode needs --max-error (µV) or --max-error-lsb")
+        for bound in (self.max_error_uv, self.max_error_lsb):
+            if bound is not None and not (bound >= 0 and math.isfinite(bound)):
+                raise EegzError("the error bound must be a finite number, not negative")
+
+
+def sample_range(header: EdfHeader) -> tuple[int, int]:
+    bits = 8 * header.sample_width
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def channel_bounds(header: EdfHeader, roles: list[str], options: EncodeOptions) -> list[int]:
+    """Per signal, the near-lossless bound K in digital steps (0: exact), at most the sample range."""
+    lo, hi = sample_range(header)
+    bounds = []
+    for s, role in zip(header.signals, roles):
+        k = 0
+        if options.mode == "near-lossless" and role != ANNOTATION:
+            if options.max_error_lsb is not None:
+                k = int(options.max_error_lsb)
+            elif microvolt_factor(s.physical_dimension) and s.gain:
+                k = int(math.floor(options.max_error_uv / abs(s.gain * microvolt_factor(s.physical_dimension)) + 1e-9))
+        bounds.append(min(max(k, 0), hi - lo))
+    return bounds
+
+
+def records_per_block(header: EdfHeader, frame_seconds: float | None) -> int:
+    """Whole records of about BLOCK_SECONDS, at most MAX_BLOCK_BYTES; with a codec, block starts fall on
+    codec frames."""
+    cap = max(1, MAX_BLOCK_BYTES // max(header.record_bytes, 1))
+    if header.record_duration <= 0:
+        return min(cap, 64)
+    base = max(1, min(cap, round(BLOCK_SECONDS / header.record_duration)))
+    for r in range(base, 4 * base + 1):
+        span = r * header.record_duration / frame_seconds if frame_seconds else 0.0
+        if frame_seconds is None or abs(span - round(span)) < 1e-6:
+            return r
+    raise EegzError(f"record duration {header.record_duration} s never lines up with the codec's "
+                    f"{frame_seconds} s frames: use --mode lossless or near-lossless")
+
+
+def header_json(source_name: str, header: EdfHeader, roles, bounds, options: EncodeOptions, codec,
+                context: int, per_block: int) -> dict:
+    """The container's header: everything known before the first sample is read (spec 2)."""
+    lossy = options.mode == "lossy"
+    channels = []
+    for s, role, k in zip(header.signals, roles, bounds):
+        channels.append({
+            "index": s.index, "label": s.label, "transducer": s.transducer,
+            "physical_dimension": s.physical_dimension, "physical_min": s.physical_min,
+            "physical_max": s.physical_max, "digital_min": s.digital_min, "digital_max": s.digital_max,
+            "prefilter": s.prefilter, "sample_rate": s.sample_rate, "samples_per_record": s.samples_per_record,
+            "role": role if (role != NEURAL or lossy) else EXACT,
+            "style_index": codec.style_index(s.label) if (codec and role == NEURAL and lossy) else None,
+            "max_error_lsb": k,
+        })
+    codec_meta = None
+    if codec:
+        codec_meta = {"variant": codec.config.variant, "model": codec.name, "config": codec.config.to_json(),
+                      "weights_sha256": codec.sha256, "n_codebooks": options.codebooks, "context_frames": context}
+    return {
+        "format": "eegz", "format_version": FORMAT_VERSION, "writer": f"eegz {__version__}", "mode": options.mode,
+        "source": {"name": source_name},
+        "edf": {"kind": "BDF" if header.is_bdf else "EDF", "reserved": header.reserved,
+                "declared_records": header.n_records, "record_duration": header.record_duration,
+                "sample_width": header.sample_width, "header_bytes": len(header.raw)},
+        "channels": channels, "codec": codec_meta, "with_tokens": bool(options.with_tokens and codec),
+        "blocks": {"records_per_block": per_block},
+    }
+
+
+class _Coder:
+    """What a block needs besides its samples: roles, bounds, the sample range, which channels may be
+    coded by tokens. Thread-safe (one zstd compressor per call)."""
+
+    def __init__(self, header: EdfHeader, roles, bounds, options: EncodeOptions, neural: list[int]):
+        self.header, self.roles, self.bounds, self.options = header, roles, bounds, options
+        self.lo, self.hi = sample_range(header)
+        self.neural = neural
+        self.lossy = options.mode == "lossy"
+
+    def token_coded(self, block: Block) -> set[int]:
+        """The signals of this block that lossy mode codes with tokens (codable neural channels)."""
+        if not self.lossy:
+            return set()
+        return {i for i in self.neural if block_is_codable(block.digital[i], self.header.signals[i])}
+
+    def exact_streams(self, block: Block, raw: bytes, coded_by_tokens: set[int]) -> list[Stream]:
+        """Annotation and exact streams of a block, in signal order (tokens are added later)."""
+        zc = zstandard.ZstdCompressor(level=19)
+        exact = [i for i, role in enumerate(self.roles) if role != ANNOTATION and i not in coded_by_tokens]
+        items = [ExactItem(block.digital[i], self.bounds[i], self.lo, self.hi) for i in exact]
+        coded = dict(zip(exact, encode_group(items)))
+        if self.options.mode == "lossless":
+            fallback = self._record_bytes(raw, coded, zc)
+            if fallback is not None:
+                return [fallback]
+        streams = []
+        width = self.header.sample_width
+        for i, role in enumerate(self.roles):
+            if role == ANNOTATION:
+                streams.append(Stream(i, ANNOTATION_BYTES, zc.compress(_sample_bytes(block.digital[i], width))))
+            elif i in coded:
+                streams.append(Stream(i, NEAR_LOSSLESS if self.bounds[i] else LOSSLESS, coded[i]))
+        return streams
+
+    def _record_bytes(self, raw: bytes, coded: dict, zc) -> Stream | None:
+        """A block whose samples predict badly (byte-shifted, mangled files) kept as its record bytes under
+        zstd when that is smaller: lossless mode should never lose to a general-purpose compressor."""
+        n_samples = len(raw) // self.header.sample_width
+        size = sum(len(v) for v in coded.values())
+        if 8 * size <= FALLBACK_BITS * n_samples:
+            return None
+        body = zc.compress(raw)
+        return Stream(ALL_SIGNALS, RECORD_BYTES, body) if len(body) < size else None
+
+
+def _sample_bytes(digital: np.ndarray, width: int) -> bytes:
+    from .edf import digital_to_bytes
+    return digital_to_bytes(digital, width).tobytes()
+
+
+def encode(reader: EdfReader, out, source_name: str, options: EncodeOptions, quiet: bool = True) -> dict:
+    """Code the whole input into `out` (a binary file object); returns the summary the container stores."""
+    options.check()
+    header = reader.header
+    roles = channel_roles(header.signals, options.exact_labels)
+    bounds = channel_bounds(header, roles, options)
+    neural = [i for i, r in enumerate(roles) if r == NEURAL] if (options.mode == "lossy" or options.with_tokens) else []
+    codec = None
+    if neural:
+        from .neural import NeuralCodec
+        codec = NeuralCodec.load(options.model, options.device, quiet=quiet)
+    frame_seconds = codec.config.hop / codec.config.sample_rate if codec else None
+    per_block = records_per_block(header, frame_seconds)
+    tokens = TokenEncoder(codec, header.signals, neural, options.codebooks, header.record_duration) if codec else None
+    context = tokens.context if tokens else 0
+    meta = header_json(source_name, header, roles, bounds, options, codec, context, per_block)
+    writer = ContainerWriter(out, meta, header.raw)
+    coder = _Coder(header, roles, bounds, options, neural)
+    max_spr = max((s.samples_per_record for s in header.signals), default=0)
+    workers = options.workers or os.cpu_count() or 1
+    pending: deque = deque()  # [block, future of exact streams, token streams or None while awaited]
+    by_index: dict[int, list] = {}
+
+    def write_ready(limit: int) -> None:
+        """Write finished blocks from the front; wait for the front while more than `limit` are pending.
+        A block's tokens are always there by then: the token encoder holds back at most a run and one."""
+        while pending and (len(pending) > limit or (pending[0][1].done() and pending[0][2] is not None)):
+            block, future, streams = pending.popleft()
+            by_index.pop(block.index)
+            payload = future.result()
+            if not (payload and payload[0].kind == RECORD_BYTES):  # a record-bytes block holds nothing else
+                payload = sorted(payload + streams, key=_table_order)
+            writer.add_block(pack_block(payload), block.first_record, block.record_count, max_spr)
+            bar.update(block.record_count)
+
+    def attach(done: list) -> None:
+        for index, streams in done:
+            entry = by_index[index]
+            flags = 0 if options.mode == "lossy" else AUX_TOKENS
+            entry[2] = [Stream(i, NEURAL_TOKENS, data, flags) for i, data in sorted(streams.items())]
+
+    total = reader.n_records if reader.n_records is not None else 0
+    with Progress(total, "compress", quiet) as bar, ThreadPoolExecutor(workers) as pool:
+        index = 0
+        while True:
+            raw, count = reader.read_records(per_block)
+            if count == 0:
+                break
+            block = Block(index, reader.records_read - count, count, split_records(header, raw, count))
+            by_token = coder.token_coded(block)
+            entry = [block, pool.submit(coder.exact_streams, block, raw, by_token), [] if tokens is None else None]
+            pending.append(entry)
+            by_index[index] = entry
+            if tokens is not None:
+                attach(tokens.push(block))
+            index += 1
+            write_ready(2 * workers + (MAX_RUN_BLOCKS + 1 if tokens else 0))
+        if tokens is not None:
+            attach(tokens.finish())
+        write_ready(0)
+    trailing = reader.trailing()
+    records = reader.records_read
+    summary = {"source": {"bytes": reader.bytes_read, "sha256": reader.sha256.hexdigest()}, "records": records,
+               "data_bytes": records * header.record_bytes, "trailing_bytes": len(trailing)}
+    writer.finish(summary, trailing)
+    return {**meta, **summary}
+
+
+def _table_order(stream: Stream) -> tuple:
+    """Streams in signal order; a signal's exact stream before its auxiliary tokens."""
+    return stream.signal, stream.kind == NEURAL_TOKENS
