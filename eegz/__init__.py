@@ -1,2 +1,34 @@
-"""eegz: EDF/BDF EEG compression with a neural (DAC) codec and an exact layer."""
-__version__ = "0.1.0"
+"""eegz: EDF/BDF EEG compression with a neural (DAC) codec and an exact layer.
+
+The public surface (everything else is private and may change):
+
+    eegz.compress(in_path, out_path=None, mode="lossy", codebooks=6, ...) -> dict
+    eegz.decompress(in_path, out_path=None, start=None, end=None, ...) -> dict
+    eegz.read_signals(in_path, start=None, end=None) -> {label: numpy array in physical units}
+    eegz.info(in_path) -> dict
+    eegz.verify(eegz_path, edf_path) -> dict
+    eegz.EegzError and its subclasses FormatError, ModelError, OutputExistsError, VerifyError
+
+Names are resolved on first use, so `import eegz` (and the command line) stays fast.
+"""
+__version__ = "0.2.0"
+
+__all__ = ["compress", "decompress", "read_signals", "info", "verify", "EegzError", "FormatError", "ModelError",
+           "OutputExistsError", "VerifyError", "__version__"]
+
+_API = {"compress", "decompress", "read_signals", "info", "verify"}
+_ERRORS = {"EegzError", "FormatError", "ModelError", "OutputExistsError", "VerifyError"}
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from . import api
+        return getattr(api, name)
+    if name in _ERRORS:
+        from . import errors
+        return getattr(errors, name)
+    raise AttributeError(f"module 'eegz' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .channels import NEURAL
-from .container import AUX_TOKENS, NEURAL_TOKENS, AtomicFile, Container
+from .container import FORMAT_VERSION, AtomicFile, Container, stream_sizes
 from .decode import decode_blocks, decode_records, edf_header_of
 from .edf import EdfReader, records_to_bytes, split_records, with_record_count
 from .encode import EncodeOptions, encode
@@ -57,8 +57,8 @@ def compress(in_path, out_path=None, mode: str = "lossy", codebooks: int = 6, de
     with _open_input(in_path) as source:
         reader = EdfReader(source, str(in_path), os.fstat(source.fileno()).st_size)
         with AtomicFile(out_path, force, inputs=(in_path,)) as out:
-            encode(reader, out, in_path.name, options, quiet)
-    return info(out_path)
+            meta, sizes, blocks = encode(reader, out, in_path.name, options, quiet)
+    return _summary(out_path, meta, sizes, out_path.stat().st_size, FORMAT_VERSION, blocks)
 
 
 def _record_range(meta: dict, start: float | None, end: float | None) -> tuple[int, int]:
@@ -128,21 +128,17 @@ def info(in_path) -> dict:
     """What a file holds, with every block read and checked (sizes by stream kind come from the blocks)."""
     in_path = Path(in_path)
     with Container(in_path) as container:
-        meta = container.meta
-        sizes = {"annotations": 0, "exact": 0, "neural": 0, "aux_tokens": 0}
-        names = {0: "annotations", 1: "exact", 2: "exact", 3: "neural", 4: "exact"}
-        for k in range(len(container.blocks)):
-            for s in container.read_block(k):
-                name = "aux_tokens" if (s.kind == NEURAL_TOKENS and s.flags & AUX_TOKENS) else names.get(s.kind, "exact")
-                sizes[name] += len(s.data)
-        file_bytes = container.size
-        version = container.version
+        sizes = stream_sizes(container.read_block(k) for k in range(len(container.blocks)))
+        return _summary(in_path, container.meta, sizes, container.size, container.version, len(container.blocks))
+
+
+def _summary(path: Path, meta: dict, sizes: dict, file_bytes: int, version: int, blocks: int) -> dict:
     edf = meta["edf"]
     duration = edf["records"] * edf["record_duration"]
     neural = [c for c in meta["channels"] if c["role"] == NEURAL]
     bps = 8 * sizes["neural"] / duration / len(neural) if (meta.get("codec") and neural and duration > 0) else None
     return {
-        "file": str(in_path), "format_version": version, "mode": meta["mode"],
+        "file": str(path), "format_version": version, "mode": meta["mode"],
         "source": meta["source"].get("name"), "source_bytes": meta["source"]["bytes"], "bytes": file_bytes,
         "compression_ratio": meta["source"]["bytes"] / file_bytes,
         "duration_s": duration, "records": edf["records"], "record_duration_s": edf["record_duration"],
@@ -151,7 +147,7 @@ def info(in_path) -> dict:
                                             "style_index")} for c in meta["channels"]],
         "codec": meta.get("codec"), "codebooks": (meta.get("codec") or {}).get("n_codebooks"),
         "model": (meta.get("codec") or {}).get("model"), "bits_per_second_per_channel": bps,
-        "blocks": len(container.blocks), "stream_bytes": sizes,
+        "blocks": blocks, "stream_bytes": sizes,
     }
 
 

@@ -3,10 +3,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
-import click
+# eegz parallelizes over blocks itself: BLAS and OpenMP pools of their own would only wait on busy cores.
+for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import click  # noqa: E402
 
 from . import __version__
 from .errors import EegzError
@@ -19,7 +24,18 @@ def _fail(message: str, code: int):
     sys.exit(code)
 
 
+def _terminated(signum, frame):
+    """SIGTERM: remove this run's temporary outputs at once, then exit like an interrupted run."""
+    from .container import remove_temporaries
+    remove_temporaries()
+    click.echo("eegz: error: terminated", err=True)
+    os._exit(128 + signum)
+
+
 def _run(action):
+    signal.signal(signal.SIGTERM, _terminated)
+    from . import _core
+    _core.tune_malloc()
     try:
         return action()
     except EegzError as e:

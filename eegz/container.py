@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,8 +100,27 @@ def unpack_block(payload: bytes, what: str = "block") -> list[Stream]:
     return streams
 
 
-def _zstd(data: bytes) -> bytes:
-    return zstandard.ZstdCompressor(level=19).compress(data)
+def stream_sizes(blocks) -> dict:
+    """Bytes by what they hold, over the stream lists of blocks."""
+    sizes = {"annotations": 0, "exact": 0, "neural": 0, "aux_tokens": 0}
+    names = {ANNOTATION_BYTES: "annotations", NEURAL_TOKENS: "neural"}
+    for streams in blocks:
+        for s in streams:
+            name = "aux_tokens" if (s.kind == NEURAL_TOKENS and s.flags & AUX_TOKENS) else names.get(s.kind, "exact")
+            sizes[name] += len(s.data)
+    return sizes
+
+
+_LOCAL = threading.local()
+
+
+def zstd(data: bytes, level: int = 19) -> bytes:
+    """One zstd frame of data. Compressors are kept per thread and level: a compressor may not be shared
+    between threads, and building one (MBs of tables at level 19) costs more than compressing a block."""
+    cache = _LOCAL.__dict__.setdefault("compressors", {})
+    if level not in cache:
+        cache[level] = zstandard.ZstdCompressor(level=level)
+    return cache[level].compress(data)
 
 
 # ---------------------------------------------------------------- writing
@@ -122,8 +142,8 @@ class ContainerWriter:
         self.blocks: list[BlockEntry] = []
         self.next_record = 0
         self._write(PREAMBLE.pack(MAGIC, header["format_version"], 0, 0))
-        self._write(section(b"HEAD", _zstd(json.dumps(header, sort_keys=True).encode("utf-8"))))
-        self._write(section(b"EDFH", _zstd(edf_header)))
+        self._write(section(b"HEAD", zstd(json.dumps(header, sort_keys=True).encode("utf-8"))))
+        self._write(section(b"EDFH", zstd(edf_header)))
 
     def _write(self, data: bytes) -> None:
         self.out.write(data)
@@ -144,9 +164,9 @@ class ContainerWriter:
     def finish(self, summary: dict, trailer: bytes) -> int:
         """Write summary, trailer, index and footer; returns the file size."""
         summary_offset = self.pos
-        self._write(section(b"SUMM", _zstd(json.dumps({**summary, "blocks": len(self.blocks)},
+        self._write(section(b"SUMM", zstd(json.dumps({**summary, "blocks": len(self.blocks)},
                                                       sort_keys=True).encode("utf-8"))))
-        self._write(section(b"TRLR", _zstd(trailer)))
+        self._write(section(b"TRLR", zstd(trailer)))
         index = b"".join(INDEX_ENTRY.pack(b.offset, b.length, b.first_record, b.record_count, b.first_sample,
                                           b.sample_count, b.checksum) for b in self.blocks)
         index_offset = self.pos

@@ -13,12 +13,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import zstandard
 
 from . import __version__
 from .channels import ANNOTATION, EXACT, NEURAL, channel_roles
 from .container import (ALL_SIGNALS, ANNOTATION_BYTES, AUX_TOKENS, FORMAT_VERSION, LOSSLESS, NEAR_LOSSLESS,
-                        NEURAL_TOKENS, RECORD_BYTES, ContainerWriter, Stream, pack_block)
+                        NEURAL_TOKENS, RECORD_BYTES, ContainerWriter, Stream, pack_block, stream_sizes, zstd)
 from .dsp import microvolt_factor
 from .edf import EdfHeader, EdfReader, split_records
 from .errors import EegzError
@@ -30,6 +29,7 @@ MODES = ("lossy", "lossless", "near-lossless")
 MIN_CODEBOOKS, MAX_CODEBOOKS = 3, 9
 MAX_BLOCK_BYTES = 32 << 20  # a block never holds more record bytes than this (many-channel, high-rate files)
 FALLBACK_BITS = 10  # lossless: a block above this many bits a sample also tries its record bytes under zstd
+ANNOTATION_LEVEL = 9  # zstd level of annotation bytes: level 19 took 1 ms a block for the same few hundred bytes
 
 
 @dataclass
@@ -139,31 +139,31 @@ class _Coder:
 
     def exact_streams(self, block: Block, raw: bytes, coded_by_tokens: set[int]) -> list[Stream]:
         """Annotation and exact streams of a block, in signal order (tokens are added later)."""
-        zc = zstandard.ZstdCompressor(level=19)
         exact = [i for i, role in enumerate(self.roles) if role != ANNOTATION and i not in coded_by_tokens]
         items = [ExactItem(block.digital[i], self.bounds[i], self.lo, self.hi) for i in exact]
         coded = dict(zip(exact, encode_group(items)))
         if self.options.mode == "lossless":
-            fallback = self._record_bytes(raw, coded, zc)
+            fallback = self._record_bytes(raw, coded)
             if fallback is not None:
                 return [fallback]
         streams = []
         width = self.header.sample_width
         for i, role in enumerate(self.roles):
             if role == ANNOTATION:
-                streams.append(Stream(i, ANNOTATION_BYTES, zc.compress(_sample_bytes(block.digital[i], width))))
+                data = _sample_bytes(block.digital[i], width)
+                streams.append(Stream(i, ANNOTATION_BYTES, zstd(data, ANNOTATION_LEVEL)))
             elif i in coded:
                 streams.append(Stream(i, NEAR_LOSSLESS if self.bounds[i] else LOSSLESS, coded[i]))
         return streams
 
-    def _record_bytes(self, raw: bytes, coded: dict, zc) -> Stream | None:
+    def _record_bytes(self, raw: bytes, coded: dict) -> Stream | None:
         """A block whose samples predict badly (byte-shifted, mangled files) kept as its record bytes under
         zstd when that is smaller: lossless mode should never lose to a general-purpose compressor."""
         n_samples = len(raw) // self.header.sample_width
         size = sum(len(v) for v in coded.values())
         if 8 * size <= FALLBACK_BITS * n_samples:
             return None
-        body = zc.compress(raw)
+        body = zstd(raw)
         return Stream(ALL_SIGNALS, RECORD_BYTES, body) if len(body) < size else None
 
 
@@ -172,8 +172,9 @@ def _sample_bytes(digital: np.ndarray, width: int) -> bytes:
     return digital_to_bytes(digital, width).tobytes()
 
 
-def encode(reader: EdfReader, out, source_name: str, options: EncodeOptions, quiet: bool = True) -> dict:
-    """Code the whole input into `out` (a binary file object); returns the summary the container stores."""
+def encode(reader: EdfReader, out, source_name: str, options: EncodeOptions, quiet: bool = True) -> tuple[dict, dict, int]:
+    """Code the whole input into `out` (a binary file object); returns (the container's header and summary
+    merged, bytes by stream kind, blocks)."""
     options.check()
     header = reader.header
     roles = channel_roles(header.signals, options.exact_labels)
@@ -194,6 +195,7 @@ def encode(reader: EdfReader, out, source_name: str, options: EncodeOptions, qui
     workers = options.workers or os.cpu_count() or 1
     pending: deque = deque()  # [block, future of exact streams, token streams or None while awaited]
     by_index: dict[int, list] = {}
+    sizes = stream_sizes([])
 
     def write_ready(limit: int) -> None:
         """Write finished blocks from the front; wait for the front while more than `limit` are pending.
@@ -205,6 +207,8 @@ def encode(reader: EdfReader, out, source_name: str, options: EncodeOptions, qui
             if not (payload and payload[0].kind == RECORD_BYTES):  # a record-bytes block holds nothing else
                 payload = sorted(payload + streams, key=_table_order)
             writer.add_block(pack_block(payload), block.first_record, block.record_count, max_spr)
+            for kind, size in stream_sizes([payload]).items():
+                sizes[kind] += size
             bar.update(block.record_count)
 
     def attach(done: list) -> None:
@@ -237,7 +241,14 @@ def encode(reader: EdfReader, out, source_name: str, options: EncodeOptions, qui
     summary = {"source": {"bytes": reader.bytes_read, "sha256": reader.sha256.hexdigest()}, "records": records,
                "data_bytes": records * header.record_bytes, "trailing_bytes": len(trailing)}
     writer.finish(summary, trailing)
-    return {**meta, **summary}
+    return _merged(meta, summary, len(writer.blocks)), sizes, len(writer.blocks)
+
+
+def _merged(meta: dict, summary: dict, blocks: int) -> dict:
+    """The header and summary in the shape Container.meta gives (the version 1 header's)."""
+    edf = {**meta["edf"], **{k: summary[k] for k in ("records", "data_bytes", "trailing_bytes")}}
+    return {**meta, "edf": edf, "source": {**meta["source"], **summary["source"]},
+            "blocks": {**meta["blocks"], "count": blocks}}
 
 
 def _table_order(stream: Stream) -> tuple:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import types
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -230,6 +231,7 @@ class NeuralCodec:
     token_counts: np.ndarray | None = field(default=None, repr=False)
     mixing: object = field(default=None, repr=False)  # DAC-MC only
     batch_samples: int = 1 << 14  # per forward pass on the CPU: the activations then stay in cache
+    workers: int = 0  # CPU threads, one batch each (0: one per core)
 
     @classmethod
     def load(cls, model: str | None = None, device: str = "auto", expect_sha256: str | None = None,
@@ -338,14 +340,15 @@ class NeuralCodec:
         parallelise poorly inside one operation."""
         torch, _ = _quiet_imports()
         batches = list(self._batches(samples, key))
-        workers = torch.get_num_threads() if self.device == "cpu" else 1
+        workers = (self.workers or os.cpu_count() or 1) if self.device == "cpu" else 1
+        threads = torch.get_num_threads()
         if workers > 1 and len(batches) > 1:
             torch.set_num_threads(1)
             try:
                 with ThreadPoolExecutor(min(workers, len(batches))) as pool:
                     results = list(pool.map(run, batches))
             finally:
-                torch.set_num_threads(workers)
+                torch.set_num_threads(threads)
         else:
             results = [run(idx) for idx in batches]
         out: list = [None] * len(samples)

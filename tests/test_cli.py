@@ -90,7 +90,7 @@ def test_bad_codebooks(tmp_path):
     (lambda b: b[:len(b) // 2], "truncated"),
     (lambda b: b[:-10], "truncated"),
     (lambda b: b"NOTEEGZ!" + b[8:], "not an .eegz file"),
-    (lambda b: PREAMBLE.pack(b[:8], FORMAT_VERSION + 1, 0, 0) + b[PREAMBLE.size:], "format version 3"),
+    (lambda b: PREAMBLE.pack(b[:8], FORMAT_VERSION + 1, 0, 0) + b[PREAMBLE.size:], f"format version {FORMAT_VERSION + 1}"),
 ])
 def test_damaged_containers(tmp_path, lossless_file, damage, message):
     bad = tmp_path / "bad.eegz"
@@ -101,8 +101,8 @@ def test_damaged_containers(tmp_path, lossless_file, damage, message):
 
 
 def test_flipped_byte_inside_a_block(tmp_path, lossless_file):
-    from eegz.container import ContainerReader
-    with ContainerReader(lossless_file) as r:
+    from eegz.container import Container
+    with Container(lossless_file) as r:
         block = r.blocks[1]
     data = bytearray(lossless_file.read_bytes())
     data[block.offset + block.length // 2] ^= 0x40

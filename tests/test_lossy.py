@@ -4,7 +4,7 @@ import pytest
 
 from eegz import api
 from eegz.channels import NEURAL, channel_roles
-from eegz.container import ContainerReader
+from eegz.container import Container
 from eegz.edf import read_edf
 from eegz.metrics import prdn
 
@@ -78,21 +78,19 @@ def test_time_range_equals_the_same_range_of_the_full_decode(lossy_example, tmp_
 
 
 def test_range_decode_reads_only_nearby_blocks(lossy_example):
-    with ContainerReader(lossy_example[6]) as reader:
-        assert len(reader.blocks) >= 3
-        assert reader.blocks_for_records(20, 21) == [1]
+    with Container(lossy_example[6]) as container:
+        assert len(container.blocks) >= 3
+        assert container.blocks_for_records(20, 21) == [1]
 
 
 def test_normalization_is_stored_and_inverted():
-    """A recording scaled by 1000 in its digital range comes back at the same relative fidelity."""
-    from eegz.lossy import SCALE_FACTOR, encode_jobs, plan_channel
-    s = read_edf(EXAMPLE).header.signals[0]
-    x = np.sin(np.arange(5000) / 30.0) * 40 + 3000.0
-    plan = plan_channel(s, x, [0.0, 5.0], 256, 64)
-    (job,) = encode_jobs(plan, [0], 64, 8)
-    segment, ((_, offset, scale, own),) = job.segment, job.blocks
+    """Each block is normalized by its own median and robust scale, stored as float32 in its stream."""
+    from eegz.lossy import SCALE_FACTOR, TokenEncoder, block_normalization
+    x = np.sin(np.arange(4096) / 30.0) * 40 + 3000.0
+    offset, scale = block_normalization(x)
     assert abs(offset - 3000) < 5 and scale > 0
-    assert np.abs(segment[own.start * 64:own.stop * 64]).max() < 1.0 / SCALE_FACTOR * 10
+    assert np.abs((x - offset) / scale).max() < 10.0 / SCALE_FACTOR
+    assert offset == float(np.float32(offset)) and scale == float(np.float32(scale))
 
 
 @pytest.mark.parametrize("path", shared_param("eegmmidb/S001/S001R01.edf") + shared_param("edge/mne-testing-data/NihonKohden/*")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from eegz import api
-from eegz.container import ContainerReader
+from eegz.container import Container
 from eegz.edf import read_edf
 from eegz.multichannel import UNKNOWN_STYLE, ChannelMixing, electrode_name, style_index
 from eegz.neural import ModelConfig, NeuralCodec, build_dac, build_mixing, load_state_into, resolve_model_path, save_model
@@ -66,17 +66,17 @@ def _mc_model_from_shipped(tmp_path, perturb: float):
     return path
 
 
-def test_identity_dac_mc_decodes_like_dac_sc_and_writes_version_2(lossy_example, tmp_path):
+def test_identity_dac_mc_decodes_like_dac_sc(lossy_example, tmp_path):
     model = _mc_model_from_shipped(tmp_path, 0.0)
     out = tmp_path / "mc.eegz"
     api.compress(EXAMPLE, out, codebooks=6, model=str(model), device="cpu")
-    with ContainerReader(out) as reader:
-        meta = reader.header
-    assert meta["format_version"] == 2 and meta["codec"]["variant"] == "DAC-MC"
+    with Container(out) as container:
+        meta = container.meta
+    assert meta["format_version"] == 3 and meta["codec"]["variant"] == "DAC-MC"
     styles = {c["label"]: c["style_index"] for c in meta["channels"]}
     assert styles["EEG Fp1"] == 4 and styles["EEG Cz"] == 1 and styles["EEG T3"] == UNKNOWN_STYLE
     assert styles["ECG ECG"] is None  # exact channels have no style
-    assert api.info(out)["format_version"] == 2
+    assert api.info(out)["format_version"] == 3
     api.decompress(out, tmp_path / "mc.edf", model=str(model), device="cpu")
     api.decompress(lossy_example[6], tmp_path / "sc.edf", device="cpu")
     mc, sc = read_edf(tmp_path / "mc.edf"), read_edf(tmp_path / "sc.edf")
@@ -129,7 +129,7 @@ def test_shipped_dac_mc_round_trip(tmp_path):
     out = tmp_path / "mc.eegz"
     summary = api.compress(EXAMPLE, out, codebooks=3, model=SHIPPED_MC, device="cpu")
     assert summary["codec"]["variant"] == "DAC-MC"
-    with ContainerReader(out) as reader:
-        assert reader.header["format_version"] == 2
+    with Container(out) as container:
+        assert container.meta["codec"]["config"]["variant"] == "DAC-MC"
     result = evaluate_files(EXAMPLE, out, device="cpu", with_mel=False)  # the file names its model
     assert result["overall"]["prdn"] < MC_MAX_PRDN_3
