@@ -859,13 +859,18 @@ typedef struct {
     size_t offset, size; /* its bytes in the output arena */
 } Plan;
 
+/* Encoder features, all on by default; benchmarks/exact_benchmark.py turns them off one by one. */
+enum { USE_FRAMES = 1, USE_REFS = 2, USE_FAMILIES = 4, USE_ALL = 7 };
+
 /* Append a method-0 stream (spec 5.4) for plan p with residuals q to the arena; 0 when out of memory. */
-static int write_stream(Plan *p, const int64_t *q, unsigned char **arena, size_t *used) {
+static int write_stream(Plan *p, const int64_t *q, int features, unsigned char **arena, size_t *used) {
     double cost[N_FAMILIES];
     int64_t s0 = context_start(q, p->n);
     int family = 0;
-    residual_cost(q, p->n, s0, -1, cost, 4);
-    for (int f = 1; f < N_FAMILIES; f++) if (cost[f] < cost[family]) family = f;
+    if (features & USE_FAMILIES) {
+        residual_cost(q, p->n, s0, -1, cost, 4);
+        for (int f = 1; f < N_FAMILIES; f++) if (cost[f] < cost[family]) family = f;
+    }
     RansOut o;
     if (!out_init(&o, (size_t)p->n + 16) || !residual_encode(&o, q, p->n, family, s0)) return 0;
     if (o.pos < 2 && !out_grow(&o)) return 0;
@@ -910,7 +915,8 @@ static int write_stream(Plan *p, const int64_t *q, unsigned char **arena, size_t
 
 /* Plan, choose references for and code every stream of a group; streams that cannot be predicted (their
    values overflow the decoder's ranges, or the caller forces them raw) get predicted = 0. */
-static int encode_group_plans(Plan *plans, Py_ssize_t count, const int *force_raw, unsigned char **arena, size_t *used) {
+static int encode_group_plans(Plan *plans, Py_ssize_t count, const int *force_raw, int features, unsigned char **arena,
+                              size_t *used) {
     Py_ssize_t total = 0, longest = 1;
     for (Py_ssize_t i = 0; i < count; i++) { total += plans[i].n; if (plans[i].n > longest) longest = plans[i].n; }
     int64_t *mem = (int64_t *)scratch(SCRATCH_WORK, (size_t)(3 * total + 3 * longest + 1) * 8);
@@ -927,8 +933,9 @@ static int encode_group_plans(Plan *plans, Py_ssize_t count, const int *force_ra
         p->nrefs = 0;
         p->predicted = !force_raw[i];
         if (p->predicted) {
-            p->nframes = plan_frames(p->z, p->n, ENC_MAX_ORDER, ENC_COEF_BITS, ENC_COEF_COST, MAX_FRAMES, ENC_MIN_FRAME,
-                                     (double)(2 * p->k + 1), x, p->frames, p->coefs);
+            p->nframes = plan_frames(p->z, p->n, ENC_MAX_ORDER, ENC_COEF_BITS, ENC_COEF_COST,
+                                     features & USE_FRAMES ? MAX_FRAMES : 1, ENC_MIN_FRAME, (double)(2 * p->k + 1), x,
+                                     p->frames, p->coefs);
             p->predicted = fir_residual(p->z, p->n, p->frames, p->nframes, p->res);
         }
     }
@@ -941,7 +948,7 @@ static int encode_group_plans(Plan *plans, Py_ssize_t count, const int *force_ra
     int ok = members && counts && pos && w && res;
     char *done = (char *)calloc((size_t)count + 1, 1);
     ok = ok && done;
-    for (Py_ssize_t i = 0; ok && i < count; i++) {
+    for (Py_ssize_t i = 0; ok && (features & USE_REFS) && i < count; i++) {
         if (done[i] || !plans[i].predicted || plans[i].n < ENC_MIN_REF_SAMPLES) continue;
         Py_ssize_t m = 0;
         for (Py_ssize_t j = i; j < count; j++)
@@ -976,17 +983,18 @@ static int encode_group_plans(Plan *plans, Py_ssize_t count, const int *force_ra
                 if (q[t] > VALUE_LIMIT || q[t] < -VALUE_LIMIT) p->predicted = 0;
             }
         }
-        if (p->predicted && !write_stream(p, q, arena, used)) return 0;
+        if (p->predicted && !write_stream(p, q, features, arena, used)) return 0;
     }
     return 1;
 }
 
-/* exact_encode_group(samples [int64], bounds [K in digital steps], force_raw [bool]) -> [bytes | None]:
+/* exact_encode_group(samples [int64], bounds [K in digital steps], force_raw [bool][, features]) -> [bytes | None]:
    the method-0 stream of every item of a group (a block's exact channels, in signal order), None for
    those to keep raw (the caller codes them; none of the others references them). */
 static PyObject *exact_encode_group(PyObject *self, PyObject *args) {
     PyObject *samples_obj, *bounds_obj, *raw_obj;
-    if (!PyArg_ParseTuple(args, "OOO", &samples_obj, &bounds_obj, &raw_obj)) return NULL;
+    int features = USE_ALL;
+    if (!PyArg_ParseTuple(args, "OOO|i", &samples_obj, &bounds_obj, &raw_obj, &features)) return NULL;
     if (!PyList_Check(samples_obj) || !PyList_Check(bounds_obj) || !PyList_Check(raw_obj)
         || PyList_GET_SIZE(bounds_obj) != PyList_GET_SIZE(samples_obj) || PyList_GET_SIZE(raw_obj) != PyList_GET_SIZE(samples_obj)
         || PyList_GET_SIZE(samples_obj) > 65536) {
@@ -1014,7 +1022,7 @@ static PyObject *exact_encode_group(PyObject *self, PyObject *args) {
     size_t used = 0;
     int ok;
     Py_BEGIN_ALLOW_THREADS
-    ok = encode_group_plans(plans, count, force_raw, &arena, &used);
+    ok = encode_group_plans(plans, count, force_raw, features, &arena, &used);
     Py_END_ALLOW_THREADS
     if (!ok) { PyErr_NoMemory(); goto done; }
     result = PyList_New(count);
@@ -1525,5 +1533,9 @@ PyMODINIT_FUNC PyInit__core(void) {
     PyModule_AddIntConstant(m, "MAX_REFS", MAX_REFS);
     PyModule_AddIntConstant(m, "REF_SHIFT", REF_SHIFT);
     PyModule_AddIntConstant(m, "CONTEXT_RATE", CONTEXT_RATE);
+    PyModule_AddIntConstant(m, "USE_FRAMES", USE_FRAMES);
+    PyModule_AddIntConstant(m, "USE_REFS", USE_REFS);
+    PyModule_AddIntConstant(m, "USE_FAMILIES", USE_FAMILIES);
+    PyModule_AddIntConstant(m, "USE_ALL", USE_ALL);
     return m;
 }

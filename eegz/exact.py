@@ -45,15 +45,16 @@ def _raw_stream(x: np.ndarray) -> bytes:
     return _HEAD.pack(RAW, len(x), 1, 0, 0) + zstd(np.asarray(x, "<i4").tobytes(), RAW_LEVEL)
 
 
-def encode_group(items: list[ExactItem]) -> list[bytes]:
+def encode_group(items: list[ExactItem], features: int = _core.USE_ALL) -> list[bytes]:
     """One stream per item of a group (a block's exact channels, in signal order). A stream above 16 bits a
     sample is kept raw when that is smaller; the group is then coded again without it, because the
-    others may have chosen it as a reference."""
+    others may have chosen it as a reference. `features` (_core.USE_*) turns encoder tools off for the
+    ablation benchmark; every choice decodes the same way."""
     samples = [np.ascontiguousarray(it.samples, np.int64) for it in items]
     bounds = [int(min(it.max_error, it.hi - it.lo)) for it in items]
     force_raw = [False] * len(items)
     while True:
-        coded = _core.exact_encode_group(samples, bounds, force_raw)
+        coded = _core.exact_encode_group(samples, bounds, force_raw, features)
         changed = False
         for i, (data, x) in enumerate(zip(coded, samples)):
             if data is None or (len(data) > 2 * len(x) and not force_raw[i]):

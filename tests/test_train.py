@@ -8,9 +8,9 @@ import pytest
 from eegz import api
 from eegz.errors import ModelError
 from eegz.neural import ModelConfig, NeuralCodec, build_dac
-from eegz.train import TrainSettings, subject_of, train
+from eegz.train import TrainSettings, split_subjects, subject_of, train
 
-from .conftest import EXAMPLE
+from .conftest import EXAMPLE, SHARED
 
 TINY = ModelConfig(encoder_dim=4, decoder_dim=16, n_codebooks=9, codebook_size=1024)
 
@@ -32,13 +32,14 @@ def _settings(**kw):
 def test_train_writes_a_usable_model_and_resumes(two_subjects, tmp_path):
     out = tmp_path / "run"
     result = train([str(two_subjects)], out, TINY, _settings(), quiet=True, log=lambda m: None)
-    assert result["step"] == 2 and all(k in result for k in ("prdn_3", "prdn_6", "prdn_9"))
+    assert result["step"] == 2 and all(f"data_{k}_{n}" in result for k in ("prdn", "line_ratio", "band_gamma")
+                                       for n in (3, 6, 9))
     card = json.loads((out / "model.json").read_text())
     assert card["training"]["val_subjects"] == ["Subject91"] and card["config"]["encoder_dim"] == 4
     with np.load(out / "model.npz") as z:  # the entropy coder's token tables travel with the weights
         assert z["eegz.token_counts"].shape == (9, 1024) and z["eegz.token_counts"][0].sum() > 0
     resumed = train([str(two_subjects)], out, TINY, _settings(steps=4), resume=True, quiet=True, log=lambda m: None)
-    assert resumed["step"] == 4 and len(json.loads((out / "model.json").read_text())["training"]["history"]) == 2
+    assert resumed["step"] == 4 and [h["step"] for h in json.loads((out / "model.json").read_text())["training"]["history"]] == [0, 2, 4]
     again = train([str(two_subjects)], tmp_path / "again", ModelConfig(), _settings(steps=1, lr=0.0),
                   from_model=out / "model.npz", quiet=True, log=lambda m: None)
     assert again["step"] == 1
@@ -73,9 +74,55 @@ def test_subject_ids():
     from pathlib import Path
     assert subject_of(Path("Subject07_1.edf")) == "Subject07"
     assert subject_of(Path("S001R03.edf")) == "S001"
+    assert subject_of(Path("bonn/E_S/S017.txt")) == "bonn-E-001-050"
+    assert subject_of(Path("bonn/A_Z/Z061.txt")) == "bonn-A-051-070"
 
 
-def test_adversarial_phase_runs_with_dacs_discriminator(two_subjects, tmp_path):
-    result = train([str(two_subjects)], tmp_path / "gan", TINY, _settings(steps=2, adversarial_steps=1),
-                   quiet=True, log=lambda m: None)
-    assert result["step"] == 2 and np.isfinite(result["wave_l1"])
+def test_validation_patterns_split_whole_subjects():
+    train_ids, val_ids = split_subjects(["Subject13", "Subject14", "Subject17", "bonn-A-001-050", "bonn-A-051-070"],
+                                        0.2, ("Subject1[4-7]", "bonn-*-051-070"))
+    assert val_ids == ["Subject14", "Subject17", "bonn-A-051-070"] and train_ids == ["Subject13", "bonn-A-001-050"]
+
+
+@pytest.mark.skipif(not (SHARED / "bonn" / "E_S").is_dir(), reason="shared data absent")
+def test_bonn_segments_load_normalized_as_inference_sees_them():
+    """A Bonn segment (4097 integers at 173.61 Hz) becomes one 256 Hz channel, each 16-s block normalized by
+    its own median and 16 robust σ, exactly as compression normalizes it."""
+    from eegz.lossy import block_normalization
+    from eegz.train import load_recordings
+    (rec,) = load_recordings([str(SHARED / "bonn" / "E_S" / "S001.txt")], 256)
+    assert rec.subject == "bonn-E-001-050" and rec.signals.shape == (1, 6042)
+    x = np.loadtxt(SHARED / "bonn" / "E_S" / "S001.txt")
+    from eegz.dsp import resample
+    u = resample(x, 173.61, 256)[:4096]
+    offset, scale = block_normalization(u)
+    np.testing.assert_allclose(rec.signals[0, :4096], (u - offset) / scale, rtol=1e-5, atol=1e-6)
+
+
+def test_balanced_upsampling_answers_a_constant_with_a_constant():
+    """The frame-rate lines come from transposed convolutions whose phases sum differently; balanced ones
+    map a constant latent to a constant output (DAC's own: a pattern repeating every frame)."""
+    import torch
+    torch.manual_seed(0)
+    for upsampling, flat in (("dac", False), ("balanced", True)):
+        dac = build_dac(ModelConfig(upsampling=upsampling))
+        with torch.no_grad():
+            for p in dac.decoder.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+            y = dac.decoder(torch.ones(1, dac.latent_dim, 64))[0, 0, 1024:-1024]
+        assert (float(y.std()) < 1e-6) == flat, (upsampling, float(y.std()))
+
+
+def test_spectral_losses_see_a_narrow_line():
+    """The multi-resolution STFT loss is zero for the same signal and grows with an invented 44 Hz line;
+    the line-length loss is the relative error of the summed |differences|."""
+    import torch
+    from eegz.losses import MultiResolutionSTFTLoss, line_length_loss
+    torch.manual_seed(0)
+    x = torch.cumsum(torch.randn(4, 1, 1024), -1)
+    x = 0.05 * (x - x.mean(-1, keepdim=True)) / x.std(-1, keepdim=True)
+    line = torch.sin(2 * np.pi * 44 * torch.arange(1024) / 256.0)
+    stft = MultiResolutionSTFTLoss()
+    losses = [float(stft(x + a * line, x)) for a in (0.0, 0.0005, 0.002)]
+    assert losses[0] == 0.0 and 0.01 < losses[1] < losses[2]  # measured 0.0, 0.017, 0.061
+    assert float(line_length_loss(x, x)) == 0.0 and float(line_length_loss(0.5 * x, x)) == pytest.approx(0.5, abs=1e-6)
