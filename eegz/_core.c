@@ -364,46 +364,94 @@ static int64_t context_start(const int64_t *e, Py_ssize_t n) {
 }
 
 /* One residual decoder's state: several of them step in turn, so that their dependency chains (context
-   -> table -> state -> value -> context) overlap in the processor. */
+   -> table -> state -> value -> context) overlap in the processor. The words are copied into a buffer with
+   DEC_PAD zero words after them, so that a step refills without a bounds check: a step reads at most 7
+   words and the position is checked once a step. Each class table entry packs symbol, start and frequency
+   (one load instead of three). */
+#define DEC_PAD 16
+static uint32_t PACKED[N_FAMILIES][N_CLASSES][1 << RESIDUAL_PROB_BITS]; /* sym | start << 6 | freq << 18 */
+
+static void build_packed(void) {
+    for (int f = 0; f < N_FAMILIES; f++)
+        for (int c = 0; c < N_CLASSES; c++) {
+            const ClassTable *t = &TABLES[f][c];
+            for (int slot = 0; slot < (1 << RESIDUAL_PROB_BITS); slot++) {
+                uint32_t sym = t->lookup[slot], start = t->start[sym], freq = (uint32_t)(t->start[sym + 1] - start);
+                PACKED[f][c][slot] = sym | (start << 6) | (freq << 18);
+            }
+        }
+}
+
 typedef struct {
-    RansIn r;
+    const uint16_t *w;
+    size_t pos, nw;
+    uint32_t x;
+    const uint32_t (*packed)[1 << RESIDUAL_PROB_BITS];
     const ClassTable *tables;
     int64_t s, *out;
     Py_ssize_t n, t;
     int bad;
 } Dec;
 
+static inline __attribute__((always_inline)) void dec_refill(Dec *d, uint32_t x) {
+    uint32_t need = x < RANS_L;
+    d->x = need ? ((x << 16) | d->w[d->pos]) : x;
+    d->pos += need;
+}
+
+static inline __attribute__((always_inline)) uint32_t dec_uniform(Dec *d, int bits) {
+    uint32_t v = d->x & ((1u << bits) - 1);
+    dec_refill(d, d->x >> bits);
+    return v;
+}
+
 static inline __attribute__((always_inline)) void dec_step(Dec *d) {
-    const ClassTable *tb = &d->tables[class_of(d->s)];
-    uint32_t slot = d->r.x & ((1u << RESIDUAL_PROB_BITS) - 1);
-    uint32_t sym = tb->lookup[slot];
-    uint32_t start = tb->start[sym];
-    in_refill(&d->r, (uint32_t)(tb->start[sym + 1] - start) * (d->r.x >> RESIDUAL_PROB_BITS) + slot - start);
+    int c = class_of(d->s);
+    uint32_t slot = d->x & ((1u << RESIDUAL_PROB_BITS) - 1);
+    uint32_t e = d->packed[c][slot];
+    uint32_t sym = e & 63, start = (e >> 6) & 4095, freq = e >> 18;
+    dec_refill(d, freq * (d->x >> RESIDUAL_PROB_BITS) + slot - start);
+    const ClassTable *tb = &d->tables[c];
     uint64_t h = sym;
     int shift = tb->shift;
     if (__builtin_expect(sym == (uint32_t)(tb->size - 1), 0)) {
-        uint32_t len = in_uniform(&d->r, 7);
+        uint32_t len = dec_uniform(d, 7);
         if (len > 41) { d->bad = 1; d->t = d->n; return; }
-        h += in_bits(&d->r, (int)len);
+        uint64_t v = 0;
+        for (int i = 0; i * 16 < (int)len; i++) v |= (uint64_t)dec_uniform(d, (int)len - 16 * i < 16 ? (int)len - 16 * i : 16) << (16 * i);
+        h += v;
         if (h > ((uint64_t)1 << 42) >> shift) { d->bad = 1; d->t = d->n; return; }
     }
-    uint64_t low = shift <= 16 ? in_uniform(&d->r, shift) : in_bits(&d->r, shift);
-    int64_t e = unzigzag((h << shift) | low);
-    d->out[d->t++] = e;
-    d->s = context_update(d->s, e);
+    uint64_t low;
+    if (shift <= 16) low = dec_uniform(d, shift);
+    else { low = dec_uniform(d, 16); low |= (uint64_t)dec_uniform(d, shift - 16) << 16; }
+    int64_t v = unzigzag((h << shift) | low);
+    d->out[d->t++] = v;
+    d->s = context_update(d->s, v);
+    if (__builtin_expect(d->pos > d->nw, 0)) { d->bad = 1; d->t = d->n; } /* ran past the words */
 }
 
-static void dec_start(Dec *d, const unsigned char *words, size_t bytes, int family, int64_t s0, Py_ssize_t n, int64_t *out) {
-    in_init(&d->r, words, bytes);
+/* words: the stream's u16 words copied into `buf` (nw + DEC_PAD entries). */
+static void dec_start(Dec *d, const unsigned char *words, size_t bytes, int family, int64_t s0, Py_ssize_t n,
+                      int64_t *out, uint16_t *buf) {
+    size_t nw = bytes / 2;
+    for (size_t i = 0; i < nw; i++) buf[i] = (uint16_t)(words[2 * i] | (words[2 * i + 1] << 8));
+    memset(buf + nw, 0, DEC_PAD * sizeof(uint16_t));
+    d->w = buf;
+    d->nw = nw;
+    d->bad = (bytes % 2) != 0 || nw < 2;
+    d->x = d->bad ? RANS_L : ((uint32_t)buf[0] | ((uint32_t)buf[1] << 16));
+    if (d->x < RANS_L) d->bad = 1;
+    d->pos = 2;
+    d->packed = PACKED[family];
     d->tables = TABLES[family];
     d->s = s0;
     d->out = out;
-    d->n = n;
+    d->n = d->bad ? 0 : n;
     d->t = 0;
-    d->bad = d->r.bad;
 }
 
-static int dec_finish(const Dec *d) { return !d->bad && in_complete(&d->r); }
+static int dec_finish(const Dec *d) { return !d->bad && d->x == RANS_L && d->pos == d->nw; }
 
 /* ------------------------------------------------------------------ prediction kernels (spec 5.4) */
 
@@ -1158,6 +1206,11 @@ static PyObject *exact_decode_group(PyObject *self, PyObject *args) {
         if (predicted[i]) { qs[i] = pos; rs[i] = pos + lengths[i]; pos += 2 * lengths[i]; }
     int64_t *y = pos, *sp = pos + longest;
     double *yd = (double *)(pos + 2 * longest);
+    size_t most_words = 0;
+    for (Py_ssize_t s = 0; s < count; s++) if (predicted[s] && parsed[s].words_len / 2 > most_words) most_words = parsed[s].words_len / 2;
+    uint16_t *wa = (uint16_t *)scratch(SCRATCH_GRAM, (most_words + DEC_PAD) * 2 * sizeof(uint16_t) + 16);
+    uint16_t *wb = wa ? wa + most_words + DEC_PAD : NULL;
+    if (!wa) status = -3;
     /* residuals: two streams in turn */
     Py_ssize_t i = 0;
     while (status == 0 && i < count) {
@@ -1167,9 +1220,9 @@ static PyObject *exact_decode_group(PyObject *self, PyObject *args) {
         if (i >= count) break;
         Dec a, b;
         const Parsed *pa = &parsed[i], *pb = &parsed[j < count ? j : i];
-        dec_start(&a, pa->words, pa->words_len, pa->family, pa->s0, pa->n, qs[i]);
+        dec_start(&a, pa->words, pa->words_len, pa->family, pa->s0, pa->n, qs[i], wa);
         if (j < count) {
-            dec_start(&b, pb->words, pb->words_len, pb->family, pb->s0, pb->n, qs[j]);
+            dec_start(&b, pb->words, pb->words_len, pb->family, pb->s0, pb->n, qs[j], wb);
             while (a.t < a.n && b.t < b.n) { dec_step(&a); dec_step(&b); }
             while (b.t < b.n) dec_step(&b);
             if (!dec_finish(&b)) status = -1;
@@ -1525,6 +1578,7 @@ static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_core", "eegz's comp
 PyMODINIT_FUNC PyInit__core(void) {
     if (pthread_key_create(&SCRATCH_KEY, scratch_free)) return PyErr_NoMemory();
     build_tables();
+    build_packed();
     PyObject *m = PyModule_Create(&MODULE);
     if (!m) return NULL;
     PyModule_AddIntConstant(m, "N_FAMILIES", N_FAMILIES);

@@ -16,7 +16,6 @@ from .channels import NEURAL
 from .container import FORMAT_VERSION, AtomicFile, Container, stream_sizes
 from .decode import decode_blocks, decode_records, edf_header_of
 from .edf import EdfReader, records_to_bytes, split_records, with_record_count
-from .encode import EncodeOptions, encode
 from .errors import EegzError, FormatError, VerifyError
 
 __all__ = ["compress", "decompress", "read_signals", "info", "verify"]
@@ -48,6 +47,7 @@ def compress(in_path, out_path=None, mode: str = "lossy", codebooks: int = 6, de
              with_tokens: bool = False, exact_labels: tuple[str, ...] = (), force: bool = False,
              quiet: bool = True, workers: int = 0) -> dict:
     """Compress an EDF/BDF file into a .eegz container; returns the summary that `info` gives."""
+    from .encode import EncodeOptions, encode
     options = EncodeOptions(mode=mode, codebooks=codebooks, max_error_uv=max_error_uv, max_error_lsb=max_error_lsb,
                             with_tokens=with_tokens, exact_labels=tuple(exact_labels), model=model, device=device,
                             workers=workers)
@@ -94,13 +94,16 @@ def decompress(in_path, out_path=None, start: float | None = None, end: float | 
         header_raw = container.edf_header if full else with_record_count(container.edf_header, stop - first)
         digest = hashlib.sha256(header_raw)
         size = len(header_raw)
+        def records(entry, values) -> bytes:
+            """The block's data records within [first, stop), as EDF bytes (run on the decode pool)."""
+            lo, hi = max(first, entry.first_record), min(stop, entry.first_record + entry.record_count)
+            cut = [values[i][(lo - entry.first_record) * s.samples_per_record:(hi - entry.first_record) * s.samples_per_record]
+                   for i, s in enumerate(header.signals)]
+            return records_to_bytes(header, cut, hi - lo)
+
         with AtomicFile(out_path, force, inputs=(in_path,)) as out:
             out.write(header_raw)
-            for entry, values in decode_blocks(container, first, stop, device, model, workers, quiet):
-                lo, hi = max(first, entry.first_record), min(stop, entry.first_record + entry.record_count)
-                cut = [values[i][(lo - entry.first_record) * s.samples_per_record:(hi - entry.first_record) * s.samples_per_record]
-                       for i, s in enumerate(header.signals)]
-                body = records_to_bytes(header, cut, hi - lo)
+            for _, body in decode_blocks(container, first, stop, device, model, workers, quiet, finish=records):
                 digest.update(body)
                 out.write(body)
                 size += len(body)

@@ -167,6 +167,16 @@ def eval(reference, candidate, model, device, as_json):
                f"max |err| {o['max_abs_error_uv']:.2f} µV  mel {o['mel_loss']:.3f}  line length {o['line_length_error']:.3f}"
                + (f"  ratio {result['compression_ratio']:.2f}" if result.get("compression_ratio") else ""))
     click.echo("band power error  " + "  ".join(f"{b} {v:.3f}" for b, v in o["band_power_error"].items()))
+    click.echo("0.5-s windows: band power error median / 90th percentile  " + "  ".join(
+        f"{b} {v['median']:.2f}/{v['p90']:.2f}" for b, v in o["window_band_error"].items()))
+    if o.get("transients"):
+        t = o["transients"]
+        click.echo(f"largest peak a window: amplitude error {t['amplitude_error']['median']:.2f} (90 %: "
+                   f"{t['amplitude_error']['p90']:.2f}), timing {t['timing_ms']['median']:.1f} ms (90 %: "
+                   f"{t['timing_ms']['p90']:.1f} ms)")
+    line = o["spectral_line"]
+    click.echo(f"strongest invented spectral line {line['ratio']:.2f}x at {line['hz']:.2f} Hz (1.0: none; "
+               f"white quantization noise gives 1.1-1.3)")
     for c in result["channels"]:
         click.echo(f"  {c['label']:<18} PRDN {c['prdn']:7.2f}%  SNR {c['snr_db']:6.2f} dB  r {c['correlation']:.4f}")
 
@@ -194,6 +204,8 @@ def eval(reference, candidate, model, device, as_json):
               help="weight of the multi-resolution STFT magnitude loss")
 @click.option("--line-length-weight", type=float, default=0.0, show_default=True,
               help="weight of the relative line-length loss")
+@click.option("--excess-weight", type=float, default=0.0, show_default=True,
+              help="weight of the spectral-excess loss (power the decoder invents, such as spectral lines)")
 @click.option("--upsampling", type=click.Choice(["dac", "balanced"]), default="balanced", show_default=True,
               help="decoder upsampling: DAC's transposed convolutions, or balanced ones that add no frame-rate lines")
 @click.option("--window-seconds", type=float, default=4.0, show_default=True)
@@ -201,14 +213,14 @@ def eval(reference, candidate, model, device, as_json):
 @click.option("--threads", type=int, default=0, help="torch CPU threads (0: default)")
 @click.option("-q", "--quiet", is_flag=True)
 def train(inputs, out_dir, steps, batch_size, lr, lr_final, init, resume, from_model, val_subjects, adversarial_steps,
-          variant, channels, freeze_decoder, stft_weight, line_length_weight, upsampling, window_seconds, seed, threads,
-          quiet):
+          variant, channels, freeze_decoder, stft_weight, line_length_weight, excess_weight, upsampling, window_seconds,
+          seed, threads, quiet):
     """Train or fine-tune the EEG codec on EDF files, Bonn segments, folders or globs."""
     from .neural import ModelConfig
     from .neural import resolve_model_path
     from .train import TrainSettings, train as run, train_multichannel
     settings = TrainSettings(steps=steps, batch_size=batch_size, lr=lr, lr_final=lr_final, adversarial_steps=adversarial_steps,
-                             stft_weight=stft_weight, line_length_weight=line_length_weight,
+                             stft_weight=stft_weight, line_length_weight=line_length_weight, excess_weight=excess_weight,
                              window_seconds=window_seconds, seed=seed, threads=threads)
     log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
     if variant == "mc":

@@ -151,8 +151,12 @@ def load_codec(meta: dict, model: str | None, device: str, quiet: bool = True):
 
 
 def decode_blocks(container: Container, first: int, stop: int, device: str = "auto", model: str | None = None,
-                  workers: int = 0, quiet: bool = True) -> Iterator[tuple[BlockEntry, dict[int, np.ndarray]]]:
-    """(entry, {signal: digital samples}) of every block that holds a record in [first, stop), in order."""
+                  workers: int = 0, quiet: bool = True, finish=None) -> Iterator[tuple[BlockEntry, object]]:
+    """(entry, {signal: digital samples}) of every block that holds a record in [first, stop), in order.
+
+    finish(entry, samples), when given, turns a block's samples into what is yielded instead (such as its
+    EDF record bytes); it runs on the pool for blocks without neural streams."""
+    finish = finish or (lambda entry, values: values)
     meta = container.meta
     header = edf_header_of(container)
     targets = container.blocks_for_records(first, stop)
@@ -182,29 +186,31 @@ def decode_blocks(container: Container, first: int, stop: int, device: str = "au
         e = block.entry
         return {i: tokens.unpack(s.data, e.first_record, e.record_count) for i, s in block.tokens.items()}
 
-    limit = 2 * (workers or os.cpu_count() or 1)
+    limit = 4 * (workers or os.cpu_count() or 1)
     with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool, Progress(len(targets), "decompress", quiet) as bar:
         queue: deque = deque()
         for k in targets:
             block = read(k)
             if block.tokens and tokens is None:
                 raise FormatError(f"{container.name}: block {k} holds neural streams in a file without a codec")
-            queue.append((block, pool.submit(exact, block)))
+            job = (lambda b: finish(b.entry, exact(b))) if not block.tokens else exact
+            queue.append((block, pool.submit(job, block)))
             if tokens is not None:
                 unpacked[k] = unpack_all(block)
             while len(queue) > limit or (queue and tokens is None and queue[0][1].done()):
-                yield _finish(queue.popleft(), tokens, unpacked, neighbours, bar)
+                yield _complete(queue.popleft(), tokens, unpacked, neighbours, bar, finish)
         while queue:
-            yield _finish(queue.popleft(), tokens, unpacked, neighbours, bar)
+            yield _complete(queue.popleft(), tokens, unpacked, neighbours, bar, finish)
 
 
-def _finish(item, tokens, unpacked, neighbours, bar) -> tuple[BlockEntry, dict]:
+def _complete(item, tokens, unpacked, neighbours, bar, finish) -> tuple[BlockEntry, object]:
     block, future = item
     out = future.result()
     if block.tokens:
         e, k = block.entry, block.index
         out.update(tokens.decode(e.first_record, e.record_count, unpacked[k], neighbours(k - 1), neighbours(k + 1)))
         unpacked.pop(k - 1, None)  # what lies behind is no longer needed
+        out = finish(e, out)
     bar.update(1)
     return block.entry, out
 

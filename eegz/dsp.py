@@ -1,8 +1,6 @@
 """Signal helpers shared by the codec and training: units, resampling, robust scaling."""
 from __future__ import annotations
 
-from fractions import Fraction
-
 import numpy as np
 
 # Factor from a channel's physical dimension to microvolts; None for non-voltage units.
@@ -15,6 +13,7 @@ def microvolt_factor(physical_dimension: str) -> float | None:
 
 def rate_ratio(from_rate: float, to_rate: float) -> tuple[int, int]:
     """(up, down) with up/down == to_rate/from_rate, exact for the rates EDF headers produce."""
+    from fractions import Fraction  # imports decimal: kept off the start-up path of the exact modes
     ratio = Fraction(to_rate).limit_denominator(1_000_000) / Fraction(from_rate).limit_denominator(1_000_000)
     ratio = ratio.limit_denominator(4096)
     return ratio.numerator, ratio.denominator

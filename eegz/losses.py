@@ -4,7 +4,8 @@ The waveform L1 dominates (clinicians read waveforms; with a spectrum-dominated 
 only the spectrum). The spectral terms keep what L1 alone smooths away: DAC's multi-scale mel loss, a
 multi-resolution STFT magnitude loss (linear and log) whose longest window resolves 0.25 Hz, so a
 narrow line that the decoder invents costs as much as a missing rhythm, and the relative line-length
-error, which keeps the amount of fast activity and sharp transients.
+error, which keeps the amount of fast activity and sharp transients, and a one-sided spectral-excess
+term that charges power the decoder invents (narrow lines above all).
 """
 from __future__ import annotations
 
@@ -57,6 +58,18 @@ class MultiResolutionSTFTLoss(nn.Module):
             total = total + convergence + log
             used += 1
         return total / max(used, 1)
+
+
+def spectral_excess_loss(y: torch.Tensor, x: torch.Tensor, margin: float = 0.25) -> torch.Tensor:
+    """Power the reconstruction invents: the batch's mean periodogram (Hann, the whole window) of y over
+    x's, in log, counted above `margin` (the estimate's own noise with 32 windows) and averaged over
+    frequencies. A spectral line that the decoder adds is exactly such excess; a missing rhythm is not."""
+    y, x = y.reshape(-1, y.shape[-1]), x.reshape(-1, x.shape[-1])
+    window = torch.hann_window(x.shape[-1], device=x.device)
+    py = torch.fft.rfft(y * window).abs().pow(2).mean(0)
+    px = torch.fft.rfft(x * window).abs().pow(2).mean(0)
+    floor = 1e-6 * px.mean()
+    return torch.relu(torch.log(py + floor) - torch.log(px + floor) - margin).mean()
 
 
 def line_length_loss(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

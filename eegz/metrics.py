@@ -108,9 +108,68 @@ def line_length_error(x: np.ndarray, y: np.ndarray) -> float:
     return float(abs(np.abs(np.diff(y)).sum() - ll) / ll) if ll > 0 else 0.0
 
 
+WINDOW_SECONDS = 0.5  # the windows a detector reads: band errors and transients per window
+
+
+def _windows(x: np.ndarray, rate: float, seconds: float) -> np.ndarray:
+    n = max(2, int(round(seconds * rate)))
+    count = len(x) // n
+    return np.asarray(x[:count * n], np.float64).reshape(count, n)
+
+
+def window_band_errors(x: np.ndarray, y: np.ndarray, rate: float, seconds: float = WINDOW_SECONDS) -> dict:
+    """Per band, the median and the 90th percentile over windows of the relative band-power error
+    |P_y - P_x| / P_x (each window's periodogram; windows where the original has no power in the band are
+    left out)."""
+    wx, wy = _windows(x, rate, seconds), _windows(y, rate, seconds)
+    if not len(wx):
+        return {}
+    f = np.fft.rfftfreq(wx.shape[1], 1.0 / rate)
+    px = np.abs(np.fft.rfft(wx - wx.mean(1, keepdims=True), axis=1)) ** 2
+    py = np.abs(np.fft.rfft(wy - wy.mean(1, keepdims=True), axis=1)) ** 2
+    out = {}
+    for name, (lo, hi) in BANDS.items():
+        sel = (f >= lo) & (f < min(hi, rate / 2))
+        if not sel.any():
+            continue
+        bx, by = px[:, sel].sum(1), py[:, sel].sum(1)
+        keep = bx > 0
+        if keep.any():
+            err = np.abs(by[keep] - bx[keep]) / bx[keep]
+            out[name] = {"median": float(np.median(err)), "p90": float(np.percentile(err, 90))}
+    return out
+
+
+def transient_errors(x: np.ndarray, y: np.ndarray, rate: float, seconds: float = WINDOW_SECONDS) -> dict:
+    """The largest peak of each window (|x - window mean|): the reconstruction's relative amplitude error
+    at that instant, and how far its own largest peak lies from it (ms); medians and 90th percentiles."""
+    wx, wy = _windows(x, rate, seconds), _windows(y, rate, seconds)
+    if not len(wx):
+        return {}
+    cx, cy = wx - wx.mean(1, keepdims=True), wy - wy.mean(1, keepdims=True)
+    at = np.abs(cx).argmax(1)
+    rows = np.arange(len(cx))
+    peak = np.abs(cx[rows, at])
+    keep = peak > 0
+    amplitude = np.abs(cy[rows, at] - cx[rows, at])[keep] / peak[keep]
+    timing = np.abs(np.abs(cy).argmax(1) - at)[keep] * 1000.0 / rate
+    if not keep.any():
+        return {}
+    return {"amplitude_error": {"median": float(np.median(amplitude)), "p90": float(np.percentile(amplitude, 90))},
+            "timing_ms": {"median": float(np.median(timing)), "p90": float(np.percentile(timing, 90))}}
+
+
+def line_ratio(x: np.ndarray, y: np.ndarray, rate: float) -> dict:
+    """The strongest spectral line the reconstruction invents (line_ratio_psd) of one channel."""
+    ratio, freq = line_ratio_psd(welch_psd(x, rate), welch_psd(y, rate), rate)
+    return {"ratio": ratio, "hz": freq}
+
+
 def channel_metrics(x: np.ndarray, y: np.ndarray, rate: float, uv_factor: float = 1.0) -> dict:
     return {"prd": prd(x, y), "prdn": prdn(x, y), "snr_db": snr_db(x, y), "correlation": correlation(x, y),
             "band_power_error": band_power_errors(x, y, rate), "line_length_error": line_length_error(x, y),
+            "window_band_error": window_band_errors(x, y, rate), "transients": transient_errors(x, y, rate),
+            "spectral_line": line_ratio(x, y, rate),
             "max_abs_error_uv": float(np.max(np.abs(x - y)) * uv_factor) if len(x) else 0.0}
 
 
@@ -150,7 +209,15 @@ def evaluate_arrays(channels: list[tuple[str, float, float, np.ndarray, np.ndarr
                "max_abs_error_uv": float(max(c["max_abs_error_uv"] for c in per)),
                **({"mel_loss": float(np.mean([c["mel_loss"] for c in per]))} if with_mel else {}),
                "band_power_error": {b: float(np.mean([c["band_power_error"].get(b, 0.0) for c in per]))
-                                    for b in BANDS}}
+                                    for b in BANDS},
+               "window_band_error": {b: {q: float(np.median([c["window_band_error"][b][q] for c in per
+                                                             if b in c["window_band_error"]]))
+                                         for q in ("median", "p90")}
+                                     for b in BANDS if any(b in c["window_band_error"] for c in per)},
+               "transients": {k: {q: float(np.median([c["transients"][k][q] for c in per if c["transients"]]))
+                                  for q in ("median", "p90")}
+                              for k in ("amplitude_error", "timing_ms") if any(c["transients"] for c in per)},
+               "spectral_line": max((c["spectral_line"] for c in per), key=lambda v: v["ratio"])}
     return {"channels": per, "overall": overall}
 
 

@@ -54,6 +54,7 @@ class TrainSettings:
     mel_weight: float = 1.0
     stft_weight: float = 0.0  # multi-resolution STFT magnitude loss (losses.py)
     line_length_weight: float = 0.0
+    excess_weight: float = 0.0  # spectral-excess loss: power the decoder invents (losses.py)
     commitment_weight: float = 0.25
     codebook_weight: float = 1.0
     quantizer_dropout: float = 0.5
@@ -306,7 +307,7 @@ class Losses:
         self.stft = MultiResolutionSTFTLoss() if settings.stft_weight else None
 
     def __call__(self, y, x, wave=None) -> tuple:
-        from .losses import line_length_loss, mel_loss
+        from .losses import line_length_loss, mel_loss, spectral_excess_loss
         s = self.settings
         wave = wave if wave is not None else (y - x).abs().mean()
         mel = mel_loss(y, x, self.rate, self.mel)
@@ -320,6 +321,10 @@ class Losses:
             ll = line_length_loss(y, x)
             total = total + s.line_length_weight * ll
             parts["line_length"] = float(ll)
+        if s.excess_weight:
+            excess = spectral_excess_loss(y, x)
+            total = total + s.excess_weight * excess
+            parts["excess"] = float(excess)
         return total, parts
 
 
