@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # the benchmarks package; eegz is the installed one
 
 from eegz import api  # noqa: E402
 from eegz.channels import NEURAL, channel_roles  # noqa: E402

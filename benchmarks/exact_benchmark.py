@@ -29,7 +29,7 @@ import numpy as np
 import zstandard
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # the benchmarks package; eegz is the installed one
 
 from eegz import _core, api  # noqa: E402
 from eegz.edf import EdfError, digital_to_bytes, read_edf  # noqa: E402

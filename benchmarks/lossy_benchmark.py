@@ -18,7 +18,7 @@ from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # the benchmarks package; eegz is the installed one
 
 from eegz import api  # noqa: E402
 from eegz.metrics import evaluate_files  # noqa: E402
@@ -59,7 +59,7 @@ def main() -> None:
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    card = Path(MODEL).with_suffix(".json") if MODEL else ROOT / "eegz" / "models" / f"{DEFAULT_MODEL}.json"
+    card = Path(MODEL).with_suffix(".json") if MODEL else ROOT / "src" / "eegz" / "models" / f"{DEFAULT_MODEL}.json"
     model = json.loads(card.read_text())
     meta = {"date": str(date.today()), "machine": platform.platform(), "cores": os.cpu_count(),
             "model": model["name"], "model_steps": model["training"]["steps"], "rows": rows}

@@ -124,7 +124,7 @@ def main() -> None:
                 c.append("    {" + ",".join(map(str, fr)) + "},")
         c.append("  },")
     c.append("};")
-    (ROOT / "eegz" / "_tables.h").write_text("\n".join(c) + "\n")
+    (ROOT / "src" / "eegz" / "_tables.h").write_text("\n".join(c) + "\n")
     print(f"{len(rows)} tables, sha256 {digest}")
 
 

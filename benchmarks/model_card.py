@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # the benchmarks package; eegz is the installed one
 
 from eegz.neural import DEFAULT_MODEL, ModelConfig  # noqa: E402
 
@@ -20,7 +20,7 @@ TAG = os.environ.get("EEGZ_BENCH_TAG", "lossy")
 
 
 def main() -> None:
-    card = json.loads((ROOT / "eegz" / "models" / f"{NAME}.json").read_text())
+    card = json.loads((ROOT / "src" / "eegz" / "models" / f"{NAME}.json").read_text())
     tr = card["training"]
     st = tr["settings"]
     last = tr["history"][-1] if tr["history"] else {}
@@ -91,7 +91,7 @@ def main() -> None:
                   "subjects) but smooths beta and gamma activity; at equal bitrate it beats DCT coding at 3 and 6 "
                   "codebooks and ties it at 9 (see the table above). Not for clinical reading; use the lossless or "
                   "near-lossless modes for that."]
-    (ROOT / "eegz" / "models" / f"{NAME}.md").write_text("\n".join(lines) + "\n")
+    (ROOT / "src" / "eegz" / "models" / f"{NAME}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # the benchmarks package; eegz is the installed one
 
 from eegz.neural import ModelConfig, build_dac, load_state_into  # noqa: E402
 from eegz.train import load_recordings, reconstruction_metrics, split_subjects, validation_sets  # noqa: E402
