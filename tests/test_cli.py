@@ -147,3 +147,74 @@ def test_gdf_is_refused_clearly(tmp_path):
     gdf = next((SHARED / "edge" / "mne-testing-data" / "GDF").glob("*.gdf"))
     _one_line_error(run_cli("compress", gdf, "-o", tmp_path / "g.eegz", "--mode", "lossless"), EXIT_BAD_INPUT,
                     "not an EDF/BDF file")
+
+
+@pytest.mark.parametrize("cmd", [["decompress"], ["info"], ["verify", "--against", EXAMPLE]])
+def test_missing_eegz_input_is_bad_input(tmp_path, cmd):
+    """A missing file is a usage error (2), not a damaged file (3)."""
+    args = [cmd[0], tmp_path / "none.eegz", *cmd[1:]]
+    _one_line_error(run_cli(*args), EXIT_BAD_INPUT, "cannot read")
+
+
+def test_output_folder_is_checked_before_any_work(tmp_path):
+    _one_line_error(run_cli("compress", EXAMPLE, "-o", tmp_path / "nowhere" / "x.eegz", "--mode", "lossless"),
+                    EXIT_BAD_INPUT, "does not exist")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        import os
+        if os.access(locked, os.W_OK):  # root ignores the mode bits: nothing to check then
+            pytest.skip("running as a user that can write anywhere")
+        _one_line_error(run_cli("compress", EXAMPLE, "-o", locked / "x.eegz", "--mode", "lossless"),
+                        EXIT_BAD_INPUT, "not writable")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_output_is_never_the_input_even_with_force(tmp_path):
+    src = tmp_path / "s.edf"
+    shutil.copy(EXAMPLE, src)
+    _one_line_error(run_cli("compress", src, "-o", src, "--mode", "lossless", "--force"), EXIT_BAD_INPUT,
+                    "over the input")
+    assert src.read_bytes() == EXAMPLE.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.edf"]
+
+
+def test_outputs_get_the_permissions_the_umask_gives(tmp_path):
+    import os
+    import stat
+    import subprocess
+    import sys
+    out = tmp_path / "x.eegz"
+    code = (f"import os; os.umask(0o022); from eegz import api; "
+            f"api.compress({str(EXAMPLE)!r}, {str(out)!r}, mode='lossless')")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o644
+
+
+def test_sigterm_during_compress_leaves_nothing_behind(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    big = tmp_path / "big.edf"
+    from .test_streaming import tiled_edf
+    tiled_edf(big, 40)
+    proc = subprocess.Popen([sys.executable, "-m", "eegz.cli", "compress", big, "-o", tmp_path / "x.eegz",
+                             "--mode", "lossless", "-q"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not list(tmp_path.glob(".x.eegz.*.eegz-partial")):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 128 + signal.SIGTERM
+    assert "terminated" in proc.stderr.read()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.edf"]
+
+
+def test_a_reader_that_stops_early_ends_eegz_quietly(tmp_path, lossless_file):
+    import subprocess
+    import sys
+    proc = subprocess.run(f"{sys.executable} -m eegz.cli info {lossless_file} | head -1", shell=True,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr and proc.stdout.startswith("file")

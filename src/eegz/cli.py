@@ -34,6 +34,8 @@ def _terminated(signum, frame):
 
 def _run(action):
     signal.signal(signal.SIGTERM, _terminated)
+    # a reader that stops early (`eegz eval ... | head`) ends eegz quietly, as it ends any Unix tool (141)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     from . import _core
     _core.tune_malloc()
     try:

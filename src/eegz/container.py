@@ -189,8 +189,11 @@ class Container:
         self.name = self.path.name
         try:
             self.f = open(self.path, "rb")
-        except OSError as e:
-            raise FormatError(f"cannot read {path}: {e.strerror}") from None
+        except OSError as e:  # a missing or unreadable file is bad input (2), not a damaged one (3)
+            raise EegzError(f"cannot read {path}: {e.strerror}") from None
+        if not self.path.is_file():
+            self.f.close()
+            raise EegzError(f"cannot read {path}: not a regular file")
         try:
             self.size = os.fstat(self.f.fileno()).st_size
             self._open()
