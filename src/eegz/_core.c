@@ -548,54 +548,69 @@ static int predict_loop(const int64_t *z, Py_ssize_t n, const Predictor *frames,
     return 1;
 }
 
-/* Decoder: y = z' and r' from q; 0 when a value leaves [zlo, zhi] or the residual range.
+/* One stream's synthesis state (decoder): given r' (the whole residual, references included), each step
+   computes y_t = pred_t + r'_t. Streams are independent at this point, so the group decoder steps two in
+   turn and their recursions' latencies overlap.
 
-   The recursion runs in double precision, which is exact here: |a_k| < 2^20 and |y| < 2^27 (the caller's
-   range), so every product is below 2^47 and every sum of 32 below 2^52, all integers a double holds
-   exactly; the result is then floored in integers as the spec says. Doubles let the older terms go two at
-   a time (SSE2, NEON) and keep the newest sample's term, the recursion's critical path, last.
-   yd: n doubles of scratch. */
-static int synth_loop(const int64_t *q, Py_ssize_t n, const Predictor *frames, int nframes, const int64_t *sp,
-                      int64_t k, int64_t zlo, int64_t zhi, int64_t *y, int64_t *r, double *yd) {
-    int64_t step = 2 * k + 1, qmax = VALUE_LIMIT / step;
-    int exact_in_double = zlo > -(1LL << 27) && zhi < (1LL << 27);
-    for (int j = 0; j < nframes; j++) {
-        const Predictor *p = &frames[j];
-        double cr[MAX_ORDER + 2] = {0}; /* coefficients of the older terms, oldest first */
-        for (int i = 0; i + 1 < p->order; i++) cr[i] = (double)p->coefs[p->order - 1 - i];
-        double c0 = p->order ? (double)p->coefs[0] : 0.0;
-        int64_t round = p->shift ? ((int64_t)1 << (p->shift - 1)) : 0;
-        int older = p->order - 1;
-        for (Py_ssize_t t = frame_start(n, nframes, j), end = frame_start(n, nframes, j + 1); t < end; t++) {
-            int64_t qt = q[t], s = sp ? sp[t] : 0;
-            if (qt > qmax || qt < -qmax || s > VALUE_LIMIT || s < -VALUE_LIMIT) return 0;
-            int64_t rt = s + qt * step, pred;
-            if (t < p->order || !exact_in_double || p->order == 0) {
-                pred = predict_at(p, y, t);
-            } else {
-                const double *h = yd + t - p->order; /* y[t - order] .. y[t - 2] */
-                v2d a0 = {0, 0}, a1 = {0, 0};
-                int i = 0;
-                for (; i + 4 <= older; i += 4) {
-                    v2d h0, h1, c0v, c1v;
-                    memcpy(&h0, h + i, 16); memcpy(&h1, h + i + 2, 16);
-                    memcpy(&c0v, cr + i, 16); memcpy(&c1v, cr + i + 2, 16);
-                    a0 += h0 * c0v;
-                    a1 += h1 * c1v;
-                }
-                double acc = (a0[0] + a1[0]) + (a0[1] + a1[1]);
-                for (; i < older; i++) acc += cr[i] * h[i];
-                acc += c0 * yd[t - 1];
-                pred = ((int64_t)acc + round) >> p->shift;
-            }
-            int64_t yt = pred + rt;
-            if (rt > VALUE_LIMIT || rt < -VALUE_LIMIT || yt < zlo || yt > zhi) return 0;
-            r[t] = rt;
-            y[t] = yt;
-            yd[t] = (double)yt;
+   The recursion runs in double precision, which is exact here: |a_k| < 2^20 and |y| < 2^27 (checked from the
+   stream's range), so every product is below 2^47 and every sum of 32 below 2^52, all integers a double
+   holds exactly; the result is then floored in integers as the spec says. Doubles let the older terms go two
+   at a time (SSE2, NEON) and keep the newest sample's term, the recursion's critical path, last. */
+typedef struct {
+    const Predictor *frames, *p;
+    int nframes, j, older, exact_in_double, bad;
+    Py_ssize_t n, t, next;
+    const int64_t *r;
+    int64_t *y, zlo, zhi, round;
+    double *yd, c0, cr[MAX_ORDER + 2];
+} Syn;
+
+static void syn_frame(Syn *s) {
+    s->p = &s->frames[s->j];
+    memset(s->cr, 0, sizeof(s->cr));
+    for (int i = 0; i + 1 < s->p->order; i++) s->cr[i] = (double)s->p->coefs[s->p->order - 1 - i];
+    s->c0 = s->p->order ? (double)s->p->coefs[0] : 0.0;
+    s->round = s->p->shift ? ((int64_t)1 << (s->p->shift - 1)) : 0;
+    s->older = s->p->order - 1;
+    s->next = frame_start(s->n, s->nframes, s->j + 1);
+}
+
+static void syn_start(Syn *s, const Predictor *frames, int nframes, Py_ssize_t n, const int64_t *r, int64_t zlo,
+                      int64_t zhi, int64_t *y, double *yd) {
+    s->frames = frames; s->nframes = nframes; s->n = n; s->r = r; s->zlo = zlo; s->zhi = zhi; s->y = y; s->yd = yd;
+    s->exact_in_double = zlo > -(1LL << 27) && zhi < (1LL << 27);
+    s->j = 0; s->t = 0; s->bad = 0;
+    syn_frame(s);
+}
+
+static inline __attribute__((always_inline)) void syn_step(Syn *s) {
+    Py_ssize_t t = s->t;
+    while (t == s->next && s->j + 1 < s->nframes) { s->j++; syn_frame(s); }
+    const Predictor *p = s->p;
+    int64_t pred;
+    if (t < p->order || !s->exact_in_double || p->order == 0) {
+        pred = predict_at(p, s->y, t);
+    } else {
+        const double *h = s->yd + t - p->order;
+        v2d a0 = {0, 0}, a1 = {0, 0};
+        int i = 0;
+        for (; i + 4 <= s->older; i += 4) {
+            v2d h0, h1, c0v, c1v;
+            memcpy(&h0, h + i, 16); memcpy(&h1, h + i + 2, 16);
+            memcpy(&c0v, s->cr + i, 16); memcpy(&c1v, s->cr + i + 2, 16);
+            a0 += h0 * c0v;
+            a1 += h1 * c1v;
         }
+        double acc = (a0[0] + a1[0]) + (a0[1] + a1[1]);
+        for (; i < s->older; i++) acc += s->cr[i] * h[i];
+        acc += s->c0 * s->yd[t - 1];
+        pred = ((int64_t)acc + s->round) >> p->shift;
     }
-    return 1;
+    int64_t yt = pred + s->r[t];
+    if (yt < s->zlo || yt > s->zhi) { s->bad = 1; s->t = s->n; return; }
+    s->y[t] = yt;
+    s->yd[t] = (double)yt;
+    s->t = t + 1;
 }
 
 /* ------------------------------------------------------------------ encoder analysis (floating point) */
@@ -1233,7 +1248,7 @@ static PyObject *exact_decode_group(PyObject *self, PyObject *args) {
     if (!result) goto done;
     Py_ssize_t longest = 1;
     for (Py_ssize_t i = 0; i < count; i++) if (lengths[i] > longest) longest = lengths[i];
-    int64_t *work = (int64_t *)scratch(SCRATCH_WORK, (size_t)(2 * total + 4 * longest + 1) * 8);
+    int64_t *work = (int64_t *)scratch(SCRATCH_WORK, (size_t)(2 * total + 5 * longest + 1) * 8);
     if (!work) { Py_CLEAR(result); PyErr_NoMemory(); goto done; }
     int status = 0;
     Py_BEGIN_ALLOW_THREADS
@@ -1269,26 +1284,49 @@ static PyObject *exact_decode_group(PyObject *self, PyObject *args) {
         if (!dec_finish(&a)) status = -1;
         i = j + 1;
     }
-    /* then each stream in order: its references, the recursion, the affine step */
+    /* then, in order, each stream's references: r' = spatial + step · q (no recursion yet) */
     for (Py_ssize_t s = 0; s < count && status == 0; s++) {
         if (!predicted[s]) continue;
         const Parsed *p = &parsed[s];
-        Py_ssize_t n = p->n;
-        if (p->nrefs) {
-            for (Py_ssize_t t = 0; t < n; t++) {
-                int64_t acc = (int64_t)1 << (REF_SHIFT - 1);
-                for (int r = 0; r < p->nrefs; r++) acc += (int64_t)p->w[r] * rs[p->ref_pos[r]][t];
-                sp[t] = acc >> REF_SHIFT;
-            }
+        int64_t step = 2 * p->k + 1, qmax = VALUE_LIMIT / step;
+        for (Py_ssize_t t = 0; t < p->n; t++) {
+            int64_t acc = (int64_t)1 << (REF_SHIFT - 1);
+            for (int r = 0; r < p->nrefs; r++) acc += (int64_t)p->w[r] * rs[p->ref_pos[r]][t];
+            int64_t sp_t = p->nrefs ? acc >> REF_SHIFT : 0, q = qs[s][t];
+            if (q > qmax || q < -qmax || sp_t > VALUE_LIMIT || sp_t < -VALUE_LIMIT) { status = -2; break; }
+            int64_t r = sp_t + q * step;
+            if (r > VALUE_LIMIT || r < -VALUE_LIMIT) { status = -2; break; }
+            rs[s][t] = r;
         }
-        int64_t lo64 = lo, hi64 = hi, g = p->g, m = p->m, k = p->k;
-        int64_t zlo = -((m - lo64) / g + ((m - lo64) % g < 0)) - k; /* ceil((lo - m) / g) - k */
-        int64_t zhi = (hi64 - m) / g - ((hi64 - m) % g < 0) + k;
-        if (!synth_loop(qs[s], n, p->frames, p->nframes, p->nrefs ? sp : NULL, k, zlo, zhi, y, rs[s], yd)) { status = -2; break; }
-        int32_t *x = outs[s];
-        for (Py_ssize_t t = 0; t < n; t++) {
-            int64_t v = g * y[t] + m;
-            x[t] = (int32_t)(v < lo64 ? lo64 : (v > hi64 ? hi64 : v));
+    }
+    /* then the recursions, two streams in turn, and the affine step */
+    int64_t *y2 = sp;
+    double *yd2 = (double *)(pos + 3 * longest);
+    Py_ssize_t next = 0;
+    while (status == 0 && next < count) {
+        Py_ssize_t pair[2], m = 0;
+        while (next < count && m < 2) { if (predicted[next]) pair[m++] = next; next++; }
+        Syn st[2];
+        int64_t *ys[2] = {y, y2};
+        double *yds[2] = {yd, yd2};
+        for (int i = 0; i < m; i++) {
+            const Parsed *p = &parsed[pair[i]];
+            int64_t lo64 = lo, hi64 = hi, g = p->g, mm = p->m, k = p->k;
+            int64_t zlo = -((mm - lo64) / g + ((mm - lo64) % g < 0)) - k; /* ceil((lo - m) / g) - k */
+            int64_t zhi = (hi64 - mm) / g - ((hi64 - mm) % g < 0) + k;
+            syn_start(&st[i], p->frames, p->nframes, p->n, rs[pair[i]], zlo, zhi, ys[i], yds[i]);
+        }
+        if (m == 2) while (st[0].t < st[0].n && st[1].t < st[1].n) { syn_step(&st[0]); syn_step(&st[1]); }
+        for (int i = 0; i < m; i++) {
+            while (st[i].t < st[i].n) syn_step(&st[i]);
+            if (st[i].bad) { status = -2; break; }
+            const Parsed *p = &parsed[pair[i]];
+            int64_t lo64 = lo, hi64 = hi;
+            int32_t *x = outs[pair[i]];
+            for (Py_ssize_t t = 0; t < p->n; t++) {
+                int64_t v = p->g * ys[i][t] + p->m;
+                x[t] = (int32_t)(v < lo64 ? lo64 : (v > hi64 ? hi64 : v));
+            }
         }
     }
     Py_END_ALLOW_THREADS
