@@ -45,12 +45,18 @@ def _open_input(path: Path):
 def compress(in_path, out_path=None, mode: str = "lossy", codebooks: int = 6, device: str = "auto",
              model: str | None = None, max_error_uv: float | None = None, max_error_lsb: int | None = None,
              with_tokens: bool = False, exact_labels: tuple[str, ...] = (), force: bool = False,
-             quiet: bool = True, workers: int = 0) -> dict:
-    """Compress an EDF/BDF file into a .eegz container; returns the summary that `info` gives."""
+             quiet: bool = True, workers: int = 0, anonymize: bool = False, drop_annotation_text: bool = False,
+             passphrase: bytes | None = None) -> dict:
+    """Compress an EDF/BDF file into a .eegz container; returns the summary that `info` gives.
+
+    anonymize replaces the patient and recording identification (and the start date, by 01.01.85);
+    passphrase also keeps the original identification, encrypted (AES-256-GCM, scrypt key);
+    drop_annotation_text replaces every EDF+ annotation text by 'X'."""
     from .encode import EncodeOptions, encode
     options = EncodeOptions(mode=mode, codebooks=codebooks, max_error_uv=max_error_uv, max_error_lsb=max_error_lsb,
                             with_tokens=with_tokens, exact_labels=tuple(exact_labels), model=model, device=device,
-                            workers=workers)
+                            workers=workers, anonymize=anonymize, drop_annotation_text=drop_annotation_text,
+                            passphrase=passphrase)
     options.check()
     in_path = Path(in_path)
     out_path = Path(out_path) if out_path else default_output(in_path, ".eegz")
@@ -81,8 +87,10 @@ def _record_range(meta: dict, start: float | None, end: float | None) -> tuple[i
 
 def decompress(in_path, out_path=None, start: float | None = None, end: float | None = None,
                device: str = "auto", model: str | None = None, force: bool = False, quiet: bool = True,
-               workers: int = 0) -> dict:
-    """Decode a .eegz file to EDF/BDF; a time range gives the whole records that cover it."""
+               workers: int = 0, passphrase: bytes | None = None) -> dict:
+    """Decode a .eegz file to EDF/BDF; a time range gives the whole records that cover it, starting at
+    their true time. With the passphrase of an encrypted identity, the original identification comes back
+    (and a full lossless decode is then byte-identical to the original)."""
     in_path = Path(in_path)
     with Container(in_path) as container:
         meta = container.meta
@@ -91,14 +99,21 @@ def decompress(in_path, out_path=None, start: float | None = None, end: float | 
         first, stop = _record_range(meta, start, end)
         full = (first, stop) == (0, meta["edf"]["records"])
         header = edf_header_of(container)
-        header_raw = container.edf_header if full else with_record_count(container.edf_header, stop - first)
+        header_raw, expected_sha = _restored_header(container, passphrase)
+        shift = 0 if full else _whole_seconds(first * meta["edf"]["record_duration"])
+        if not full:
+            header_raw = _excerpt_header(header_raw, stop - first, shift)
         digest = hashlib.sha256(header_raw)
         size = len(header_raw)
+
         def records(entry, values) -> bytes:
             """The block's data records within [first, stop), as EDF bytes (run on the decode pool)."""
             lo, hi = max(first, entry.first_record), min(stop, entry.first_record + entry.record_count)
             cut = [values[i][(lo - entry.first_record) * s.samples_per_record:(hi - entry.first_record) * s.samples_per_record]
                    for i, s in enumerate(header.signals)]
+            if shift:
+                cut = [_shift_annotations(s, c, header.sample_width, shift) if s.is_annotation else c
+                       for s, c in zip(header.signals, cut)]
             return records_to_bytes(header, cut, hi - lo)
 
         with AtomicFile(out_path, force, inputs=(in_path,)) as out:
@@ -111,10 +126,63 @@ def decompress(in_path, out_path=None, start: float | None = None, end: float | 
                 out.write(container.trailer)
                 digest.update(container.trailer)
                 size += len(container.trailer)
-                if meta["mode"] == "lossless" and digest.hexdigest() != meta["source"]["sha256"]:
+                if meta["mode"] == "lossless" and digest.hexdigest() != expected_sha:
                     raise FormatError(f"{in_path.name}: the decoded EDF does not match the original's SHA-256")
     return {"output": str(out_path), "records": stop - first, "first_record": first, "bytes": size,
             "mode": meta["mode"]}
+
+
+def _same_header(original: bytes, stored: bytes, clear: bool) -> bool:
+    """Whether the stored header is the original's (but for its identification, when that was anonymized)."""
+    from .identity import IDENTITY
+    if clear or len(original) != len(stored):
+        return original == stored
+    return original[:IDENTITY.start] == stored[:IDENTITY.start] and original[IDENTITY.stop:] == stored[IDENTITY.stop:]
+
+
+def _restored_header(container: Container, passphrase: bytes | None) -> tuple[bytes, str]:
+    """(the EDF header to write, the SHA-256 a full lossless decode must have): the stored header, or with
+    the passphrase the original identification put back (and the original file's SHA-256)."""
+    from . import identity
+    if passphrase is None:
+        return container.edf_header, container.meta["source"]["sha256"]
+    if container.identity is None:
+        raise EegzError(f"{container.name} holds no encrypted identity: decode it without a passphrase")
+    original = identity.decrypt_identity(container.identity, passphrase, container.edf_header)
+    try:
+        fields = bytes.fromhex(original["header_fields"])
+        sha = original.get("restored_sha256", original["source"]["sha256"])
+    except (KeyError, ValueError, TypeError):
+        raise FormatError(f"{container.name}: the encrypted identity is damaged") from None
+    if len(fields) != identity.IDENTITY.stop - identity.IDENTITY.start:
+        raise FormatError(f"{container.name}: the encrypted identity is damaged")
+    raw = container.edf_header
+    return raw[:identity.IDENTITY.start] + fields + raw[identity.IDENTITY.stop:], sha
+
+
+def _whole_seconds(seconds: float) -> int:
+    return int(math.floor(seconds + 1e-9))
+
+
+def _excerpt_header(header_raw: bytes, n_records: int, shift: int) -> bytes:
+    """A time-range export's header: its record count, and its start moved to the excerpt's (whole seconds;
+    an EDF+ excerpt keeps the fraction in its first record's onset)."""
+    from . import identity
+    raw = with_record_count(header_raw, n_records)
+    start = identity.start_of(raw)
+    if start is not None and shift:
+        import datetime as dt
+        raw = identity.with_start(raw, start + dt.timedelta(seconds=shift))
+    return raw
+
+
+def _shift_annotations(signal, digital: np.ndarray, width: int, shift: int) -> np.ndarray:
+    """An EDF+ annotation signal's records with every onset moved back by `shift` seconds."""
+    from . import identity
+    from .edf import bytes_to_digital, digital_to_bytes
+    data = identity.rewrite_annotations(digital_to_bytes(digital, width).tobytes(), signal.samples_per_record * width,
+                                        shift=shift)
+    return bytes_to_digital(np.frombuffer(data, np.uint8), width)
 
 
 def read_signals(in_path, start: float | None = None, end: float | None = None, device: str = "auto",
@@ -151,6 +219,7 @@ def _summary(path: Path, meta: dict, sizes: dict, file_bytes: int, version: int,
         "codec": meta.get("codec"), "codebooks": (meta.get("codec") or {}).get("n_codebooks"),
         "model": (meta.get("codec") or {}).get("model"), "bits_per_second_per_channel": bps,
         "blocks": blocks, "stream_bytes": sizes,
+        "identity": meta.get("identity", "clear"), "annotation_text": meta.get("annotation_text", "kept"),
     }
 
 
@@ -163,17 +232,18 @@ def verify(eegz_path, edf_path, device: str = "auto", model: str | None = None) 
             raise VerifyError(f"{edf_path} is not the file that {eegz_path.name} was made from (size differs)")
         reader = EdfReader(source, str(edf_path), meta["source"]["bytes"])
         header = edf_header_of(container)
-        if reader.header.raw != container.edf_header:
+        clear = meta.get("identity", "clear") == "clear"
+        if not _same_header(reader.header.raw, container.edf_header, clear):
             raise VerifyError(f"{edf_path} is not the file that {eegz_path.name} was made from (header differs)")
         worst = [0] * len(header.signals)
         for entry, values in decode_blocks(container, 0, meta["edf"]["records"], device, model):
             raw, count = reader.read_records(entry.record_count)
             original = split_records(reader.header, raw, count)
             for i, (a, b) in enumerate(zip(original, (values[i] for i in range(len(header.signals))))):
-                if len(a):
+                if len(a) and not (header.signals[i].is_annotation and meta.get("annotation_text") == "dropped"):
                     worst[i] = max(worst[i], int(np.max(np.abs(a.astype(np.int64) - b))))
         reader.trailing()
-        if reader.sha256.hexdigest() != meta["source"]["sha256"]:
+        if clear and reader.sha256.hexdigest() != meta["source"]["sha256"]:
             raise VerifyError(f"{edf_path} is not the file that {eegz_path.name} was made from")
     report = []
     for c, err in zip(meta["channels"], worst):

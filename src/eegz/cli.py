@@ -78,16 +78,33 @@ def main():
 @click.option("--exact-channel", "exact_channels", multiple=True, help="keep this EEG channel exactly (repeatable)")
 @click.option("--model", help="model name or .npz path (default: the shipped model)")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
+@click.option("--anonymize", is_flag=True,
+              help="replace the patient and recording identification ('X'; start date 01.01.85)")
+@click.option("--drop-annotation-text", is_flag=True, help="replace every EDF+ annotation text by 'X'")
+@click.option("--encrypt-identity", is_flag=True,
+              help="anonymize, and keep the original identification encrypted with --passphrase-file's passphrase")
+@click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="file whose first line is the passphrase (with --encrypt-identity)")
 @click.option("-f", "--force", is_flag=True, help="overwrite an existing output file")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar, no summary")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
 def compress(input, output, mode, codebooks, max_error, max_error_lsb, with_tokens, exact_channels, model, device,
-             force, quiet, as_json):
+             anonymize, drop_annotation_text, encrypt_identity, passphrase_file, force, quiet, as_json):
     """Compress an EDF/BDF file (default output: INPUT with .eegz)."""
     from .api import compress as run
-    result = _run(lambda: run(input, output, mode=mode, codebooks=codebooks, device=device, model=model,
-                              max_error_uv=max_error, max_error_lsb=max_error_lsb, with_tokens=with_tokens,
-                              exact_labels=exact_channels, force=force, quiet=quiet or as_json))
+
+    def action():
+        passphrase = None
+        if encrypt_identity or passphrase_file:
+            if not (encrypt_identity and passphrase_file):
+                raise EegzError("--encrypt-identity and --passphrase-file go together")
+            from .identity import read_passphrase
+            passphrase = read_passphrase(passphrase_file)
+        return run(input, output, mode=mode, codebooks=codebooks, device=device, model=model, max_error_uv=max_error,
+                   max_error_lsb=max_error_lsb, with_tokens=with_tokens, exact_labels=exact_channels, force=force,
+                   quiet=quiet or as_json, anonymize=anonymize, drop_annotation_text=drop_annotation_text,
+                   passphrase=passphrase)
+    result = _run(action)
     _emit(result, as_json, quiet, f"{result['file']}: {result['mode']}, {result['bytes']} bytes, "
                                   f"ratio {result['compression_ratio']:.2f}")
 
@@ -99,14 +116,23 @@ def compress(input, output, mode, codebooks, max_error, max_error_lsb, with_toke
 @click.option("--end", type=float, help="last second to decode (exclusive)")
 @click.option("--model", help="model .npz path, when the file's model is not shipped with eegz")
 @click.option("--device", default="auto", show_default=True)
+@click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="restore the encrypted original identification with the passphrase on this file's first line")
 @click.option("-f", "--force", is_flag=True, help="overwrite an existing output file")
 @click.option("-q", "--quiet", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
-def decompress(input, output, start, end, model, device, force, quiet, as_json):
-    """Decode a .eegz file back to EDF/BDF (whole records covering --start..--end)."""
+def decompress(input, output, start, end, model, device, passphrase_file, force, quiet, as_json):
+    """Decode a .eegz file back to EDF/BDF (whole records covering --start..--end, at their true time)."""
     from .api import decompress as run
-    result = _run(lambda: run(input, output, start=start, end=end, device=device, model=model, force=force,
-                              quiet=quiet or as_json))
+
+    def action():
+        passphrase = None
+        if passphrase_file:
+            from .identity import read_passphrase
+            passphrase = read_passphrase(passphrase_file)
+        return run(input, output, start=start, end=end, device=device, model=model, force=force,
+                   quiet=quiet or as_json, passphrase=passphrase)
+    result = _run(action)
     _emit(result, as_json, quiet, f"{result['output']}: {result['records']} records, {result['bytes']} bytes")
 
 
@@ -124,7 +150,9 @@ def info(input, as_json):
              f"source        {result['source']} ({result['kind']}, {result['source_bytes']} bytes)",
              f"mode          {result['mode']}",
              f"duration      {result['duration_s']:g} s in {result['records']} records, {result['blocks']} blocks",
-             f"size          {result['bytes']} bytes, ratio {result['compression_ratio']:.2f}"]
+             f"size          {result['bytes']} bytes, ratio {result['compression_ratio']:.2f}",
+             f"identity      {result['identity']}" + (", annotation texts dropped"
+                                                      if result["annotation_text"] == "dropped" else "")]
     if result["codec"]:
         bps = result["bits_per_second_per_channel"]
         lines.append(f"codec         {result['codec']['variant']} {result['model']}, {result['codebooks']} codebooks"

@@ -161,12 +161,14 @@ class ContainerWriter:
         self.next_record += record_count
         self._write(data)
 
-    def finish(self, summary: dict, trailer: bytes) -> int:
-        """Write summary, trailer, index and footer; returns the file size."""
+    def finish(self, summary: dict, trailer: bytes, identity: bytes | None = None) -> int:
+        """Write summary, trailer, the encrypted identity (if any), index and footer; returns the file size."""
         summary_offset = self.pos
         self._write(section(b"SUMM", zstd(json.dumps({**summary, "blocks": len(self.blocks)},
                                                       sort_keys=True).encode("utf-8"))))
         self._write(section(b"TRLR", zstd(trailer)))
+        if identity is not None:
+            self._write(section(b"IDNT", identity))
         index = b"".join(INDEX_ENTRY.pack(b.offset, b.length, b.first_record, b.record_count, b.first_sample,
                                           b.sample_count, b.checksum) for b in self.blocks)
         index_offset = self.pos
@@ -263,14 +265,22 @@ class Container:
         summary = self._json(summary, "summary")
         trailer, trailer_end = self._section(pos, b"TRLR", "trailer")
         self.trailer = self._unzstd(trailer, "trailer")
-        if trailer_end != index_offset:
-            raise self._fail("is damaged (sections do not follow each other)")
+        self.identity = None
+        if trailer_end != index_offset:  # the optional encrypted identity sits between trailer and index
+            self.identity, identity_end = self._section(trailer_end, b"IDNT", "encrypted identity")
+            if identity_end != index_offset:
+                raise self._fail("is damaged (sections do not follow each other)")
         index, pos = self._section(index_offset, b"INDX", "block index")
         if pos != self.size - FOOTER.size:
             raise self._fail("is damaged (index length)")
         self.blocks_end = summary_offset
         self.blocks = self._entries(index)
+        for obj, key in ((header, "edf"), (header, "source"), (header, "blocks"), (summary, "source")):
+            if not isinstance(obj.get(key), dict):
+                raise self._fail(f"is damaged (bad header field: {key})")
         self.meta = _merge_v3(header, summary)
+        if (self.identity is not None) != (self.meta.get("identity") == "encrypted"):
+            raise self._fail("is damaged (the encrypted identity and the header disagree)")
 
     # -- formats 1 and 2
 
@@ -303,6 +313,7 @@ class Container:
         if header.get("format_version") != self.version:
             raise self._fail("is damaged (header and preamble disagree on the version)")
         self.meta = header
+        self.identity = None
 
     # -- shared
 
@@ -381,12 +392,12 @@ class Container:
 def _merge_v3(header: dict, summary: dict) -> dict:
     """A format 3 header and summary in the version 1 header's shape, the one shape the code reads."""
     meta = dict(header)
-    edf = dict(header.get("edf") or {})
+    edf = dict(header["edf"])
     for key in ("records", "data_bytes", "trailing_bytes"):
         edf[key] = summary.get(key)
     meta["edf"] = edf
-    meta["source"] = {**(header.get("source") or {}), **(summary.get("source") or {})}
-    meta["blocks"] = {**(header.get("blocks") or {}), "count": summary.get("blocks")}
+    meta["source"] = {**header["source"], **summary["source"]}
+    meta["blocks"] = {**header["blocks"], "count": summary.get("blocks")}
     return meta
 
 
@@ -441,6 +452,8 @@ def _validate_meta(meta: dict, fail) -> None:
              and isinstance(codec.get("weights_sha256"), str) and isinstance(codec.get("config"), dict), "codec")
         need(is_int(codec.get("n_codebooks"), 1, 64) and is_int(codec.get("context_frames"), 0, 1 << 16), "codec")
     need(codec is not None or all(c["role"] != "neural" for c in channels), "codec missing for neural channels")
+    need(meta.get("identity", "clear") in ("clear", "anonymized", "encrypted"), "identity")
+    need(meta.get("annotation_text", "kept") in ("kept", "dropped"), "annotation_text")
 
 
 # ---------------------------------------------------------------- output files

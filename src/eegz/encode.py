@@ -6,15 +6,17 @@ are done. At most a few blocks are in memory at once, so memory does not grow wi
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, identity
 from .channels import ANNOTATION, EXACT, NEURAL, channel_roles
 from .container import (ALL_SIGNALS, ANNOTATION_BYTES, AUX_TOKENS, FORMAT_VERSION, LOSSLESS, NEAR_LOSSLESS,
                         NEURAL_TOKENS, RECORD_BYTES, ContainerWriter, Stream, pack_block, stream_sizes, zstd)
@@ -43,6 +45,9 @@ class EncodeOptions:
     model: str | None = None
     device: str = "auto"
     workers: int = 0  # 0: one per core
+    anonymize: bool = False  # replace the EDF header's identification (identity.anonymized)
+    drop_annotation_text: bool = False  # replace every EDF+ annotation text by 'X'
+    passphrase: bytes | None = None  # keep the original identification, encrypted with this (implies anonymize)
 
     def check(self) -> None:
         if self.mode not in MODES:
@@ -54,6 +59,13 @@ class EncodeOptions:
         for bound in (self.max_error_uv, self.max_error_lsb):
             if bound is not None and not (bound >= 0 and math.isfinite(bound)):
                 raise EegzError("the error bound must be a finite number, not negative")
+        if self.passphrase is not None and not self.passphrase:
+            raise EegzError("the passphrase is empty")
+
+    @property
+    def identity(self) -> str:
+        """What the file holds of the patient's identification: clear, anonymized or encrypted."""
+        return "encrypted" if self.passphrase else "anonymized" if self.anonymize else "clear"
 
 
 def sample_range(header: EdfHeader) -> tuple[int, int]:
@@ -112,7 +124,8 @@ def header_json(source_name: str, header: EdfHeader, roles, bounds, options: Enc
                       "weights_sha256": codec.sha256, "n_codebooks": options.codebooks, "context_frames": context}
     return {
         "format": "eegz", "format_version": FORMAT_VERSION, "writer": f"eegz {__version__}", "mode": options.mode,
-        "source": {"name": source_name},
+        "source": {"name": source_name if options.identity == "clear" else "anonymized" + Path(source_name).suffix},
+        "identity": options.identity, "annotation_text": "dropped" if options.drop_annotation_text else "kept",
         "edf": {"kind": "BDF" if header.is_bdf else "EDF", "reserved": header.reserved,
                 "declared_records": header.n_records, "record_duration": header.record_duration,
                 "sample_width": header.sample_width, "header_bytes": len(header.raw)},
@@ -142,7 +155,7 @@ class _Coder:
         exact = [i for i, role in enumerate(self.roles) if role != ANNOTATION and i not in coded_by_tokens]
         items = [ExactItem(block.digital[i], self.bounds[i], self.lo, self.hi) for i in exact]
         coded = dict(zip(exact, encode_group(items)))
-        if self.options.mode == "lossless":
+        if self.options.mode == "lossless" and not self.options.drop_annotation_text:
             fallback = self._record_bytes(raw, coded)
             if fallback is not None:
                 return [fallback]
@@ -189,7 +202,13 @@ def encode(reader: EdfReader, out, source_name: str, options: EncodeOptions, qui
     tokens = TokenEncoder(codec, header.signals, neural, options.codebooks, header.record_duration) if codec else None
     context = tokens.context if tokens else 0
     meta = header_json(source_name, header, roles, bounds, options, codec, context, per_block)
-    writer = ContainerWriter(out, meta, header.raw)
+    stored_header = header.raw if options.identity == "clear" else identity.anonymized(header.raw)
+    writer = ContainerWriter(out, meta, stored_header)
+    # what a decoder gives back: the input itself, or the input with its identification (and annotation
+    # texts) replaced; its SHA-256 is what the summary records
+    output_sha = None if stored_header == header.raw and not options.drop_annotation_text else hashlib.sha256(stored_header)
+    # with the passphrase a decoder puts the identification back: the SHA-256 it must then find
+    restored_sha = hashlib.sha256(header.raw) if options.passphrase and options.drop_annotation_text else None
     coder = _Coder(header, roles, bounds, options, neural)
     max_spr = max((s.samples_per_record for s in header.signals), default=0)
     workers = options.workers or os.cpu_count() or 1
@@ -225,6 +244,11 @@ def encode(reader: EdfReader, out, source_name: str, options: EncodeOptions, qui
             if count == 0:
                 break
             block = Block(index, reader.records_read - count, count, split_records(header, raw, count))
+            if options.drop_annotation_text:
+                raw = _drop_annotation_text(header, block)
+            for digest in (output_sha, restored_sha):
+                if digest is not None:
+                    digest.update(raw)
             by_token = coder.token_coded(block)
             entry = [block, pool.submit(coder.exact_streams, block, raw, by_token), [] if tokens is None else None]
             pending.append(entry)
@@ -238,9 +262,19 @@ def encode(reader: EdfReader, out, source_name: str, options: EncodeOptions, qui
         write_ready(0)
     trailing = reader.trailing()
     records = reader.records_read
-    summary = {"source": {"bytes": reader.bytes_read, "sha256": reader.sha256.hexdigest()}, "records": records,
-               "data_bytes": records * header.record_bytes, "trailing_bytes": len(trailing)}
-    writer.finish(summary, trailing)
+    original = {"name": source_name, "bytes": reader.bytes_read, "sha256": reader.sha256.hexdigest()}
+    for digest in (output_sha, restored_sha):
+        if digest is not None:
+            digest.update(trailing)
+    summary = {"source": {"bytes": reader.bytes_read,
+                          "sha256": output_sha.hexdigest() if output_sha is not None else original["sha256"]},
+               "records": records, "data_bytes": records * header.record_bytes, "trailing_bytes": len(trailing)}
+    box = None
+    if options.passphrase:
+        secret = {"header_fields": header.raw[identity.IDENTITY].hex(), "source": original,
+                  "restored_sha256": (restored_sha or reader.sha256).hexdigest()}
+        box = identity.encrypt_identity(secret, options.passphrase, stored_header)
+    writer.finish(summary, trailing, box)
     return _merged(meta, summary, len(writer.blocks)), sizes, len(writer.blocks)
 
 
@@ -249,6 +283,18 @@ def _merged(meta: dict, summary: dict, blocks: int) -> dict:
     edf = {**meta["edf"], **{k: summary[k] for k in ("records", "data_bytes", "trailing_bytes")}}
     return {**meta, "edf": edf, "source": {**meta["source"], **summary["source"]},
             "blocks": {**meta["blocks"], "count": blocks}}
+
+
+def _drop_annotation_text(header: EdfHeader, block: Block) -> bytes:
+    """Replace the texts of the block's annotation signals (in place) and give its records' new bytes."""
+    from .edf import bytes_to_digital, digital_to_bytes, records_to_bytes
+    width = header.sample_width
+    for s in header.signals:
+        if s.is_annotation:
+            data = digital_to_bytes(block.digital[s.index], width).tobytes()
+            data = identity.rewrite_annotations(data, s.samples_per_record * width, drop_text=True)
+            block.digital[s.index] = bytes_to_digital(np.frombuffer(data, np.uint8), width)
+    return records_to_bytes(header, block.digital, block.record_count)
 
 
 def _table_order(stream: Stream) -> tuple:
