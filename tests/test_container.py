@@ -1,7 +1,6 @@
 """The container: every byte counts, old versions stay readable, the layout is what the spec says."""
 import hashlib
 import json
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +10,6 @@ from eegz import api
 from eegz.container import FOOTER, INDEX_ENTRY, MAGIC, PREAMBLE, SECTION_HEAD, Container
 from eegz.edf import SIGNAL_FIELDS, read_edf
 from eegz.errors import FormatError
-
-from .conftest import EXAMPLE
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SMALL = FIXTURES / "small.edf"

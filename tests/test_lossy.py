@@ -91,7 +91,7 @@ def test_range_decode_reads_only_nearby_blocks(lossy_example):
 
 def test_normalization_is_stored_and_inverted():
     """Each block is normalized by its own median and robust scale, stored as float32 in its stream."""
-    from eegz.lossy import SCALE_FACTOR, TokenEncoder, block_normalization
+    from eegz.lossy import SCALE_FACTOR, block_normalization
     x = np.sin(np.arange(4096) / 30.0) * 40 + 3000.0
     offset, scale = block_normalization(x)
     assert abs(offset - 3000) < 5 and scale > 0

@@ -123,6 +123,26 @@ def zstd(data: bytes, level: int = 19) -> bytes:
     return cache[level].compress(data)
 
 
+def unzstd(data: bytes, limit: int, what: str) -> bytes:
+    """One zstd frame's content, refused (FormatError) when it is not valid zstd or would exceed `limit`
+    bytes; memory is bounded by `limit` whatever the frame's header claims."""
+    try:
+        size = zstandard.frame_content_size(data)
+        if size > limit:
+            raise FormatError(f"damaged {what} (zstd frame claims {size} bytes)")
+        if size >= 0:
+            return zstandard.ZstdDecompressor().decompress(data)
+        out = bytearray()  # no size in the frame header: read it in pieces, never past the limit
+        with zstandard.ZstdDecompressor().stream_reader(data) as reader:
+            while chunk := reader.read(1 << 16):
+                out += chunk
+                if len(out) > limit:
+                    raise FormatError(f"damaged {what} (zstd frame larger than {limit} bytes)")
+        return bytes(out)
+    except zstandard.ZstdError:
+        raise FormatError(f"damaged {what} (not valid zstd data)") from None
+
+
 # ---------------------------------------------------------------- writing
 
 def section(tag: bytes, content: bytes) -> bytes:
@@ -318,10 +338,10 @@ class Container:
     # -- shared
 
     def _unzstd(self, data: bytes, what: str) -> bytes:
-        try:
-            return zstandard.ZstdDecompressor().decompress(data, max_output_size=max(MAX_JSON_BYTES, 64 * len(data)))
-        except zstandard.ZstdError:
-            raise self._fail(f": the {what} section is not valid zstd data") from None
+        try:  # header sections compress a few dozen times at most: a larger claim is a forged frame
+            return unzstd(data, min(MAX_JSON_BYTES, max(1 << 20, 1000 * len(data))), f"{what} section")
+        except FormatError as e:
+            raise self._fail(f": {e}") from None
 
     def _json(self, data: bytes, what: str) -> dict:
         if self.version >= 3:
@@ -499,6 +519,7 @@ class AtomicFile:
                 os.fsync(self.f.fileno())
                 self.f.close()
                 os.replace(self.tmp, self.path)
+                _sync_folder(self.path.parent)
         finally:
             if not self.f.closed:
                 self.f.close()
@@ -514,6 +535,20 @@ def remove_temporaries() -> None:
     for tmp in list(_LIVE):
         Path(tmp).unlink(missing_ok=True)
         _LIVE.discard(tmp)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename durable: after a power loss the folder holds the new file, not nothing."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot sync a folder; the rename itself is still atomic
+        pass
+    finally:
+        os.close(fd)
 
 
 def _remove_stale_temporaries(target: Path) -> None:

@@ -13,11 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import numpy as np
-import zstandard
 
 from .channels import NEURAL
 from .container import (ALL_SIGNALS, ANNOTATION_BYTES, AUX_TOKENS, LOSSLESS, NEAR_LOSSLESS, NEURAL_TOKENS,
-                        RECORD_BYTES, BlockEntry, Container, Stream)
+                        RECORD_BYTES, BlockEntry, Container, Stream, unzstd)
 from .edf import EdfError, EdfHeader, bytes_to_digital, parse_header, split_records
 from .errors import FormatError, ModelError
 from .exact import Expected, decode_group
@@ -129,10 +128,7 @@ def _decode_v1(streams: list[bytes], expected: list[Expected]) -> list[np.ndarra
 
 
 def _unzstd(data: bytes, size: int, what: str) -> bytes:
-    try:
-        raw = zstandard.ZstdDecompressor().decompress(data, max_output_size=max(size, 1))
-    except zstandard.ZstdError:
-        raise FormatError(f"damaged {what} stream (not valid zstd data)") from None
+    raw = unzstd(data, size, f"{what} stream")
     if len(raw) != size:
         raise FormatError(f"damaged {what} stream ({len(raw)} bytes where {size} belong)")
     return raw

@@ -108,7 +108,7 @@ def _number(raw: bytes, what: str, kind=float):
     except ValueError:
         raise EdfError(f"bad {what} field {text!r} in the EDF header") from None
     if not math.isfinite(value) or abs(value) > 1e15:
-        raise EdfError(f"bad {what} field {text!r} in the EDF header (not a finite number)")
+        raise EdfError(f"bad {what} field {text!r} in the EDF header (not a finite number within ±1e15)")
     if kind is int:
         if value != int(value):
             raise EdfError(f"bad {what} field {text!r} in the EDF header (not a whole number)")
@@ -219,7 +219,7 @@ class EdfReader:
         elif declared >= 0:
             if body is not None and body < declared * self.record_bytes:
                 raise EdfError(f"truncated EDF: {name} declares {declared} data records but holds "
-                               f"{body / self.record_bytes:.2f}")
+                               f"{body / self.record_bytes:.3g}")
             self.n_records = declared
         else:  # -1: take every whole record present
             self.n_records = None if body is None else body // self.record_bytes
@@ -273,7 +273,7 @@ def parse_recording(data: bytes, source: str = "input") -> EdfRecording:
         n_records = header.n_records
         if body < n_records * record_bytes:
             held = body / record_bytes
-            raise EdfError(f"truncated EDF: {source} declares {n_records} data records but holds {held:.2f}")
+            raise EdfError(f"truncated EDF: {source} declares {n_records} data records but holds {held:.3g}")
         trailing_start = len(header.raw) + n_records * record_bytes
     else:  # -1: record count unknown, take every whole record present
         n_records = body // record_bytes

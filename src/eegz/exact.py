@@ -20,10 +20,9 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
-import zstandard
 
 from . import _core
-from .container import zstd
+from .container import unzstd, zstd
 from .errors import FormatError
 
 PREDICTED, RAW = 0, 1
@@ -101,10 +100,7 @@ def _decode_raw(data: bytes, exp: Expected) -> np.ndarray:
         raise _damaged(f"{n} samples where the block holds {exp.n}")
     if not (1 <= g <= exp.hi - exp.lo + 1 and exp.lo - g <= m <= exp.hi + g) or k:
         raise _damaged("step, offset or bound out of range")
-    try:
-        raw = zstandard.ZstdDecompressor().decompress(data[_HEAD.size:], max_output_size=max(4 * n, 1))
-    except zstandard.ZstdError:
-        raise _damaged("not valid zstd data") from None
+    raw = unzstd(data[_HEAD.size:], 4 * n, "exact stream")
     if len(raw) != 4 * n:
         raise _damaged("raw samples of the wrong length")
     z = np.frombuffer(raw, "<i4").astype(np.int64)

@@ -22,6 +22,8 @@ from functools import lru_cache
 import numpy as np
 import zstandard
 
+from ..container import unzstd
+
 SEGMENT = 256
 N_CLASSES = 112
 LAPLACE, GAUSSIAN, EMPIRICAL = 0, 1, 2
@@ -30,7 +32,6 @@ TABLE_BITS = 24
 MAX_HI_SCALE = 64.0  # the entropy-coded high part never has a scale above this
 # One (de)compressor each, reused: building a zstd context costs more than the few bytes it squeezes.
 _ZC = zstandard.ZstdCompressor(level=9)
-_ZD = zstandard.ZstdDecompressor()
 
 
 def class_scale(c: int) -> float:
@@ -109,7 +110,7 @@ def _decode_empirical(data: bytes, n: int) -> np.ndarray:
     import constriction
     _, lo, n_table = struct.unpack_from("<BqI", data, 0)
     pos = struct.calcsize("<BqI")
-    counts = np.frombuffer(_ZD.decompress(data[pos:pos + n_table]), "<u4")
+    counts = np.frombuffer(unzstd(data[pos:pos + n_table], 4 << 20, "entropy table"), "<u4")
     coder = constriction.stream.stack.AnsCoder(np.frombuffer(data[pos + n_table:], "<u4").astype(np.uint32))
     return coder.decode(counts_model(counts), n).astype(np.int64) + lo
 
@@ -178,9 +179,9 @@ def decode_residuals(data: bytes, n: int) -> np.ndarray:
         return _decode_empirical(data, n)
     family, n_class, n_esc, n_low = struct.unpack_from("<BIII", data, 0)
     pos = 13
-    classes = np.frombuffer(_ZD.decompress(data[pos:pos + n_class]), np.uint8)
+    classes = np.frombuffer(unzstd(data[pos:pos + n_class], n // SEGMENT + 1, "segment classes"), np.uint8)
     pos += n_class
-    esc = np.frombuffer(_ZD.decompress(data[pos:pos + n_esc]), "<i8").astype(np.int64) if n_esc else np.zeros(0, np.int64)
+    esc = np.frombuffer(unzstd(data[pos:pos + n_esc], 8 * n, "escapes"), "<i8").astype(np.int64) if n_esc else np.zeros(0, np.int64)
     pos += n_esc
     low_blob, pos = data[pos:pos + n_low], pos + n_low
     coder = constriction.stream.stack.AnsCoder(np.frombuffer(data[pos:], "<u4").astype(np.uint32))

@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
-import zstandard
+from ..container import unzstd
 
 from .entropy import decode_residuals
 
@@ -119,7 +119,7 @@ def _parse(stream: bytes) -> _Parsed:
     g, m = _AFFINE.unpack_from(stream, pos)
     pos += _AFFINE.size
     if mode == RAW_MODE:
-        raw = zstandard.ZstdDecompressor().decompress(stream[pos:])
+        raw = unzstd(stream[pos:], 4 * n, "exact stream")
         return _Parsed(mode, n, np.zeros(0, np.int64), [], np.zeros(0, np.int64), 0, 0, 0,
                        np.frombuffer(raw, "<i4").astype(np.int64), g, m)
     coefs = np.frombuffer(stream, "<i4", order, pos).astype(np.int64)

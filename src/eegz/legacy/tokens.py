@@ -4,7 +4,7 @@ from __future__ import annotations
 import struct
 
 import numpy as np
-import zstandard
+from ..container import unzstd
 
 from ..errors import FormatError
 from .entropy import counts_model, unpack_bits
@@ -39,7 +39,7 @@ def unpack_tokens_v1(data: bytes, bits: int, n_codebooks: int, token_counts, n_f
             codes = np.stack(rows).astype(np.uint16)
         else:
             if flags & _ZSTD:
-                body = zstandard.ZstdDecompressor().decompress(body, max_output_size=bits * n_codebooks * n_frames // 8 + 8)
+                body = unzstd(body, bits * n_codebooks * n_frames // 8 + 8, "token stream")
             codes = unpack_bits(body, bits, n_codebooks * n_frames).reshape(n_codebooks, n_frames).astype(np.uint16)
     except FormatError:
         raise

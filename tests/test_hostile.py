@@ -1,0 +1,127 @@
+"""Hostile and odd input: EDF files that other tools crash on, a short fuzz run, and kill -9 at random
+moments of compress and decompress."""
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import run_cli
+from .test_streaming import tiled_edf
+
+SMALL = Path(__file__).parent / "fixtures" / "small.edf"
+NS = 6  # signals in small.edf
+
+
+def _with_field(data: bytes, offset: int, width: int, value: bytes) -> bytes:
+    out = bytearray(data)
+    out[offset:offset + width] = value.ljust(width)
+    return bytes(out)
+
+
+def _odd(name: str) -> bytes:
+    src = SMALL.read_bytes()
+    header = src[:256 * (NS + 1)]
+    spr_offset = 256 + NS * (16 + 80 + 8 + 8 + 8 + 8 + 8 + 80)
+    return {
+        "header only": header,
+        "0 data records": _with_field(header, 236, 8, b"0"),
+        "0 samples per record": _with_field(src, spr_offset, 8, b"0"),
+        "inf physical minimum": _with_field(src, 256 + NS * 104, 8, b"inf"),
+        "nan record duration": _with_field(src, 244, 8, b"nan"),
+        "-inf record duration": _with_field(src, 244, 8, b"-inf"),
+        "1e308 physical maximum": _with_field(src, 256 + NS * 112, 8, b"1e308"),
+    }[name]
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("header only", "truncated EDF"), ("0 data records", None), ("0 samples per record", None),
+    ("inf physical minimum", "not a finite number"), ("nan record duration", "not a finite number"),
+    ("-inf record duration", "not a finite number"), ("1e308 physical maximum", "within ±1e15")])
+@pytest.mark.parametrize("mode", ["lossless", "near-lossless", "lossy"])
+def test_odd_edf_files_give_a_result_or_a_clear_error(tmp_path, name, expected, mode):
+    src = tmp_path / "odd.edf"
+    src.write_bytes(_odd(name))
+    extra = ["--max-error-lsb", "2"] if mode == "near-lossless" else []
+    proc = run_cli("compress", src, "-o", tmp_path / "o.eegz", "--mode", mode, "-q", *extra)
+    if expected:  # one line, exit 2, nothing written
+        assert proc.returncode == 2 and expected in proc.stderr and proc.stderr.count("\n") == 1
+        assert not (tmp_path / "o.eegz").exists()
+        return
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("decompress", tmp_path / "o.eegz", "-o", tmp_path / "back.edf", "-q")
+    assert proc.returncode == 0, proc.stderr
+    back = (tmp_path / "back.edf").read_bytes()
+    if mode == "lossless":
+        assert back == src.read_bytes()
+    else:
+        assert len(back) == len(src.read_bytes())
+
+
+def test_a_short_fuzz_run_finds_no_defect():
+    """About a minute of benchmarks/fuzz.py over every target (the full run's counts are committed in
+    benchmarks/results/fuzz.md). Set EEGZ_FUZZ_SEED to explore other inputs."""
+    import os
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.fuzz import fuzz
+    seed = int(os.environ.get("EEGZ_FUZZ_SEED", "20261126"))
+    result = fuzz(1200, seed)
+    defects = [d for r in result.values() for d in r["defects"]]
+    assert not defects, defects[:5]
+    for target, r in result.items():
+        assert r["slowest_s"] < 10, target
+        assert sum(r["counts"].values()) == r["cases"], target
+    # the mutators reach past the checksums: many inputs are refused, and some decode
+    exact = result["eegz-exact"]["counts"]
+    assert exact.get("refused", 0) > 0.5 * result["eegz-exact"]["cases"] and exact.get("ok", 0) > 10
+
+
+def _kill_at_moments(tmp_path, args, out: Path, check_complete) -> int:
+    """Run the command 20 times, kill -9 each at a random moment within one uninterrupted run's time;
+    returns how many were killed before their output was in place. After every kill the output path
+    holds nothing or a complete file (a run killed after its rename, while Python shuts down)."""
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-m", "eegz.cli", *map(str, args)], check=True, capture_output=True)
+    duration = time.monotonic() - t0
+    out.unlink()
+    rng = random.Random(9)
+    killed = 0
+    for k in range(20):
+        proc = subprocess.Popen([sys.executable, "-m", "eegz.cli", *map(str, args)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(duration * (0.05 + 0.95 * rng.random()))
+        proc.send_signal(signal.SIGKILL)
+        code = proc.wait(30)
+        assert code in (0, -signal.SIGKILL), f"run {k}: exit {code}"
+        if out.exists():
+            assert check_complete(), f"kill {k}: a partial file is at the output path"
+            out.unlink()
+        else:
+            killed += 1
+    # a temporary file of a killed run is recognizable, and the next run for the target removes it
+    subprocess.run([sys.executable, "-m", "eegz.cli", *map(str, args)], check=True, capture_output=True)
+    assert check_complete()
+    assert not list(out.parent.glob(f".{out.name}.*.eegz-partial"))
+    return killed
+
+
+def test_kill_9_never_leaves_a_file_at_the_output_path(tmp_path):
+    src = tmp_path / "rec.edf"
+    tiled_edf(src, 6)  # about 6 minutes of 21 channels
+    out = tmp_path / "rec.eegz"
+
+    def complete_eegz():
+        return run_cli("info", out).returncode == 0
+
+    killed = _kill_at_moments(tmp_path, ["compress", src, "-o", out, "--mode", "lossless", "-q"], out, complete_eegz)
+    assert killed >= 10
+    back = tmp_path / "back.edf"
+
+    def complete_edf():
+        return back.read_bytes() == src.read_bytes()
+
+    killed = _kill_at_moments(tmp_path, ["decompress", out, "-o", back, "-q"], back, complete_edf)
+    assert killed >= 10
