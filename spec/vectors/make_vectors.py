@@ -1,0 +1,127 @@
+"""Write the format 3 test vectors (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled example
+(eegmat Subject17, CC BY 4.0) and BioSemi's BDF test file (edge/biosemi, shared data folder).
+
+Run only when the format changes, with a new file name for every vector that changes: a vector that a
+released eegz wrote must keep decoding to its recorded checksum.
+    python spec/vectors/make_vectors.py [SHARED_DATA_DIR]
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from eegz import api
+from eegz.edf import SIGNAL_FIELDS, parse_header, read_edf, records_to_bytes
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+EXAMPLE = ROOT / "examples" / "eegmat_Subject17_2.edf"
+PASSPHRASE = "eegz test vector"
+
+
+def excerpt(src: Path, labels: list[str], n_records: int) -> bytes:
+    """The first n_records of the named signals of an EDF/BDF file, as a file of their own (the header's
+    fields for those signals, in the order given, and the same digital samples)."""
+    rec = read_edf(src)
+    raw = rec.header.raw
+    ns = len(rec.header.signals)
+    keep = [next(i for i, s in enumerate(rec.header.signals) if s.label == label) for label in labels]
+    out = bytearray(raw[:256])
+    pos = 256
+    for _, width in SIGNAL_FIELDS:
+        columns = [raw[pos + i * width:pos + (i + 1) * width] for i in range(ns)]
+        out += b"".join(columns[i] for i in keep)
+        pos += width * ns
+    out[184:192] = str(256 * (len(keep) + 1)).ljust(8).encode()
+    out[236:244] = str(n_records).ljust(8).encode()
+    out[252:256] = str(len(keep)).ljust(4).encode()
+    header = parse_header(bytes(out))
+    digital = [rec.digital[i][:n_records * rec.header.signals[i].samples_per_record] for i in keep]
+    return bytes(out) + records_to_bytes(header, digital, n_records)
+
+
+def sources(shared: Path) -> dict[str, bytes]:
+    eeg = ["EEG Fp1", "EEG C3", "EEG Cz", "EEG O2", "EEG A2-A1", "ECG ECG", "EDF Annotations"]
+    out = {"eegmat-40s": excerpt(EXAMPLE, eeg, 40), "eegmat-12s": excerpt(EXAMPLE, eeg, 12)}
+    # unknown record count (-1) and bytes after the last whole record (a non-compliant writer)
+    odd = bytearray(out["eegmat-12s"])
+    odd[236:244] = b"-1      "
+    out["eegmat-12s-unknown-count"] = bytes(odd) + b"trailing bytes of a non-compliant writer\r\n"
+    # bytes that only the record-bytes fallback codes well: each record a random 401-byte pattern repeated,
+    # so that the repeats straddle the samples and the channels (as in the byte-shifted files of edge/corrupted)
+    plain = out["eegmat-12s"]
+    header = parse_header(plain[:int(plain[184:192])])
+    rng = np.random.default_rng(20261126)
+    records = [(rng.integers(0, 256, 401, dtype=np.uint8).tobytes() * 64)[:header.record_bytes] for _ in range(12)]
+    out["byte-patterns"] = header.raw + b"".join(records)
+    biosemi = shared / "edge" / "biosemi" / "Newtest17-256.bdf"
+    if biosemi.exists():
+        labels = [s.label for s in read_edf(biosemi).header.signals]
+        out["biosemi-bdf"] = excerpt(biosemi, labels[:4] + labels[-1:], 8)
+    return out
+
+
+VECTORS = {  # file: (source, options, what it exercises)
+    "lossless.eegz": ("eegmat-40s", dict(mode="lossless"),
+                      "3 blocks; kinds 0 (annotation bytes) and 1 (lossless: frames, channel references)"),
+    "near_lossless.eegz": ("eegmat-40s", dict(mode="near-lossless", max_error_lsb=3),
+                           "kind 2 (near-lossless, K = 3 digital steps)"),
+    "lossless_tokens.eegz": ("eegmat-12s", dict(mode="lossless", with_tokens=True),
+                             "kind 3 streams with flag 1 (auxiliary tokens) beside kind 1"),
+    "lossy_sc_3.eegz": ("eegmat-40s", dict(mode="lossy", codebooks=3),
+                        "kind 3 (DAC-SC, 3 codebooks) over 3 blocks with context frames; ECG kept exactly"),
+    "lossy_mc_6.eegz": ("eegmat-40s", dict(mode="lossy", codebooks=6, model="eegz-dac-mc-256hz-hop64"),
+                        "kind 3 decoded by DAC-MC (style indices, cross-channel attention), 6 codebooks"),
+    "unknown_count.eegz": ("eegmat-12s-unknown-count", dict(mode="lossless"),
+                           "declared record count -1 and a TRLR section with trailing bytes"),
+    "record_bytes.eegz": ("byte-patterns", dict(mode="lossless"), "kind 4 (record bytes under zstd)"),
+    "encrypted.eegz": ("eegmat-12s", dict(mode="lossless", passphrase=PASSPHRASE.encode(), drop_annotation_text=True),
+                       "anonymized header, annotation texts dropped, IDNT section (passphrase in vectors.json)"),
+    "bdf_lossless.eegz": ("biosemi-bdf", dict(mode="lossless"), "BDF (24-bit samples) with its Status channel"),
+}
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def main() -> None:
+    shared = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data"
+    data = sources(shared)
+    table = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for name, (source, options, what) in VECTORS.items():
+            if source not in data:
+                print(f"skipped {name}: {source} is not available", file=sys.stderr)
+                continue
+            src = tmp / (source + (".bdf" if "bdf" in source else ".edf"))
+            src.write_bytes(data[source])
+            out = HERE / name
+            api.compress(src, out, force=True, device="cpu", **options)
+            back = tmp / "back.edf"
+            api.decompress(out, back, force=True, device="cpu")
+            entry = {"exercises": what, "mode": options["mode"], "eegz_sha256": sha256(out.read_bytes()),
+                     "decoded_bytes": back.stat().st_size, "decoded_sha256": sha256(back.read_bytes()),
+                     "source_sha256": sha256(data[source])}
+            if options["mode"] == "lossy":
+                entry["decoded_sha256_note"] = "CPU float decode on x86-64 (informative: last bits may differ elsewhere)"
+            if "passphrase" in options:
+                api.decompress(out, back, force=True, passphrase=options["passphrase"])
+                entry["passphrase"] = PASSPHRASE
+                entry["decoded_with_passphrase_sha256"] = sha256(back.read_bytes())
+            if name == "lossless.eegz":  # a range: records 10..25 at their true start
+                api.decompress(out, back, force=True, start=10.5, end=24.2)
+                entry["range"] = {"start": 10.5, "end": 24.2, "decoded_sha256": sha256(back.read_bytes()),
+                                  "records": [10, 25]}
+            table[name] = entry
+    (HERE / "vectors.json").write_text(json.dumps(table, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
