@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from .channels import NEURAL
-from .container import FORMAT_VERSION, AtomicFile, Container, stream_sizes
+from .container import FORMAT_VERSION, Container, is_stdio, open_output, spooled_input, stream_sizes
 from .decode import decode_blocks, decode_records, edf_header_of
 from .edf import EdfReader, records_to_bytes, split_records, with_record_count
 from .errors import EegzError, FormatError, VerifyError
 
-__all__ = ["compress", "decompress", "read_signals", "info", "verify"]
+__all__ = ["compress", "decompress", "recode", "read_signals", "info", "verify", "check"]
 
 
 def default_output(path: Path, suffix: str) -> Path:
@@ -32,6 +32,10 @@ def default_output(path: Path, suffix: str) -> Path:
 
 
 def _open_input(path: Path):
+    if is_stdio(path):
+        import contextlib
+        import sys
+        return contextlib.nullcontext(sys.stdin.buffer)
     try:
         f = open(path, "rb")
     except OSError as e:
@@ -59,12 +63,21 @@ def compress(in_path, out_path=None, mode: str = "lossy", codebooks: int = 6, de
                             passphrase=passphrase)
     options.check()
     in_path = Path(in_path)
-    out_path = Path(out_path) if out_path else default_output(in_path, ".eegz")
+    out_path = _output_path(in_path, out_path, ".eegz")
     with _open_input(in_path) as source:
-        reader = EdfReader(source, str(in_path), os.fstat(source.fileno()).st_size)
-        with AtomicFile(out_path, force, inputs=(in_path,)) as out:
-            meta, sizes, blocks = encode(reader, out, in_path.name, options, quiet)
-    return _summary(out_path, meta, sizes, out_path.stat().st_size, FORMAT_VERSION, blocks)
+        size = None if is_stdio(in_path) else os.fstat(source.fileno()).st_size
+        reader = EdfReader(source, "standard input" if is_stdio(in_path) else str(in_path), size)
+        with open_output(out_path, force, inputs=(in_path,)) as out:
+            meta, sizes, blocks = encode(reader, out, "stdin" if is_stdio(in_path) else in_path.name, options, quiet)
+    return _summary(out_path, meta, sizes, out.bytes_written, FORMAT_VERSION, blocks)
+
+
+def _output_path(in_path: Path, out_path, suffix: str) -> Path:
+    if out_path is not None:
+        return Path(out_path)
+    if is_stdio(in_path):
+        raise EegzError("reading standard input: name the output with -o (or -o - for standard output)")
+    return default_output(in_path, suffix)
 
 
 def _record_range(meta: dict, start: float | None, end: float | None) -> tuple[int, int]:
@@ -87,15 +100,17 @@ def _record_range(meta: dict, start: float | None, end: float | None) -> tuple[i
 
 def decompress(in_path, out_path=None, start: float | None = None, end: float | None = None,
                device: str = "auto", model: str | None = None, force: bool = False, quiet: bool = True,
-               workers: int = 0, passphrase: bytes | None = None) -> dict:
+               workers: int = 0, passphrase: bytes | None = None, codebooks: int | None = None) -> dict:
     """Decode a .eegz file to EDF/BDF; a time range gives the whole records that cover it, starting at
     their true time. With the passphrase of an encrypted identity, the original identification comes back
-    (and a full lossless decode is then byte-identical to the original)."""
+    (and a full lossless decode is then byte-identical to the original). codebooks: a quick preview of a
+    lossy file from its first codebooks only. "-" reads standard input or writes standard output."""
     in_path = Path(in_path)
-    with Container(in_path) as container:
+    with spooled_input(in_path) as readable, Container(readable) as container:
         meta = container.meta
         kind = meta["edf"]["kind"]
-        out_path = Path(out_path) if out_path else default_output(in_path, ".bdf" if kind == "BDF" else ".edf")
+        out_path = _output_path(in_path, out_path, ".bdf" if kind == "BDF" else ".edf")
+        _check_codebooks(meta, codebooks)
         first, stop = _record_range(meta, start, end)
         full = (first, stop) == (0, meta["edf"]["records"])
         header = edf_header_of(container)
@@ -116,9 +131,10 @@ def decompress(in_path, out_path=None, start: float | None = None, end: float | 
                        for s, c in zip(header.signals, cut)]
             return records_to_bytes(header, cut, hi - lo)
 
-        with AtomicFile(out_path, force, inputs=(in_path,)) as out:
+        with open_output(out_path, force, inputs=(in_path,)) as out:
             out.write(header_raw)
-            for _, body in decode_blocks(container, first, stop, device, model, workers, quiet, finish=records):
+            for _, body in decode_blocks(container, first, stop, device, model, workers, quiet, finish=records,
+                                         codebooks=codebooks):
                 digest.update(body)
                 out.write(body)
                 size += len(body)
@@ -130,6 +146,48 @@ def decompress(in_path, out_path=None, start: float | None = None, end: float | 
                     raise FormatError(f"{in_path.name}: the decoded EDF does not match the original's SHA-256")
     return {"output": str(out_path), "records": stop - first, "first_record": first, "bytes": size,
             "mode": meta["mode"]}
+
+
+def _check_codebooks(meta: dict, codebooks: int | None) -> None:
+    if codebooks is None:
+        return
+    stored = (meta.get("codec") or {}).get("n_codebooks")
+    if meta["mode"] != "lossy" or stored is None:
+        raise EegzError("--codebooks applies to lossy files only")
+    if not 1 <= codebooks <= stored:
+        raise EegzError(f"the file keeps {stored} codebooks: --codebooks must be 1 to {stored}")
+
+
+def recode(in_path, out_path, codebooks: int, model: str | None = None, force: bool = False) -> dict:
+    """A lossy file with only its first `codebooks` codebooks kept, without running the encoder (a
+    retention tier); the result equals compressing at that many codebooks."""
+    from .recode import recode as run
+    in_path, out_path = Path(in_path), Path(out_path)
+    with Container(in_path) as container, open_output(out_path, force, inputs=(in_path,)) as out:
+        meta, sizes, blocks = run(container, out, codebooks, model)
+    return _summary(out_path, meta, sizes, out.bytes_written, FORMAT_VERSION, blocks)
+
+
+def check(in_path, device: str = "auto", model: str | None = None) -> dict:
+    """Read and decode every block of a file (checksums, stream structure, neural decode) and, for a
+    lossless file, compare the decoded EDF's SHA-256 with the one stored: what can be verified without
+    the original."""
+    in_path = Path(in_path)
+    with Container(in_path) as container:
+        meta = container.meta
+        records = meta["edf"]["records"]
+        digest = hashlib.sha256(container.edf_header)
+        header = edf_header_of(container)
+
+        def body(entry, values) -> bytes:
+            return records_to_bytes(header, [values[i] for i in range(len(header.signals))], entry.record_count)
+
+        for _, data in decode_blocks(container, 0, records, device, model, finish=body):
+            digest.update(data)
+        digest.update(container.trailer)
+        if meta["mode"] == "lossless" and digest.hexdigest() != meta["source"]["sha256"]:
+            raise FormatError(f"{in_path.name}: the decoded EDF does not match the stored SHA-256")
+    return {"ok": True, "file": str(in_path), "mode": meta["mode"], "records": records}
 
 
 def _same_header(original: bytes, stored: bytes, clear: bool) -> bool:

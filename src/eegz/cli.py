@@ -53,11 +53,12 @@ def _run(action):
               EXIT_INTERNAL)
 
 
-def _emit(result: dict, as_json: bool, quiet: bool, text: str) -> None:
+def _emit(result: dict, as_json: bool, quiet: bool, text: str, data_on_stdout: bool = False) -> None:
+    """The summary on stdout, or on stderr when stdout carries the data itself (-o -)."""
     if as_json:
-        click.echo(json.dumps(result, indent=2, default=str))
+        click.echo(json.dumps(result, indent=2, default=str), err=data_on_stdout)
     elif not quiet:
-        click.echo(text)
+        click.echo(text, err=data_on_stdout)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -66,9 +67,57 @@ def main():
     """Compress EDF/EDF+/BDF EEG recordings into .eegz containers and back."""
 
 
+def _batch_options(f):
+    """Options of the commands that also take many files and folders."""
+    f = click.option("--scheduler", metavar="ADDRESS",
+                     help="run on a Dask cluster (tcp://HOST:PORT), one file per task; shared storage needed")(f)
+    f = click.option("-j", "--jobs", type=int, help="files coded at once (default: what the cores and memory carry)")(f)
+    f = click.option("-r", "--recursive", is_flag=True, help="folders: include their subfolders")(f)
+    return f
+
+
+def _is_batch(inputs, recursive, jobs, scheduler) -> bool:
+    return len(inputs) != 1 or recursive or jobs is not None or scheduler is not None or Path(inputs[0]).is_dir()
+
+
+def _run_batch(command: str, inputs, output, recursive, jobs, scheduler, options: dict, force, quiet, as_json):
+    """Many files: a bar over files, one line per failure, a JSON report with --json; the exit code
+    says whether (and how) any file failed (README)."""
+    import time
+    from . import batch
+    from .progress import Progress
+
+    def plan():
+        out_dir = Path(output) if output else None
+        if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+            raise EegzError(f"-o {out_dir}: with many files or a folder, -o names an output folder")
+        return batch.plan(command, inputs, recursive, out_dir, options, force)
+
+    tasks = _run(plan)
+    if jobs is not None and jobs < 1:
+        _fail("--jobs must be at least 1", 2)
+    t0 = time.monotonic()
+    with Progress(len(tasks), f"{command} files", quiet or as_json) as bar:
+        def progress(entry):
+            bar.update(1)
+            if entry["status"] == "failed" and not as_json:
+                click.echo(("\n" if bar.enabled else "") + f"eegz: error: {entry['input']}: {entry['error']}", err=True)
+        if scheduler:
+            results = _run(lambda: batch.run_dask(tasks, scheduler, progress, options.get("model")))
+        else:
+            results = batch.run_local(tasks, jobs or batch.default_jobs(command, options), progress)
+    report = batch.summarize(command, results, time.monotonic() - t0)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    elif not quiet:
+        click.echo(f"{report['files']} files: {report['ok']} done, {report['skipped']} already done, "
+                   f"{report['failed']} failed ({report['seconds']:.1f} s)")
+    sys.exit(batch.exit_code(results))
+
+
 @main.command()
-@click.argument("input", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="output .eegz path")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", help="output .eegz path ('-': standard output); with many files, an output folder")
 @click.option("--mode", type=click.Choice(["lossy", "lossless", "near-lossless"]), default="lossy",
               show_default=True)
 @click.option("--codebooks", type=int, default=6, show_default=True, help="RVQ codebooks kept (3-9), lossy mode")
@@ -85,55 +134,84 @@ def main():
               help="anonymize, and keep the original identification encrypted with --passphrase-file's passphrase")
 @click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
               help="file whose first line is the passphrase (with --encrypt-identity)")
-@click.option("-f", "--force", is_flag=True, help="overwrite an existing output file")
+@_batch_options
+@click.option("-f", "--force", is_flag=True, help="overwrite existing outputs")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar, no summary")
-@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
-def compress(input, output, mode, codebooks, max_error, max_error_lsb, with_tokens, exact_channels, model, device,
-             anonymize, drop_annotation_text, encrypt_identity, passphrase_file, force, quiet, as_json):
-    """Compress an EDF/BDF file (default output: INPUT with .eegz)."""
+@click.option("--json", "as_json", is_flag=True, help="print the summary (with many files: the report) as JSON")
+def compress(inputs, output, mode, codebooks, max_error, max_error_lsb, with_tokens, exact_channels, model, device,
+             anonymize, drop_annotation_text, encrypt_identity, passphrase_file, recursive, jobs, scheduler, force,
+             quiet, as_json):
+    """Compress EDF/BDF files ('-': standard input); the default output is each INPUT with .eegz."""
     from .api import compress as run
 
-    def action():
+    def options() -> dict:
         passphrase = None
         if encrypt_identity or passphrase_file:
             if not (encrypt_identity and passphrase_file):
                 raise EegzError("--encrypt-identity and --passphrase-file go together")
             from .identity import read_passphrase
             passphrase = read_passphrase(passphrase_file)
-        return run(input, output, mode=mode, codebooks=codebooks, device=device, model=model, max_error_uv=max_error,
-                   max_error_lsb=max_error_lsb, with_tokens=with_tokens, exact_labels=exact_channels, force=force,
-                   quiet=quiet or as_json, anonymize=anonymize, drop_annotation_text=drop_annotation_text,
-                   passphrase=passphrase)
-    result = _run(action)
+        return dict(mode=mode, codebooks=codebooks, device=device, model=model, max_error_uv=max_error,
+                    max_error_lsb=max_error_lsb, with_tokens=with_tokens, exact_labels=tuple(exact_channels),
+                    anonymize=anonymize, drop_annotation_text=drop_annotation_text, passphrase=passphrase)
+    if _is_batch(inputs, recursive, jobs, scheduler):
+        _run_batch("compress", inputs, output, recursive, jobs, scheduler, _run(options), force, quiet, as_json)
+    result = _run(lambda: run(inputs[0], output, force=force, quiet=quiet or as_json, **options()))
     _emit(result, as_json, quiet, f"{result['file']}: {result['mode']}, {result['bytes']} bytes, "
-                                  f"ratio {result['compression_ratio']:.2f}")
+                                  f"ratio {result['compression_ratio']:.2f}", data_on_stdout=output == "-")
 
 
 @main.command()
-@click.argument("input", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="output EDF/BDF path")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", help="output EDF/BDF path ('-': standard output); with many files, an output folder")
 @click.option("--start", type=float, help="first second to decode")
 @click.option("--end", type=float, help="last second to decode (exclusive)")
+@click.option("--codebooks", type=int, help="lossy files: a quick preview from the first N codebooks")
 @click.option("--model", help="model .npz path, when the file's model is not shipped with eegz")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
               help="restore the encrypted original identification with the passphrase on this file's first line")
-@click.option("-f", "--force", is_flag=True, help="overwrite an existing output file")
+@_batch_options
+@click.option("-f", "--force", is_flag=True, help="overwrite existing outputs")
 @click.option("-q", "--quiet", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
-def decompress(input, output, start, end, model, device, passphrase_file, force, quiet, as_json):
-    """Decode a .eegz file back to EDF/BDF (whole records covering --start..--end, at their true time)."""
+def decompress(inputs, output, start, end, codebooks, model, device, passphrase_file, recursive, jobs, scheduler, force,
+               quiet, as_json):
+    """Decode .eegz files ('-': standard input) back to EDF/BDF (whole records covering --start..--end,
+    at their true time)."""
     from .api import decompress as run
 
-    def action():
+    def options() -> dict:
         passphrase = None
         if passphrase_file:
             from .identity import read_passphrase
             passphrase = read_passphrase(passphrase_file)
-        return run(input, output, start=start, end=end, device=device, model=model, force=force,
-                   quiet=quiet or as_json, passphrase=passphrase)
-    result = _run(action)
-    _emit(result, as_json, quiet, f"{result['output']}: {result['records']} records, {result['bytes']} bytes")
+        return dict(start=start, end=end, device=device, model=model, passphrase=passphrase, codebooks=codebooks)
+    if _is_batch(inputs, recursive, jobs, scheduler):
+        _run_batch("decompress", inputs, output, recursive, jobs, scheduler, _run(options), force, quiet, as_json)
+    result = _run(lambda: run(inputs[0], output, force=force, quiet=quiet or as_json, **options()))
+    _emit(result, as_json, quiet, f"{result['output']}: {result['records']} records, {result['bytes']} bytes",
+          data_on_stdout=output == "-")
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--codebooks", type=int, required=True, help="codebooks to keep (at most those stored)")
+@click.option("-o", "--output", required=True, help="output .eegz path; with many files, an output folder")
+@click.option("--model", help="model .npz path, when the file's model is not shipped with eegz")
+@_batch_options
+@click.option("-f", "--force", is_flag=True, help="overwrite existing outputs")
+@click.option("-q", "--quiet", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+def recode(inputs, codebooks, output, model, recursive, jobs, scheduler, force, quiet, as_json):
+    """Keep the first N codebooks of lossy files without re-encoding (a smaller retention tier)."""
+    from .api import recode as run
+    options = dict(codebooks=codebooks, model=model)
+    if _is_batch(inputs, recursive, jobs, scheduler):
+        _run_batch("recode", inputs, output, recursive, jobs, scheduler, options, force, quiet, as_json)
+    result = _run(lambda: run(inputs[0], output, force=force, **options))
+    _emit(result, as_json, quiet, f"{result['file']}: {result['codebooks']} codebooks, {result['bytes']} bytes, "
+                                  f"ratio {result['compression_ratio']:.2f}")
 
 
 @main.command()
@@ -166,17 +244,29 @@ def info(input, as_json):
 
 
 @main.command()
-@click.argument("input", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--against", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="the original EDF/BDF")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--against", type=click.Path(dir_okay=False, path_type=Path),
+              help="the original EDF/BDF: every sample is compared with it")
 @click.option("--model", help="model .npz path for lossy files")
 @click.option("--device", default="auto", show_default=True)
+@_batch_options
+@click.option("-q", "--quiet", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
-def verify(input, against, model, device, as_json):
-    """Check a .eegz file against its original: exact channels equal, bounded channels within bound."""
-    from .api import verify as run
-    result = _run(lambda: run(input, against, device=device, model=model))
-    _emit(result, as_json, False, f"{input}: OK ({result['mode']}, {len(result['channels'])} channels)")
+def verify(inputs, against, model, device, recursive, jobs, scheduler, quiet, as_json):
+    """Check .eegz files: against the original (exact channels equal, bounded channels within bound), or
+    without it (every checksum, every block decoded, and a lossless file's SHA-256)."""
+    from . import api
+    if _is_batch(inputs, recursive, jobs, scheduler):
+        if against:
+            _fail("--against compares one file; folders are checked without it", 2)
+        _run_batch("verify", inputs, None, recursive, jobs, scheduler, dict(device=device, model=model), False,
+                   quiet, as_json)
+    if against:
+        result = _run(lambda: api.verify(inputs[0], against, device=device, model=model))
+        _emit(result, as_json, quiet, f"{inputs[0]}: OK ({result['mode']}, {len(result['channels'])} channels)")
+    else:
+        result = _run(lambda: api.check(inputs[0], device=device, model=model))
+        _emit(result, as_json, quiet, f"{inputs[0]}: OK ({result['mode']}, {result['records']} records decoded)")
 
 
 @main.command()

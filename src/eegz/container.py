@@ -299,6 +299,7 @@ class Container:
             if not isinstance(obj.get(key), dict):
                 raise self._fail(f"is damaged (bad header field: {key})")
         self.meta = _merge_v3(header, summary)
+        self.head, self.summary = header, summary  # as stored (a recode copies them)
         if (self.identity is not None) != (self.meta.get("identity") == "encrypted"):
             raise self._fail("is damaged (the encrypted identity and the header disagree)")
 
@@ -510,7 +511,8 @@ class AtomicFile:
         fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         self.f = os.fdopen(fd, "wb", buffering=1 << 20)
         _LIVE.add(self.tmp)
-        return self.f
+        self.sink = _Counting(self.f)
+        return self.sink
 
     def __exit__(self, exc_type, *exc):
         try:
@@ -523,6 +525,74 @@ class AtomicFile:
         finally:
             if not self.f.closed:
                 self.f.close()
+            self.tmp.unlink(missing_ok=True)
+            _LIVE.discard(self.tmp)
+
+
+class _Counting:
+    """A write-only binary stream that counts what goes through it (it never seeks)."""
+
+    def __init__(self, f):
+        self.f, self.bytes_written = f, 0
+
+    def write(self, data) -> int:
+        self.f.write(data)
+        self.bytes_written += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+STDIO = "-"  # a path of "-": standard input or output
+
+
+def is_stdio(path) -> bool:
+    return str(path) == STDIO
+
+
+class _StandardOutput:
+    """Standard output as an output: written as it comes (a reader downstream must check eegz's exit
+    status, since a failure cannot take back what was written)."""
+
+    def __enter__(self):
+        import sys
+        self.sink = _Counting(sys.stdout.buffer)
+        return self.sink
+
+    def __exit__(self, *exc):
+        self.sink.flush()
+
+
+def open_output(path, force: bool = False, inputs: tuple = ()):
+    """The output of a command: standard output for "-", else an AtomicFile."""
+    if is_stdio(path):
+        return _StandardOutput()
+    return AtomicFile(Path(path), force, inputs=tuple(p for p in inputs if not is_stdio(p)))
+
+
+class spooled_input:  # noqa: N801 - used like open()
+    """A .eegz input as a path: itself, or for "-" standard input copied to a temporary file (a reader
+    needs the footer first, so a pipe is read to its end; memory stays constant)."""
+
+    def __init__(self, path):
+        self.path, self.tmp = Path(path), None
+
+    def __enter__(self) -> Path:
+        if not is_stdio(self.path):
+            return self.path
+        import shutil
+        import sys
+        import tempfile
+        fd, name = tempfile.mkstemp(prefix=".eegz-stdin-", suffix=".eegz")
+        self.tmp = Path(name)
+        _LIVE.add(self.tmp)
+        with os.fdopen(fd, "wb") as f:
+            shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+        return self.tmp
+
+    def __exit__(self, *exc):
+        if self.tmp is not None:
             self.tmp.unlink(missing_ok=True)
             _LIVE.discard(self.tmp)
 

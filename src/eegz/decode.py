@@ -7,7 +7,6 @@ lossy files), and memory holds a handful of blocks whatever the recording's leng
 """
 from __future__ import annotations
 
-import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
@@ -20,6 +19,7 @@ from .container import (ALL_SIGNALS, ANNOTATION_BYTES, AUX_TOKENS, LOSSLESS, NEA
 from .edf import EdfError, EdfHeader, bytes_to_digital, parse_header, split_records
 from .errors import FormatError, ModelError
 from .exact import Expected, decode_group
+from .parallel import cpu_budget
 from .progress import Progress
 
 
@@ -94,12 +94,12 @@ class _ExactDecoder:
     def __call__(self, block: _Block) -> dict[int, np.ndarray]:
         e, width = block.entry, self.header.sample_width
         if block.record_bytes is not None:
-            raw = _unzstd(block.record_bytes.data, e.record_count * self.header.record_bytes, "record bytes")
+            raw = stream_bytes(block.record_bytes.data, e.record_count * self.header.record_bytes, "record bytes")
             return dict(enumerate(split_records(self.header, raw, e.record_count)))
         out = {}
         for i, s in block.annotations.items():
             n = e.record_count * self.header.signals[i].samples_per_record
-            out[i] = bytes_to_digital(np.frombuffer(_unzstd(s.data, n * width, "annotation"), np.uint8), width)
+            out[i] = bytes_to_digital(np.frombuffer(stream_bytes(s.data, n * width, "annotation"), np.uint8), width)
         expected = []
         for s in block.exact:
             spr = self.header.signals[s.signal].samples_per_record
@@ -127,7 +127,7 @@ def _decode_v1(streams: list[bytes], expected: list[Expected]) -> list[np.ndarra
     return [v.astype(np.int32) for v in values]
 
 
-def _unzstd(data: bytes, size: int, what: str) -> bytes:
+def stream_bytes(data: bytes, size: int, what: str) -> bytes:
     raw = unzstd(data, size, f"{what} stream")
     if len(raw) != size:
         raise FormatError(f"damaged {what} stream ({len(raw)} bytes where {size} belong)")
@@ -147,8 +147,10 @@ def load_codec(meta: dict, model: str | None, device: str, quiet: bool = True):
 
 
 def decode_blocks(container: Container, first: int, stop: int, device: str = "auto", model: str | None = None,
-                  workers: int = 0, quiet: bool = True, finish=None) -> Iterator[tuple[BlockEntry, object]]:
+                  workers: int = 0, quiet: bool = True, finish=None,
+                  codebooks: int | None = None) -> Iterator[tuple[BlockEntry, object]]:
     """(entry, {signal: digital samples}) of every block that holds a record in [first, stop), in order.
+    codebooks: decode neural streams from their first `codebooks` codebooks only (a preview).
 
     finish(entry, samples), when given, turns a block's samples into what is yielded instead (such as its
     EDF record bytes); it runs on the pool for blocks without neural streams."""
@@ -163,7 +165,8 @@ def decode_blocks(container: Container, first: int, stop: int, device: str = "au
         from .lossy import TokenDecoder
         codec = load_codec(meta, model, device, quiet)
         styles = [c.get("style_index") for c in meta["channels"]]
-        tokens = TokenDecoder(codec, meta["codec"], header.signals, styles, header.record_duration, container.version)
+        tokens = TokenDecoder(codec, meta["codec"], header.signals, styles, header.record_duration, container.version,
+                              codebooks)
     unpacked: dict[int, dict] = {}
 
     def read(k: int) -> _Block:
@@ -182,8 +185,9 @@ def decode_blocks(container: Container, first: int, stop: int, device: str = "au
         e = block.entry
         return {i: tokens.unpack(s.data, e.first_record, e.record_count) for i, s in block.tokens.items()}
 
-    limit = 4 * (workers or os.cpu_count() or 1)
-    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool, Progress(len(targets), "decompress", quiet) as bar:
+    workers = workers or cpu_budget()
+    limit = 4 * workers
+    with ThreadPoolExecutor(workers) as pool, Progress(len(targets), "decompress", quiet) as bar:
         queue: deque = deque()
         for k in targets:
             block = read(k)
@@ -212,11 +216,11 @@ def _complete(item, tokens, unpacked, neighbours, bar, finish) -> tuple[BlockEnt
 
 
 def decode_records(container: Container, first: int, stop: int, device: str = "auto", model: str | None = None,
-                   quiet: bool = True) -> list[np.ndarray]:
+                   quiet: bool = True, codebooks: int | None = None) -> list[np.ndarray]:
     """Digital samples of every signal for records [first, stop) (the whole range in memory)."""
     header = edf_header_of(container)
     pieces: list[list] = [[] for _ in header.signals]
-    for entry, values in decode_blocks(container, first, stop, device, model, quiet=quiet):
+    for entry, values in decode_blocks(container, first, stop, device, model, quiet=quiet, codebooks=codebooks):
         lo, hi = max(first, entry.first_record), min(stop, entry.first_record + entry.record_count)
         for i, s in enumerate(header.signals):
             spr = s.samples_per_record

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from .edf import EdfHeader, EdfReader, split_records
 from .errors import EegzError
 from .exact import ExactItem, encode_group
 from .lossy import BLOCK_SECONDS, MAX_RUN_BLOCKS, Block, TokenEncoder, block_is_codable
+from .parallel import cpu_budget
 from .progress import Progress
 
 MODES = ("lossy", "lossless", "near-lossless")
@@ -211,7 +211,7 @@ def encode(reader: EdfReader, out, source_name: str, options: EncodeOptions, qui
     restored_sha = hashlib.sha256(header.raw) if options.passphrase and options.drop_annotation_text else None
     coder = _Coder(header, roles, bounds, options, neural)
     max_spr = max((s.samples_per_record for s in header.signals), default=0)
-    workers = options.workers or os.cpu_count() or 1
+    workers = options.workers or cpu_budget()
     pending: deque = deque()  # [block, future of exact streams, token streams or None while awaited]
     by_index: dict[int, list] = {}
     sizes = stream_sizes([])

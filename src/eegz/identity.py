@@ -102,6 +102,23 @@ def rewrite_annotations(data: bytes, record_bytes: int, shift: int = 0, drop_tex
     return bytes(out)
 
 
+def annotations_in(data: bytes, record_bytes: int):
+    """(onset, duration or None, text) of every annotation in an annotation signal's records; the
+    records' timekeeping entries (no text) are left out."""
+    for start in range(0, len(data), record_bytes):
+        record = data[start:start + record_bytes]
+        end = 0
+        for m in _TAL.finditer(record):
+            if m.start() != end:
+                break
+            end = m.end()
+            onset, duration, texts = m.groups()
+            for text in texts.split(b"\x14"):
+                if text:
+                    yield (float(onset), float(duration[1:]) if duration else None,
+                           text.decode("utf-8", "replace"))
+
+
 # ---------------------------------------------------------------- encrypted identity (spec 2.3)
 
 def encrypt_identity(original: dict, passphrase: bytes, bound_to: bytes) -> bytes:

@@ -56,6 +56,16 @@ def block_normalization(own: np.ndarray) -> tuple[float, float]:
     return offset, scale
 
 
+def hop_of(config: dict) -> int:
+    """Samples per codec frame of a stored model configuration (the product of its encoder strides)."""
+    return math.prod(int(r) for r in config["encoder_rates"])
+
+
+def frame_of(record: int, record_duration: float, rate: int, hop: int) -> int:
+    """The codec frame at which a record starts (spec 6.1: round half to even)."""
+    return int(round(record * record_duration * rate / hop))
+
+
 def block_runs(blocks: list[int], max_run: int) -> list[list[int]]:
     """Consecutive block numbers grouped into runs of at most max_run."""
     runs: list[list[int]] = []
@@ -169,7 +179,7 @@ class TokenEncoder:
         return list(out.items())
 
     def _frame(self, record: int) -> int:
-        return int(round(record * self.record_duration * self.rate / self.hop))
+        return frame_of(record, self.record_duration, self.rate, self.hop)
 
     def _job(self, u: np.ndarray, start_frame: int, blocks: list[Block], span: list[Block]):
         """The normalized encoder input of consecutive blocks, with `context` frames of the signal beside
@@ -230,7 +240,7 @@ class TokenDecoder:
     """Token streams in, samples out: decode(block's streams, its neighbours' streams) per block."""
 
     def __init__(self, codec, codec_meta: dict, signals: list[Signal], styles: list, record_duration: float,
-                 version: int):
+                 version: int, codebooks: int | None = None):
         self.codec, self.signals, self.styles = codec, signals, styles
         self.rate, self.hop = codec.config.sample_rate, codec.config.hop
         self.context = codec_meta["context_frames"]
@@ -238,23 +248,28 @@ class TokenDecoder:
         self.record_duration = record_duration
         self.version = version
         self.tables = token_tables(codec.token_counts) if version >= 3 else None
+        self.keep = codebooks  # decode from the first `keep` codebooks only (a quick preview); None: all
+
+    def _kept(self, unpacked):
+        codes, offset, scale = unpacked
+        return (codes[:self.keep] if self.keep else codes), offset, scale
 
     def frames(self, first_record: int, record_count: int) -> int:
-        f0 = int(round(first_record * self.record_duration * self.rate / self.hop))
-        return int(round((first_record + record_count) * self.record_duration * self.rate / self.hop)) - f0
+        return (frame_of(first_record + record_count, self.record_duration, self.rate, self.hop)
+                - frame_of(first_record, self.record_duration, self.rate, self.hop))
 
     def unpack(self, data: bytes, first_record: int, record_count: int):
         """(codes, offset, scale) of one channel-block's token stream."""
         if self.version >= 3:
-            return unpack_tokens(data, self.tables, self.frames(first_record, record_count), self.n_codebooks)
+            return self._kept(unpack_tokens(data, self.tables, self.frames(first_record, record_count), self.n_codebooks))
         from .legacy.tokens import unpack_tokens_v1
-        return unpack_tokens_v1(data, self.codec.config.bits_per_code, self.n_codebooks, self.codec.token_counts,
-                                self.frames(first_record, record_count))
+        return self._kept(unpack_tokens_v1(data, self.codec.config.bits_per_code, self.n_codebooks,
+                                           self.codec.token_counts, self.frames(first_record, record_count)))
 
     def decode(self, first_record: int, record_count: int, own: dict, left: dict, right: dict) -> dict:
         """{signal: digital samples} of a block from its unpacked tokens {signal: (codes, offset, scale)} and
         its neighbours' (empty dicts where a neighbour is missing or not neural)."""
-        first_frame = int(round(first_record * self.record_duration * self.rate / self.hop))
+        first_frame = frame_of(first_record, self.record_duration, self.rate, self.hop)
         jobs = []
         for i, (codes, offset, scale) in own.items():
             l, r = left.get(i), right.get(i)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ModelError
+from .parallel import THREADS_ENV, cpu_budget
 from .progress import Progress
 
 MODELS_DIR = Path(__file__).parent / "models"
@@ -85,6 +86,8 @@ def _quiet_imports():
         warnings.simplefilter("ignore")
         import torch
         from dac.model import DAC
+    if os.environ.get(THREADS_ENV) and torch.get_num_threads() > cpu_budget():  # a batch worker's share
+        torch.set_num_threads(cpu_budget())
     return torch, DAC
 
 
@@ -150,6 +153,19 @@ def resolve_model_path(model: str | None) -> Path:
     if shipped.exists():
         return shipped
     raise ModelError(f"model {name!r} not found (neither a shipped model nor an existing .npz file)")
+
+
+def read_token_counts(model: str | None, expect_sha256: str) -> np.ndarray:
+    """A model's token usage counts (the token streams' rANS tables), without loading torch: for reading
+    and recoding token streams. The weights must have the SHA-256 the file names."""
+    path = resolve_model_path(model)
+    if file_sha256(path) != expect_sha256:
+        raise ModelError(f"model {path.stem!r} does not have the weights {expect_sha256[:12]}… the file needs "
+                         "(pass the right one with --model PATH.npz)")
+    with np.load(path, allow_pickle=False) as npz:
+        if TOKEN_COUNTS_KEY not in npz.files:
+            raise ModelError(f"model {path.stem!r} has no token tables")
+        return npz[TOKEN_COUNTS_KEY]
 
 
 def pick_device(device: str = "auto") -> str:
@@ -340,7 +356,7 @@ class NeuralCodec:
         parallelise poorly inside one operation."""
         torch, _ = _quiet_imports()
         batches = list(self._batches(samples, key))
-        workers = (self.workers or os.cpu_count() or 1) if self.device == "cpu" else 1
+        workers = (self.workers or cpu_budget()) if self.device == "cpu" else 1
         threads = torch.get_num_threads()
         if workers > 1 and len(batches) > 1:
             torch.set_num_threads(1)
