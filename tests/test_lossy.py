@@ -9,7 +9,7 @@ from eegz.edf import bytes_to_digital, digital_to_bytes, read_edf
 from eegz.identity import rewrite_annotations
 from eegz.metrics import prdn
 
-from .conftest import EXAMPLE, shared_param
+from .conftest import EXAMPLE, SHARED, shared_param
 
 # Measured on the example (a held-out eegmat subject) with the shipped model; see README and the model
 # card. The thresholds leave a margin over the measurement, not over what we hope for.
@@ -155,3 +155,24 @@ def test_exact_channel_option_keeps_a_chosen_eeg_channel_exact(tmp_path):
     original = read_edf(EXAMPLE)
     i = [s.label for s in original.header.signals].index("EEG Cz")
     np.testing.assert_array_equal(decoded.digital[i], original.digital[i])
+
+
+def test_one_record_that_matches_no_frame_grid_is_one_block(tmp_path):
+    """Bonn: one 23.6-s record at 173.61 Hz; no block length lines up with 0.25-s codec frames, so the
+    whole recording is one block (it fits) instead of a refusal."""
+    path = SHARED / "bonn" / "E_S" / "S051.txt"
+    if not path.is_file():
+        pytest.skip("../shared/data is not present")
+    samples = np.loadtxt(path, dtype=np.int64)
+    n = len(samples)
+    fields = [("0", 8), ("X X X X", 80), ("Startdate X X X X", 80), ("01.01.01", 8), ("00.00.00", 8), ("512", 8),
+              ("", 44), ("1", 8), (f"{n / 173.61:.6f}"[:8], 8), ("1", 4), ("EEG", 16), ("", 80), ("uV", 8),
+              ("-2048", 8), ("2047", 8), ("-2048", 8), ("2047", 8), ("", 80), (str(n), 8), ("", 32)]
+    edf = tmp_path / "s.edf"
+    edf.write_bytes("".join(v.ljust(w)[:w] for v, w in fields).encode() + np.clip(samples, -2048, 2047).astype("<i2").tobytes())
+    api.compress(edf, tmp_path / "s.eegz", codebooks=6, device="cpu")
+    with Container(tmp_path / "s.eegz") as c:
+        assert len(c.blocks) == 1
+    decoded, raw = _decoded(tmp_path / "s.eegz", tmp_path)
+    assert decoded.digital[0].shape == (n,)
+    assert prdn(samples.astype(float) - samples.mean(), decoded.digital[0] - samples.mean()) < 40.0

@@ -88,9 +88,9 @@ def channel_bounds(header: EdfHeader, roles: list[str], options: EncodeOptions) 
     return bounds
 
 
-def records_per_block(header: EdfHeader, frame_seconds: float | None) -> int:
+def records_per_block(header: EdfHeader, frame_seconds: float | None, n_records: int | None = None) -> int:
     """Whole records of about BLOCK_SECONDS, at most MAX_BLOCK_BYTES; with a codec, block starts fall on
-    codec frames."""
+    codec frames (a recording that fits in one block needs no other start than 0: Bonn's one 23.6-s record)."""
     cap = max(1, MAX_BLOCK_BYTES // max(header.record_bytes, 1))
     if header.record_duration <= 0:
         return min(cap, 64)
@@ -99,6 +99,8 @@ def records_per_block(header: EdfHeader, frame_seconds: float | None) -> int:
         span = r * header.record_duration / frame_seconds if frame_seconds else 0.0
         if frame_seconds is None or abs(span - round(span)) < 1e-6:
             return r
+    if n_records is not None and 0 < n_records <= cap:
+        return n_records
     raise EegzError(f"record duration {header.record_duration} s never lines up with the codec's "
                     f"{frame_seconds} s frames: use --mode lossless or near-lossless")
 
@@ -198,7 +200,7 @@ def encode(reader: EdfReader, out, source_name: str, options: EncodeOptions, qui
         from .neural import NeuralCodec
         codec = NeuralCodec.load(options.model, options.device, quiet=quiet)
     frame_seconds = codec.config.hop / codec.config.sample_rate if codec else None
-    per_block = records_per_block(header, frame_seconds)
+    per_block = records_per_block(header, frame_seconds, reader.n_records)
     tokens = TokenEncoder(codec, header.signals, neural, options.codebooks, header.record_duration) if codec else None
     context = tokens.context if tokens else 0
     meta = header_json(source_name, header, roles, bounds, options, codec, context, per_block)

@@ -1,0 +1,157 @@
+"""Clinical check that sees windows, not segments (issue 11): does a seizure detector decide the same on
+decoded EEG as on the original, window by window? And are band powers, transients and the spectrum kept?
+
+Bonn, all five sets (A, B: healthy, eyes open / closed; C, D: interictal; E: ictal). Each segment is coded
+through the real container (a one-record EDF, as benchmarks/downstream_bonn.py writes it) and decoded.
+The detector reads 1-s windows: log band powers (delta, theta, alpha, beta, gamma 30-70 Hz, high gamma
+70-86 Hz), log line length, log amplitude range, log variance and the 95 % spectral edge; a random forest
+(300 trees, seed 0, balanced classes) is trained on the original windows of segments 001-050 (E =
+seizure against A-D) and applied to segments 051-070. Reported per set and codec setting: the share of
+windows where the decision on the decoded signal equals the decision on the original (agreement), and
+the share of decoded windows called seizure (on A and B: false seizures). Beside it, per set: PRDN, the
+relative band-power error on 0.5-s windows (median and 90th percentile), transient amplitude error and
+the strongest invented spectral line (metrics.line_ratio).
+
+Usage: python benchmarks/clinical.py [DATA_DIR]; EEGZ_BENCH_MODELS="name=path.npz,..." adds models
+(default: the shipped DAC-SC); EEGZ_BENCH_TAG names the result files (default clinical).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.downstream_bonn import RATE, bonn_edf, load  # noqa: E402
+from eegz import api  # noqa: E402
+from eegz.edf import read_edf  # noqa: E402
+from eegz.metrics import line_ratio, prdn, transient_errors, window_band_errors  # noqa: E402
+
+TAG = os.environ.get("EEGZ_BENCH_TAG", "clinical")
+WINDOW = int(round(RATE))  # 1-s detector windows
+DETECTOR_BANDS = {"delta": (0.5, 4), "theta": (4, 8), "alpha": (8, 13), "beta": (13, 30), "gamma": (30, 70),
+                  "high_gamma": (70, 87)}
+SET_NAMES = {"A_Z": "A", "B_O": "B", "C_N": "C", "D_F": "D", "E_S": "E"}
+
+
+def window_features(x: np.ndarray) -> np.ndarray:
+    """Detector features of each 1-s window of a segment (rows)."""
+    n = len(x) // WINDOW
+    w = x[:n * WINDOW].reshape(n, WINDOW).astype(np.float64)
+    w = w - w.mean(1, keepdims=True)
+    f = np.fft.rfftfreq(WINDOW, 1 / RATE)
+    p = np.abs(np.fft.rfft(w * np.hanning(WINDOW), axis=1)) ** 2
+    bands = [np.log(p[:, (f >= lo) & (f < hi)].sum(1) + 1e-6) for lo, hi in DETECTOR_BANDS.values()]
+    cumulative = np.cumsum(p, 1)
+    edge = f[np.argmax(cumulative >= 0.95 * cumulative[:, -1:], axis=1)]
+    line_length = np.log(np.abs(np.diff(w, axis=1)).sum(1) + 1e-6)
+    span = np.log(w.max(1) - w.min(1) + 1e-6)
+    variance = np.log(w.var(1) + 1e-6)
+    return np.column_stack(bands + [line_length, span, variance, edge])
+
+
+def detector(segments: dict):
+    from sklearn.ensemble import RandomForestClassifier
+    train = [k for k in segments if k[1] <= 50]
+    x = np.concatenate([window_features(segments[k][0]) for k in train])
+    y = np.concatenate([np.full(len(segments[k][0]) // WINDOW, segments[k][1]) for k in train])
+    clf = RandomForestClassifier(n_estimators=300, random_state=0, class_weight="balanced", n_jobs=1)
+    return clf.fit(x, y)
+
+
+def coded(segment: np.ndarray, folder: Path, options: dict) -> np.ndarray:
+    bonn_edf(segment, folder / "s.edf")
+    api.compress(folder / "s.edf", folder / "s.eegz", device="cpu", force=True, **options)
+    api.decompress(folder / "s.eegz", folder / "r.edf", device="cpu", force=True, model=options.get("model"))
+    return read_edf(folder / "r.edf").digital[0].astype(np.float64)
+
+
+def settings() -> dict:
+    models = {"DAC-SC (shipped)": None}
+    for item in filter(None, os.environ.get("EEGZ_BENCH_MODELS", "").split(",")):
+        name, path = item.split("=", 1)
+        models[name] = path
+    out = {}
+    for name, path in models.items():
+        for n in (3, 6, 9):
+            out[f"{name}, {n} codebooks"] = {"mode": "lossy", "codebooks": n, "model": path}
+    out["near-lossless 5 µV"] = {"mode": "near-lossless", "max_error_uv": 5.0}
+    return out
+
+
+def evaluate(segments: dict, clf, options: dict, folder: Path) -> dict:
+    test = [k for k in segments if k[1] > 50]
+    per_set: dict = {}
+    for key in test:
+        x = segments[key][0].astype(np.float64)
+        y = coded(segments[key][0], folder, options)
+        a, b = clf.predict(window_features(x)), clf.predict(window_features(y))
+        s = per_set.setdefault(SET_NAMES[key[0]], {"agree": [], "seizure_decoded": [], "seizure_original": [],
+                                                   "prdn": [], "bands": [], "transient": [], "line": []})
+        s["agree"] += list(a == b)
+        s["seizure_decoded"] += list(b == 1)
+        s["seizure_original"] += list(a == 1)
+        s["prdn"].append(prdn(x, y))
+        s["bands"].append(window_band_errors(x, y, RATE))
+        s["transient"].append(transient_errors(x, y, RATE)["amplitude_error"]["median"])
+        s["line"].append(line_ratio(x, y, RATE)["ratio"])
+    out = {}
+    for name, s in sorted(per_set.items()):
+        bands = {}
+        for band in s["bands"][0]:
+            bands[band] = {q: float(np.median([b[band][q] for b in s["bands"] if band in b])) for q in ("median", "p90")}
+        out[name] = {"agreement": float(np.mean(s["agree"])), "seizure_rate_decoded": float(np.mean(s["seizure_decoded"])),
+                     "seizure_rate_original": float(np.mean(s["seizure_original"])),
+                     "prdn": float(np.mean(s["prdn"])), "window_band_error": bands,
+                     "transient_amplitude_error": float(np.median(s["transient"])), "line_ratio_max": float(np.max(s["line"]))}
+    return out
+
+
+def main() -> None:
+    data = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data"
+    import benchmarks.downstream_bonn as bonn
+    bonn.DATA = data
+    segments = {k: (v[0], v[1]) for k, v in load().items()}
+    clf = detector(segments)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, options in settings().items():
+            results[name] = evaluate(segments, clf, options, Path(tmp))
+            worst = min(r["agreement"] for r in results[name].values())
+            print(f"{name}: worst agreement {worst:.3f}", file=sys.stderr, flush=True)
+    out = ROOT / "benchmarks" / "results"
+    (out / f"{TAG}.json").write_text(json.dumps({"date": str(date.today()), "machine": platform.platform(),
+                                                 "results": results}, indent=1) + "\n")
+    lines = [f"# Clinical check: a window-level seizure detector on Bonn ({date.today()})", "",
+             "Random forest on 1-s windows (band powers, line length, range, variance, spectral edge), trained on the "
+             "originals of segments 001-050 of sets A-E, applied to segments 051-070 (20 per set, 23 windows each) "
+             "before and after coding. Agreement: windows where the decision on the decoded signal equals the decision "
+             "on the original. Seizure rate: decoded windows called seizure (on A and B these are false seizures; "
+             "the originals' rate in brackets). Band errors: |P_decoded - P_original| / P_original on 0.5-s windows, "
+             "median over segments of each segment's median (90th percentile in brackets). Line: the strongest "
+             "invented spectral line over the set's segments (1.0: none; goal ≤ 1.5).", "",
+             "| setting | set | agreement | seizure rate | PRDN % | beta | gamma | high gamma | transient amp. err. | line |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, per_set in results.items():
+        for s, r in per_set.items():
+            b = r["window_band_error"]
+
+            def cell(band):
+                return f"{b[band]['median']:.2f} ({b[band]['p90']:.2f})" if band in b else "-"
+            lines.append(f"| {name} | {s} | {r['agreement']:.3f} | {r['seizure_rate_decoded']:.3f} "
+                         f"({r['seizure_rate_original']:.3f}) | {r['prdn']:.1f} | {cell('beta')} | {cell('gamma')} | "
+                         f"{cell('high_gamma')} | {r['transient_amplitude_error']:.2f} | {r['line_ratio_max']:.2f} |")
+    (out / f"{TAG}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
