@@ -13,8 +13,9 @@ from .conftest import EXAMPLE, SHARED, shared_param
 
 # Measured on the example (a held-out eegmat subject) with the shipped model; see README and the model
 # card. The thresholds leave a margin over the measurement, not over what we hope for.
-# Measured 2026-11-24 (model after 18000 steps): PRDN 29.6 / 18.8 / 15.9 %, ratio 29.3 / 21.3 / 17.4.
-MAX_PRDN = {3: 32.0, 6: 21.0, 9: 18.0}
+# Measured 2026-11-24 (model after 18000 steps): PRDN 29.6 / 18.8 / 15.9 %, ratio 29.3 / 21.3 / 17.4; with the
+# band envelope (format 4, 2026-11-26): PRDN 32.2 / 22.4 / 19.8 %, ratio 31.4 / 22.4 / 18.2.
+MAX_PRDN = {3: 34.0, 6: 24.0, 9: 21.5}
 MIN_RATIO = {3: 27.5, 6: 20.0, 9: 16.3}
 
 

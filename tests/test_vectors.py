@@ -26,6 +26,7 @@ def test_every_stream_kind_and_section_has_a_vector():
                 kinds |= {(s.kind, s.flags) for s in c.read_block(k)}
     assert kinds == {(0, 0), (1, 0), (2, 0), (3, 0), (3, 1), (4, 0)} and identity
     assert {TABLE[n]["mode"] for n in TABLE} == {"lossless", "near-lossless", "lossy"}
+    assert {TABLE[n]["format_version"] for n in TABLE} == {3, 4}
 
 
 @pytest.mark.parametrize("name", sorted(TABLE))
@@ -33,6 +34,7 @@ def test_vector_decodes_to_its_recorded_checksum(name, tmp_path):
     want = TABLE[name]
     path = VECTORS / name
     assert sha256(path) == want["eegz_sha256"]  # a vector is never rewritten
+    assert api.info(path)["format_version"] == want["format_version"]
     out = tmp_path / "out.edf"
     api.decompress(path, out, device="cpu")
     assert out.stat().st_size == want["decoded_bytes"]

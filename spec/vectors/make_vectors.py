@@ -1,8 +1,8 @@
-"""Write the format 3 test vectors (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled example
-(eegmat Subject17, CC BY 4.0) and BioSemi's BDF test file (edge/biosemi, shared data folder).
+"""Write the test vectors of formats 3 and 4 (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled
+example (eegmat Subject17, CC BY 4.0) and BioSemi's BDF test file (edge/biosemi, shared data folder).
 
-Run only when the format changes, with a new file name for every vector that changes: a vector that a
-released eegz wrote must keep decoding to its recorded checksum.
+Run when the format changes, with a new file name for every new vector: vectors already in vectors.json are
+kept as they are (a vector that a released eegz wrote must keep decoding to its recorded checksum).
     python spec/vectors/make_vectors.py [SHARED_DATA_DIR]
 """
 from __future__ import annotations
@@ -83,6 +83,10 @@ VECTORS = {  # file: (source, options, what it exercises)
     "encrypted.eegz": ("eegmat-12s", dict(mode="lossless", passphrase=PASSPHRASE.encode(), drop_annotation_text=True),
                        "anonymized header, annotation texts dropped, IDNT section (passphrase in vectors.json)"),
     "bdf_lossless.eegz": ("biosemi-bdf", dict(mode="lossless"), "BDF (24-bit samples) with its Status channel"),
+    "lossy_envelope_6.eegz": ("eegmat-40s", dict(mode="lossy", codebooks=6),
+                              "format 4: kind 3 with band envelopes (noise filling), DAC-SC, 6 codebooks"),
+    "lossy_no_envelope_3.eegz": ("eegmat-12s", dict(mode="lossy", codebooks=3, band_envelope=False),
+                                 "format 4: kind 3 with n_bands = 0 (no envelope), 3 codebooks"),
 }
 
 
@@ -93,10 +97,12 @@ def sha256(data: bytes) -> str:
 def main() -> None:
     shared = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data"
     data = sources(shared)
-    table = {}
+    table = json.loads((HERE / "vectors.json").read_text()) if (HERE / "vectors.json").exists() else {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for name, (source, options, what) in VECTORS.items():
+            if name in table and (HERE / name).exists():
+                continue
             if source not in data:
                 print(f"skipped {name}: {source} is not available", file=sys.stderr)
                 continue
@@ -106,7 +112,8 @@ def main() -> None:
             api.compress(src, out, force=True, device="cpu", **options)
             back = tmp / "back.edf"
             api.decompress(out, back, force=True, device="cpu")
-            entry = {"exercises": what, "mode": options["mode"], "eegz_sha256": sha256(out.read_bytes()),
+            entry = {"exercises": what, "mode": options["mode"], "format_version": api.info(out)["format_version"],
+                     "eegz_sha256": sha256(out.read_bytes()),
                      "decoded_bytes": back.stat().st_size, "decoded_sha256": sha256(back.read_bytes()),
                      "source_sha256": sha256(data[source])}
             if options["mode"] == "lossy":

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .channels import NEURAL
-from .container import FORMAT_VERSION, Container, is_stdio, open_output, spooled_input, stream_sizes
+from .container import Container, is_stdio, open_output, spooled_input, stream_sizes
 from .decode import decode_blocks, decode_records, edf_header_of
 from .edf import EdfReader, records_to_bytes, split_records, with_record_count
 from .errors import EegzError, FormatError, VerifyError
@@ -50,17 +50,18 @@ def compress(in_path, out_path=None, mode: str = "lossy", codebooks: int = 6, de
              model: str | None = None, max_error_uv: float | None = None, max_error_lsb: int | None = None,
              with_tokens: bool = False, exact_labels: tuple[str, ...] = (), force: bool = False,
              quiet: bool = True, workers: int = 0, anonymize: bool = False, drop_annotation_text: bool = False,
-             passphrase: bytes | None = None) -> dict:
+             passphrase: bytes | None = None, band_envelope: bool = True) -> dict:
     """Compress an EDF/BDF file into a .eegz container; returns the summary that `info` gives.
 
     anonymize replaces the patient and recording identification (and the start date, by 01.01.85);
     passphrase also keeps the original identification, encrypted (AES-256-GCM, scrypt key);
-    drop_annotation_text replaces every EDF+ annotation text by 'X'."""
+    drop_annotation_text replaces every EDF+ annotation text by 'X'; band_envelope (lossy) carries each
+    block's power above beta so that decoding restores it."""
     from .encode import EncodeOptions, encode
     options = EncodeOptions(mode=mode, codebooks=codebooks, max_error_uv=max_error_uv, max_error_lsb=max_error_lsb,
                             with_tokens=with_tokens, exact_labels=tuple(exact_labels), model=model, device=device,
                             workers=workers, anonymize=anonymize, drop_annotation_text=drop_annotation_text,
-                            passphrase=passphrase)
+                            passphrase=passphrase, band_envelope=band_envelope)
     options.check()
     in_path = Path(in_path)
     out_path = _output_path(in_path, out_path, ".eegz")
@@ -69,7 +70,7 @@ def compress(in_path, out_path=None, mode: str = "lossy", codebooks: int = 6, de
         reader = EdfReader(source, "standard input" if is_stdio(in_path) else str(in_path), size)
         with open_output(out_path, force, inputs=(in_path,)) as out:
             meta, sizes, blocks = encode(reader, out, "stdin" if is_stdio(in_path) else in_path.name, options, quiet)
-    return _summary(out_path, meta, sizes, out.bytes_written, FORMAT_VERSION, blocks)
+    return _summary(out_path, meta, sizes, out.bytes_written, meta["format_version"], blocks)
 
 
 def _output_path(in_path: Path, out_path, suffix: str) -> Path:
@@ -165,7 +166,7 @@ def recode(in_path, out_path, codebooks: int, model: str | None = None, force: b
     in_path, out_path = Path(in_path), Path(out_path)
     with Container(in_path) as container, open_output(out_path, force, inputs=(in_path,)) as out:
         meta, sizes, blocks = run(container, out, codebooks, model)
-    return _summary(out_path, meta, sizes, out.bytes_written, FORMAT_VERSION, blocks)
+    return _summary(out_path, meta, sizes, out.bytes_written, meta["format_version"], blocks)
 
 
 def check(in_path, device: str = "auto", model: str | None = None) -> dict:

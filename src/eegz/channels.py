@@ -19,6 +19,7 @@ _NON_EEG = re.compile(
     re.IGNORECASE,
 )
 MIN_NEURAL_RATE = 64.0  # Hz; slower channels carry too few samples for the codec to pay off
+MAX_NEURAL_RATE = 65536.0  # Hz; faster is not EEG, and its ratio to the codec's rate would not be representable
 MIN_DIGITAL_SPAN = 64  # a channel with fewer levels is a status/trigger line, not EEG
 
 
@@ -30,7 +31,7 @@ def channel_role(signal: Signal) -> str:
         return EXACT
     if microvolt_factor(signal.physical_dimension) is None:
         return EXACT
-    if signal.sample_rate < MIN_NEURAL_RATE or signal.gain == 0.0:
+    if not MIN_NEURAL_RATE <= signal.sample_rate <= MAX_NEURAL_RATE or signal.gain == 0.0:
         return EXACT
     if signal.digital_max - signal.digital_min < MIN_DIGITAL_SPAN:
         return EXACT

@@ -124,6 +124,8 @@ def _run_batch(command: str, inputs, output, recursive, jobs, scheduler, options
 @click.option("--max-error", "max_error", type=float, help="near-lossless bound in µV")
 @click.option("--max-error-lsb", "max_error_lsb", type=int, help="near-lossless bound in digital steps")
 @click.option("--with-tokens", is_flag=True, help="also store neural tokens in exact modes")
+@click.option("--band-envelope/--no-band-envelope", default=True, show_default=True,
+              help="lossy: carry each block's power above beta and restore it on decode (noise filling)")
 @click.option("--exact-channel", "exact_channels", multiple=True, help="keep this EEG channel exactly (repeatable)")
 @click.option("--model", help="model name or .npz path (default: the shipped model)")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
@@ -138,7 +140,8 @@ def _run_batch(command: str, inputs, output, recursive, jobs, scheduler, options
 @click.option("-f", "--force", is_flag=True, help="overwrite existing outputs")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar, no summary")
 @click.option("--json", "as_json", is_flag=True, help="print the summary (with many files: the report) as JSON")
-def compress(inputs, output, mode, codebooks, max_error, max_error_lsb, with_tokens, exact_channels, model, device,
+def compress(inputs, output, mode, codebooks, max_error, max_error_lsb, with_tokens, band_envelope, exact_channels, model,
+             device,
              anonymize, drop_annotation_text, encrypt_identity, passphrase_file, recursive, jobs, scheduler, force,
              quiet, as_json):
     """Compress EDF/BDF files ('-': standard input); the default output is each INPUT with .eegz."""
@@ -153,7 +156,8 @@ def compress(inputs, output, mode, codebooks, max_error, max_error_lsb, with_tok
             passphrase = read_passphrase(passphrase_file)
         return dict(mode=mode, codebooks=codebooks, device=device, model=model, max_error_uv=max_error,
                     max_error_lsb=max_error_lsb, with_tokens=with_tokens, exact_labels=tuple(exact_channels),
-                    anonymize=anonymize, drop_annotation_text=drop_annotation_text, passphrase=passphrase)
+                    anonymize=anonymize, drop_annotation_text=drop_annotation_text, passphrase=passphrase,
+                    band_envelope=band_envelope)
     if _is_batch(inputs, recursive, jobs, scheduler):
         _run_batch("compress", inputs, output, recursive, jobs, scheduler, _run(options), force, quiet, as_json)
     result = _run(lambda: run(inputs[0], output, force=force, quiet=quiet or as_json, **options()))

@@ -32,8 +32,14 @@ from .errors import EegzError, FormatError, OutputExistsError
 
 MAGIC = b"\x89EEGZ\r\n\x1a"
 FOOTER_MAGIC = b"EEGZEND\x00"
-FORMAT_VERSION = 3  # what this code writes
-READABLE_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4  # what this code writes when a file holds token streams (format 4 added their envelope)
+EXACT_FORMAT_VERSION = 3  # files without token streams are unchanged since format 3: eegz 0.2 reads them
+READABLE_VERSIONS = (1, 2, 3, 4)
+
+
+def format_version(has_tokens: bool) -> int:
+    """The version a new file is written as: the oldest whose layout holds what it holds."""
+    return FORMAT_VERSION if has_tokens else EXACT_FORMAT_VERSION
 PREAMBLE = struct.Struct("<8sHHI")  # magic, version, flags, reserved
 FOOTER = struct.Struct("<QQQ8s")  # v3: index offset, index section length, summary offset, magic
 INDEX_ENTRY = struct.Struct("<QIIIQIQ")  # offset, length, first_record, record_count, first_sample, sample_count, xxh64

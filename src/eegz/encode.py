@@ -17,8 +17,9 @@ import numpy as np
 
 from . import __version__, identity
 from .channels import ANNOTATION, EXACT, NEURAL, channel_roles
-from .container import (ALL_SIGNALS, ANNOTATION_BYTES, AUX_TOKENS, FORMAT_VERSION, LOSSLESS, NEAR_LOSSLESS,
-                        NEURAL_TOKENS, RECORD_BYTES, ContainerWriter, Stream, pack_block, stream_sizes, zstd)
+from .container import (ALL_SIGNALS, ANNOTATION_BYTES, AUX_TOKENS, LOSSLESS, NEAR_LOSSLESS,
+                        NEURAL_TOKENS, RECORD_BYTES, ContainerWriter, Stream, format_version, pack_block, stream_sizes,
+                        zstd)
 from .dsp import microvolt_factor
 from .edf import EdfHeader, EdfReader, split_records
 from .errors import EegzError
@@ -48,6 +49,7 @@ class EncodeOptions:
     anonymize: bool = False  # replace the EDF header's identification (identity.anonymized)
     drop_annotation_text: bool = False  # replace every EDF+ annotation text by 'X'
     passphrase: bytes | None = None  # keep the original identification, encrypted with this (implies anonymize)
+    band_envelope: bool = True  # carry each block's power above beta and restore it on decode (envelope.py)
 
     def check(self) -> None:
         if self.mode not in MODES:
@@ -125,7 +127,7 @@ def header_json(source_name: str, header: EdfHeader, roles, bounds, options: Enc
         codec_meta = {"variant": codec.config.variant, "model": codec.name, "config": codec.config.to_json(),
                       "weights_sha256": codec.sha256, "n_codebooks": options.codebooks, "context_frames": context}
     return {
-        "format": "eegz", "format_version": FORMAT_VERSION, "writer": f"eegz {__version__}", "mode": options.mode,
+        "format": "eegz", "format_version": format_version(codec is not None), "writer": f"eegz {__version__}", "mode": options.mode,
         "source": {"name": source_name if options.identity == "clear" else "anonymized" + Path(source_name).suffix},
         "identity": options.identity, "annotation_text": "dropped" if options.drop_annotation_text else "kept",
         "edf": {"kind": "BDF" if header.is_bdf else "EDF", "reserved": header.reserved,
@@ -201,7 +203,8 @@ def encode(reader: EdfReader, out, source_name: str, options: EncodeOptions, qui
         codec = NeuralCodec.load(options.model, options.device, quiet=quiet)
     frame_seconds = codec.config.hop / codec.config.sample_rate if codec else None
     per_block = records_per_block(header, frame_seconds, reader.n_records)
-    tokens = TokenEncoder(codec, header.signals, neural, options.codebooks, header.record_duration) if codec else None
+    tokens = (TokenEncoder(codec, header.signals, neural, options.codebooks, header.record_duration,
+                           format_version(True), options.band_envelope) if codec else None)
     context = tokens.context if tokens else 0
     meta = header_json(source_name, header, roles, bounds, options, codec, context, per_block)
     stored_header = header.raw if options.identity == "clear" else identity.anonymized(header.raw)

@@ -10,16 +10,19 @@ one pass, with `context` frames of the real neighbouring signal at each end of t
 its own frames. On decode a block is run through the decoder with its neighbours' frames as context and
 only its own samples are kept, so a time range decodes from the blocks it touches plus one on each side
 and gives exactly what a full decode gives. Memory holds a handful of blocks, whatever the length.
+From format 4 on, each stream also carries the block's band envelope (envelope.py): the decoder brings
+the power of its output above beta to what the input held.
 """
 from __future__ import annotations
 
 import math
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-from . import _core
+from . import _core, envelope
 from .dsp import alignment_period, rate_ratio, resample, robust_std
 from .edf import Signal
 from .errors import FormatError
@@ -32,7 +35,16 @@ BLOCK_SECONDS = 16.0  # the length of a lossy block: the unit of normalization (
 BASE_CONTEXT_FRAMES = 8
 MAX_RUN_BLOCKS = 4  # blocks encoded in one pass: 64 s of one channel, about the CPU's fastest size
 TOKEN_PROB_BITS = 15
-_TOKENS_V3 = struct.Struct("<ffBI")  # offset, scale, codebooks, frames (spec 6)
+_TOKENS_V3 = struct.Struct("<ffBI")  # offset, scale, codebooks, frames (spec 6); format 4: + u8 bands, levels
+
+
+class TokenStream(NamedTuple):
+    """One channel-block's tokens as stored: codes (codebooks × frames), normalization, band envelope
+    (b"" in formats 1-3)."""
+    codes: np.ndarray
+    offset: float
+    scale: float
+    envelope: bytes = b""
 
 
 def block_is_codable(digital: np.ndarray, signal: Signal) -> bool:
@@ -94,27 +106,37 @@ def token_tables(token_counts: np.ndarray) -> tuple[bytes, int, int]:
     return _core.symbol_tables(freqs.astype(np.uint32), rows, size, TOKEN_PROB_BITS), rows, size
 
 
-def pack_tokens(codes: np.ndarray, offset: float, scale: float, tables: tuple) -> bytes:
-    """A block's codes (codebooks × frames) rANS-coded with the model's tables."""
+def pack_tokens(stream: TokenStream, tables: tuple, version: int) -> bytes:
+    """A block's token stream (spec 6): header, band envelope (format 4), codes rANS-coded with the
+    model's tables."""
     table, rows, size = tables
-    n_q, n_frames = codes.shape
-    body = _core.encode_symbols(np.ascontiguousarray(codes, np.uint16), n_q, table, rows, size, TOKEN_PROB_BITS)
-    return _TOKENS_V3.pack(offset, scale, n_q, n_frames) + body
+    n_q, n_frames = stream.codes.shape
+    body = _core.encode_symbols(np.ascontiguousarray(stream.codes, np.uint16), n_q, table, rows, size, TOKEN_PROB_BITS)
+    head = _TOKENS_V3.pack(stream.offset, stream.scale, n_q, n_frames)
+    if version >= 4:
+        head += bytes([len(stream.envelope)]) + stream.envelope
+    return head + body
 
 
-def unpack_tokens(data: bytes, tables: tuple, n_frames: int, max_codebooks: int) -> tuple[np.ndarray, float, float]:
-    """(codes, offset, scale) of a format 3 token stream that must hold n_frames frames."""
+def unpack_tokens(data: bytes, tables: tuple, n_frames: int, max_codebooks: int, version: int) -> TokenStream:
+    """A format 3 or 4 token stream that must hold n_frames frames."""
     table, rows, size = tables
-    if len(data) < _TOKENS_V3.size:
+    if len(data) < _TOKENS_V3.size + (version >= 4):
         raise FormatError("damaged token stream (shorter than its header)")
     offset, scale, n_q, frames = _TOKENS_V3.unpack_from(data, 0)
     if frames != n_frames or not 1 <= n_q <= min(rows, max_codebooks) or not (math.isfinite(offset) and math.isfinite(scale)):
         raise FormatError("damaged token stream (frames, codebooks or normalization out of range)")
+    start, levels = _TOKENS_V3.size, b""
+    if version >= 4:
+        n_bands = data[start]
+        if n_bands not in (0, len(envelope.BANDS_HZ)) or len(data) < start + 1 + n_bands:
+            raise FormatError("damaged token stream (band envelope)")
+        levels, start = bytes(data[start + 1:start + 1 + n_bands]), start + 1 + n_bands
     try:
-        codes = _core.decode_symbols(data[_TOKENS_V3.size:], n_q, frames, table, rows, size, TOKEN_PROB_BITS)
+        codes = _core.decode_symbols(data[start:], n_q, frames, table, rows, size, TOKEN_PROB_BITS)
     except ValueError as e:
         raise FormatError(str(e)) from None
-    return np.frombuffer(codes, np.uint16).reshape(n_q, frames), offset, scale
+    return TokenStream(np.frombuffer(codes, np.uint16).reshape(n_q, frames), offset, scale, levels)
 
 
 # ---------------------------------------------------------------- encoding
@@ -132,8 +154,10 @@ class TokenEncoder:
     """Blocks in, token streams out: push() each block in order, then finish(). A block's streams come out
     once the block after it (its right context) has arrived, in runs of up to MAX_RUN_BLOCKS blocks."""
 
-    def __init__(self, codec, signals: list[Signal], neural: list[int], n_codebooks: int, record_duration: float):
+    def __init__(self, codec, signals: list[Signal], neural: list[int], n_codebooks: int, record_duration: float,
+                 version: int, band_envelope: bool = True):
         self.codec, self.signals, self.neural, self.n_codebooks = codec, signals, neural, n_codebooks
+        self.version, self.band_envelope = version, band_envelope
         self.rate, self.hop = codec.config.sample_rate, codec.config.hop
         self.context = context_frames([signals[i] for i in neural], self.rate, self.hop)
         self.record_duration = record_duration
@@ -170,18 +194,18 @@ class TokenEncoder:
             u = resample(x - center, s.sample_rate, self.rate) + center
             start_frame = self._frame(span[0].first_record)
             for part in block_runs([b.index for b in codable], MAX_RUN_BLOCKS):
-                jobs.append((i, *self._job(u, start_frame, [b for b in run if b.index in part], span)))
+                jobs.append((i, *self._job(u, start_frame, [b for b in run if b.index in part], s.sample_rate / 2)))
         codes = self.codec.encode([segment for _, segment, _ in jobs], self.n_codebooks)
         out: dict[int, dict] = {b.index: {} for b in run}
         for (i, _, parts), c in zip(jobs, codes):
-            for block, offset, scale, own in parts:
-                out[block][i] = pack_tokens(c[:, own], offset, scale, self.tables)
+            for block, offset, scale, own, levels in parts:
+                out[block][i] = pack_tokens(TokenStream(c[:, own], offset, scale, levels), self.tables, self.version)
         return list(out.items())
 
     def _frame(self, record: int) -> int:
         return frame_of(record, self.record_duration, self.rate, self.hop)
 
-    def _job(self, u: np.ndarray, start_frame: int, blocks: list[Block], span: list[Block]):
+    def _job(self, u: np.ndarray, start_frame: int, blocks: list[Block], nyquist: float):
         """The normalized encoder input of consecutive blocks, with `context` frames of the signal beside
         them normalized like the block next to them; and where each block's own frames lie in it."""
         hop, n_frames = self.hop, len(u) // self.hop
@@ -202,7 +226,8 @@ class TokenEncoder:
             if len(piece) < (hi - lo) * hop:
                 piece = np.concatenate([piece, np.full((hi - lo) * hop - len(piece), piece[-1] if len(piece) else 0.0)])
             segment[(lo - s0) * hop:(hi - s0) * hop] = (piece - offset) / scale
-            parts.append((b.index, offset, scale, slice(b0 - s0, b1 - s0)))
+            levels = envelope.levels((own - offset) / scale, self.rate, nyquist) if self.band_envelope else b""
+            parts.append((b.index, offset, scale, slice(b0 - s0, b1 - s0), levels))
         return segment, parts
 
 
@@ -236,6 +261,11 @@ def to_channel_samples(wave: np.ndarray, n_left: int, offset: float, scale: floa
     return out
 
 
+def seed_of(first_record: int, signal: int) -> int:
+    """The noise generator's seed of a channel-block (spec 6.4)."""
+    return (first_record << 16) | signal
+
+
 class TokenDecoder:
     """Token streams in, samples out: decode(block's streams, its neighbours' streams) per block."""
 
@@ -250,35 +280,42 @@ class TokenDecoder:
         self.tables = token_tables(codec.token_counts) if version >= 3 else None
         self.keep = codebooks  # decode from the first `keep` codebooks only (a quick preview); None: all
 
-    def _kept(self, unpacked):
-        codes, offset, scale = unpacked
-        return (codes[:self.keep] if self.keep else codes), offset, scale
+    def _kept(self, unpacked: TokenStream) -> TokenStream:
+        return unpacked._replace(codes=unpacked.codes[:self.keep]) if self.keep else unpacked
 
     def frames(self, first_record: int, record_count: int) -> int:
         return (frame_of(first_record + record_count, self.record_duration, self.rate, self.hop)
                 - frame_of(first_record, self.record_duration, self.rate, self.hop))
 
-    def unpack(self, data: bytes, first_record: int, record_count: int):
-        """(codes, offset, scale) of one channel-block's token stream."""
+    def unpack(self, data: bytes, first_record: int, record_count: int) -> TokenStream:
+        """One channel-block's token stream."""
+        frames = self.frames(first_record, record_count)
         if self.version >= 3:
-            return self._kept(unpack_tokens(data, self.tables, self.frames(first_record, record_count), self.n_codebooks))
+            return self._kept(unpack_tokens(data, self.tables, frames, self.n_codebooks, self.version))
         from .legacy.tokens import unpack_tokens_v1
-        return self._kept(unpack_tokens_v1(data, self.codec.config.bits_per_code, self.n_codebooks,
-                                           self.codec.token_counts, self.frames(first_record, record_count)))
+        return self._kept(TokenStream(*unpack_tokens_v1(data, self.codec.config.bits_per_code, self.n_codebooks,
+                                                        self.codec.token_counts, frames)))
 
     def decode(self, first_record: int, record_count: int, own: dict, left: dict, right: dict) -> dict:
-        """{signal: digital samples} of a block from its unpacked tokens {signal: (codes, offset, scale)} and
+        """{signal: digital samples} of a block from its unpacked token streams {signal: TokenStream} and
         its neighbours' (empty dicts where a neighbour is missing or not neural)."""
         first_frame = frame_of(first_record, self.record_duration, self.rate, self.hop)
+        n_frames = self.frames(first_record, record_count)
         jobs = []
-        for i, (codes, offset, scale) in own.items():
+        for i, t in own.items():
             l, r = left.get(i), right.get(i)
-            full, n_left = with_context(codes, l[0] if l else None, r[0] if r else None, self.context)
-            jobs.append((i, full, n_left, offset, scale))
-        waves = self.codec.decode_block([(c, n_left, self.styles[i] or 0) for i, c, n_left, _, _ in jobs])
+            full, n_left = with_context(t.codes, l.codes if l else None, r.codes if r else None, self.context)
+            jobs.append((i, full, n_left, t))
+        waves = self.codec.decode_block([(c, n_left, self.styles[i] or 0) for i, c, n_left, _ in jobs])
         out = {}
-        for (i, _, n_left, offset, scale), wave in zip(jobs, waves):
+        for (i, _, n_left, t), wave in zip(jobs, waves):
+            offset, scale = t.offset, t.scale
             s = self.signals[i]
+            if t.envelope:  # the block's own frames brought to the stored band powers (spec 6.4)
+                own_part = slice(n_left * self.hop, (n_left + n_frames) * self.hop)
+                wave = wave.copy()
+                wave[own_part] = envelope.apply(wave[own_part], t.envelope, self.rate, s.sample_rate / 2,
+                                                seed_of(first_record, i))
             spr = s.samples_per_record
             phys = to_channel_samples(wave, n_left, offset, scale, first_frame, s, first_record * spr,
                                       record_count * spr, self.rate, self.hop)

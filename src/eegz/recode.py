@@ -40,8 +40,9 @@ def recode(container: Container, out, codebooks: int, model: str | None = None) 
         streams = []
         for s in container.read_block(k):
             if s.kind == NEURAL_TOKENS:
-                codes, offset, scale = unpack_tokens(s.data, tables, frames, codec["n_codebooks"])
-                s = Stream(s.signal, s.kind, pack_tokens(codes[:codebooks], offset, scale, tables), s.flags)
+                t = unpack_tokens(s.data, tables, frames, codec["n_codebooks"], container.version)
+                t = t._replace(codes=t.codes[:codebooks])  # the envelope stays: it is the input's, not the codes'
+                s = Stream(s.signal, s.kind, pack_tokens(t, tables, container.version), s.flags)
             streams.append(s)
         writer.add_block(pack_block(streams), entry.first_record, entry.record_count, max_spr)
         for kind, size in stream_sizes([streams]).items():

@@ -1,0 +1,96 @@
+"""Band envelope of a neural block (spec 6.4): what the decoder cannot rebuild, carried as energy.
+
+The codec smooths fast activity away and invents a little of its own. The encoder stores, per block and
+channel, the power of the normalized input in a few bands above beta (one byte each, 0.5 dB steps); the
+decoder scales each band of its output down to that power, or fills the missing power with noise of
+random phase, as audio codecs do (noise filling). The noise comes from a specified integer generator
+(SplitMix64), so that every decoder adds the same noise.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+BANDS_HZ = ((30.0, 45.0), (45.0, 70.0), (70.0, 100.0), (100.0, 128.0))  # at the codec rate (256 Hz)
+LEVEL_OFFSET = 255  # level = round(20 log10 P) + 255 (0.5 dB steps); 0: no correction for the band
+EDGE_SAMPLES = 64  # the fade of the change at each end of the block (one frame at hop 64)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _band_bins(n: int, rate: float, limit: float) -> list[np.ndarray]:
+    """Each band's rfft bins, below `limit` (the channel's own Nyquist frequency: the decoder's output is
+    resampled to the channel's rate, and what lies above it is gone)."""
+    f = np.fft.rfftfreq(n, 1.0 / rate)
+    top = min(rate / 2, limit)
+    return [np.flatnonzero((f >= lo) & (f < min(hi, top)) & (f > 0)) for lo, hi in BANDS_HZ]
+
+
+def _power(spectrum: np.ndarray, n: int) -> float:
+    """Mean power per sample that rfft bins (neither DC nor Nyquist) contribute to a signal of n samples."""
+    return float(2.0 * np.sum(np.abs(spectrum) ** 2) / (n * n))
+
+
+def _windowed(x: np.ndarray) -> np.ndarray:
+    """The spectrum of x under a periodic Hann window, scaled to keep power: without the window, the jump
+    between a block's last and first sample leaks into the high bands more power than quiet EEG holds."""
+    n = len(x)
+    w = np.sin(np.pi * np.arange(n) / n) ** 2
+    return np.fft.rfft(np.asarray(x, np.float64) * w) / np.sqrt(np.mean(w * w))
+
+
+def levels(x: np.ndarray, rate: float, limit: float) -> bytes:
+    """One byte per band: the band's power in x (normalized codec-rate samples of the block's own frames)
+    below `limit` Hz."""
+    spectrum = _windowed(x)
+    out = []
+    for bins in _band_bins(len(x), rate, limit):
+        p = _power(spectrum[bins], len(x)) if len(bins) else 0.0
+        out.append(0 if p <= 0 else int(np.clip(np.rint(20.0 * np.log10(p)) + LEVEL_OFFSET, 1, 255)))
+    return bytes(out)
+
+
+def splitmix64(seed: int, count: int) -> np.ndarray:
+    """The first `count` outputs of SplitMix64 started at `seed` (state += golden ratio, then the mix)."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(seed) + _GOLDEN * np.arange(1, count + 1, dtype=np.uint64)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int) -> np.ndarray:
+    """y (decoded normalized samples of the block's own frames) with each band brought to its stored power:
+    scaled down where it holds more, topped up with random-phase noise where it holds less."""
+    n = len(y)
+    if n < 2 or not any(stored):
+        return y
+    spectrum, measured = np.fft.rfft(np.asarray(y, np.float64)), _windowed(y)
+    bands = _band_bins(n, rate, limit)
+    phases = splitmix64(seed, sum(len(b) for b in bands))
+    used = 0
+    for bins, level in zip(bands, stored):
+        k = len(bins)
+        if not k or not level:
+            used += k
+            continue
+        target = 10.0 ** ((level - LEVEL_OFFSET) / 20.0)
+        have = _power(measured[bins], n)
+        if have > target:
+            spectrum[bins] *= np.sqrt(target / have)
+        else:
+            amplitude = n * np.sqrt((target - have) / (2.0 * k))
+            angle = 2.0 * np.pi * (phases[used:used + k] >> np.uint64(11)).astype(np.float64) / 2.0 ** 53
+            spectrum[bins] += amplitude * np.exp(1j * angle)
+        used += k
+    # the change fades in and out over one frame at each end of the block: an FFT over the block treats
+    # it as periodic, and a change that stops abruptly at the block's edge would add a broadband click
+    change = np.fft.irfft(spectrum, n) - y
+    return y + change * _edge_taper(n, min(EDGE_SAMPLES, n // 2))
+
+
+def _edge_taper(n: int, ramp: int) -> np.ndarray:
+    """1 inside, a raised cosine over `ramp` samples at each end (0 at the first and last sample)."""
+    taper = np.ones(n)
+    if ramp > 0:
+        rise = 0.5 - 0.5 * np.cos(np.pi * np.arange(ramp) / ramp)
+        taper[:ramp], taper[n - ramp:] = rise, rise[::-1]
+    return taper
