@@ -39,6 +39,7 @@ TAG = os.environ.get("EEGZ_BENCH_TAG", "clinical")
 WINDOW = int(round(RATE))  # 1-s detector windows
 DETECTOR_BANDS = {"delta": (0.5, 4), "theta": (4, 8), "alpha": (8, 13), "beta": (13, 30), "gamma": (30, 70),
                   "high_gamma": (70, 87)}
+QUALITIES = (20.0, 25.0)  # --quality settings measured beside the fixed codebook counts
 SET_NAMES = {"A_Z": "A", "B_O": "B", "C_N": "C", "D_F": "D", "E_S": "E"}
 
 
@@ -67,11 +68,12 @@ def detector(segments: dict):
     return clf.fit(x, y)
 
 
-def coded(segment: np.ndarray, folder: Path, options: dict) -> np.ndarray:
+def coded(segment: np.ndarray, folder: Path, options: dict) -> tuple[np.ndarray, float]:
+    """The decoded segment and its neural streams' bits per second (None in the exact modes)."""
     bonn_edf(segment, folder / "s.edf")
-    api.compress(folder / "s.edf", folder / "s.eegz", device="cpu", force=True, **options)
+    summary = api.compress(folder / "s.edf", folder / "s.eegz", device="cpu", force=True, **options)
     api.decompress(folder / "s.eegz", folder / "r.edf", device="cpu", force=True, model=options.get("model"))
-    return read_edf(folder / "r.edf").digital[0].astype(np.float64)
+    return read_edf(folder / "r.edf").digital[0].astype(np.float64), summary["bits_per_second_per_channel"]
 
 
 def settings() -> dict:
@@ -85,6 +87,8 @@ def settings() -> dict:
             out[f"{name}, {n} codebooks"] = {"mode": "lossy", "codebooks": n, "model": path}
         out[f"{name}, 6 codebooks, no band envelope"] = {"mode": "lossy", "codebooks": 6, "model": path,
                                                          "band_envelope": False}
+        for q in QUALITIES:
+            out[f"{name}, quality {q:g}"] = {"mode": "lossy", "quality": q, "model": path}
     out["near-lossless 5 µV"] = {"mode": "near-lossless", "max_error_uv": 5.0}
     return out
 
@@ -94,10 +98,10 @@ def evaluate(segments: dict, clf, options: dict, folder: Path) -> dict:
     per_set: dict = {}
     for key in test:
         x = segments[key][0].astype(np.float64)
-        y = coded(segments[key][0], folder, options)
+        y, bps = coded(segments[key][0], folder, options)
         a, b = clf.predict(window_features(x)), clf.predict(window_features(y))
         s = per_set.setdefault(SET_NAMES[key[0]], {"agree": [], "seizure_decoded": [], "seizure_original": [],
-                                                   "prdn": [], "bands": [], "transient": [], "x": [], "y": [],
+                                                   "prdn": [], "bands": [], "transient": [], "x": [], "y": [], "bps": [],
                                                    "whole": []})
         s["agree"] += list(a == b)
         s["seizure_decoded"] += list(b == 1)
@@ -105,6 +109,7 @@ def evaluate(segments: dict, clf, options: dict, folder: Path) -> dict:
         s["prdn"].append(prdn(x, y))
         s["bands"].append(window_band_errors(x, y, RATE))
         s["transient"].append(transient_errors(x, y, RATE)["amplitude_error"]["median"])
+        s["bps"].append(bps)
         s["x"].append(x)
         s["y"].append(y)
         s["whole"].append(band_power_errors(x, y, RATE))
@@ -115,7 +120,9 @@ def evaluate(segments: dict, clf, options: dict, folder: Path) -> dict:
             bands[band] = {q: float(np.median([b[band][q] for b in s["bands"] if band in b])) for q in ("median", "p90")}
         out[name] = {"agreement": float(np.mean(s["agree"])), "seizure_rate_decoded": float(np.mean(s["seizure_decoded"])),
                      "seizure_rate_original": float(np.mean(s["seizure_original"])),
-                     "prdn": float(np.mean(s["prdn"])), "window_band_error": bands,
+                     "prdn": float(np.mean(s["prdn"])),
+                     "bits_per_second": float(np.mean(s["bps"])) if None not in s["bps"] else None,
+                     "window_band_error": bands,
                      "whole_band_error": {band: float(abs(np.median([w[band] for w in s["whole"]])))
                                           for band in s["whole"][0]},
                      "transient_amplitude_error": float(np.median(s["transient"])),
@@ -147,17 +154,18 @@ def main() -> None:
              "the originals' rate in brackets). Band errors: |P_decoded - P_original| / P_original on 0.5-s windows, "
              "median over segments of each segment's median (90th percentile in brackets); whole: the same over each "
              "whole segment (Welch). Line: the strongest invented spectral line in the set's mean spectrum "
-             "(metrics.line_ratio_psd; 1.0: none; goal ≤ 1.5).", "",
-             "| setting | set | agreement | seizure rate | PRDN % | beta | gamma | high gamma | gamma whole | "
+             "(metrics.line_ratio_psd; 1.0: none; goal ≤ 1.5). bit/s: the token streams' bits per second "
+             "(0: an exact mode).", "",
+             "| setting | set | bit/s | agreement | seizure rate | PRDN % | beta | gamma | high gamma | gamma whole | "
              "high gamma whole | transient amp. err. | line |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, per_set in results.items():
         for s, r in per_set.items():
             b = r["window_band_error"]
 
             def cell(band):
                 return f"{b[band]['median']:.2f} ({b[band]['p90']:.2f})" if band in b else "-"
-            lines.append(f"| {name} | {s} | {r['agreement']:.3f} | {r['seizure_rate_decoded']:.3f} "
+            lines.append(f"| {name} | {s} | {r['bits_per_second'] or 0:.0f} | {r['agreement']:.3f} | {r['seizure_rate_decoded']:.3f} "
                          f"({r['seizure_rate_original']:.3f}) | {r['prdn']:.1f} | {cell('beta')} | {cell('gamma')} | "
                          f"{cell('high_gamma')} | {r['whole_band_error'].get('gamma', 0):.2f} | "
                          f"{r['whole_band_error'].get('high_gamma', 0):.2f} | {r['transient_amplitude_error']:.2f} | "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -50,18 +51,19 @@ def compress(in_path, out_path=None, mode: str = "lossy", codebooks: int = 6, de
              model: str | None = None, max_error_uv: float | None = None, max_error_lsb: int | None = None,
              with_tokens: bool = False, exact_labels: tuple[str, ...] = (), force: bool = False,
              quiet: bool = True, workers: int = 0, anonymize: bool = False, drop_annotation_text: bool = False,
-             passphrase: bytes | None = None, band_envelope: bool = True) -> dict:
+             passphrase: bytes | None = None, band_envelope: bool = True, quality: float | None = None) -> dict:
     """Compress an EDF/BDF file into a .eegz container; returns the summary that `info` gives.
 
     anonymize replaces the patient and recording identification (and the start date, by 01.01.85);
     passphrase also keeps the original identification, encrypted (AES-256-GCM, scrypt key);
     drop_annotation_text replaces every EDF+ annotation text by 'X'; band_envelope (lossy) carries each
-    block's power above beta so that decoding restores it."""
+    block's power above beta so that decoding restores it; quality (lossy) keeps, per block and channel, the
+    fewest codebooks (3..9) whose block PRDN and delta..beta band powers are within `quality` percent."""
     from .encode import EncodeOptions, encode
     options = EncodeOptions(mode=mode, codebooks=codebooks, max_error_uv=max_error_uv, max_error_lsb=max_error_lsb,
                             with_tokens=with_tokens, exact_labels=tuple(exact_labels), model=model, device=device,
                             workers=workers, anonymize=anonymize, drop_annotation_text=drop_annotation_text,
-                            passphrase=passphrase, band_envelope=band_envelope)
+                            passphrase=passphrase, band_envelope=band_envelope, quality=quality)
     options.check()
     in_path = Path(in_path)
     out_path = _output_path(in_path, out_path, ".eegz")
@@ -257,9 +259,19 @@ def read_signals(in_path, start: float | None = None, end: float | None = None, 
 def info(in_path) -> dict:
     """What a file holds, with every block read and checked (sizes by stream kind come from the blocks)."""
     in_path = Path(in_path)
+    from .lossy import codebook_counts
     with Container(in_path) as container:
-        sizes = stream_sizes(container.read_block(k) for k in range(len(container.blocks)))
-        return _summary(in_path, container.meta, sizes, container.size, container.version, len(container.blocks))
+        sizes, counts = stream_sizes([]), Counter()
+        for k in range(len(container.blocks)):  # one block in memory at a time
+            streams = container.read_block(k)
+            for kind, size in stream_sizes([streams]).items():
+                sizes[kind] += size
+            counts.update(codebook_counts(streams, container.version))
+        counts = dict(sorted(counts.items()))
+        summary = _summary(in_path, container.meta, sizes, container.size, container.version, len(container.blocks))
+    if counts:
+        summary["codebook_counts"] = counts  # token streams by the number of codebooks they keep
+    return summary
 
 
 def _summary(path: Path, meta: dict, sizes: dict, file_bytes: int, version: int, blocks: int) -> dict:

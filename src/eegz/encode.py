@@ -50,6 +50,12 @@ class EncodeOptions:
     drop_annotation_text: bool = False  # replace every EDF+ annotation text by 'X'
     passphrase: bytes | None = None  # keep the original identification, encrypted with this (implies anonymize)
     band_envelope: bool = True  # carry each block's power above beta and restore it on decode (envelope.py)
+    quality: float | None = None  # lossy: per block and channel the fewest codebooks (3..9) meeting this (lossy.py)
+
+    @property
+    def stored_codebooks(self) -> int:
+        """The most codebooks a token stream holds: --codebooks, or all of them under --quality."""
+        return MAX_CODEBOOKS if self.quality is not None else self.codebooks
 
     def check(self) -> None:
         if self.mode not in MODES:
@@ -61,6 +67,8 @@ class EncodeOptions:
         for bound in (self.max_error_uv, self.max_error_lsb):
             if bound is not None and not (bound >= 0 and math.isfinite(bound)):
                 raise EegzError("the error bound must be a finite number, not negative")
+        if self.quality is not None and not (0 < self.quality <= 100 and math.isfinite(self.quality)):
+            raise EegzError(f"--quality is a block PRDN in percent, above 0 and at most 100, not {self.quality}")
         if self.passphrase is not None and not self.passphrase:
             raise EegzError("the passphrase is empty")
 
@@ -125,7 +133,9 @@ def header_json(source_name: str, header: EdfHeader, roles, bounds, options: Enc
     codec_meta = None
     if codec:
         codec_meta = {"variant": codec.config.variant, "model": codec.name, "config": codec.config.to_json(),
-                      "weights_sha256": codec.sha256, "n_codebooks": options.codebooks, "context_frames": context}
+                      "weights_sha256": codec.sha256, "n_codebooks": options.stored_codebooks, "context_frames": context}
+        if options.quality is not None:
+            codec_meta["quality"] = options.quality
     return {
         "format": "eegz", "format_version": format_version(codec is not None), "writer": f"eegz {__version__}", "mode": options.mode,
         "source": {"name": source_name if options.identity == "clear" else "anonymized" + Path(source_name).suffix},
@@ -203,8 +213,8 @@ def encode(reader: EdfReader, out, source_name: str, options: EncodeOptions, qui
         codec = NeuralCodec.load(options.model, options.device, quiet=quiet)
     frame_seconds = codec.config.hop / codec.config.sample_rate if codec else None
     per_block = records_per_block(header, frame_seconds, reader.n_records)
-    tokens = (TokenEncoder(codec, header.signals, neural, options.codebooks, header.record_duration,
-                           format_version(True), options.band_envelope) if codec else None)
+    tokens = (TokenEncoder(codec, header.signals, neural, options.stored_codebooks, header.record_duration,
+                           format_version(True), options.band_envelope, options.quality) if codec else None)
     context = tokens.context if tokens else 0
     meta = header_json(source_name, header, roles, bounds, options, codec, context, per_block)
     stored_header = header.raw if options.identity == "clear" else identity.anonymized(header.raw)

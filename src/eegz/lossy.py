@@ -155,9 +155,9 @@ class TokenEncoder:
     once the block after it (its right context) has arrived, in runs of up to MAX_RUN_BLOCKS blocks."""
 
     def __init__(self, codec, signals: list[Signal], neural: list[int], n_codebooks: int, record_duration: float,
-                 version: int, band_envelope: bool = True):
+                 version: int, band_envelope: bool = True, quality: float | None = None):
         self.codec, self.signals, self.neural, self.n_codebooks = codec, signals, neural, n_codebooks
-        self.version, self.band_envelope = version, band_envelope
+        self.version, self.band_envelope, self.quality = version, band_envelope, quality
         self.rate, self.hop = codec.config.sample_rate, codec.config.hop
         self.context = context_frames([signals[i] for i in neural], self.rate, self.hop)
         self.record_duration = record_duration
@@ -196,14 +196,34 @@ class TokenEncoder:
             for part in block_runs([b.index for b in codable], MAX_RUN_BLOCKS):
                 jobs.append((i, *self._job(u, start_frame, [b for b in run if b.index in part], s.sample_rate / 2)))
         codes = self.codec.encode([segment for _, segment, _ in jobs], self.n_codebooks)
+        kept = self._fewest_codebooks(jobs, codes) if self.quality is not None else None
         out: dict[int, dict] = {b.index: {} for b in run}
-        for (i, _, parts), c in zip(jobs, codes):
-            for block, offset, scale, own, levels in parts:
-                out[block][i] = pack_tokens(TokenStream(c[:, own], offset, scale, levels), self.tables, self.version)
+        for j, ((i, _, parts), c) in enumerate(zip(jobs, codes)):
+            for k, (block, offset, scale, own, levels) in enumerate(parts):
+                n = kept[j][k] if kept else self.n_codebooks
+                out[block][i] = pack_tokens(TokenStream(c[:n, own], offset, scale, levels), self.tables, self.version)
         return list(out.items())
 
     def _frame(self, record: int) -> int:
         return frame_of(record, self.record_duration, self.rate, self.hop)
+
+    def _fewest_codebooks(self, jobs: list, codes: list[np.ndarray]) -> list[list[int]]:
+        """--quality: for each job's blocks, the fewest codebooks from MIN_QUALITY_CODEBOOKS up whose decoded
+        block meets the target (meets_quality), else all of them. Candidates are decoded with the run's
+        context at the same number of codebooks, as a decoder does when the neighbours keep as many."""
+        kept: list[list[int | None]] = [[None] * len(parts) for _, _, parts in jobs]
+        for n in range(min(MIN_QUALITY_CODEBOOKS, self.n_codebooks), self.n_codebooks):
+            open_jobs = [j for j, row in enumerate(kept) if None in row]
+            if not open_jobs:
+                break
+            waves = self.codec.decode([codes[j][:n] for j in open_jobs])
+            for j, wave in zip(open_jobs, waves):
+                segment, parts = jobs[j][1], jobs[j][2]
+                for k, part in enumerate(parts):
+                    own = slice(part[3].start * self.hop, part[3].stop * self.hop)
+                    if kept[j][k] is None and meets_quality(segment[own], wave[own], self.quality, self.rate):
+                        kept[j][k] = n
+        return [[self.n_codebooks if n is None else n for n in row] for row in kept]
 
     def _job(self, u: np.ndarray, start_frame: int, blocks: list[Block], nyquist: float):
         """The normalized encoder input of consecutive blocks, with `context` frames of the signal beside
@@ -229,6 +249,43 @@ class TokenEncoder:
             levels = envelope.levels((own - offset) / scale, self.rate, nyquist) if self.band_envelope else b""
             parts.append((b.index, offset, scale, slice(b0 - s0, b1 - s0), levels))
         return segment, parts
+
+
+MIN_QUALITY_CODEBOOKS = 3
+QUALITY_BANDS = ((0.5, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0))  # delta..beta; faster: the band envelope
+
+
+def meets_quality(x: np.ndarray, y: np.ndarray, quality: float, rate: float) -> bool:
+    """--quality Q: a block meets Q when its PRDN is at most Q % and the power of each band from delta to
+    beta is within Q % of the input's (or of 1 % of its total power, if more), on normalized codec-rate
+    samples before the band envelope."""
+    centred = x - x.mean()
+    norm = float(np.linalg.norm(centred))
+    if norm == 0.0:
+        return True
+    if 100.0 * float(np.linalg.norm(x - y)) / norm > quality:
+        return False
+    f = np.fft.rfftfreq(len(x), 1.0 / rate)
+    window = np.hanning(len(x))
+    px = np.abs(np.fft.rfft(centred * window)) ** 2
+    py = np.abs(np.fft.rfft((y - y.mean()) * window)) ** 2
+    floor = 0.01 * px.sum()  # a band holding under 1 % of the power counts as holding 1 %: noise is no target
+    for lo, hi in QUALITY_BANDS:
+        sel = (f >= lo) & (f < hi)
+        want = px[sel].sum()
+        if abs(py[sel].sum() - want) > quality / 100.0 * max(want, floor):
+            return False
+    return True
+
+
+def codebook_counts(streams, version: int) -> dict[int, int]:
+    """How many token streams (primary, kind 3) hold each number of codebooks (format 3 and later)."""
+    counts: dict[int, int] = {}
+    if version >= 3:
+        for s in streams:
+            if s.kind == 3 and s.flags == 0 and len(s.data) > 8:
+                counts[s.data[8]] = counts.get(s.data[8], 0) + 1
+    return dict(sorted(counts.items()))
 
 
 # ---------------------------------------------------------------- decoding
