@@ -43,11 +43,11 @@ def test_levels_and_apply_bring_every_band_to_the_stored_power():
 
 
 def test_bands_stop_at_the_channels_nyquist_frequency():
-    """A 160-Hz channel (eegmmidb): 70-80 Hz is all of its top bands; nothing is added above 80 Hz."""
+    """A 160-Hz channel (eegmmidb): its top band is 74-80 Hz; nothing is added above 80 Hz."""
     rng = np.random.default_rng(2)
     x = rng.standard_normal(4096)
     stored = envelope.levels(x, RATE, 80.0)
-    assert stored[3] == 0 and stored[2] > 0  # 100-128 Hz: no bins; 70-100 Hz: 70-80 only
+    assert stored[-1] == stored[-2] == 0 and stored[-3] > 0  # 86-100 and 100-128 Hz: no bins; 74-86: 74-80
     z = envelope.apply(np.zeros(4096), stored, RATE, 80.0, seed=1)
     f = np.fft.rfftfreq(4096, 1 / RATE)
     power = np.abs(np.fft.rfft(z)) ** 2
@@ -56,7 +56,7 @@ def test_bands_stop_at_the_channels_nyquist_frequency():
 
 def test_zero_levels_leave_the_decoded_signal_alone():
     y = np.sin(np.arange(4096) * 0.3)
-    np.testing.assert_array_equal(envelope.apply(y, bytes(4), RATE, RATE / 2, seed=0), y)
+    np.testing.assert_array_equal(envelope.apply(y, bytes(len(envelope.BANDS_HZ)), RATE, RATE / 2, seed=0), y)
 
 
 def _eeg(recording) -> tuple[np.ndarray, float]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-BANDS_HZ = ((30.0, 45.0), (45.0, 70.0), (70.0, 100.0), (100.0, 128.0))  # at the codec rate (256 Hz)
+BANDS_HZ = ((30.0, 34.0), (34.0, 38.0), (38.0, 43.0), (43.0, 49.0), (49.0, 56.0), (56.0, 64.0), (64.0, 74.0),
+            (74.0, 86.0), (86.0, 100.0), (100.0, 128.0))  # at the codec rate (256 Hz): narrow, EEG falls steeply
 LEVEL_OFFSET = 255  # level = round(20 log10 P) + 255 (0.5 dB steps); 0: no correction for the band
 EDGE_SAMPLES = 64  # the fade of the change at each end of the block (one frame at hop 64)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -57,9 +58,11 @@ def splitmix64(seed: int, count: int) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
-def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int) -> np.ndarray:
+def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, rounding: float = 0.0) -> np.ndarray:
     """y (decoded normalized samples of the block's own frames) with each band brought to its stored power:
-    scaled down where it holds more, topped up with random-phase noise where it holds less."""
+    scaled down where it holds more, topped up with random-phase noise where it holds less. `rounding` is
+    the power of the white noise that re-quantizing to the file's digital steps adds later (step² / 12, in
+    normalized units, spread over 0 .. limit): each band's target leaves room for its share of it."""
     n = len(y)
     if n < 2 or not any(stored):
         return y
@@ -67,15 +70,16 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int) ->
     bands = _band_bins(n, rate, limit)
     phases = splitmix64(seed, sum(len(b) for b in bands))
     used = 0
-    for bins, level in zip(bands, stored):
+    for bins, level, (lo, hi) in zip(bands, stored, BANDS_HZ):
         k = len(bins)
         if not k or not level:
             used += k
             continue
-        target = 10.0 ** ((level - LEVEL_OFFSET) / 20.0)
+        share = (min(hi, limit, rate / 2) - lo) / limit  # the rounding noise spreads up to the channel's Nyquist
+        target = max(10.0 ** ((level - LEVEL_OFFSET) / 20.0) - rounding * share, 0.0)
         have = _power(measured[bins], n)
         if have > target:
-            spectrum[bins] *= np.sqrt(target / have)
+            spectrum[bins] *= np.sqrt(target / have) if have > 0 else 0.0
         else:
             amplitude = n * np.sqrt((target - have) / (2.0 * k))
             angle = 2.0 * np.pi * (phases[used:used + k] >> np.uint64(11)).astype(np.float64) / 2.0 ** 53

@@ -371,8 +371,9 @@ class TokenDecoder:
             if t.envelope:  # the block's own frames brought to the stored band powers (spec 6.4)
                 own_part = slice(n_left * self.hop, (n_left + n_frames) * self.hop)
                 wave = wave.copy()
+                rounding = (s.gain / scale) ** 2 / 12.0 if scale > 0 else 0.0
                 wave[own_part] = envelope.apply(wave[own_part], t.envelope, self.rate, s.sample_rate / 2,
-                                                seed_of(first_record, i))
+                                                seed_of(first_record, i), rounding)
             spr = s.samples_per_record
             phys = to_channel_samples(wave, n_left, offset, scale, first_frame, s, first_record * spr,
                                       record_count * spr, self.rate, self.hop)
