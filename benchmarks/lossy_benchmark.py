@@ -42,7 +42,10 @@ def run(path: Path, n: int, tmp: Path) -> dict:
             "bits_per_second_per_channel": summary["bits_per_second_per_channel"],
             "duration_s": summary["duration_s"], "encode_s": t1 - t0, "decode_s": t2 - t1,
             "prd": metrics["prd"], "prdn": metrics["prdn"], "snr_db": metrics["snr_db"],
-            "correlation": metrics["correlation"]}
+            "correlation": metrics["correlation"], "gamma_error": metrics["band_power_error"].get("gamma"),
+            "high_gamma_error": metrics["band_power_error"].get("high_gamma"),
+            "gamma_window_median": metrics["window_band_error"].get("gamma", {}).get("median"),
+            "line_ratio": metrics["spectral_line"]["ratio"], "line_hz": metrics["spectral_line"]["hz"]}
 
 
 def main() -> None:
@@ -69,20 +72,26 @@ def main() -> None:
              "EEG channels only for PRD/PRDN/SNR/r (the ECG channel is stored exactly and counted in the size). "
              "Speed is measured on an idle machine in neural_speed.md (the timings in the .json were taken beside "
              "other work).", "",
-             "| file | codebooks | ratio | bit/s/ch | PRD % | PRDN % | SNR dB | r |",
-             "|---|---|---|---|---|---|---|---|"]
+             "Gamma: relative 30-70 Hz power error over the recording (and the median over 0.5-s windows); line: "
+             "the strongest invented spectral line (metrics.line_ratio_psd, 1.0: none).", "",
+             "| file | codebooks | ratio | bit/s/ch | PRD % | PRDN % | SNR dB | r | gamma | line |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['file']} | {r['codebooks']} | {r['ratio']:.2f} | {r['bits_per_second_per_channel']:.0f} | "
-                     f"{r['prd']:.1f} | {r['prdn']:.1f} | {r['snr_db']:.2f} | {r['correlation']:.3f} |")
+                     f"{r['prd']:.1f} | {r['prdn']:.1f} | {r['snr_db']:.2f} | {r['correlation']:.3f} | "
+                     f"{r['gamma_error']:.2f} ({r['gamma_window_median']:.2f}) | {r['line_ratio']:.1f} at "
+                     f"{r['line_hz']:.0f} Hz |")
     held = [r for r in rows if r["file"] in HELD_OUT]
     if held:
         lines += ["", "Mean over the held-out eegmat recordings (Subject14-17):", "",
-                  "| codebooks | ratio | bit/s/ch | PRDN % | SNR dB | r |", "|---|---|---|---|---|---|"]
+                  "| codebooks | ratio | bit/s/ch | PRDN % | SNR dB | r | gamma | line (max) |",
+                  "|---|---|---|---|---|---|---|---|"]
         for n in (3, 6, 9):
             sel = [r for r in held if r["codebooks"] == n]
             mean = lambda k: sum(r[k] for r in sel) / len(sel)  # noqa: E731
             lines.append(f"| {n} | {mean('ratio'):.2f} | {mean('bits_per_second_per_channel'):.0f} | "
-                         f"{mean('prdn'):.1f} | {mean('snr_db'):.2f} | {mean('correlation'):.3f} |")
+                         f"{mean('prdn'):.1f} | {mean('snr_db'):.2f} | {mean('correlation'):.3f} | "
+                         f"{mean('gamma_error'):.2f} | {max(r['line_ratio'] for r in sel):.1f} |")
     (results / f"{TAG}.md").write_text("\n".join(lines) + "\n")
     print((results / f"{TAG}.md").read_text())
 

@@ -66,7 +66,11 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ro
     n = len(y)
     if n < 2 or not any(stored):
         return y
-    spectrum, measured = np.fft.rfft(np.asarray(y, np.float64)), _windowed(y)
+    y = np.asarray(y, np.float64)
+    # the block is modified in the FFT's periodic world: without its end-to-start jump (a straight line from
+    # the first sample to the last, put back afterwards), whose leakage would swamp the quiet high bands
+    ramp = y[0] + (y[-1] - y[0]) * np.arange(n) / (n - 1)
+    spectrum, measured = np.fft.rfft(y - ramp), _windowed(y)
     bands = _band_bins(n, rate, limit)
     phases = splitmix64(seed, sum(len(b) for b in bands))
     used = 0
@@ -87,7 +91,7 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ro
         used += k
     # the change fades in and out over one frame at each end of the block: an FFT over the block treats
     # it as periodic, and a change that stops abruptly at the block's edge would add a broadband click
-    change = np.fft.irfft(spectrum, n) - y
+    change = np.fft.irfft(spectrum, n) + ramp - y
     return y + change * _edge_taper(n, min(EDGE_SAMPLES, n // 2))
 
 
