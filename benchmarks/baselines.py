@@ -30,7 +30,7 @@ from eegz import api  # noqa: E402
 from eegz.channels import NEURAL, channel_roles  # noqa: E402
 from eegz.dsp import resample  # noqa: E402
 from eegz.edf import read_edf  # noqa: E402
-from eegz.entropy import encode_residuals  # noqa: E402
+from eegz import _core  # noqa: E402
 
 DATA = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data"
 MODEL = os.environ.get("EEGZ_BENCH_MODEL")  # a .npz to benchmark instead of the default model
@@ -56,7 +56,9 @@ def dct_code(x: np.ndarray, rate: float, budget_bits: float) -> np.ndarray:
         nz = q != 0
         bits = 32 + 32 + sum(_log2_binom(n, int(k)) for k in nz.sum(axis=1))
         values = q[nz]
-        bits += 8 * len(encode_residuals(values)) if len(values) else 0
+        if len(values):  # eegz's residual coder, its best shape family, as the exact layer would pick it
+            family = int(np.argmin(_core.residual_costs(np.ascontiguousarray(values, np.int64))))
+            bits += 8 * len(_core.encode_residuals(np.ascontiguousarray(values, np.int64), family, 0))
         return bits, q
 
     lo, hi = 1e-6, float(np.abs(coefs).max() * 2 + 1e-6)

@@ -12,8 +12,8 @@ the share of decoded windows called seizure (on A and B: false seizures). Beside
 relative band-power error on 0.5-s windows (median and 90th percentile) and over whole segments,
 transient amplitude error and the strongest invented spectral line in the set's mean spectrum.
 
-Usage: python benchmarks/clinical.py [DATA_DIR]; EEGZ_BENCH_MODELS="name=path.npz,..." adds models
-(default: the shipped DAC-SC); EEGZ_BENCH_TAG names the result files (default clinical).
+Usage: python benchmarks/clinical.py [DATA_DIR]; EEGZ_BENCH_MODELS="label=model name or path.npz,..." adds
+models (default: the default DAC-SC); EEGZ_BENCH_TAG names the result files (default clinical).
 """
 from __future__ import annotations
 
@@ -77,7 +77,8 @@ def coded(segment: np.ndarray, folder: Path, options: dict) -> tuple[np.ndarray,
 
 
 def settings() -> dict:
-    models = {"DAC-SC (shipped)": None}
+    from eegz.neural import DEFAULT_MODEL
+    models = {f"{DEFAULT_MODEL} (default)": None}
     for item in filter(None, os.environ.get("EEGZ_BENCH_MODELS", "").split(",")):
         name, path = item.split("=", 1)
         models[name] = path

@@ -34,8 +34,11 @@ def main() -> None:
              f"electrode ({len(cfg['electrodes'])} electrodes: {', '.join(cfg['electrodes'])}; index 0 = unknown) "
              "on decode. Fine-tuned by `eegz train --variant mc` on 2 CPU cores; "
              f"{tr.get('channels_per_window')} random channels of one recording per training window."
-             if mc else "A single-channel EEG codec (DAC-SC): descript-audio-codec's `dac.model.DAC`, trained from "
-             "scratch on EEG by `eegz train` on 2 CPU cores.")
+             if mc else "A single-channel EEG codec (DAC-SC): descript-audio-codec's `dac.model.DAC`, " + (
+                 f"fine-tuned from `{Path(str(tr['from_model'])).stem}` by `eegz train` on 2 CPU cores"
+                 + (", with balanced decoder upsampling (spec 6.2: no spectral lines at multiples of the frame rate)"
+                    if cfg.get("upsampling") == "balanced" else "") + "."
+                 if tr.get("from_model") else "trained from scratch on EEG by `eegz train` on 2 CPU cores."))
     lines = [f"# Model card: {NAME}", "", about, "",
              "## Configuration", "",
              f"`DAC({', '.join(f'{k}={v}' for k, v in config.dac_arguments().items())})`: codec rate {cfg['sample_rate']} Hz, "
@@ -44,15 +47,25 @@ def main() -> None:
              "before side information. Weights: `" + NAME + ".npz` (float32, pickle-free), SHA-256 "
              f"`{card['weights_sha256']}`.", "",
              "## Training", "",
-             f"- Data: {', '.join(Path(i).name for i in tr['inputs'])} from the shared data folder (PhysioNet eegmat and eegmmidb, ODC-By 1.0).",
+             f"- Data: {', '.join(Path(i).name for i in tr['inputs'])} from the shared data folder (PhysioNet eegmat and "
+             "eegmmidb, ODC-By 1.0" + ("; Bonn sets A-E, Andrzejak et al. 2001, freely distributed for research with "
+                                      "citation; segments 001-050 train, 051-070 validate"
+                                      if any(Path(i).name == "bonn" for i in tr["inputs"]) else "") + ").",
              f"- Train subjects: {', '.join(tr['train_subjects'])}; validation (whole subjects, never trained on): "
              f"{', '.join(tr['val_subjects'])}.",
-             "- Preprocessing (training only): resample to 256 Hz, 0.1 Hz high-pass, clip ±200 µV, scale to [-1, 1].",
+             "- Preprocessing: " + (f"resample to 256 Hz, then exactly what compression applies: {tr['normalization']}."
+                                    if tr.get("normalization") else
+                                    "(training only) resample to 256 Hz, 0.1 Hz high-pass, clip ±200 µV, scale to [-1, 1]."),
              f"- Loss: {st['waveform_weight']:g} × L1 waveform + {st['mel_weight']:g} × DAC multi-scale mel "
              + (f"(windows 32-256); frozen: {', '.join(tr.get('frozen', []))}; the number of codebooks drawn "
                 "uniformly from 3-9 per step" + ("; the waveform L1 taken relative to the frozen DAC-SC decoder's L1 "
                 "at the same number of codebooks" if tr.get("objective") else "") + "; " if mc else
-                f"(windows 32-256) + {st['commitment_weight']:g} × commitment + {st['codebook_weight']:g} × codebook; "
+                "(windows 32-256) + "
+                + "".join(f"{st[k]:g} × {label} + " for k, label in (
+                    ("stft_weight", "multi-resolution STFT magnitude (linear and log)"),
+                    ("line_length_weight", "line-length error"),
+                    ("excess_weight", "spectral excess (invented power)")) if st.get(k))
+                + f"{st['commitment_weight']:g} × commitment + {st['codebook_weight']:g} × codebook; "
                 f"quantizer dropout {st['quantizer_dropout']}; ")
              + "AdamW, betas (0.8, 0.99), "
              + (tr["schedule"] if tr.get("schedule") else f"lr {st['lr']:g}"
@@ -69,8 +82,18 @@ def main() -> None:
     shown = tr["history"][::max(1, len(tr["history"]) // 12)]
     if tr["history"] and shown[-1] is not last:
         shown.append(last)
+    per_set = bool(tr["history"]) and "eegmat_prdn_3" in tr["history"][0]
+    if per_set:  # validation per dataset (eegmat subjects, Bonn segments), normalized as compression does
+        lines[-4:] = ["## Validation during training (held-out eegmat subjects and Bonn segments, 4-s windows at 256 Hz, "
+                      "normalized as compression does)", "",
+                      "| step | eegmat PRDN 3 / 6 / 9 | Bonn PRDN 3 / 6 / 9 | invented line × (eegmat / Bonn, 6 cb) |",
+                      "|---|---|---|---|"]
     for h in shown:
         row = f"| {h['step']} | {h.get('prdn_3', 0):.1f} | {h.get('prdn_6', 0):.1f} | {h.get('prdn_9', 0):.1f} |"
+        if per_set:
+            row = (f"| {h['step']} | " + " / ".join(f"{h[f'eegmat_prdn_{n}']:.1f}" for n in (3, 6, 9)) + " | "
+                   + " / ".join(f"{h[f'bonn_prdn_{n}']:.1f}" for n in (3, 6, 9)) + " | "
+                   f"{h['eegmat_line_ratio_6']:.1f} / {h['bonn_line_ratio_6']:.1f} |")
         if mc:
             row += " " + " / ".join(f"{h.get(f'prdn_{n}_unmixed', 0):.1f}" for n in (3, 6, 9)) + " |"
         lines.append(row)
@@ -85,6 +108,13 @@ def main() -> None:
                   "The channel mixing helps at 3 codebooks, is even with DAC-SC at 6 and slightly worse at 9 (tables "
                   "above): use it for the smallest files. Not for clinical reading; use the "
                   "lossless or near-lossless modes for that."]
+    elif per_set:
+        lines += ["", "## Limits", "",
+                  "Small model, short CPU fine-tuning. Against the 0.2 model it trades waveform error (about 1-2 PRDN "
+                  "points) for a spectrum with far fewer invented lines (benchmarks/results/lossy.md and clinical.md); "
+                  "the lines left (up to 5x, at 50-62 Hz) are mains frequencies learned from the training data. It "
+                  "still smooths fast activity, which the band envelope (spec 6.4) restores as energy, not as waveform. "
+                  "Not for clinical reading; use the lossless or near-lossless modes for that."]
     else:
         lines += ["", "## Limits", "",
                   "Small model, short CPU training: it keeps the waveform's shape (correlation 0.95-0.98 on held-out "

@@ -14,9 +14,11 @@ from .conftest import EXAMPLE, SHARED, shared_param
 # Measured on the example (a held-out eegmat subject) with the shipped model; see README and the model
 # card. The thresholds leave a margin over the measurement, not over what we hope for.
 # Measured 2026-11-24 (model after 18000 steps): PRDN 29.6 / 18.8 / 15.9 %, ratio 29.3 / 21.3 / 17.4; with the
-# band envelope (format 4, 2026-11-26): PRDN 32.2 / 22.4 / 19.8 %, ratio 31.4 / 22.4 / 18.2.
-MAX_PRDN = {3: 34.0, 6: 24.0, 9: 21.5}
-MIN_RATIO = {3: 27.5, 6: 20.0, 9: 16.3}
+# band envelope (format 4, 2026-11-26): PRDN 32.2 / 22.4 / 19.8 %, ratio 31.4 / 22.4 / 18.2; the 0.3 default
+# model (balanced upsampling, fine-tuned 7500 steps) with the envelope: PRDN 34.2 / 24.8 / 22.5 %, ratio
+# 30.7 / 21.8 / 17.5.
+MAX_PRDN = {3: 36.0, 6: 26.5, 9: 24.0}
+MIN_RATIO = {3: 29.0, 6: 20.5, 9: 16.5}
 
 
 def _decoded(path, tmp_path, name="out.edf", **kw):
@@ -56,8 +58,8 @@ def test_fidelity_and_ratio_on_the_example(lossy_example, tmp_path, n):
     assert summary["compression_ratio"] > MIN_RATIO[n]
     assert summary["codebooks"] == n
     # 10-bit codes, 4 frames a second at 256 Hz, hop 64: 40 bit/s per codebook before entropy coding
-    # (+ the band envelope: 10 bytes a 16-s block, 5 bit/s, and the stream headers)
-    assert 20 * n < summary["bits_per_second_per_channel"] < 40 * n + 16
+    # (+ the band envelope: 10 bytes a 16-s block, 5 bit/s, and the stream headers; measured 136 / 249 / 345)
+    assert 20 * n < summary["bits_per_second_per_channel"] < 40 * n + 20
 
 
 def test_more_codebooks_are_never_worse(lossy_example, tmp_path):

@@ -21,8 +21,8 @@ def test_meets_quality_reads_prdn_and_slow_band_powers():
 
 
 def test_quality_picks_codebooks_per_block_and_channel(tmp_path):
-    """Measured on the example (2026-11-26): Q = 20 keeps 4-9 codebooks, 253 bit/s per channel against 242
-    at a fixed 6, PRDN 22.6 % against 22.4 %; Q = 25 keeps mostly 4-5, 203 bit/s, PRDN 25.9 %."""
+    """Measured on the example with the default model (2026-11-26): Q = 20 keeps 5-9 codebooks, 309 bit/s per
+    channel, PRDN 23.7 %; Q = 25 mostly 4-5, 231 bit/s, PRDN 26.8 % (fixed 6: 249 bit/s, 24.8 %)."""
     sizes, counts = {}, {}
     for q in (20.0, 100.0):
         out = tmp_path / f"q{q:g}.eegz"
