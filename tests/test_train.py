@@ -126,3 +126,21 @@ def test_spectral_losses_see_a_narrow_line():
     losses = [float(stft(x + a * line, x)) for a in (0.0, 0.0005, 0.002)]
     assert losses[0] == 0.0 and 0.01 < losses[1] < losses[2]  # measured 0.0, 0.017, 0.061
     assert float(line_length_loss(x, x)) == 0.0 and float(line_length_loss(0.5 * x, x)) == pytest.approx(0.5, abs=1e-6)
+
+
+def test_line_loss_charges_a_line_the_decoder_adds_not_one_it_keeps():
+    """Per window: an invented 50 Hz line costs, the same line present in the original costs nothing, and a
+    missing one costs nothing either (that is the other losses' job)."""
+    import torch
+    from eegz.losses import line_loss
+    torch.manual_seed(0)
+    x = 0.05 * torch.randn(16, 1, 1024)
+    line = 0.01 * torch.sin(2 * np.pi * 50 * torch.arange(1024) / 256.0)
+    assert float(line_loss(x, x, 256)) == 0.0
+    added = line_loss(x + line, x, 256)
+    assert float(added) > 1.0  # measured 2.2
+    assert float(line_loss(x + line, x + line, 256)) == 0.0
+    assert float(line_loss(x, x + line, 256)) == 0.0
+    y = (x + line).clone().requires_grad_(True)
+    line_loss(y, x, 256).backward()
+    assert torch.isfinite(y.grad).all() and float(y.grad.abs().sum()) > 0

@@ -72,6 +72,35 @@ def spectral_excess_loss(y: torch.Tensor, x: torch.Tensor, margin: float = 0.25)
     return torch.relu(torch.log(py + floor) - torch.log(px + floor) - margin).mean()
 
 
+LINE_NEAR, LINE_FAR = 3, 8  # a bin's neighbours, as in metrics.prominence
+
+
+def _prominence(p: torch.Tensor) -> torch.Tensor:
+    """Each bin's power over the mean power of the bins LINE_NEAR..LINE_FAR away on both sides (last axis)."""
+    k = torch.zeros(2 * LINE_FAR + 1, dtype=p.dtype, device=p.device)
+    k[:LINE_FAR - LINE_NEAR + 1] = 1.0
+    k[LINE_FAR + LINE_NEAR:] = 1.0
+    flat = p.reshape(-1, 1, p.shape[-1])
+    near = torch.nn.functional.conv1d(flat, k.view(1, 1, -1), padding=LINE_FAR)
+    count = torch.nn.functional.conv1d(torch.ones_like(flat[:1]), k.view(1, 1, -1), padding=LINE_FAR)
+    return (flat / (near / count).clamp_min(1e-20)).reshape(p.shape)
+
+
+def line_loss(y: torch.Tensor, x: torch.Tensor, rate: float, margin: float = 0.1) -> torch.Tensor:
+    """Narrow lines the reconstruction invents: per window, the log of each bin's prominence over its
+    neighbours (Hann periodogram) in y over the same in x (at least 1), averaged over the batch, so that a
+    line the decoder adds in every window stands out of the periodograms' own noise; counted above `margin`
+    from 2 Hz up and summed over the bins (a line is a few bins: a mean would drown it). Unlike a batch-mean
+    spectrum, a real line in some windows cannot hide one invented in others."""
+    y, x = y.reshape(-1, y.shape[-1]), x.reshape(-1, x.shape[-1])
+    window = torch.hann_window(x.shape[-1], device=x.device)
+    py = torch.fft.rfft(y * window).abs().pow(2) + 1e-12
+    px = torch.fft.rfft(x * window).abs().pow(2) + 1e-12
+    d = torch.log(_prominence(py)) - torch.log(_prominence(px).clamp_min(1.0))
+    first = int(2.0 * x.shape[-1] / rate)
+    return torch.relu(d.mean(0)[first:] - margin).sum()
+
+
 def line_length_loss(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Mean relative error of each window's line length (sum of |first differences|)."""
     ly = (y[..., 1:] - y[..., :-1]).abs().sum(-1)

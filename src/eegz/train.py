@@ -55,6 +55,7 @@ class TrainSettings:
     stft_weight: float = 0.0  # multi-resolution STFT magnitude loss (losses.py)
     line_length_weight: float = 0.0
     excess_weight: float = 0.0  # spectral-excess loss: power the decoder invents (losses.py)
+    line_weight: float = 0.0  # line loss: narrow spectral lines the decoder invents, window by window (losses.py)
     commitment_weight: float = 0.25
     codebook_weight: float = 1.0
     quantizer_dropout: float = 0.5
@@ -307,7 +308,7 @@ class Losses:
         self.stft = MultiResolutionSTFTLoss() if settings.stft_weight else None
 
     def __call__(self, y, x, wave=None) -> tuple:
-        from .losses import line_length_loss, mel_loss, spectral_excess_loss
+        from .losses import line_length_loss, line_loss, mel_loss, spectral_excess_loss
         s = self.settings
         wave = wave if wave is not None else (y - x).abs().mean()
         mel = mel_loss(y, x, self.rate, self.mel)
@@ -325,6 +326,10 @@ class Losses:
             excess = spectral_excess_loss(y, x)
             total = total + s.excess_weight * excess
             parts["excess"] = float(excess)
+        if s.line_weight:
+            lines = line_loss(y, x, self.rate)
+            total = total + s.line_weight * lines
+            parts["lines"] = float(lines)
         return total, parts
 
 
