@@ -124,7 +124,7 @@ def evaluate(segments: dict, clf, options: dict, folder: Path) -> dict:
                      "prdn": float(np.mean(s["prdn"])),
                      "bits_per_second": float(np.mean(s["bps"])) if None not in s["bps"] else None,
                      "window_band_error": bands,
-                     "whole_band_error": {band: float(abs(np.median([w[band] for w in s["whole"]])))
+                     "whole_band_error": {band: float(np.median([w[band] for w in s["whole"]]))
                                           for band in s["whole"][0]},
                      "transient_amplitude_error": float(np.median(s["transient"])),
                      "line_ratio": line_ratio_psd(welch_psd(np.stack(s["x"]), RATE), welch_psd(np.stack(s["y"]), RATE),

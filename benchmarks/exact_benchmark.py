@@ -25,7 +25,6 @@ import time
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 import zstandard
 
 ROOT = Path(__file__).resolve().parents[1]

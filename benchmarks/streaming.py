@@ -13,7 +13,6 @@ Writes benchmarks/results/streaming.{json,md}. Usage:
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -28,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the benchmarks package; eegz is the installed one
+
+from eegz.neural import file_sha256  # noqa: E402  (no torch: neural imports it where the model runs)
 
 from benchmarks.long_edf import write as write_long_edf  # noqa: E402
 
@@ -114,7 +115,7 @@ def memory(tmp: Path, hours: dict[str, float]) -> dict:
         row = {"mode": mode, "hours": h, "edf_bytes": edf.stat().st_size, "eegz_bytes": out.stat().st_size,
                "compress_s": c_s, "compress_peak_mb": c_mb, "decompress_s": d_s, "decompress_peak_mb": d_mb}
         if mode == "lossless":
-            row["byte_identical"] = _sha(edf) == _sha(back)
+            row["byte_identical"] = file_sha256(edf) == file_sha256(back)
         rows[label] = row
         print(json.dumps({label: row}), file=sys.stderr, flush=True)
         for p in (edf, out, back):
@@ -122,12 +123,6 @@ def memory(tmp: Path, hours: dict[str, float]) -> dict:
     return rows
 
 
-def _sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def main() -> None:

@@ -16,8 +16,6 @@ import sys
 from datetime import date
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the benchmarks package; eegz is the installed one
 

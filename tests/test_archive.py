@@ -14,7 +14,6 @@ import pytest
 
 import eegz
 from eegz import api
-from eegz.edf import read_edf
 
 from .conftest import EXAMPLE, SHARED, run_cli
 

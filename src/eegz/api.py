@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .channels import NEURAL
-from .container import Container, is_stdio, open_output, spooled_input, stream_sizes
+from .container import Container, add_stream_sizes, is_stdio, open_output, spooled_input, stream_sizes
 from .decode import decode_blocks, decode_records, edf_header_of
 from .edf import EdfReader, records_to_bytes, split_records, with_record_count
 from .errors import EegzError, FormatError, VerifyError
@@ -264,8 +264,7 @@ def info(in_path) -> dict:
         sizes, counts = stream_sizes([]), Counter()
         for k in range(len(container.blocks)):  # one block in memory at a time
             streams = container.read_block(k)
-            for kind, size in stream_sizes([streams]).items():
-                sizes[kind] += size
+            add_stream_sizes(sizes, streams)
             counts.update(codebook_counts(streams, container.version))
         counts = dict(sorted(counts.items()))
         summary = _summary(in_path, container.meta, sizes, container.size, container.version, len(container.blocks))

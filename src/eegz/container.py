@@ -109,12 +109,18 @@ def unpack_block(payload: bytes, what: str = "block") -> list[Stream]:
 def stream_sizes(blocks) -> dict:
     """Bytes by what they hold, over the stream lists of blocks."""
     sizes = {"annotations": 0, "exact": 0, "neural": 0, "aux_tokens": 0}
-    names = {ANNOTATION_BYTES: "annotations", NEURAL_TOKENS: "neural"}
     for streams in blocks:
-        for s in streams:
-            name = "aux_tokens" if (s.kind == NEURAL_TOKENS and s.flags & AUX_TOKENS) else names.get(s.kind, "exact")
-            sizes[name] += len(s.data)
+        add_stream_sizes(sizes, streams)
     return sizes
+
+
+def add_stream_sizes(sizes: dict, streams) -> None:
+    """Add one block's stream bytes to `sizes` (as stream_sizes makes it): for writers and readers that see
+    the blocks one at a time."""
+    names = {ANNOTATION_BYTES: "annotations", NEURAL_TOKENS: "neural"}
+    for s in streams:
+        name = "aux_tokens" if (s.kind == NEURAL_TOKENS and s.flags & AUX_TOKENS) else names.get(s.kind, "exact")
+        sizes[name] += len(s.data)
 
 
 _LOCAL = threading.local()

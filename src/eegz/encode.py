@@ -17,7 +17,7 @@ import numpy as np
 
 from . import __version__, identity
 from .channels import ANNOTATION, EXACT, NEURAL, channel_roles
-from .container import (ALL_SIGNALS, ANNOTATION_BYTES, AUX_TOKENS, LOSSLESS, NEAR_LOSSLESS,
+from .container import (ALL_SIGNALS, ANNOTATION_BYTES, AUX_TOKENS, LOSSLESS, add_stream_sizes, NEAR_LOSSLESS,
                         NEURAL_TOKENS, RECORD_BYTES, ContainerWriter, Stream, format_version, pack_block, stream_sizes,
                         zstd)
 from .dsp import microvolt_factor
@@ -241,8 +241,7 @@ def encode(reader: EdfReader, out, source_name: str, options: EncodeOptions, qui
             if not (payload and payload[0].kind == RECORD_BYTES):  # a record-bytes block holds nothing else
                 payload = sorted(payload + streams, key=_table_order)
             writer.add_block(pack_block(payload), block.first_record, block.record_count, max_spr)
-            for kind, size in stream_sizes([payload]).items():
-                sizes[kind] += size
+            add_stream_sizes(sizes, payload)
             bar.update(block.record_count)
 
     def attach(done: list) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 from . import _core, envelope
 from .dsp import alignment_period, rate_ratio, resample, robust_std
 from .edf import Signal
+from .container import AUX_TOKENS, NEURAL_TOKENS
 from .errors import FormatError
 
 # normalized = (x - median) / (16 σ): about the amplitude the model was trained at (µV / 200 for EEG of
@@ -283,8 +284,9 @@ def codebook_counts(streams, version: int) -> dict[int, int]:
     counts: dict[int, int] = {}
     if version >= 3:
         for s in streams:
-            if s.kind == 3 and s.flags == 0 and len(s.data) > 8:
-                counts[s.data[8]] = counts.get(s.data[8], 0) + 1
+            if s.kind == NEURAL_TOKENS and not s.flags & AUX_TOKENS and len(s.data) >= _TOKENS_V3.size:
+                n_q = _TOKENS_V3.unpack_from(s.data, 0)[2]
+                counts[n_q] = counts.get(n_q, 0) + 1
     return dict(sorted(counts.items()))
 
 

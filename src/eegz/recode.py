@@ -8,7 +8,7 @@ header, the summary, an encrypted identity) as it is. The result equals compress
 from __future__ import annotations
 
 from . import __version__
-from .container import NEURAL_TOKENS, Container, ContainerWriter, Stream, pack_block, stream_sizes
+from .container import NEURAL_TOKENS, Container, ContainerWriter, Stream, add_stream_sizes, pack_block, stream_sizes
 from .errors import EegzError
 
 
@@ -45,8 +45,7 @@ def recode(container: Container, out, codebooks: int, model: str | None = None) 
                 s = Stream(s.signal, s.kind, pack_tokens(t, tables, container.version), s.flags)
             streams.append(s)
         writer.add_block(pack_block(streams), entry.first_record, entry.record_count, max_spr)
-        for kind, size in stream_sizes([streams]).items():
-            sizes[kind] += size
+        add_stream_sizes(sizes, streams)
     summary = {key: value for key, value in container.summary.items() if key != "blocks"}
     writer.finish(summary, container.trailer, container.identity)
     merged = {**meta, "codec": head["codec"], "writer": head["writer"]}
