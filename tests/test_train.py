@@ -128,19 +128,25 @@ def test_spectral_losses_see_a_narrow_line():
     assert float(line_length_loss(x, x)) == 0.0 and float(line_length_loss(0.5 * x, x)) == pytest.approx(0.5, abs=1e-6)
 
 
-def test_line_loss_charges_a_line_the_decoder_adds_not_one_it_keeps():
-    """Per window: an invented 50 Hz line costs, the same line present in the original costs nothing, and a
-    missing one costs nothing either (that is the other losses' job)."""
+def test_line_loss_charges_a_line_the_decoder_adds_to_one_source_not_one_it_keeps():
+    """On each source's running spectrum: a 50 Hz line added to one source's windows costs, though the other
+    source holds a real 50 Hz line; the same line present in the original costs nothing, and a missing one
+    costs nothing either (that is the other losses' job). Bins above the source's Nyquist do not count."""
     import torch
-    from eegz.losses import line_loss
+    from eegz.losses import RunningLineLoss
     torch.manual_seed(0)
-    x = 0.05 * torch.randn(16, 1, 1024)
+    x = 0.05 * torch.randn(32, 1, 1024)
     line = 0.01 * torch.sin(2 * np.pi * 50 * torch.arange(1024) / 256.0)
-    assert float(line_loss(x, x, 256)) == 0.0
-    added = line_loss(x + line, x, 256)
-    assert float(added) > 1.0  # measured 2.2
-    assert float(line_loss(x + line, x + line, 256)) == 0.0
-    assert float(line_loss(x, x + line, 256)) == 0.0
-    y = (x + line).clone().requires_grad_(True)
-    line_loss(y, x, 256).backward()
-    assert torch.isfinite(y.grad).all() and float(y.grad.abs().sum()) > 0
+    sources = [0] * 16 + [1] * 16
+    mains = torch.zeros(32, 1, 1) + torch.tensor([0.0] * 16 + [1.0] * 16).view(32, 1, 1)
+    x = x + mains * line  # source 1 has a real 50 Hz line
+    invented = x + (1 - mains) * line  # the decoder adds one to source 0
+    tops = [128.0] * 32
+    assert float(RunningLineLoss(256)(x, x, sources, tops)) == 0.0
+    added = RunningLineLoss(256)(invented, x, sources, tops)
+    assert float(added) > 1.0  # measured 1.39 (source 0's sum over the line's bins, averaged over 2 sources)
+    assert float(RunningLineLoss(256)(x - mains * line, x, sources, tops)) == 0.0  # a real line lost
+    assert float(RunningLineLoss(256)(invented, x, sources, [40.0] * 32)) == 0.0  # above 0.95 x Nyquist
+    y = invented.clone().requires_grad_(True)
+    RunningLineLoss(256)(y, x, sources, tops).backward()
+    assert torch.isfinite(y.grad).all() and float(y.grad[:16].abs().sum()) > 0

@@ -1,4 +1,4 @@
-"""Write the test vectors of formats 3 and 4 (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled
+"""Write the test vectors of formats 3 to 5 (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled
 example (eegmat Subject17, CC BY 4.0) and BioSemi's BDF test file (edge/biosemi, shared data folder).
 
 Run when the format changes, with a new file name for every new vector: vectors already in vectors.json are
@@ -87,6 +87,9 @@ VECTORS = {  # file: (source, options, what it exercises)
                               "format 4: kind 3 with band envelopes (noise filling), DAC-SC, 6 codebooks"),
     "lossy_no_envelope_3.eegz": ("eegmat-12s", dict(mode="lossy", codebooks=3, band_envelope=False),
                                  "format 4: kind 3 with n_bands = 0 (no envelope), 3 codebooks"),
+    "lossy_channel_envelope_6.eegz": ("eegmat-40s", dict(mode="lossy", codebooks=6, model="eegz-dac-sc-256hz-hop64-balanced"),
+                                      "format 5: kind 3 with band envelopes at the channel rate (500 Hz: 13 bands), "
+                                      "DAC-SC, 6 codebooks"),
 }
 
 

@@ -32,9 +32,9 @@ from .errors import EegzError, FormatError, OutputExistsError
 
 MAGIC = b"\x89EEGZ\r\n\x1a"
 FOOTER_MAGIC = b"EEGZEND\x00"
-FORMAT_VERSION = 4  # what this code writes when a file holds token streams (format 4 added their envelope)
+FORMAT_VERSION = 5  # what this code writes when a file holds token streams (4 added their envelope, 5 moved it to the channel rate)
 EXACT_FORMAT_VERSION = 3  # files without token streams are unchanged since format 3: eegz 0.2 reads them
-READABLE_VERSIONS = (1, 2, 3, 4)
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 
 
 def format_version(has_tokens: bool) -> int:

@@ -5,24 +5,36 @@ channel, the power of the normalized input in a few bands above beta (one byte e
 decoder scales each band of its output down to that power, or fills the missing power with noise of
 random phase, as audio codecs do (noise filling). The noise comes from a specified integer generator
 (SplitMix64), so that every decoder adds the same noise.
+
+Format 5 measures and applies the envelope at the channel's own rate, after the decoder's output is
+resampled to it, with bands up to the channel's Nyquist frequency: so it also carries what lies above the
+codec's Nyquist frequency (128-250 Hz of a 500-Hz channel) and what the resampling filters attenuate
+just below the channel's. Format 4 did it at the codec rate, with the first ten bands.
 """
 from __future__ import annotations
 
 import numpy as np
 
 BANDS_HZ = ((30.0, 34.0), (34.0, 38.0), (38.0, 43.0), (43.0, 49.0), (49.0, 56.0), (56.0, 64.0), (64.0, 74.0),
-            (74.0, 86.0), (86.0, 100.0), (100.0, 128.0))  # at the codec rate (256 Hz): narrow, EEG falls steeply
+            (74.0, 86.0), (86.0, 100.0), (100.0, 128.0),  # narrow: EEG's spectrum falls steeply
+            (128.0, 160.0), (160.0, 200.0), (200.0, 256.0), (256.0, 320.0), (320.0, 400.0), (400.0, 512.0))
+CODEC_RATE_BANDS = 10  # format 4: the first ten bands, at the codec rate (256 Hz)
 LEVEL_OFFSET = 255  # level = round(20 log10 P) + 255 (0.5 dB steps); 0: no correction for the band
-EDGE_SAMPLES = 64  # the fade of the change at each end of the block (one frame at hop 64)
+EDGE_SECONDS = 0.25  # the fade of the change at each end of the block (one frame at 256 Hz, hop 64)
+
+
+def channel_bands(channel_rate: float) -> int:
+    """Format 5: how many bands a channel of this rate stores (those that start below its Nyquist)."""
+    return sum(1 for lo, _ in BANDS_HZ if lo < channel_rate / 2)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _band_bins(n: int, rate: float, limit: float) -> list[np.ndarray]:
-    """Each band's rfft bins, below `limit` (the channel's own Nyquist frequency: the decoder's output is
-    resampled to the channel's rate, and what lies above it is gone)."""
+def _band_bins(n: int, rate: float, limit: float, count: int) -> list[np.ndarray]:
+    """The first `count` bands' rfft bins, below `limit` (the channel's own Nyquist frequency: what lies
+    above it is gone once the output is at the channel's rate)."""
     f = np.fft.rfftfreq(n, 1.0 / rate)
     top = min(rate / 2, limit)
-    return [np.flatnonzero((f >= lo) & (f < min(hi, top)) & (f > 0)) for lo, hi in BANDS_HZ]
+    return [np.flatnonzero((f >= lo) & (f < min(hi, top)) & (f > 0)) for lo, hi in BANDS_HZ[:count]]
 
 
 def _power(spectrum: np.ndarray, n: int) -> float:
@@ -30,20 +42,27 @@ def _power(spectrum: np.ndarray, n: int) -> float:
     return float(2.0 * np.sum(np.abs(spectrum) ** 2) / (n * n))
 
 
-def _windowed(x: np.ndarray) -> np.ndarray:
-    """The spectrum of x under a periodic Hann window, scaled to keep power: without the window, the jump
-    between a block's last and first sample leaks into the high bands more power than quiet EEG holds."""
+def _windowed(x: np.ndarray, rate: float, tapered: bool) -> np.ndarray:
+    """The spectrum of x under a window that goes to 0 at both ends, scaled to keep power: without one, the
+    jump between a block's last and first sample leaks into the high bands more power than quiet EEG holds.
+    Format 5 (`tapered`): 1 but for a raised cosine over EDGE_SECONDS at each end, so that a burst near a
+    block's edge counts in full; format 4: a periodic Hann window (which all but ignores a block's ends)."""
     n = len(x)
-    w = np.sin(np.pi * np.arange(n) / n) ** 2
+    w = _edge_taper(n, _edge(n, rate)) if tapered else np.sin(np.pi * np.arange(n) / n) ** 2
     return np.fft.rfft(np.asarray(x, np.float64) * w) / np.sqrt(np.mean(w * w))
 
 
-def levels(x: np.ndarray, rate: float, limit: float) -> bytes:
-    """One byte per band: the band's power in x (normalized codec-rate samples of the block's own frames)
-    below `limit` Hz."""
-    spectrum = _windowed(x)
+def _edge(n: int, rate: float) -> int:
+    """The length of the fades (and of format 5's window edges) in samples."""
+    return min(int(round(EDGE_SECONDS * rate)), n // 2)
+
+
+def levels(x: np.ndarray, rate: float, limit: float, count: int, tapered: bool = True) -> bytes:
+    """One byte for each of the first `count` bands: the band's power in x (the block's own normalized
+    samples at `rate`) below `limit` Hz."""
+    spectrum = _windowed(x, rate, tapered)
     out = []
-    for bins in _band_bins(len(x), rate, limit):
+    for bins in _band_bins(len(x), rate, limit, count):
         p = _power(spectrum[bins], len(x)) if len(bins) else 0.0
         out.append(0 if p <= 0 else int(np.clip(np.rint(20.0 * np.log10(p)) + LEVEL_OFFSET, 1, 255)))
     return bytes(out)
@@ -58,8 +77,9 @@ def splitmix64(seed: int, count: int) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
-def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, rounding: float = 0.0) -> np.ndarray:
-    """y (decoded normalized samples of the block's own frames) with each band brought to its stored power:
+def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, rounding: float = 0.0,
+          tapered: bool = True) -> np.ndarray:
+    """y (the block's own decoded normalized samples at `rate`) with each band brought to its stored power:
     scaled down where it holds more, topped up with random-phase noise where it holds less. `rounding` is
     the power of the white noise that re-quantizing to the file's digital steps adds later (step² / 12, in
     normalized units, spread over 0 .. limit): each band's target leaves room for its share of it."""
@@ -70,8 +90,8 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ro
     # the block is modified in the FFT's periodic world: without its end-to-start jump (a straight line from
     # the first sample to the last, put back afterwards), whose leakage would swamp the quiet high bands
     ramp = y[0] + (y[-1] - y[0]) * np.arange(n) / (n - 1)
-    spectrum, measured = np.fft.rfft(y - ramp), _windowed(y)
-    bands = _band_bins(n, rate, limit)
+    spectrum, measured = np.fft.rfft(y - ramp), _windowed(y, rate, tapered)
+    bands = _band_bins(n, rate, limit, len(stored))
     phases = splitmix64(seed, sum(len(b) for b in bands))
     used = 0
     for bins, level, (lo, hi) in zip(bands, stored, BANDS_HZ):
@@ -92,7 +112,7 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ro
     # the change fades in and out over one frame at each end of the block: an FFT over the block treats
     # it as periodic, and a change that stops abruptly at the block's edge would add a broadband click
     change = np.fft.irfft(spectrum, n) + ramp - y
-    return y + change * _edge_taper(n, min(EDGE_SAMPLES, n // 2))
+    return y + change * _edge_taper(n, _edge(n, rate))
 
 
 def _edge_taper(n: int, ramp: int) -> np.ndarray:

@@ -5,7 +5,8 @@ only the spectrum). The spectral terms keep what L1 alone smooths away: DAC's mu
 multi-resolution STFT magnitude loss (linear and log) whose longest window resolves 0.25 Hz, so a
 narrow line that the decoder invents costs as much as a missing rhythm, and the relative line-length
 error, which keeps the amount of fast activity and sharp transients, and a one-sided spectral-excess
-term that charges power the decoder invents (narrow lines above all).
+term that charges power the decoder invents, and a line loss on each source's running mean spectrum
+(narrow lines the decoder adds).
 """
 from __future__ import annotations
 
@@ -86,19 +87,41 @@ def _prominence(p: torch.Tensor) -> torch.Tensor:
     return (flat / (near / count).clamp_min(1e-20)).reshape(p.shape)
 
 
-def line_loss(y: torch.Tensor, x: torch.Tensor, rate: float, margin: float = 0.1) -> torch.Tensor:
-    """Narrow lines the reconstruction invents: per window, the log of each bin's prominence over its
-    neighbours (Hann periodogram) in y over the same in x (at least 1), averaged over the batch, so that a
-    line the decoder adds in every window stands out of the periodograms' own noise; counted above `margin`
-    from 2 Hz up and summed over the bins (a line is a few bins: a mean would drown it). Unlike a batch-mean
-    spectrum, a real line in some windows cannot hide one invented in others."""
-    y, x = y.reshape(-1, y.shape[-1]), x.reshape(-1, x.shape[-1])
-    window = torch.hann_window(x.shape[-1], device=x.device)
-    py = torch.fft.rfft(y * window).abs().pow(2) + 1e-12
-    px = torch.fft.rfft(x * window).abs().pow(2) + 1e-12
-    d = torch.log(_prominence(py)) - torch.log(_prominence(px).clamp_min(1.0))
-    first = int(2.0 * x.shape[-1] / rate)
-    return torch.relu(d.mean(0)[first:] - margin).sum()
+class RunningLineLoss:
+    """Narrow lines the reconstruction invents, measured as metrics.line_ratio_psd measures them: on each
+    source's running mean spectrum (Hann periodograms of the training windows, averaged with a decay per
+    step), each bin's prominence over its neighbours in y over the same in x (at least 1), where y holds more
+    power, from 2 Hz to 0.95 x the recordings' own Nyquist frequency; counted above `margin`, summed over the
+    bins (a line is a few bins: a mean would drown it) and averaged over the batch's sources. The gradient
+    flows through this batch's share of the running mean. One batch's periodograms are too noisy to see a
+    2x line (their log is biased, too), and a batch-mean over sources lets a mains line real in one dataset
+    hide the one the decoder adds to another; a few hundred windows of one source show it."""
+
+    def __init__(self, rate: float, decay: float = 0.9, margin: float = 0.1):
+        self.rate, self.decay, self.margin = rate, decay, margin
+        self.means: dict = {}  # source: (running mean periodogram of y, of x), detached
+
+    def __call__(self, y: torch.Tensor, x: torch.Tensor, sources: list, tops: list[float]) -> torch.Tensor:
+        """y, x: (batch, 1, samples); sources[i], tops[i]: row i's source and its highest frequency (Hz)."""
+        y, x = y.reshape(-1, y.shape[-1]), x.reshape(-1, x.shape[-1])
+        window = torch.hann_window(x.shape[-1], device=x.device)
+        py_rows = torch.fft.rfft(y * window).abs().pow(2)
+        px_rows = torch.fft.rfft(x * window).abs().pow(2).detach()
+        keys = sorted(set(sources), key=str)
+        total = y.new_zeros(())
+        for key in keys:
+            rows = torch.tensor([i for i, s in enumerate(sources) if s == key], device=x.device)
+            py, px = py_rows[rows].mean(0), px_rows[rows].mean(0)
+            if key in self.means:
+                old_y, old_x = self.means[key]
+                py, px = self.decay * old_y + (1 - self.decay) * py, self.decay * old_x + (1 - self.decay) * px
+            self.means[key] = (py.detach(), px)
+            d = torch.log(_prominence(py + 1e-12)) - torch.log(_prominence(px + 1e-12).clamp_min(1.0))
+            first = int(2.0 * x.shape[-1] / self.rate)
+            last = int(0.95 * max(tops[i] for i, s in enumerate(sources) if s == key) * x.shape[-1] / self.rate) + 1
+            excess = torch.relu(d - self.margin) * (py > px)
+            total = total + excess[first:last].sum()
+        return total / max(len(keys), 1)
 
 
 def line_length_loss(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

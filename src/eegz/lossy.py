@@ -11,7 +11,7 @@ its own frames. On decode a block is run through the decoder with its neighbours
 only its own samples are kept, so a time range decodes from the blocks it touches plus one on each side
 and gives exactly what a full decode gives. Memory holds a handful of blocks, whatever the length.
 From format 4 on, each stream also carries the block's band envelope (envelope.py): the decoder brings
-the power of its output above beta to what the input held.
+the power of its output above beta to what the input held (format 5: at the channel's own rate).
 """
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ BLOCK_SECONDS = 16.0  # the length of a lossy block: the unit of normalization (
 BASE_CONTEXT_FRAMES = 8
 MAX_RUN_BLOCKS = 4  # blocks encoded in one pass: 64 s of one channel, about the CPU's fastest size
 TOKEN_PROB_BITS = 15
-_TOKENS_V3 = struct.Struct("<ffBI")  # offset, scale, codebooks, frames (spec 6); format 4: + u8 bands, levels
+_TOKENS_V3 = struct.Struct("<ffBI")  # offset, scale, codebooks, frames (spec 6); formats 4-5: + u8 bands, levels
+CHANNEL_RATE_ENVELOPE = 5  # the format from which the band envelope lives at the channel's rate
 
 
 class TokenStream(NamedTuple):
@@ -130,7 +131,8 @@ def unpack_tokens(data: bytes, tables: tuple, n_frames: int, max_codebooks: int,
     start, levels = _TOKENS_V3.size, b""
     if version >= 4:
         n_bands = data[start]
-        if n_bands not in (0, len(envelope.BANDS_HZ)) or len(data) < start + 1 + n_bands:
+        allowed = n_bands <= len(envelope.BANDS_HZ) if version >= CHANNEL_RATE_ENVELOPE else n_bands in (0, envelope.CODEC_RATE_BANDS)
+        if not allowed or len(data) < start + 1 + n_bands:
             raise FormatError("damaged token stream (band envelope)")
         levels, start = bytes(data[start + 1:start + 1 + n_bands]), start + 1 + n_bands
     try:
@@ -195,7 +197,8 @@ class TokenEncoder:
             u = resample(x - center, s.sample_rate, self.rate) + center
             start_frame = self._frame(span[0].first_record)
             for part in block_runs([b.index for b in codable], MAX_RUN_BLOCKS):
-                jobs.append((i, *self._job(u, start_frame, [b for b in run if b.index in part], s.sample_rate / 2)))
+                segment, parts = self._job(u, start_frame, [b for b in run if b.index in part])
+                jobs.append((i, segment, [(*p, self._levels(run, p[0], s, i, p[1], p[2])) for p in parts]))
         codes = self.codec.encode([segment for _, segment, _ in jobs], self.n_codebooks)
         kept = self._fewest_codebooks(jobs, codes) if self.quality is not None else None
         out: dict[int, dict] = {b.index: {} for b in run}
@@ -207,6 +210,15 @@ class TokenEncoder:
 
     def _frame(self, record: int) -> int:
         return frame_of(record, self.record_duration, self.rate, self.hop)
+
+    def _levels(self, run: list[Block], index: int, signal: Signal, i: int, offset: float, scale: float) -> bytes:
+        """The band envelope of block `index` of signal i: its own samples at the channel's rate, in the
+        block's normalization (spec 6.4)."""
+        if not self.band_envelope:
+            return b""
+        own = next(b for b in run if b.index == index).digital[i]
+        rate = signal.sample_rate
+        return envelope.levels((signal.to_physical(own) - offset) / scale, rate, rate / 2, envelope.channel_bands(rate))
 
     def _fewest_codebooks(self, jobs: list, codes: list[np.ndarray]) -> list[list[int]]:
         """--quality: for each job's blocks, the fewest codebooks from MIN_QUALITY_CODEBOOKS up whose decoded
@@ -226,7 +238,7 @@ class TokenEncoder:
                         kept[j][k] = n
         return [[self.n_codebooks if n is None else n for n in row] for row in kept]
 
-    def _job(self, u: np.ndarray, start_frame: int, blocks: list[Block], nyquist: float):
+    def _job(self, u: np.ndarray, start_frame: int, blocks: list[Block]):
         """The normalized encoder input of consecutive blocks, with `context` frames of the signal beside
         them normalized like the block next to them; and where each block's own frames lie in it."""
         hop, n_frames = self.hop, len(u) // self.hop
@@ -247,8 +259,7 @@ class TokenEncoder:
             if len(piece) < (hi - lo) * hop:
                 piece = np.concatenate([piece, np.full((hi - lo) * hop - len(piece), piece[-1] if len(piece) else 0.0)])
             segment[(lo - s0) * hop:(hi - s0) * hop] = (piece - offset) / scale
-            levels = envelope.levels((own - offset) / scale, self.rate, nyquist) if self.band_envelope else b""
-            parts.append((b.index, offset, scale, slice(b0 - s0, b1 - s0), levels))
+            parts.append((b.index, offset, scale, slice(b0 - s0, b1 - s0)))
         return segment, parts
 
 
@@ -368,16 +379,33 @@ class TokenDecoder:
         waves = self.codec.decode_block([(c, n_left, self.styles[i] or 0) for i, c, n_left, _ in jobs])
         out = {}
         for (i, _, n_left, t), wave in zip(jobs, waves):
-            offset, scale = t.offset, t.scale
             s = self.signals[i]
-            if t.envelope:  # the block's own frames brought to the stored band powers (spec 6.4)
-                own_part = slice(n_left * self.hop, (n_left + n_frames) * self.hop)
-                wave = wave.copy()
-                rounding = (s.gain / scale) ** 2 / 12.0 if scale > 0 else 0.0
-                wave[own_part] = envelope.apply(wave[own_part], t.envelope, self.rate, s.sample_rate / 2,
-                                                seed_of(first_record, i), rounding)
+            if t.envelope and self.version < CHANNEL_RATE_ENVELOPE:
+                wave = self._codec_rate_envelope(wave, n_left, n_frames, t, s, seed_of(first_record, i))
             spr = s.samples_per_record
-            phys = to_channel_samples(wave, n_left, offset, scale, first_frame, s, first_record * spr,
+            phys = to_channel_samples(wave, n_left, t.offset, t.scale, first_frame, s, first_record * spr,
                                       record_count * spr, self.rate, self.hop)
+            if t.envelope and self.version >= CHANNEL_RATE_ENVELOPE:
+                phys = self._channel_rate_envelope(phys, t, s, seed_of(first_record, i))
             out[i] = s.to_digital(phys)
         return out
+
+    def _channel_rate_envelope(self, phys: np.ndarray, t: TokenStream, s: Signal, seed: int) -> np.ndarray:
+        """Format 5 (spec 6.4): the block's own samples at the channel's rate brought to the stored band powers,
+        in the block's normalization."""
+        rate = s.sample_rate
+        if len(t.envelope) != envelope.channel_bands(rate):
+            raise FormatError("damaged token stream (band envelope)")
+        rounding = (s.gain / t.scale) ** 2 / 12.0 if t.scale > 0 else 0.0
+        y = envelope.apply((phys - t.offset) / t.scale, t.envelope, rate, rate / 2, seed, rounding)
+        return y * t.scale + t.offset
+
+    def _codec_rate_envelope(self, wave: np.ndarray, n_left: int, n_frames: int, t: TokenStream, s: Signal,
+                             seed: int) -> np.ndarray:
+        """Format 4: the block's own frames of the decoded wave brought to the stored band powers."""
+        own_part = slice(n_left * self.hop, (n_left + n_frames) * self.hop)
+        wave = wave.copy()
+        rounding = (s.gain / t.scale) ** 2 / 12.0 if t.scale > 0 else 0.0
+        wave[own_part] = envelope.apply(wave[own_part], t.envelope, self.rate, s.sample_rate / 2, seed, rounding,
+                                        tapered=False)
+        return wave

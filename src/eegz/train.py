@@ -89,12 +89,12 @@ def bonn_key(path: Path) -> str | None:
 
 
 def codec_rate_channels(path: Path, codec_rate: int) -> list[tuple[str, np.ndarray]]:
-    """(label, signal at the codec rate) of each EEG channel of a file that lasts at least 4 s."""
+    """(label, own rate, signal at the codec rate) of each EEG channel of a file that lasts at least 4 s."""
     if bonn_key(path):
         x = np.loadtxt(path, dtype=np.float64, ndmin=1)
-        return [("EEG", resample(x, BONN_RATE, codec_rate))] if len(x) >= 4 * BONN_RATE else []
+        return [("EEG", BONN_RATE, resample(x, BONN_RATE, codec_rate))] if len(x) >= 4 * BONN_RATE else []
     rec = read_edf(path)
-    return [(s.label, resample(s.to_physical(d), s.sample_rate, codec_rate))
+    return [(s.label, s.sample_rate, resample(s.to_physical(d), s.sample_rate, codec_rate))
             for s, d in zip(rec.header.signals, rec.digital)
             if channel_role(s) == NEURAL and len(d) >= 4 * s.sample_rate]
 
@@ -115,6 +115,7 @@ class Recording:
     subject: str
     labels: list[str]
     signals: np.ndarray  # (channels, samples), normalized at the codec rate
+    nyquist: float = 128.0  # the lowest channel's own Nyquist frequency (at most the codec's): nothing lies above
 
 
 def expand_inputs(inputs: list[str]) -> list[tuple[int, Path]]:
@@ -143,9 +144,10 @@ def load_recordings(inputs: list[str], codec_rate: int) -> list[Recording]:
             continue
         if not channels:
             continue
-        n = min(len(x) for _, x in channels)
-        signals = np.stack([normalize_blocks(x[:n], block) for _, x in channels])
-        recordings.append(Recording(source, subject_of(path), [label for label, _ in channels], signals))
+        n = min(len(x) for _, _, x in channels)
+        signals = np.stack([normalize_blocks(x[:n], block) for _, _, x in channels])
+        nyquist = min(min(rate for _, rate, _ in channels), codec_rate) / 2
+        recordings.append(Recording(source, subject_of(path), [label for label, _, _ in channels], signals, nyquist))
     return recordings
 
 
@@ -180,7 +182,8 @@ class WindowSampler:
         """(n, channels, length) windows and the labels of their channels."""
         x = np.empty((n, self.channels, self.length), np.float32)
         labels = []
-        for row, k in enumerate(self.rng.choice(len(self.recordings), size=n, p=self.weights)):
+        self.drawn = self.rng.choice(len(self.recordings), size=n, p=self.weights)  # each row's recording
+        for row, k in enumerate(self.drawn):
             rec = self.recordings[k]
             pick = self.rng.choice(rec.signals.shape[0], size=self.channels, replace=False)
             start = self.rng.integers(0, rec.signals.shape[1] - self.length + 1)
@@ -302,13 +305,15 @@ class Losses:
     """The reconstruction loss of one step, with its parts for the log."""
 
     def __init__(self, settings: TrainSettings, rate: int):
-        from .losses import MultiResolutionSTFTLoss, make_mel_loss
+        from .losses import MultiResolutionSTFTLoss, RunningLineLoss, make_mel_loss
         self.settings, self.rate = settings, rate
+        self.lines = RunningLineLoss(rate) if settings.line_weight else None
         self.mel = make_mel_loss()
         self.stft = MultiResolutionSTFTLoss() if settings.stft_weight else None
 
-    def __call__(self, y, x, wave=None) -> tuple:
-        from .losses import line_length_loss, line_loss, mel_loss, spectral_excess_loss
+    def __call__(self, y, x, wave=None, rows=None) -> tuple:
+        """rows: each window's Recording (the line loss keeps a running spectrum per source)."""
+        from .losses import line_length_loss, mel_loss, spectral_excess_loss
         s = self.settings
         wave = wave if wave is not None else (y - x).abs().mean()
         mel = mel_loss(y, x, self.rate, self.mel)
@@ -326,8 +331,8 @@ class Losses:
             excess = spectral_excess_loss(y, x)
             total = total + s.excess_weight * excess
             parts["excess"] = float(excess)
-        if s.line_weight:
-            lines = line_loss(y, x, self.rate)
+        if self.lines is not None and rows is not None:
+            lines = self.lines(y, x, [r.source for r in rows], [r.nyquist for r in rows])
             total = total + s.line_weight * lines
             parts["lines"] = float(lines)
         return total, parts
@@ -380,7 +385,7 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
         x = torch.from_numpy(sampler.batch(settings.batch_size)[0])
         out = model(x)
         y = out["audio"][..., :window]
-        loss, parts = losses(y, x)
+        loss, parts = losses(y, x, rows=[sampler.recordings[k] for k in sampler.drawn])
         loss = loss + settings.commitment_weight * out["vq/commitment_loss"] + settings.codebook_weight * out["vq/codebook_loss"]
         if adversary["on"] and n >= settings.steps - settings.adversarial_steps:
             adversary["disc"], adversary["opt"], gan = _adversarial_step(adversary["disc"], adversary["opt"], x, y,
