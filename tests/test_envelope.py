@@ -16,7 +16,7 @@ def test_splitmix64_matches_the_reference_sequence():
     assert [int(v) for v in envelope.splitmix64(0, 3)] == [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4, 0x06C45D188009454F]
 
 
-BANDS_256 = envelope.channel_bands(RATE)  # 10: 30 .. 128 Hz
+BANDS_256 = envelope.channel_bands(RATE)  # 13: 30 .. 128 Hz
 
 
 def _band_power_db(v: np.ndarray) -> np.ndarray:
@@ -35,12 +35,12 @@ def test_levels_and_apply_bring_every_band_to_the_stored_power():
     lost[(f >= 100)] *= 3.0  # and something it invents
     y = np.fft.irfft(lost, n)
     stored = envelope.levels(x, RATE, RATE / 2, BANDS_256)
-    assert len(stored) == 10 and all(stored)
-    z = envelope.apply(y, stored, RATE, RATE / 2, seed=7)
+    assert len(stored) == 13 and all(stored)
+    z = envelope.apply(y, stored, RATE, RATE / 2, 7, BANDS_256)
     np.testing.assert_allclose(_band_power_db(z), _band_power_db(x), atol=1.0)  # the taper costs a little
     assert np.max(np.abs(_band_power_db(y) - _band_power_db(x))) > 5.0
-    np.testing.assert_array_equal(z, envelope.apply(y, stored, RATE, RATE / 2, seed=7))  # the same noise every time
-    assert not np.array_equal(z, envelope.apply(y, stored, RATE, RATE / 2, seed=8))
+    np.testing.assert_array_equal(z, envelope.apply(y, stored, RATE, RATE / 2, 7, BANDS_256))  # the same noise every time
+    assert not np.array_equal(z, envelope.apply(y, stored, RATE, RATE / 2, 8, BANDS_256))
     below = np.fft.rfft(z - y)[f < 29]  # nothing changes below the bands but the fade's leakage
     assert np.abs(below).max() < 0.05 * np.abs(np.fft.rfft(y)[f < 29]).max()
 
@@ -50,9 +50,9 @@ def test_format_4_bands_stop_at_the_channels_nyquist_frequency():
     above 80 Hz."""
     rng = np.random.default_rng(2)
     x = rng.standard_normal(4096)
-    stored = envelope.levels(x, RATE, 80.0, envelope.CODEC_RATE_BANDS)
+    stored = envelope.levels(x, RATE, 80.0, envelope.BANDS_V4, version=4)
     assert stored[-1] == stored[-2] == 0 and stored[-3] > 0  # 86-100 and 100-128 Hz: no bins; 74-86: 74-80
-    z = envelope.apply(np.zeros(4096), stored, RATE, 80.0, seed=1)
+    z = envelope.apply(np.zeros(4096), stored, RATE, 80.0, 1, envelope.BANDS_V4, version=4)
     f = np.fft.rfftfreq(4096, 1 / RATE)
     power = np.abs(np.fft.rfft(z)) ** 2
     assert power[f >= 84].sum() < 1e-4 * power[(f >= 70) & (f < 80)].sum()  # the fades' leakage only
@@ -60,23 +60,25 @@ def test_format_4_bands_stop_at_the_channels_nyquist_frequency():
 
 def test_zero_levels_leave_the_decoded_signal_alone():
     y = np.sin(np.arange(4096) * 0.3)
-    np.testing.assert_array_equal(envelope.apply(y, bytes(BANDS_256), RATE, RATE / 2, seed=0), y)
+    np.testing.assert_array_equal(envelope.apply(y, bytes(len(BANDS_256)), RATE, RATE / 2, 0, BANDS_256), y)
 
 
 def test_channel_rate_bands_reach_the_channels_nyquist_frequency():
-    """Format 5: a 500-Hz channel stores 13 bands (up to 250 Hz), a 160-Hz one 8 (74-80 Hz last); what the
+    """Format 5: a 500-Hz channel stores 16 bands (up to 250 Hz), a 160-Hz one 11 (74-80 Hz last); what the
     codec drops above its own 128 Hz Nyquist frequency is filled back to the stored power."""
-    assert [envelope.channel_bands(r) for r in (160.0, 173.61, 256.0, 500.0, 512.0, 2048.0)] == [8, 9, 10, 13, 13, 16]
+    assert [len(envelope.channel_bands(r)) for r in (160.0, 173.61, 256.0, 500.0, 512.0, 2048.0)] == [11, 12, 13, 16, 16, 19]
+    assert envelope.channel_bands(160.0)[-1] == (74.0, 86.0)
     rate, n = 500.0, 8000
     x = 0.01 * np.random.default_rng(3).standard_normal(n)
     f = np.fft.rfftfreq(n, 1 / rate)
     spectrum = np.fft.rfft(x)
     spectrum[f >= 128] = 0.0  # what a 256-Hz codec gives back
     y = np.fft.irfft(spectrum, n)
-    stored = envelope.levels(x, rate, rate / 2, envelope.channel_bands(rate))
-    assert len(stored) == 13 and all(stored)
-    z = envelope.apply(y, stored, rate, rate / 2, seed=5)
-    again = envelope.levels(z, rate, rate / 2, 13)
+    bands = envelope.channel_bands(rate)
+    stored = envelope.levels(x, rate, rate / 2, bands)
+    assert len(stored) == 16 and all(stored)
+    z = envelope.apply(y, stored, rate, rate / 2, 5, bands)
+    again = envelope.levels(z, rate, rate / 2, bands)
     assert max(abs(a - b) for a, b in zip(again, stored)) <= 2  # within 1 dB (the fades cost a little)
 
 
@@ -107,3 +109,27 @@ def test_the_envelope_restores_gamma_power_on_the_example(lossy_example, tmp_pat
     assert results["envelope"][2] < results["plain"][2] + 5.0, results
     assert api.info(lossy_example[6])["format_version"] == 5
     assert plain.stat().st_size < lossy_example[6].stat().st_size < plain.stat().st_size * 1.025
+
+
+def test_a_bump_in_one_corner_of_a_band_is_taken_down_without_the_rest_of_the_band():
+    """Format 5 shares a band's power among its 1-Hz parts by the stored spectrum's shape: a bump the decoder
+    adds at 47-48 Hz comes down to the input's level there, and 43-46 Hz keeps its power (scaling the whole
+    band down for the bump, as format 4 did, left 43-46 Hz 7 dB low and the bump 8 dB high: a step that the
+    line measure reads as a line)."""
+    rate, n = 256.0, 4096
+    rng = np.random.default_rng(4)
+    x = 0.01 * rng.standard_normal(n)
+    f = np.fft.rfftfreq(n, 1 / rate)
+    spectrum = np.fft.rfft(x)
+    spectrum[(f >= 47) & (f < 48)] *= 6.0
+    y = np.fft.irfft(spectrum, n)
+    bands = envelope.channel_bands(rate)
+    z = envelope.apply(y, envelope.levels(x, rate, rate / 2, bands), rate, rate / 2, 3, bands)
+    old = envelope.apply(y, envelope.levels(x, rate, rate / 2, envelope.BANDS_V4, version=4), rate, rate / 2, 3,
+                         envelope.BANDS_V4, version=4)
+
+    def db(v, lo, hi):
+        p = np.abs(np.fft.rfft(v)) ** 2
+        return 10 * np.log10(p[(f >= lo) & (f < hi)].sum())
+    assert abs(db(z, 43, 46) - db(x, 43, 46)) < 1.0 and abs(db(z, 47, 48) - db(x, 47, 48)) < 1.5
+    assert db(old, 43, 46) < db(x, 43, 46) - 3.0

@@ -88,7 +88,7 @@ VECTORS = {  # file: (source, options, what it exercises)
     "lossy_no_envelope_3.eegz": ("eegmat-12s", dict(mode="lossy", codebooks=3, band_envelope=False),
                                  "format 4: kind 3 with n_bands = 0 (no envelope), 3 codebooks"),
     "lossy_channel_envelope_6.eegz": ("eegmat-40s", dict(mode="lossy", codebooks=6, model="eegz-dac-sc-256hz-hop64-balanced"),
-                                      "format 5: kind 3 with band envelopes at the channel rate (500 Hz: 13 bands), "
+                                      "format 5: kind 3 with band envelopes at the channel rate (500 Hz: 16 bands), "
                                       "DAC-SC, 6 codebooks"),
 }
 

@@ -15,26 +15,30 @@ from __future__ import annotations
 
 import numpy as np
 
-BANDS_HZ = ((30.0, 34.0), (34.0, 38.0), (38.0, 43.0), (43.0, 49.0), (49.0, 56.0), (56.0, 64.0), (64.0, 74.0),
-            (74.0, 86.0), (86.0, 100.0), (100.0, 128.0),  # narrow: EEG's spectrum falls steeply
+BANDS_HZ = ((30.0, 34.0), (34.0, 38.0), (38.0, 43.0), (43.0, 49.75), (49.75, 50.25), (50.25, 56.0),
+            (56.0, 59.75), (59.75, 60.25), (60.25, 64.0), (64.0, 74.0), (74.0, 86.0), (86.0, 100.0), (100.0, 128.0),
             (128.0, 160.0), (160.0, 200.0), (200.0, 256.0), (256.0, 320.0), (320.0, 400.0), (400.0, 512.0))
-CODEC_RATE_BANDS = 10  # format 4: the first ten bands, at the codec rate (256 Hz)
+# narrow, because EEG's spectrum falls steeply; 49.75-50.25 and 59.75-60.25 Hz hold the mains lines of most
+# recordings, which a wider band's flat noise would smear into a hump (an invented line beside the real one)
+BANDS_V4 = ((30.0, 34.0), (34.0, 38.0), (38.0, 43.0), (43.0, 49.0), (49.0, 56.0), (56.0, 64.0), (64.0, 74.0),
+            (74.0, 86.0), (86.0, 100.0), (100.0, 128.0))  # format 4 (read only): ten bands at the codec rate
 LEVEL_OFFSET = 255  # level = round(20 log10 P) + 255 (0.5 dB steps); 0: no correction for the band
+SUB_BAND_HZ = 1.0  # format 5 brings each 1-Hz part of a band to its share of the band's power
 EDGE_SECONDS = 0.25  # the fade of the change at each end of the block (one frame at 256 Hz, hop 64)
 
 
-def channel_bands(channel_rate: float) -> int:
-    """Format 5: how many bands a channel of this rate stores (those that start below its Nyquist)."""
-    return sum(1 for lo, _ in BANDS_HZ if lo < channel_rate / 2)
+def channel_bands(channel_rate: float) -> tuple:
+    """Format 5: the bands a channel of this rate stores (those that start below its Nyquist frequency)."""
+    return tuple((lo, hi) for lo, hi in BANDS_HZ if lo < channel_rate / 2)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _band_bins(n: int, rate: float, limit: float, count: int) -> list[np.ndarray]:
-    """The first `count` bands' rfft bins, below `limit` (the channel's own Nyquist frequency: what lies
-    above it is gone once the output is at the channel's rate)."""
+def _band_bins(n: int, rate: float, limit: float, bands: tuple) -> list[np.ndarray]:
+    """Each band's rfft bins, below `limit` (the channel's own Nyquist frequency: what lies above it is
+    gone once the output is at the channel's rate)."""
     f = np.fft.rfftfreq(n, 1.0 / rate)
     top = min(rate / 2, limit)
-    return [np.flatnonzero((f >= lo) & (f < min(hi, top)) & (f > 0)) for lo, hi in BANDS_HZ[:count]]
+    return [np.flatnonzero((f >= lo) & (f < min(hi, top)) & (f > 0)) for lo, hi in bands]
 
 
 def _power(spectrum: np.ndarray, n: int) -> float:
@@ -57,12 +61,12 @@ def _edge(n: int, rate: float) -> int:
     return min(int(round(EDGE_SECONDS * rate)), n // 2)
 
 
-def levels(x: np.ndarray, rate: float, limit: float, count: int, tapered: bool = True) -> bytes:
-    """One byte for each of the first `count` bands: the band's power in x (the block's own normalized
-    samples at `rate`) below `limit` Hz."""
-    spectrum = _windowed(x, rate, tapered)
+def levels(x: np.ndarray, rate: float, limit: float, bands: tuple, version: int = 5) -> bytes:
+    """One byte per band: the band's power in x (the block's own normalized samples at `rate`) below
+    `limit` Hz."""
+    spectrum = _windowed(x, rate, version >= 5)
     out = []
-    for bins in _band_bins(len(x), rate, limit, count):
+    for bins in _band_bins(len(x), rate, limit, bands):
         p = _power(spectrum[bins], len(x)) if len(bins) else 0.0
         out.append(0 if p <= 0 else int(np.clip(np.rint(20.0 * np.log10(p)) + LEVEL_OFFSET, 1, 255)))
     return bytes(out)
@@ -77,12 +81,17 @@ def splitmix64(seed: int, count: int) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
-def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, rounding: float = 0.0,
-          tapered: bool = True) -> np.ndarray:
+def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, bands: tuple, rounding: float = 0.0,
+          version: int = 5) -> np.ndarray:
     """y (the block's own decoded normalized samples at `rate`) with each band brought to its stored power:
     scaled down where it holds more, topped up with random-phase noise where it holds less. `rounding` is
     the power of the white noise that re-quantizing to the file's digital steps adds later (step² / 12, in
-    normalized units, spread over 0 .. limit): each band's target leaves room for its share of it."""
+    normalized units, spread over 0 .. limit): each band's target leaves room for its share of it.
+    Format 5 follows the stored spectrum inside a band: the bands' power densities, interpolated in log
+    between their centres, share each band's target among its 1-Hz parts, and each part is scaled or
+    filled (with noise of that shape) on its own. Format 4 treated a band as one: flat noise on a steep
+    slope (EEG recorded through a 40 Hz low-pass), or a whole band scaled down for a bump in one corner,
+    left a step at the band's edge that the line measure reads as an invented line."""
     n = len(y)
     if n < 2 or not any(stored):
         return y
@@ -90,29 +99,63 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ro
     # the block is modified in the FFT's periodic world: without its end-to-start jump (a straight line from
     # the first sample to the last, put back afterwards), whose leakage would swamp the quiet high bands
     ramp = y[0] + (y[-1] - y[0]) * np.arange(n) / (n - 1)
-    spectrum, measured = np.fft.rfft(y - ramp), _windowed(y, rate, tapered)
-    bands = _band_bins(n, rate, limit, len(stored))
-    phases = splitmix64(seed, sum(len(b) for b in bands))
+    spectrum, measured = np.fft.rfft(y - ramp), _windowed(y, rate, version >= 5)
+    bins_of = _band_bins(n, rate, limit, bands)
+    phases = splitmix64(seed, sum(len(b) for b in bins_of))
+    targets = _targets(stored, bands, bins_of, rate, limit, rounding)
+    shape = _spectral_shape(targets, bands, rate, limit, n) if version >= 5 else np.ones(n // 2 + 1)
+    f = np.fft.rfftfreq(n, 1.0 / rate)
     used = 0
-    for bins, level, (lo, hi) in zip(bands, stored, BANDS_HZ):
-        k = len(bins)
-        if not k or not level:
-            used += k
-            continue
-        share = (min(hi, limit, rate / 2) - lo) / limit  # the rounding noise spreads up to the channel's Nyquist
-        target = max(10.0 ** ((level - LEVEL_OFFSET) / 20.0) - rounding * share, 0.0)
-        have = _power(measured[bins], n)
-        if have > target:
-            spectrum[bins] *= np.sqrt(target / have) if have > 0 else 0.0
-        else:
-            amplitude = n * np.sqrt((target - have) / (2.0 * k))
-            angle = 2.0 * np.pi * (phases[used:used + k] >> np.uint64(11)).astype(np.float64) / 2.0 ** 53
-            spectrum[bins] += amplitude * np.exp(1j * angle)
-        used += k
+    for bins, level, target, (lo, _) in zip(bins_of, stored, targets, bands):
+        if len(bins) and level:
+            parts = _sub_bands(bins, f, lo) if version >= 5 else [bins]
+            total = shape[bins].sum()
+            for part in parts:  # each part gets the band's target in proportion to the shape over it
+                have = _power(measured[part], n)
+                want = target * shape[part].sum() / total
+                if have > want:
+                    spectrum[part] *= np.sqrt(want / have) if have > 0 else 0.0
+                else:
+                    k0 = used + int(np.searchsorted(bins, part[0]))
+                    amplitude = n * np.sqrt((want - have) * shape[part] / shape[part].sum() / 2.0)
+                    angle = 2.0 * np.pi * (phases[k0:k0 + len(part)] >> np.uint64(11)).astype(np.float64) / 2.0 ** 53
+                    spectrum[part] += amplitude * np.exp(1j * angle)
+        used += len(bins)
     # the change fades in and out over one frame at each end of the block: an FFT over the block treats
     # it as periodic, and a change that stops abruptly at the block's edge would add a broadband click
     change = np.fft.irfft(spectrum, n) + ramp - y
     return y + change * _edge_taper(n, _edge(n, rate))
+
+
+def _targets(stored: bytes, bands: tuple, bins_of: list, rate: float, limit: float, rounding: float) -> list[float]:
+    """Each band's target power: its stored power less its share of the rounding noise (0 for level 0)."""
+    out = []
+    for bins, level, (lo, hi) in zip(bins_of, stored, bands):
+        share = (min(hi, limit, rate / 2) - lo) / limit  # the rounding noise spreads up to the channel's Nyquist
+        out.append(max(10.0 ** ((level - LEVEL_OFFSET) / 20.0) - rounding * share, 0.0) if level and len(bins) else 0.0)
+    return out
+
+
+def _sub_bands(bins: np.ndarray, f: np.ndarray, lo: float) -> list[np.ndarray]:
+    """A band's bins in runs of SUB_BAND_HZ from its lower edge."""
+    index = np.floor((f[bins] - lo) / SUB_BAND_HZ).astype(np.int64)
+    return [bins[index == j] for j in np.unique(index)]
+
+
+def _spectral_shape(targets: list[float], bands: tuple, rate: float, limit: float, n: int) -> np.ndarray:
+    """Per rfft bin, the power density that the bands' targets describe: log density interpolated linearly
+    between the centres of the bands with a positive target, constant beyond the first and last."""
+    top = min(rate / 2, limit)
+    centres, logs = [], []
+    for target, (lo, hi) in zip(targets, bands):
+        width = min(hi, top) - lo
+        if target > 0 and width >= SUB_BAND_HZ:  # not the mains bands: a line is no density to spread
+            centres.append(lo + width / 2)
+            logs.append(np.log(target / width))
+    f = np.fft.rfftfreq(n, 1.0 / rate)
+    if not centres:
+        return np.ones(len(f))
+    return np.exp(np.interp(f, centres, logs))
 
 
 def _edge_taper(n: int, ramp: int) -> np.ndarray:

@@ -131,7 +131,7 @@ def unpack_tokens(data: bytes, tables: tuple, n_frames: int, max_codebooks: int,
     start, levels = _TOKENS_V3.size, b""
     if version >= 4:
         n_bands = data[start]
-        allowed = n_bands <= len(envelope.BANDS_HZ) if version >= CHANNEL_RATE_ENVELOPE else n_bands in (0, envelope.CODEC_RATE_BANDS)
+        allowed = n_bands <= len(envelope.BANDS_HZ) if version >= CHANNEL_RATE_ENVELOPE else n_bands in (0, len(envelope.BANDS_V4))
         if not allowed or len(data) < start + 1 + n_bands:
             raise FormatError("damaged token stream (band envelope)")
         levels, start = bytes(data[start + 1:start + 1 + n_bands]), start + 1 + n_bands
@@ -394,10 +394,11 @@ class TokenDecoder:
         """Format 5 (spec 6.4): the block's own samples at the channel's rate brought to the stored band powers,
         in the block's normalization."""
         rate = s.sample_rate
-        if len(t.envelope) != envelope.channel_bands(rate):
+        bands = envelope.channel_bands(rate)
+        if len(t.envelope) != len(bands):
             raise FormatError("damaged token stream (band envelope)")
         rounding = (s.gain / t.scale) ** 2 / 12.0 if t.scale > 0 else 0.0
-        y = envelope.apply((phys - t.offset) / t.scale, t.envelope, rate, rate / 2, seed, rounding)
+        y = envelope.apply((phys - t.offset) / t.scale, t.envelope, rate, rate / 2, seed, bands, rounding)
         return y * t.scale + t.offset
 
     def _codec_rate_envelope(self, wave: np.ndarray, n_left: int, n_frames: int, t: TokenStream, s: Signal,
@@ -406,6 +407,6 @@ class TokenDecoder:
         own_part = slice(n_left * self.hop, (n_left + n_frames) * self.hop)
         wave = wave.copy()
         rounding = (s.gain / t.scale) ** 2 / 12.0 if t.scale > 0 else 0.0
-        wave[own_part] = envelope.apply(wave[own_part], t.envelope, self.rate, s.sample_rate / 2, seed, rounding,
-                                        tapered=False)
+        wave[own_part] = envelope.apply(wave[own_part], t.envelope, self.rate, s.sample_rate / 2, seed,
+                                        envelope.BANDS_V4, rounding, version=4)
         return wave
