@@ -64,7 +64,8 @@ def main() -> None:
                 + "".join(f"{st[k]:g} × {label} + " for k, label in (
                     ("stft_weight", "multi-resolution STFT magnitude (linear and log)"),
                     ("line_length_weight", "line-length error"),
-                    ("excess_weight", "spectral excess (invented power)")) if st.get(k))
+                    ("excess_weight", "spectral excess (invented power)"),
+                    ("line_weight", "invented lines on each source's running spectrum")) if st.get(k))
                 + f"{st['commitment_weight']:g} × commitment + {st['codebook_weight']:g} × codebook; "
                 f"quantizer dropout {st['quantizer_dropout']}; ")
              + "AdamW, betas (0.8, 0.99), "
@@ -86,6 +87,9 @@ def main() -> None:
     if per_set:  # validation per dataset (eegmat subjects, Bonn segments), normalized as compression does
         lines[-4:] = ["## Validation during training (held-out eegmat subjects and Bonn segments, 4-s windows at 256 Hz, "
                       "normalized as compression does)", "",
+                      "The line column counts bins up to 0.95 × 128 Hz as training logged it (eegz 0.3); for Bonn, "
+                      "whose own Nyquist frequency is 86.8 Hz, a line above it is removed on the way back "
+                      "(benchmarks/results/training_ablation.md measures below it).", "",
                       "| step | eegmat PRDN 3 / 6 / 9 | Bonn PRDN 3 / 6 / 9 | invented line × (eegmat / Bonn, 6 cb) |",
                       "|---|---|---|---|"]
     for h in shown:
@@ -111,10 +115,14 @@ def main() -> None:
     elif per_set:
         lines += ["", "## Limits", "",
                   "Small model, short CPU fine-tuning. Against the 0.2 model it trades waveform error (about 1-2 PRDN "
-                  "points) for a spectrum with far fewer invented lines (benchmarks/results/lossy.md and clinical.md); "
-                  "the lines left (up to 5x, at 50-62 Hz) are mains frequencies learned from the training data. It "
-                  "still smooths fast activity, which the band envelope (spec 6.4) restores as energy, not as waveform. "
-                  "Not for clinical reading; use the lossless or near-lossless modes for that."]
+                  "points) for a spectrum with far fewer invented lines (benchmarks/results/lossy.md and clinical.md). "
+                  + ("Through eegz (with the band envelope) the strongest invented line is at most 1.5x in every "
+                     "Bonn set's mean spectrum at 6 and 9 codebooks, and 1.9-2.7x in single channels of held-out "
+                     "eegmat recordings, near 57-63 Hz: the line loss sees each dataset's mean spectrum, not a "
+                     "channel's. " if "line_weight" in st and st["line_weight"] else
+                     "The lines left (up to 5x, at 50-62 Hz) are mains frequencies learned from the training data. ")
+                  + "It still smooths fast activity, which the band envelope (spec 6.4) restores as energy, not as "
+                  "waveform. Not for clinical reading; use the lossless or near-lossless modes for that."]
     else:
         lines += ["", "## Limits", "",
                   "Small model, short CPU training: it keeps the waveform's shape (correlation 0.95-0.98 on held-out "

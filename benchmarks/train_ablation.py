@@ -4,7 +4,7 @@ The validation subjects are eegmat Subject14-17 and Bonn segments 051-070 of eve
 normalized exactly as `eegz train` loads them (16-s blocks, median and 16 robust σ, at 256 Hz); each model
 encodes and decodes the 4-s windows at 3, 6 and 9 codebooks. Reported per validation set: PRDN, the
 relative band-power error per band (Welch over all windows) and the strongest invented spectral line
-(decoded prominence over the original's, 2 Hz .. 0.95 × Nyquist; 1.0 is none).
+(decoded prominence over the original's, 2 Hz .. 0.95 × the recordings' own Nyquist; 1.0 is none).
 
     python benchmarks/train_ablation.py NAME=MODEL.npz [NAME=MODEL.npz ...]
 Writes benchmarks/results/training_ablation.{json,md} (rows of earlier runs are kept; a name replaces its row).
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the benchmarks package; eegz is the installed one
 
 from eegz.neural import ModelConfig, build_dac, load_state_into  # noqa: E402
-from eegz.train import load_recordings, reconstruction_metrics, split_subjects, validation_sets  # noqa: E402
+from eegz.train import load_recordings, reconstruction_metrics, split_subjects, validation_nyquist, validation_sets  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 INPUTS = [str(DATA / "eegmat"), str(DATA / "bonn")]
@@ -28,7 +28,7 @@ VAL = ("Subject1[4-7]", "bonn-*-051-070")
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def evaluate(weights: Path, sets: dict) -> dict:
+def evaluate(weights: Path, sets: dict, nyquists: dict) -> dict:
     import torch
     card = json.loads(weights.with_suffix(".json").read_text())
     config = ModelConfig.from_json(card["config"])
@@ -41,7 +41,7 @@ def evaluate(weights: Path, sets: dict) -> dict:
             z = model.encoder(torch.from_numpy(x)[:, None])
             for nq in (3, 6, 9):
                 y = model.decoder(model.quantizer(z, nq)[0])[:, 0, :x.shape[1]].numpy()
-                out.update({f"{name}_{k}_{nq}": v for k, v in reconstruction_metrics(x, y, config.sample_rate).items()})
+                out.update({f"{name}_{k}_{nq}": v for k, v in reconstruction_metrics(x, y, config.sample_rate, nyquists.get(name)).items()})
     return out
 
 
@@ -52,10 +52,11 @@ def main() -> None:
     recordings = load_recordings(INPUTS, 256)
     _, val_ids = split_subjects(sorted({r.subject for r in recordings}), 0.2, VAL)
     sets = validation_sets(recordings, val_ids, INPUTS, 1024)
+    nyquists = validation_nyquist(recordings, val_ids, INPUTS)
     path = RESULTS / "training_ablation.json"
     rows = json.loads(path.read_text())["rows"] if path.exists() else {}
     for name, weights in models.items():
-        rows[name] = evaluate(Path(weights), sets)
+        rows[name] = evaluate(Path(weights), sets, nyquists)
         print(name, json.dumps({k: round(v, 3) for k, v in rows[name].items() if "prdn" in k or "line_ratio" in k}),
               file=sys.stderr, flush=True)
     path.write_text(json.dumps({"date": str(date.today()), "validation": {k: len(v) for k, v in sets.items()},

@@ -303,15 +303,28 @@ def codebook_counts(streams, version: int) -> dict[int, int]:
 
 # ---------------------------------------------------------------- decoding
 
+ABSENT = np.uint16(0xFFFF)  # a codebook a context frame does not have: it adds nothing to the latent
+
+
 def with_context(codes: np.ndarray, left: np.ndarray | None, right: np.ndarray | None,
-                 context: int) -> tuple[np.ndarray, int]:
+                 context: int, partial: bool = True) -> tuple[np.ndarray, int]:
     """A block's codes with up to `context` neighbour frames on each side, and how many are on the left.
-    Neighbours coded with more codebooks than the block give only the block's number."""
+    Neighbours coded with more codebooks than the block give only the block's number. One coded with fewer
+    gives the ones it has, the others marked ABSENT (format 5); before format 5 (`partial` False) it gave
+    no context at all, and a block then decoded with an edge where its neighbour should be (a click at
+    the seam between blocks of different codebook counts, which --quality makes)."""
     n_q = codes.shape[0]
-    empty = np.zeros((n_q, 0), np.uint16)
-    left = left[:n_q, -context:] if left is not None and context and left.shape[0] >= n_q else empty
-    right = right[:n_q, :context] if right is not None and context and right.shape[0] >= n_q else empty
-    return np.concatenate([left, codes, right], axis=1), left.shape[1]
+
+    def side(neighbour, frames):
+        if neighbour is None or not context or not (partial or neighbour.shape[0] >= n_q):
+            return np.zeros((n_q, 0), np.uint16)
+        part = neighbour[:n_q, frames]
+        if part.shape[0] < n_q:
+            part = np.concatenate([part, np.full((n_q - part.shape[0], part.shape[1]), ABSENT, np.uint16)])
+        return part
+
+    left_part, right_part = side(left, slice(-context, None)), side(right, slice(None, context))
+    return np.concatenate([left_part, codes, right_part], axis=1), left_part.shape[1]
 
 
 def to_channel_samples(wave: np.ndarray, n_left: int, offset: float, scale: float, first_frame: int,
@@ -374,7 +387,8 @@ class TokenDecoder:
         jobs = []
         for i, t in own.items():
             l, r = left.get(i), right.get(i)
-            full, n_left = with_context(t.codes, l.codes if l else None, r.codes if r else None, self.context)
+            full, n_left = with_context(t.codes, l.codes if l else None, r.codes if r else None, self.context,
+                                        partial=self.version >= CHANNEL_RATE_ENVELOPE)
             jobs.append((i, full, n_left, t))
         waves = self.codec.decode_block([(c, n_left, self.styles[i] or 0) for i, c, n_left, _ in jobs])
         out = {}

@@ -77,13 +77,15 @@ def prominence(p: np.ndarray) -> np.ndarray:
     return p / np.maximum(near / np.maximum(count, 1), 1e-300)
 
 
-def line_ratio_psd(px, py, rate: float) -> tuple[float, float]:
+def line_ratio_psd(px, py, rate: float, nyquist: float | None = None) -> tuple[float, float]:
     """The strongest spectral line the reconstruction invents, as (ratio, frequency): the decoded bin's
     prominence over max(the original's, 1), counted only where the decoded bin holds more power than the
-    original's, over 2 Hz .. 0.95 × Nyquist. White quantization noise scores about 1.1-1.3."""
+    original's, over 2 Hz .. 0.95 × Nyquist (`nyquist`: the recording's own, when it was resampled to `rate`
+    and what lies above is removed on the way back). White quantization noise scores about 1.1-1.3."""
     (f, px), (_, py) = px, py
+    top = 0.95 * min(rate / 2, nyquist or rate / 2)
     ratio = prominence(py) / np.maximum(prominence(px), 1.0)
-    ratio[(py <= px) | (f < 2.0) | (f > 0.95 * rate / 2)] = 1.0
+    ratio[(py <= px) | (f < 2.0) | (f > top)] = 1.0
     i = int(np.argmax(ratio))
     return float(ratio[i]), float(f[i])
 

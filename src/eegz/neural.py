@@ -24,7 +24,7 @@ from .progress import Progress
 
 MODELS_DIR = Path(__file__).parent / "models"
 TOKEN_COUNTS_KEY = "eegz.token_counts"  # (n_codebooks, codebook_size) int64 usage counts, in the .npz
-DEFAULT_MODEL = "eegz-dac-sc-256hz-hop64-balanced"
+DEFAULT_MODEL = "eegz-dac-sc-256hz-hop64-lines"
 GPU_BATCH_SAMPLES = 1 << 22  # per forward pass on a GPU
 MIXING_PREFIX = "mc."  # DAC-MC's channel-mixing tensors in the .npz, beside DAC's own state dict
 
@@ -236,6 +236,23 @@ def rvq_codes(quantizer, z, n_codebooks: int):
     return torch.stack(codes, 1)
 
 
+ABSENT_CODE = 0xFFFF  # lossy.ABSENT: a codebook that a context frame does not have
+
+
+def latents_from_codes(quantizer, codes):
+    """DAC's quantizer.from_codes (the sum of each codebook's projected vector), where a code equal to
+    ABSENT_CODE adds nothing: a context frame from a neighbour coded with fewer codebooks (spec 6.1)."""
+    absent = codes == ABSENT_CODE
+    if not bool(absent.any()):
+        return quantizer.from_codes(codes)[0]
+    z_q = 0.0
+    for i in range(codes.shape[1]):
+        layer = quantizer.quantizers[i]
+        z_q_i = layer.out_proj(layer.decode_code(codes[:, i, :].masked_fill(absent[:, i, :], 0)))
+        z_q = z_q + z_q_i * (~absent[:, i, None, :]).to(z_q_i.dtype)
+    return z_q
+
+
 @dataclass
 class NeuralCodec:
     """A loaded DAC model ready to turn normalized codec-rate segments into RVQ codes and back."""
@@ -307,7 +324,7 @@ class NeuralCodec:
         def run(idx):
             c = torch.from_numpy(np.stack([codes[i] for i in idx]).astype(np.int64)).to(self.device)
             with torch.inference_mode():
-                return self._waveforms(self.model.quantizer.from_codes(c)[0])
+                return self._waveforms(latents_from_codes(self.model.quantizer, c))
 
         hop = self.config.hop
         return self._run_batches([c.shape[1] * hop for c in codes], lambda i: codes[i].shape, run)
@@ -330,7 +347,7 @@ class NeuralCodec:
             missing = torch.ones(1, len(items), hi - lo, dtype=torch.bool, device=self.device)
             for k, ((codes, _, _), s) in enumerate(zip(items, starts)):
                 c = torch.from_numpy(codes.astype(np.int64))[None].to(self.device)
-                grid[0, k, :, s - lo:s - lo + codes.shape[1]] = self.model.quantizer.from_codes(c)[0][0]
+                grid[0, k, :, s - lo:s - lo + codes.shape[1]] = latents_from_codes(self.model.quantizer, c)[0]
                 missing[0, k, s - lo:s - lo + codes.shape[1]] = False
             styles = torch.tensor([[style for _, _, style in items]], device=self.device)
             mixed = self.mixing(grid, styles, items[0][0].shape[0], missing)[0]

@@ -210,11 +210,22 @@ def validation_sets(recordings: list[Recording], val_ids: list[str], inputs: lis
     return sets
 
 
-def reconstruction_metrics(x: np.ndarray, y: np.ndarray, rate: int) -> dict:
-    """PRDN, band-power errors and the worst invented spectral line of decoded windows (rows)."""
+def validation_nyquist(recordings: list[Recording], val_ids: list[str], inputs: list[str]) -> dict:
+    """{input name: the lowest own Nyquist frequency of its validation recordings} (Bonn: 86.8 Hz)."""
+    out = {}
+    for source, name in enumerate(inputs):
+        chosen = [r.nyquist for r in recordings if r.source == source and r.subject in val_ids]
+        if chosen:
+            out[Path(name.rstrip("/")).name or name] = min(chosen)
+    return out
+
+
+def reconstruction_metrics(x: np.ndarray, y: np.ndarray, rate: int, nyquist: float | None = None) -> dict:
+    """PRDN, band-power errors and the worst invented spectral line (below the recordings' own Nyquist
+    frequency) of decoded windows (rows)."""
     px, py = welch_psd(x, rate), welch_psd(y, rate)
     bands = band_power_errors_psd(px, py, rate)
-    ratio, freq = line_ratio_psd(px, py, rate)
+    ratio, freq = line_ratio_psd(px, py, rate, nyquist)
     return {"prdn": prdn_windows(x, y), **{f"band_{b}": v for b, v in bands.items()},
             "line_ratio": ratio, "line_hz": freq}
 
@@ -375,8 +386,9 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
         load_state_into(model, Path(from_model))
     else:
         model = build_dac(config, quantizer_dropout=settings.quantizer_dropout)
-    _, train_ids, val_ids, window, sampler, val_sets = _prepare(inputs, settings, config, val_fraction,
-                                                                val_subjects, 1, log)
+    recordings, train_ids, val_ids, window, sampler, val_sets = _prepare(inputs, settings, config, val_fraction,
+                                                                         val_subjects, 1, log)
+    nyquists = validation_nyquist(recordings, val_ids, inputs)
     table_windows = WindowSampler(sampler.recordings, window, 1, settings.seed + 1).batch(512)[0][:, 0]
     losses = Losses(settings, config.sample_rate)
     adversary = {"disc": None, "opt": None, "on": settings.adversarial_steps > 0}
@@ -407,7 +419,7 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
                     if nq <= config.n_codebooks:
                         y = model.decoder(model.quantizer(z, nq)[0])[:, 0, :window].numpy()
                         result.update({f"{name}_{k}_{nq}": v for k, v in
-                                       reconstruction_metrics(val_x, y, config.sample_rate).items()})
+                                       reconstruction_metrics(val_x, y, config.sample_rate, nyquists.get(name)).items()})
         model.train()
         return result
 
