@@ -92,8 +92,9 @@ def texture_detector(segments: dict):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     train = [k for k in segments if k[1] <= 50]
-    x = np.concatenate([texture_features(segments[k][0]) for k in train])
-    y = np.concatenate([np.full(len(texture_features(segments[k][0])), segments[k][1]) for k in train])
+    features = [texture_features(segments[k][0]) for k in train]
+    x = np.concatenate(features)
+    y = np.concatenate([np.full(len(f), segments[k][1]) for f, k in zip(features, train)])
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000, class_weight="balanced"))
     return clf.fit(x, y)
 

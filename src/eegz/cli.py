@@ -337,7 +337,7 @@ def eval(reference, candidate, model, device, as_json):
 @click.option("--excess-weight", type=float, default=0.0, show_default=True,
               help="weight of the spectral-excess loss (power the decoder invents, such as spectral lines)")
 @click.option("--line-weight", type=float, default=0.0, show_default=True,
-              help="weight of the line loss (narrow lines the decoder invents, compared window by window)")
+              help="weight of the line loss (narrow lines the decoder invents, on each dataset's running mean spectrum)")
 @click.option("--upsampling", type=click.Choice(["dac", "balanced"]), default="balanced", show_default=True,
               help="decoder upsampling: DAC's transposed convolutions, or balanced ones that add no frame-rate lines")
 @click.option("--window-seconds", type=float, default=4.0, show_default=True)

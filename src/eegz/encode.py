@@ -17,8 +17,8 @@ import numpy as np
 
 from . import __version__, identity
 from .channels import ANNOTATION, EXACT, NEURAL, channel_roles
-from .container import (ALL_SIGNALS, ANNOTATION_BYTES, AUX_TOKENS, LOSSLESS, add_stream_sizes, NEAR_LOSSLESS,
-                        NEURAL_TOKENS, RECORD_BYTES, ContainerWriter, Stream, format_version, pack_block, stream_sizes,
+from .container import (ALL_SIGNALS, ANNOTATION_BYTES, AUX_TOKENS, LOSSLESS, NEAR_LOSSLESS, NEURAL_TOKENS,
+                        RECORD_BYTES, ContainerWriter, Stream, add_stream_sizes, format_version, pack_block, stream_sizes,
                         zstd)
 from .dsp import microvolt_factor
 from .edf import EdfHeader, EdfReader, split_records

@@ -25,18 +25,17 @@ BANDS_V4 = ((30.0, 34.0), (34.0, 38.0), (38.0, 43.0), (43.0, 49.0), (49.0, 56.0)
 LEVEL_OFFSET = 255  # level = round(20 log10 P) + 255 (0.5 dB steps); 0: no correction for the band
 SUB_BAND_HZ = 1.0  # format 5 brings each 1-Hz part of a band to its share of the band's power
 EDGE_SECONDS = 0.25  # the fade of the change at each end of the block (one frame at 256 Hz, hop 64)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 def channel_bands(channel_rate: float) -> tuple:
     """Format 5: the bands a channel of this rate stores (those that start below its Nyquist frequency)."""
     return tuple((lo, hi) for lo, hi in BANDS_HZ if lo < channel_rate / 2)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _band_bins(n: int, rate: float, limit: float, bands: tuple) -> list[np.ndarray]:
-    """Each band's rfft bins, below `limit` (the channel's own Nyquist frequency: what lies above it is
-    gone once the output is at the channel's rate)."""
-    f = np.fft.rfftfreq(n, 1.0 / rate)
+def _band_bins(f: np.ndarray, rate: float, limit: float, bands: tuple) -> list[np.ndarray]:
+    """Each band's rfft bins (`f`: the bins' frequencies), below `limit` (the channel's own Nyquist
+    frequency: what lies above it is gone once the output is at the channel's rate)."""
     top = min(rate / 2, limit)
     return [np.flatnonzero((f >= lo) & (f < min(hi, top)) & (f > 0)) for lo, hi in bands]
 
@@ -66,7 +65,7 @@ def levels(x: np.ndarray, rate: float, limit: float, bands: tuple, version: int 
     `limit` Hz."""
     spectrum = _windowed(x, rate, version >= 5)
     out = []
-    for bins in _band_bins(len(x), rate, limit, bands):
+    for bins in _band_bins(np.fft.rfftfreq(len(x), 1.0 / rate), rate, limit, bands):
         p = _power(spectrum[bins], len(x)) if len(bins) else 0.0
         out.append(0 if p <= 0 else int(np.clip(np.rint(20.0 * np.log10(p)) + LEVEL_OFFSET, 1, 255)))
     return bytes(out)
@@ -100,11 +99,11 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     # the first sample to the last, put back afterwards), whose leakage would swamp the quiet high bands
     ramp = y[0] + (y[-1] - y[0]) * np.arange(n) / (n - 1)
     spectrum, measured = np.fft.rfft(y - ramp), _windowed(y, rate, version >= 5)
-    bins_of = _band_bins(n, rate, limit, bands)
+    f = np.fft.rfftfreq(n, 1.0 / rate)
+    bins_of = _band_bins(f, rate, limit, bands)
     phases = splitmix64(seed, sum(len(b) for b in bins_of))
     targets = _targets(stored, bands, bins_of, rate, limit, rounding)
-    shape = _spectral_shape(targets, bands, rate, limit, n) if version >= 5 else np.ones(n // 2 + 1)
-    f = np.fft.rfftfreq(n, 1.0 / rate)
+    shape = _spectral_shape(targets, bands, rate, limit, f) if version >= 5 else np.ones(len(f))
     used = 0
     for bins, level, target, (lo, _) in zip(bins_of, stored, targets, bands):
         if len(bins) and level:
@@ -142,7 +141,7 @@ def _sub_bands(bins: np.ndarray, f: np.ndarray, lo: float) -> list[np.ndarray]:
     return [bins[index == j] for j in np.unique(index)]
 
 
-def _spectral_shape(targets: list[float], bands: tuple, rate: float, limit: float, n: int) -> np.ndarray:
+def _spectral_shape(targets: list[float], bands: tuple, rate: float, limit: float, f: np.ndarray) -> np.ndarray:
     """Per rfft bin, the power density that the bands' targets describe: log density interpolated linearly
     between the centres of the bands with a positive target, constant beyond the first and last."""
     top = min(rate / 2, limit)
@@ -152,7 +151,6 @@ def _spectral_shape(targets: list[float], bands: tuple, rate: float, limit: floa
         if target > 0 and width >= SUB_BAND_HZ:  # not the mains bands: a line is no density to spread
             centres.append(lo + width / 2)
             logs.append(np.log(target / width))
-    f = np.fft.rfftfreq(n, 1.0 / rate)
     if not centres:
         return np.ones(len(f))
     return np.exp(np.interp(f, centres, logs))

@@ -27,6 +27,7 @@ from .dsp import alignment_period, rate_ratio, resample, robust_std
 from .edf import Signal
 from .container import AUX_TOKENS, NEURAL_TOKENS
 from .errors import FormatError
+from .neural import ABSENT_CODE
 
 # normalized = (x - median) / (16 σ): about the amplitude the model was trained at (µV / 200 for EEG of
 # σ ≈ 12 µV). Measured on held-out eegmat at 3/6/9 codebooks: PRDN 31.7/22.2/19.8 % against 32.9/23.5/20.8
@@ -303,7 +304,7 @@ def codebook_counts(streams, version: int) -> dict[int, int]:
 
 # ---------------------------------------------------------------- decoding
 
-ABSENT = np.uint16(0xFFFF)  # a codebook a context frame does not have: it adds nothing to the latent
+ABSENT = ABSENT_CODE  # a codebook a context frame does not have: it adds nothing to the latent
 
 
 def with_context(codes: np.ndarray, left: np.ndarray | None, right: np.ndarray | None,
@@ -411,8 +412,7 @@ class TokenDecoder:
         bands = envelope.channel_bands(rate)
         if len(t.envelope) != len(bands):
             raise FormatError("damaged token stream (band envelope)")
-        rounding = (s.gain / t.scale) ** 2 / 12.0 if t.scale > 0 else 0.0
-        y = envelope.apply((phys - t.offset) / t.scale, t.envelope, rate, rate / 2, seed, bands, rounding)
+        y = envelope.apply((phys - t.offset) / t.scale, t.envelope, rate, rate / 2, seed, bands, _rounding(s, t))
         return y * t.scale + t.offset
 
     def _codec_rate_envelope(self, wave: np.ndarray, n_left: int, n_frames: int, t: TokenStream, s: Signal,
@@ -420,7 +420,11 @@ class TokenDecoder:
         """Format 4: the block's own frames of the decoded wave brought to the stored band powers."""
         own_part = slice(n_left * self.hop, (n_left + n_frames) * self.hop)
         wave = wave.copy()
-        rounding = (s.gain / t.scale) ** 2 / 12.0 if t.scale > 0 else 0.0
         wave[own_part] = envelope.apply(wave[own_part], t.envelope, self.rate, s.sample_rate / 2, seed,
-                                        envelope.BANDS_V4, rounding, version=4)
+                                        envelope.BANDS_V4, _rounding(s, t), version=4)
         return wave
+
+
+def _rounding(s: Signal, t: TokenStream) -> float:
+    """The power of re-quantizing to the channel's digital steps (step² / 12) in the block's normalized units."""
+    return (s.gain / t.scale) ** 2 / 12.0 if t.scale > 0 else 0.0

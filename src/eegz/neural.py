@@ -236,7 +236,7 @@ def rvq_codes(quantizer, z, n_codebooks: int):
     return torch.stack(codes, 1)
 
 
-ABSENT_CODE = 0xFFFF  # lossy.ABSENT: a codebook that a context frame does not have
+ABSENT_CODE = 0xFFFF  # a codebook that a context frame does not have (lossy.with_context marks it)
 
 
 def latents_from_codes(quantizer, codes):

@@ -55,7 +55,7 @@ class TrainSettings:
     stft_weight: float = 0.0  # multi-resolution STFT magnitude loss (losses.py)
     line_length_weight: float = 0.0
     excess_weight: float = 0.0  # spectral-excess loss: power the decoder invents (losses.py)
-    line_weight: float = 0.0  # line loss: narrow spectral lines the decoder invents, window by window (losses.py)
+    line_weight: float = 0.0  # line loss: narrow lines the decoder invents, on each source's running spectrum (losses.py)
     commitment_weight: float = 0.25
     codebook_weight: float = 1.0
     quantizer_dropout: float = 0.5
@@ -206,8 +206,13 @@ def validation_sets(recordings: list[Recording], val_ids: list[str], inputs: lis
         chosen = [r for r in recordings if r.source == source and r.subject in val_ids]
         windows = fixed_windows(chosen, length)
         if len(windows):
-            sets[Path(name.rstrip("/")).name or name] = windows
+            sets[input_name(name)] = windows
     return sets
+
+
+def input_name(item: str) -> str:
+    """The name of an input (folder, glob or file) as validation results are keyed."""
+    return Path(item.rstrip("/")).name or item
 
 
 def validation_nyquist(recordings: list[Recording], val_ids: list[str], inputs: list[str]) -> dict:
@@ -216,7 +221,7 @@ def validation_nyquist(recordings: list[Recording], val_ids: list[str], inputs: 
     for source, name in enumerate(inputs):
         chosen = [r.nyquist for r in recordings if r.source == source and r.subject in val_ids]
         if chosen:
-            out[Path(name.rstrip("/")).name or name] = min(chosen)
+            out[input_name(name)] = min(chosen)
     return out
 
 
