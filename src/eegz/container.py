@@ -519,10 +519,10 @@ class AtomicFile:
 
     def __enter__(self):
         _remove_stale_temporaries(self.path)
+        _LIVE.add(self.tmp)  # before the file exists: a SIGTERM right after its creation must remove it too
         # os.open's mode goes through the umask: outputs get the permissions the user's umask gives
         fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         self.f = os.fdopen(fd, "wb", buffering=1 << 20)
-        _LIVE.add(self.tmp)
         self.sink = _Counting(self.f)
         return self.sink
 
