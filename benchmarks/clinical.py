@@ -125,12 +125,14 @@ def settings() -> dict:
     return out
 
 
-def evaluate(segments: dict, clf, texture, options: dict, folder: Path) -> dict:
+def evaluate(segments: dict, clf, texture, code) -> dict:
+    """Per set: both detectors' agreement and seizure rates, PRDN, band errors, transients and lines of
+    code(segment) -> (decoded segment, bits per second or None) on segments 051-070."""
     test = [k for k in segments if k[1] > 50]
     per_set: dict = {}
     for key in test:
         x = segments[key][0].astype(np.float64)
-        y, bps = coded(segments[key][0], folder, options)
+        y, bps = code(segments[key][0])
         a, b = clf.predict(window_features(x)), clf.predict(window_features(y))
         ta, tb = texture.predict(texture_features(x)), texture.predict(texture_features(y))
         s = per_set.setdefault(SET_NAMES[key[0]], {"agree": [], "seizure_decoded": [], "seizure_original": [],
@@ -171,33 +173,32 @@ def evaluate(segments: dict, clf, texture, options: dict, folder: Path) -> dict:
     return out
 
 
-def main() -> None:
-    data = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data"
+def train_detectors(data: Path):
+    """Bonn segments 001-070 {(set folder, number): (digital samples, label)} and both detectors."""
     import benchmarks.downstream_bonn as bonn
     bonn.DATA = data
     segments = {k: (v[0], v[1]) for k, v in load().items()}
-    clf, texture = detector(segments), texture_detector(segments)
-    results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, options in settings().items():
-            results[name] = evaluate(segments, clf, texture, options, Path(tmp))
-            worst = min(r["agreement"] for r in results[name].values())
-            worst_texture = min(r["texture_agreement"] for r in results[name].values())
-            print(f"{name}: worst agreement {worst:.3f}, texture detector {worst_texture:.3f}", file=sys.stderr, flush=True)
+    return segments, detector(segments), texture_detector(segments)
+
+
+HEADER = ("Random forest on 1-s windows (band powers, line length, range, variance, spectral edge), trained on the "
+          "originals of segments 001-050 of sets A-E, applied to segments 051-070 (20 per set, 23 windows each) "
+          "before and after coding. Agreement: windows where the decision on the decoded signal equals the decision "
+          "on the original. Seizure rate: decoded windows called seizure (on A and B these are false seizures; "
+          "the originals' rate in brackets). Band errors: |P_decoded - P_original| / P_original on 0.5-s windows, "
+          "median over segments of each segment's median (90th percentile in brackets); whole: the same over each "
+          "whole segment (Welch). Line: the strongest invented spectral line in the set's mean spectrum "
+          "(metrics.line_ratio_psd; 1.0: none; goal ≤ 1.5). bit/s: the token streams' bits per second "
+          "(0: an exact mode). Texture: the second detector (0.5-s windows at 200 Hz, log power of 2-Hz bins, "
+          "logistic regression): its agreement and its decoded seizure rate (originals' in brackets).")
+
+
+def write_results(results: dict, tag: str, title: str, header: str) -> None:
+    """benchmarks/results/<tag>.json and .md: one table row per setting and set."""
     out = ROOT / "benchmarks" / "results"
-    (out / f"{TAG}.json").write_text(json.dumps({"date": str(date.today()), "machine": platform.platform(),
-                                                 "results": results}, indent=1) + "\n")
-    lines = [f"# Clinical check: a window-level seizure detector on Bonn ({date.today()})", "",
-             "Random forest on 1-s windows (band powers, line length, range, variance, spectral edge), trained on the "
-             "originals of segments 001-050 of sets A-E, applied to segments 051-070 (20 per set, 23 windows each) "
-             "before and after coding. Agreement: windows where the decision on the decoded signal equals the decision "
-             "on the original. Seizure rate: decoded windows called seizure (on A and B these are false seizures; "
-             "the originals' rate in brackets). Band errors: |P_decoded - P_original| / P_original on 0.5-s windows, "
-             "median over segments of each segment's median (90th percentile in brackets); whole: the same over each "
-             "whole segment (Welch). Line: the strongest invented spectral line in the set's mean spectrum "
-             "(metrics.line_ratio_psd; 1.0: none; goal ≤ 1.5). bit/s: the token streams' bits per second "
-             "(0: an exact mode). Texture: the second detector (0.5-s windows at 200 Hz, log power of 2-Hz bins, "
-             "logistic regression): its agreement and its decoded seizure rate (originals' in brackets).", "",
+    (out / f"{tag}.json").write_text(json.dumps({"date": str(date.today()), "machine": platform.platform(),
+                                                "results": results}, indent=1) + "\n")
+    lines = [f"# {title} ({date.today()})", "", header, "",
              "| setting | set | bit/s | agreement | seizure rate | texture agreement | texture seizure rate | PRDN % | "
              "beta | gamma | high gamma | gamma whole | high gamma whole | transient amp. err. | line |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -213,8 +214,25 @@ def main() -> None:
                          f"{cell('high_gamma')} | {r['whole_band_error'].get('gamma', 0):.2f} | "
                          f"{r['whole_band_error'].get('high_gamma', 0):.2f} | {r['transient_amplitude_error']:.2f} | "
                          f"{r['line_ratio']:.2f} |")
-    (out / f"{TAG}.md").write_text("\n".join(lines) + "\n")
+    (out / f"{tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def report_progress(name: str, per_set: dict) -> None:
+    worst = min(r["agreement"] for r in per_set.values())
+    worst_texture = min(r["texture_agreement"] for r in per_set.values())
+    print(f"{name}: worst agreement {worst:.3f}, texture detector {worst_texture:.3f}", file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    data = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data"
+    segments, clf, texture = train_detectors(data)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, options in settings().items():
+            results[name] = evaluate(segments, clf, texture, lambda s, o=options: coded(s, Path(tmp), o))
+            report_progress(name, results[name])
+    write_results(results, TAG, "Clinical check: a window-level seizure detector on Bonn", HEADER)
 
 
 if __name__ == "__main__":

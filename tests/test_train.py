@@ -128,6 +128,40 @@ def test_spectral_losses_see_a_narrow_line():
     assert float(line_length_loss(x, x)) == 0.0 and float(line_length_loss(0.5 * x, x)) == pytest.approx(0.5, abs=1e-6)
 
 
+def test_image_pairs_of_the_shipped_decoder():
+    """Decoder rates [4, 4, 2, 2] at 256 Hz, hop 64: layers whose inputs run at 4, 16, 64 and 128 Hz; an
+    alpha rhythm at 7 Hz has copies at 16 + 7, 32 - 7, ..., 64 - 7 = 57 Hz (the line measured on held-out
+    eegmat) and 128 - 7 = 121 Hz; 16 - 7 = 9 Hz lies too close to 7 Hz to be told apart in a window."""
+    from eegz.losses import image_pairs
+    pairs = {tuple(p) for p in image_pairs(1024, 256.0, [4, 4, 2, 2], 64).tolist()}
+    source = 7 * 4  # 7 Hz in 0.25-Hz bins
+    assert {(source, g * 4, True) for g in (25, 41, 57, 73, 89, 105, 121)} <= pairs and (source, 36, True) not in pairs
+    assert {(source, g * 4, False) for g in (23, 39, 55, 71, 87, 103, 119)} <= pairs
+    assert not any(g < 8 or g >= 512 or abs(g - f) <= 8 for f, g, _ in pairs)  # 2 Hz .. Nyquist, 2 Hz apart
+
+
+def test_image_loss_charges_copies_of_the_input_not_lines_of_their_own():
+    """A copy of each window's low frequencies modulated to 64 Hz (what an upsampling layer whose input runs
+    at 64 Hz leaves) costs; a line at 57 Hz of random phase in every window (no copy of anything) costs
+    nothing, nor does the original itself. The gradient reaches the decoded windows."""
+    import torch
+    from eegz.losses import ImageLoss
+    torch.manual_seed(0)
+    t = torch.arange(1024) / 256.0
+    x = torch.cumsum(torch.randn(64, 1, 1024), -1)
+    x = 0.05 * (x - x.mean(-1, keepdim=True)) / x.std(-1, keepdim=True)
+    x = x + 0.05 * torch.sin(2 * np.pi * 7 * t + 6.28 * torch.rand(64, 1, 1))  # an alpha rhythm
+    low = torch.fft.irfft(torch.fft.rfft(x) * (torch.fft.rfftfreq(1024, 1 / 256.0) < 12), 1024)
+    copies = x + 0.05 * low * torch.cos(2 * np.pi * 64 * t)  # at 64 - f and 64 + f
+    line = x + 0.003 * torch.sin(2 * np.pi * 57 * t + 6.28 * torch.rand(64, 1, 1))
+    tops = [128.0] * 64
+    loss = lambda y: float(ImageLoss(256.0, [4, 4, 2, 2], 64)(y, x, tops))  # noqa: E731
+    assert loss(x) == 0.0 and loss(line) < 0.5 and loss(copies) > 20.0  # measured 0.0, 0.0, 35.4
+    y = copies.clone().requires_grad_(True)
+    ImageLoss(256.0, [4, 4, 2, 2], 64)(y, x, tops).backward()
+    assert torch.isfinite(y.grad).all() and float(y.grad.abs().sum()) > 0
+
+
 def test_line_loss_charges_a_line_the_decoder_adds_to_one_source_not_one_it_keeps():
     """On each source's running spectrum: a 50 Hz line added to one source's windows costs, though the other
     source holds a real 50 Hz line; the same line present in the original costs nothing, and a missing one

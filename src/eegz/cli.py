@@ -338,6 +338,8 @@ def eval(reference, candidate, model, device, as_json):
               help="weight of the spectral-excess loss (power the decoder invents, such as spectral lines)")
 @click.option("--line-weight", type=float, default=0.0, show_default=True,
               help="weight of the line loss (narrow lines the decoder invents, on each dataset's running mean spectrum)")
+@click.option("--image-weight", type=float, default=0.0, show_default=True,
+              help="weight of the image loss (the decoder's upsampling copies of low frequencies, such as alpha at 57 Hz)")
 @click.option("--upsampling", type=click.Choice(["dac", "balanced"]), default="balanced", show_default=True,
               help="decoder upsampling: DAC's transposed convolutions, or balanced ones that add no frame-rate lines")
 @click.option("--window-seconds", type=float, default=4.0, show_default=True)
@@ -345,15 +347,15 @@ def eval(reference, candidate, model, device, as_json):
 @click.option("--threads", type=int, default=0, help="torch CPU threads (0: default)")
 @click.option("-q", "--quiet", is_flag=True)
 def train(inputs, out_dir, steps, batch_size, lr, lr_final, init, resume, from_model, val_subjects, adversarial_steps,
-          variant, channels, freeze_decoder, stft_weight, line_length_weight, excess_weight, line_weight, upsampling,
-          window_seconds, seed, threads, quiet):
+          variant, channels, freeze_decoder, stft_weight, line_length_weight, excess_weight, line_weight, image_weight,
+          upsampling, window_seconds, seed, threads, quiet):
     """Train or fine-tune the EEG codec on EDF files, Bonn segments, folders or globs."""
     from .neural import ModelConfig
     from .neural import resolve_model_path
     from .train import TrainSettings, train as run, train_multichannel
     settings = TrainSettings(steps=steps, batch_size=batch_size, lr=lr, lr_final=lr_final, adversarial_steps=adversarial_steps,
                              stft_weight=stft_weight, line_length_weight=line_length_weight, excess_weight=excess_weight,
-                             line_weight=line_weight, window_seconds=window_seconds, seed=seed, threads=threads)
+                             line_weight=line_weight, image_weight=image_weight, window_seconds=window_seconds, seed=seed, threads=threads)
     log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
     if variant == "mc":
         result = _run(lambda: train_multichannel(

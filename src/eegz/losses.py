@@ -10,8 +10,10 @@ term that charges power the decoder invents, and a line loss on each source's ru
 """
 from __future__ import annotations
 
+import math
 import warnings
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -122,6 +124,76 @@ class RunningLineLoss:
             excess = torch.relu(d - self.margin) * (py > px)
             total = total + excess[first:last].sum()
         return total / max(len(keys), 1)
+
+
+def image_pairs(n: int, rate: float, decoder_rates: list[int], hop: int) -> np.ndarray:
+    """(source bin, image bin, mirrored) of every upsampling image the decoder can make in an n-sample
+    window: an upsampling layer whose input runs at R Hz repeats its input's spectrum around each multiple
+    of R, so content at f (below R/2) appears at m·R + f and, mirrored, at m·R - f. Images closer than
+    2 Hz to their source or below 2 Hz are left out (no window can tell them apart)."""
+    df, pairs = rate / n, set()
+    stage_rate = rate / hop
+    for factor in decoder_rates:
+        for i in range(1, int(stage_rate / 2 / df) + 1):
+            f = i * df
+            for m in range(1, int((rate / 2 + stage_rate) / stage_rate) + 1):
+                for mirrored in (False, True):
+                    g = m * stage_rate + (-f if mirrored else f)
+                    if 2.0 <= g < rate / 2 and abs(g - f) > 2.0:
+                        pairs.add((i, int(round(g / df)), mirrored))
+        stage_rate *= factor
+    return np.array(sorted(pairs), dtype=np.int64).reshape(-1, 3)
+
+
+class ImageLoss:
+    """Upsampling images the decoder leaves: each layer's copies of its input's spectrum around multiples
+    of its rate (metrics would read an alpha rhythm at 7 Hz mirrored to 57 Hz as an invented line).
+
+    An image is a copy: at the image bin g, the error y - x holds a part proportional to the window's own
+    content at the source bin f (its conjugate when mirrored), with the same factor in every window, since
+    every window starts on the frame grid. Per pair of bins, the factor is estimated over the windows
+    (running sums, decay per step, as RunningLineLoss) and the image's power is taken relative to the
+    original's power at g; pairs above `margin` count (in log), summed. The EEG's own content at g is not coherent
+    with that at f, so it averages out instead of counting as an image (a periodogram cannot tell them
+    apart in one window). Bins above 0.95 x a recording's own Nyquist frequency do not count."""
+
+    def __init__(self, rate: float, decoder_rates: list[int], hop: int, decay: float = 0.9, margin: float = 0.1):
+        self.rate, self.decoder_rates, self.hop = rate, list(decoder_rates), hop
+        self.decay, self.margin = decay, margin
+        self.pairs: dict = {}  # window length: pairs as tensors
+        self.sums = None  # running means: cross term, power of x at the source, of x and of the error at the image
+        self.weights = (0.0, 0.0)  # running sums of the steps' weights and of their squares (effective count)
+
+    def __call__(self, y: torch.Tensor, x: torch.Tensor, tops: list[float]) -> torch.Tensor:
+        y, x = y.reshape(-1, y.shape[-1]), x.reshape(-1, x.shape[-1]).detach()
+        n = x.shape[-1]
+        if n not in self.pairs:
+            p = torch.from_numpy(image_pairs(n, self.rate, self.decoder_rates, self.hop)).to(x.device)
+            self.pairs, self.sums, self.weights = {n: (p[:, 0], p[:, 1], p[:, 2].bool())}, None, (0.0, 0.0)
+        i, j, mirrored = self.pairs[n]
+        window = torch.hann_window(n, device=x.device, dtype=x.dtype)
+        spectrum_x, spectrum_e = torch.fft.rfft(x * window), torch.fft.rfft((y - x) * window)
+        image_hz = j.to(x.dtype) * self.rate / n
+        keep = (image_hz[None, :] < 0.95 * torch.tensor(tops, dtype=x.dtype, device=x.device)[:, None]).to(x.dtype)
+        rows = keep.sum(0).clamp_min(1.0)
+        source = spectrum_x[:, i]
+        reference = torch.where(mirrored[None, :], source, source.conj())
+        batch = [(keep * spectrum_e[:, j] * reference).sum(0) / rows, (keep * source.abs() ** 2).sum(0) / rows,
+                 (keep * spectrum_x[:, j].abs() ** 2).sum(0) / rows, (keep * spectrum_e[:, j].abs() ** 2).sum(0) / rows]
+        d = self.decay if self.sums is not None else 0.0
+        cross, at_source, at_image, error = (d * old + (1 - d) * new for old, new in
+                                             zip(self.sums or [0.0] * 4, batch))
+        self.sums = [cross.detach(), at_source, at_image, error.detach()]
+        w1, w2 = self.weights
+        self.weights = (d * w1 + (1 - d), d * d * w2 + (1 - d) ** 2)
+        windows = rows * self.weights[0] ** 2 / self.weights[1]  # effective number of windows in the means
+        # an error that holds no image still correlates by chance: |cross|^2 is then exponential with mean
+        # at_source * error / windows; five times the mean is passed by chance in 0.7 % of the pairs
+        chance = 5.0 * at_source * error.detach() / windows
+        ratio = torch.relu(cross.abs() ** 2 - chance) / (at_source * at_image).clamp_min(1e-20)
+        # in log, as the line measure reads it (a bin's power over the original's: 1 + ratio); the log keeps a
+        # bin where the original holds almost nothing from outweighing all others
+        return torch.relu(torch.log1p(ratio) - math.log1p(self.margin)).sum()
 
 
 def line_length_loss(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -56,6 +56,7 @@ class TrainSettings:
     line_length_weight: float = 0.0
     excess_weight: float = 0.0  # spectral-excess loss: power the decoder invents (losses.py)
     line_weight: float = 0.0  # line loss: narrow lines the decoder invents, on each source's running spectrum (losses.py)
+    image_weight: float = 0.0  # image loss: the upsampling layers' copies of the input's spectrum (losses.py)
     commitment_weight: float = 0.25
     codebook_weight: float = 1.0
     quantizer_dropout: float = 0.5
@@ -320,10 +321,11 @@ def _run(run: Run, settings: TrainSettings, out_dir: Path, resume: bool, quiet: 
 class Losses:
     """The reconstruction loss of one step, with its parts for the log."""
 
-    def __init__(self, settings: TrainSettings, rate: int):
-        from .losses import MultiResolutionSTFTLoss, RunningLineLoss, make_mel_loss
-        self.settings, self.rate = settings, rate
-        self.lines = RunningLineLoss(rate) if settings.line_weight else None
+    def __init__(self, settings: TrainSettings, config: ModelConfig):
+        from .losses import ImageLoss, MultiResolutionSTFTLoss, RunningLineLoss, make_mel_loss
+        self.settings, self.rate = settings, config.sample_rate
+        self.lines = RunningLineLoss(self.rate) if settings.line_weight else None
+        self.images = ImageLoss(self.rate, config.decoder_rates, config.hop) if settings.image_weight else None
         self.mel = make_mel_loss()
         self.stft = MultiResolutionSTFTLoss() if settings.stft_weight else None
 
@@ -351,6 +353,10 @@ class Losses:
             lines = self.lines(y, x, [r.source for r in rows], [r.nyquist for r in rows])
             total = total + s.line_weight * lines
             parts["lines"] = float(lines)
+        if self.images is not None and rows is not None:
+            images = self.images(y, x, [r.nyquist for r in rows])
+            total = total + s.image_weight * images
+            parts["images"] = float(images)
         return total, parts
 
 
@@ -395,7 +401,7 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
                                                                          val_subjects, 1, log)
     nyquists = validation_nyquist(recordings, val_ids, inputs)
     table_windows = WindowSampler(sampler.recordings, window, 1, settings.seed + 1).batch(512)[0][:, 0]
-    losses = Losses(settings, config.sample_rate)
+    losses = Losses(settings, config)
     adversary = {"disc": None, "opt": None, "on": settings.adversarial_steps > 0}
 
     def step(n: int):
@@ -524,7 +530,7 @@ def train_multichannel(inputs: list[str], out_dir: Path, from_model: Path, setti
     dac.encoder.eval()  # the quantizer in train mode would ignore the number of codebooks asked for
     dac.quantizer.eval()
     trainable = [p for p in list(dac.decoder.parameters()) + list(mixing.parameters()) if p.requires_grad]
-    losses = Losses(settings, config.sample_rate)
+    losses = Losses(settings, config)
     rng = np.random.default_rng(settings.seed + 7)
     batch = max(1, settings.batch_size // channels)
 

@@ -1,0 +1,87 @@
+"""What the clinical goals demand (issue 11): the clinical check (benchmarks/clinical.py) run on reference
+codecs instead of eegz, on the same Bonn segments, detectors and measures.
+
+- DCT top-k coding (benchmarks/baselines.py's coder) at the bits per second eegz spends at 3, 6 and 9
+  codebooks (read from benchmarks/results/clinical.json): the tool a user would pick instead.
+- "exact below F Hz, random phase above": each 23.6-s segment's spectrum kept exactly (every bin's
+  magnitude) with the phases above F Hz drawn at random (seed 0), then rounded to the digital steps. It
+  keeps the waveform below F and the power spectrum everywhere: the best any coder can do that carries the
+  spectrum, not the waveform, above F. Where it misses a goal, the goal asks for the waveform itself.
+- the originals low-passed at 40 Hz: how much the detectors read above 40 Hz.
+
+Usage: python benchmarks/clinical_references.py [DATA_DIR]; writes results/clinical_references.{json,md}.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.baselines import dct_code  # noqa: E402
+from benchmarks.clinical import HEADER, RATE, evaluate, report_progress, train_detectors, write_results  # noqa: E402
+
+PHASE_EDGES_HZ = (30.0, 40.0, 60.0)
+SEED = 0
+
+
+def random_phase_above(x: np.ndarray, edge: float, rng: np.random.Generator) -> np.ndarray:
+    """x with every rfft bin's magnitude kept and the phases above `edge` Hz drawn at random."""
+    spectrum = np.fft.rfft(x - x.mean())
+    above = np.fft.rfftfreq(len(x), 1.0 / RATE) > edge
+    spectrum[above] = np.abs(spectrum[above]) * np.exp(2j * np.pi * rng.random(int(above.sum())))
+    return np.fft.irfft(spectrum, len(x)) + x.mean()
+
+
+def low_passed(x: np.ndarray, edge: float) -> np.ndarray:
+    spectrum = np.fft.rfft(x - x.mean())
+    spectrum[np.fft.rfftfreq(len(x), 1.0 / RATE) > edge] = 0
+    return np.fft.irfft(spectrum, len(x)) + x.mean()
+
+
+def eegz_bits() -> dict[int, float]:
+    """eegz's mean bits per second per channel at 3, 6 and 9 codebooks on these segments (default model)."""
+    results = json.loads((ROOT / "benchmarks" / "results" / "clinical.json").read_text())["results"]
+    out = {}
+    for name, per_set in results.items():
+        if name.endswith("(default), 3 codebooks") or name.endswith("(default), 6 codebooks") \
+                or name.endswith("(default), 9 codebooks"):
+            out[int(name.split(", ")[-1].split()[0])] = float(np.mean([r["bits_per_second"] for r in per_set.values()]))
+    return out
+
+
+def references() -> dict:
+    """{name: code(segment) -> (decoded, bits per second or None)}."""
+    rng = np.random.default_rng(SEED)
+    duration = lambda s: len(s) / RATE  # noqa: E731
+    out = {}
+    for n, bps in sorted(eegz_bits().items()):
+        out[f"DCT top-k at eegz's {n}-codebook bits"] = (
+            lambda s, b=bps: (np.round(dct_code(s.astype(np.float64), RATE, b * duration(s))), b))
+    for edge in PHASE_EDGES_HZ:
+        out[f"exact below {edge:g} Hz, random phase above"] = (
+            lambda s, e=edge: (np.round(random_phase_above(s.astype(np.float64), e, rng)), None))
+    out["low-passed at 40 Hz"] = lambda s: (np.round(low_passed(s.astype(np.float64), 40.0)), None)
+    return out
+
+
+def main() -> None:
+    data = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data"
+    segments, clf, texture = train_detectors(data)
+    results = {}
+    for name, code in references().items():
+        results[name] = evaluate(segments, clf, texture, code)
+        report_progress(name, results[name])
+    write_results(results, "clinical_references", "Clinical check on reference codecs: what the goals demand",
+                  HEADER + " Reference codecs instead of eegz (benchmarks/clinical_references.py): DCT top-k at "
+                  "eegz's bits; the originals with each segment's spectrum kept and the phases above an edge "
+                  "drawn at random (waveform exact below the edge, spectrum exact everywhere); the originals "
+                  "low-passed at 40 Hz. bit/s 0: not a coder.")
+
+
+if __name__ == "__main__":
+    main()
