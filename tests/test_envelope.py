@@ -107,7 +107,7 @@ def test_the_envelope_restores_gamma_power_on_the_example(lossy_example, tmp_pat
     assert results["envelope"][0] < 0.10 < 0.5 < results["plain"][0], results
     assert results["envelope"][1] < 0.6 < 0.8 < results["plain"][1], results
     assert results["envelope"][2] < results["plain"][2] + 5.0, results
-    assert api.info(lossy_example[6])["format_version"] == 5
+    assert api.info(lossy_example[6])["format_version"] == 6
     assert plain.stat().st_size < lossy_example[6].stat().st_size < plain.stat().st_size * 1.025
 
 
@@ -133,3 +133,29 @@ def test_a_bump_in_one_corner_of_a_band_is_taken_down_without_the_rest_of_the_ba
         return 10 * np.log10(p[(f >= lo) & (f < hi)].sum())
     assert abs(db(z, 43, 46) - db(x, 43, 46)) < 1.0 and abs(db(z, 47, 48) - db(x, 47, 48)) < 1.5
     assert db(old, 43, 46) < db(x, 43, 46) - 3.0
+
+
+def test_format_6_continues_the_first_parts_change_below_30_hz():
+    """Where the decoder's beta falls short (white noise with 20-40 Hz at a third of its amplitude), format 5
+    restores 30 Hz and up but leaves 26-30 Hz short: a step at 30 Hz that the line measure read as the
+    strongest line at 3 codebooks. Format 6 continues the first 1-Hz part's change below 30 Hz, fading out
+    over 26-30 Hz: the step becomes a slope; nothing changes below 26 Hz or from 31 Hz up."""
+    rate, n = 256.0, 4096
+    rng = np.random.default_rng(6)
+    x = 0.01 * rng.standard_normal(n)
+    f = np.fft.rfftfreq(n, 1 / rate)
+    spectrum = np.fft.rfft(x)
+    spectrum[(f >= 20) & (f < 40)] /= 3.0
+    y = np.fft.irfft(spectrum, n)
+    bands = envelope.channel_bands(rate)
+    stored = envelope.levels(x, rate, rate / 2, bands)
+    v5 = envelope.apply(y, stored, rate, rate / 2, 5, bands, version=5)
+    v6 = envelope.apply(y, stored, rate, rate / 2, 5, bands, version=6)
+
+    def db(v, lo, hi):
+        return 10 * np.log10((np.abs(np.fft.rfft(v)) ** 2)[(f >= lo) & (f < hi)].mean())
+    # format 5: a step of 9.0 dB between 29-30 and 30-31 Hz; format 6: 0.1 dB (measured)
+    assert db(v5, 30, 31) - db(v5, 29, 30) > 8.0 and abs(db(v6, 30, 31) - db(v6, 29, 30)) < 1.5
+    assert abs(db(v6, 30, 31) - db(v5, 30, 31)) < 0.5 and abs(db(v6, 28, 29) - db(y, 28, 29)) > 3.0
+    change = np.abs(np.fft.rfft(v6 - v5)) ** 2  # outside 26-30 Hz only the block-edge fade's leakage
+    assert change[f < 25].sum() < 0.01 * change.sum() and change[f >= 31].sum() < 0.05 * change.sum()

@@ -1,4 +1,4 @@
-"""Write the test vectors of formats 3 to 5 (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled
+"""Write the test vectors of formats 3 to 6 (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled
 example (eegmat Subject17, CC BY 4.0) and BioSemi's BDF test file (edge/biosemi, shared data folder).
 
 Run when the format changes, with a new file name for every new vector: vectors already in vectors.json are
@@ -90,6 +90,9 @@ VECTORS = {  # file: (source, options, what it exercises)
     "lossy_channel_envelope_6.eegz": ("eegmat-40s", dict(mode="lossy", codebooks=6, model="eegz-dac-sc-256hz-hop64-balanced"),
                                       "format 5: kind 3 with band envelopes at the channel rate (500 Hz: 16 bands), "
                                       "DAC-SC, 6 codebooks"),
+    "lossy_envelope_skirt_3.eegz": ("eegmat-40s", dict(mode="lossy", codebooks=3, model="eegz-dac-sc-256hz-hop64-lines"),
+                                    "format 6: kind 3 with band envelopes at the channel rate and their skirt below "
+                                    "30 Hz, DAC-SC, 3 codebooks"),
 }
 
 

@@ -24,6 +24,7 @@ BANDS_V4 = ((30.0, 34.0), (34.0, 38.0), (38.0, 43.0), (43.0, 49.0), (49.0, 56.0)
             (74.0, 86.0), (86.0, 100.0), (100.0, 128.0))  # format 4 (read only): ten bands at the codec rate
 LEVEL_OFFSET = 255  # level = round(20 log10 P) + 255 (0.5 dB steps); 0: no correction for the band
 SUB_BAND_HZ = 1.0  # format 5 brings each 1-Hz part of a band to its share of the band's power
+SKIRT_HZ = 4.0  # format 6: the first 1-Hz part's change continues below 30 Hz, fading out over 26-30 Hz
 EDGE_SECONDS = 0.25  # the fade of the change at each end of the block (one frame at 256 Hz, hop 64)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -90,7 +91,10 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     between their centres, share each band's target among its 1-Hz parts, and each part is scaled or
     filled (with noise of that shape) on its own. Format 4 treated a band as one: flat noise on a steep
     slope (EEG recorded through a 40 Hz low-pass), or a whole band scaled down for a bump in one corner,
-    left a step at the band's edge that the line measure reads as an invented line."""
+    left a step at the band's edge that the line measure reads as an invented line. Format 6 continues the
+    first 1-Hz part's change below the first band, fading out over SKIRT_HZ: where the decoder's beta falls
+    short, a correction that began abruptly at 30 Hz left a step there that the line measure read as the
+    strongest line at 3 codebooks."""
     n = len(y)
     if n < 2 or not any(stored):
         return y
@@ -101,10 +105,12 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     spectrum, measured = np.fft.rfft(y - ramp), _windowed(y, rate, version >= 5)
     f = np.fft.rfftfreq(n, 1.0 / rate)
     bins_of = _band_bins(f, rate, limit, bands)
-    phases = splitmix64(seed, sum(len(b) for b in bins_of))
+    counted = sum(len(b) for b in bins_of)
+    skirt = np.flatnonzero((f >= bands[0][0] - SKIRT_HZ) & (f < bands[0][0]) & (f > 0)) if version >= 6 else []
+    phases = _angles(splitmix64(seed, counted + len(skirt)))
     targets = _targets(stored, bands, bins_of, rate, limit, rounding)
     shape = _spectral_shape(targets, bands, rate, limit, f) if version >= 5 else np.ones(len(f))
-    used = 0
+    used, first = 0, None
     for bins, level, target, (lo, _) in zip(bins_of, stored, targets, bands):
         if len(bins) and level:
             parts = _sub_bands(bins, f, lo) if version >= 5 else [bins]
@@ -113,17 +119,31 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
                 have = _power(measured[part], n)
                 want = target * shape[part].sum() / total
                 if have > want:
-                    spectrum[part] *= np.sqrt(want / have) if have > 0 else 0.0
+                    gain = np.sqrt(want / have) if have > 0 else 0.0
+                    spectrum[part] *= gain
+                    change = (gain, 0.0)
                 else:
                     k0 = used + int(np.searchsorted(bins, part[0]))
                     amplitude = n * np.sqrt((want - have) * shape[part] / shape[part].sum() / 2.0)
-                    angle = 2.0 * np.pi * (phases[k0:k0 + len(part)] >> np.uint64(11)).astype(np.float64) / 2.0 ** 53
-                    spectrum[part] += amplitude * np.exp(1j * angle)
+                    spectrum[part] += amplitude * np.exp(1j * phases[k0:k0 + len(part)])
+                    change = (1.0, (want - have) / shape[part].sum())
+                if first is None and lo == bands[0][0]:
+                    first = change
         used += len(bins)
+    if len(skirt) and first is not None:  # format 6: the first part's change continues below 30 Hz, fading out
+        weight = 0.5 + 0.5 * np.cos(np.pi * (bands[0][0] - f[skirt]) / SKIRT_HZ)
+        gain, density = first
+        spectrum[skirt] *= 1.0 + weight * (gain - 1.0)
+        spectrum[skirt] += weight * n * np.sqrt(density * shape[skirt] / 2.0) * np.exp(1j * phases[counted:])
     # the change fades in and out over one frame at each end of the block: an FFT over the block treats
     # it as periodic, and a change that stops abruptly at the block's edge would add a broadband click
     change = np.fft.irfft(spectrum, n) + ramp - y
     return y + change * _edge_taper(n, _edge(n, rate))
+
+
+def _angles(outputs: np.ndarray) -> np.ndarray:
+    """Phases 2π (z >> 11) / 2^53 from SplitMix64 outputs z."""
+    return 2.0 * np.pi * (outputs >> np.uint64(11)).astype(np.float64) / 2.0 ** 53
 
 
 def _targets(stored: bytes, bands: tuple, bins_of: list, rate: float, limit: float, rounding: float) -> list[float]:

@@ -406,13 +406,14 @@ class TokenDecoder:
         return out
 
     def _channel_rate_envelope(self, phys: np.ndarray, t: TokenStream, s: Signal, seed: int) -> np.ndarray:
-        """Format 5 (spec 6.4): the block's own samples at the channel's rate brought to the stored band powers,
-        in the block's normalization."""
+        """Formats 5-6 (spec 6.4): the block's own samples at the channel's rate brought to the stored band
+        powers, in the block's normalization."""
         rate = s.sample_rate
         bands = envelope.channel_bands(rate)
         if len(t.envelope) != len(bands):
             raise FormatError("damaged token stream (band envelope)")
-        y = envelope.apply((phys - t.offset) / t.scale, t.envelope, rate, rate / 2, seed, bands, _rounding(s, t))
+        y = envelope.apply((phys - t.offset) / t.scale, t.envelope, rate, rate / 2, seed, bands, _rounding(s, t),
+                           version=self.version)
         return y * t.scale + t.offset
 
     def _codec_rate_envelope(self, wave: np.ndarray, n_left: int, n_frames: int, t: TokenStream, s: Signal,
