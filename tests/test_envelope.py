@@ -135,11 +135,12 @@ def test_a_bump_in_one_corner_of_a_band_is_taken_down_without_the_rest_of_the_ba
     assert db(old, 43, 46) < db(x, 43, 46) - 3.0
 
 
-def test_format_6_continues_the_first_parts_change_below_30_hz():
+def test_format_6_continues_the_first_parts_noise_filling_below_30_hz():
     """Where the decoder's beta falls short (white noise with 20-40 Hz at a third of its amplitude), format 5
     restores 30 Hz and up but leaves 26-30 Hz short: a step at 30 Hz that the line measure read as the
-    strongest line at 3 codebooks. Format 6 continues the first 1-Hz part's change below 30 Hz, fading out
-    over 26-30 Hz: the step becomes a slope; nothing changes below 26 Hz or from 31 Hz up."""
+    strongest line at 3 codebooks. Format 6 continues the first 1-Hz part's noise filling below 30 Hz,
+    fading out over 26-30 Hz: the step becomes a slope; nothing changes below 26 Hz or from 31 Hz up. A
+    first part the decoder made too strong (its own line) is scaled down as in format 5, with no skirt."""
     rate, n = 256.0, 4096
     rng = np.random.default_rng(6)
     x = 0.01 * rng.standard_normal(n)
@@ -159,3 +160,8 @@ def test_format_6_continues_the_first_parts_change_below_30_hz():
     assert abs(db(v6, 30, 31) - db(v5, 30, 31)) < 0.5 and abs(db(v6, 28, 29) - db(y, 28, 29)) > 3.0
     change = np.abs(np.fft.rfft(v6 - v5)) ** 2  # outside 26-30 Hz only the block-edge fade's leakage
     assert change[f < 25].sum() < 0.01 * change.sum() and change[f >= 31].sum() < 0.05 * change.sum()
+    strong = np.fft.rfft(x)
+    strong[(f >= 30) & (f < 31)] *= 4.0
+    y = np.fft.irfft(strong, n)
+    np.testing.assert_array_equal(envelope.apply(y, stored, rate, rate / 2, 5, bands, version=6),
+                                  envelope.apply(y, stored, rate, rate / 2, 5, bands, version=5))

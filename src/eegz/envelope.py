@@ -24,7 +24,7 @@ BANDS_V4 = ((30.0, 34.0), (34.0, 38.0), (38.0, 43.0), (43.0, 49.0), (49.0, 56.0)
             (74.0, 86.0), (86.0, 100.0), (100.0, 128.0))  # format 4 (read only): ten bands at the codec rate
 LEVEL_OFFSET = 255  # level = round(20 log10 P) + 255 (0.5 dB steps); 0: no correction for the band
 SUB_BAND_HZ = 1.0  # format 5 brings each 1-Hz part of a band to its share of the band's power
-SKIRT_HZ = 4.0  # format 6: the first 1-Hz part's change continues below 30 Hz, fading out over 26-30 Hz
+SKIRT_HZ = 4.0  # format 6: the first 1-Hz part's noise filling continues below 30 Hz, fading out over 26-30 Hz
 EDGE_SECONDS = 0.25  # the fade of the change at each end of the block (one frame at 256 Hz, hop 64)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -92,9 +92,11 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     filled (with noise of that shape) on its own. Format 4 treated a band as one: flat noise on a steep
     slope (EEG recorded through a 40 Hz low-pass), or a whole band scaled down for a bump in one corner,
     left a step at the band's edge that the line measure reads as an invented line. Format 6 continues the
-    first 1-Hz part's change below the first band, fading out over SKIRT_HZ: where the decoder's beta falls
-    short, a correction that began abruptly at 30 Hz left a step there that the line measure read as the
-    strongest line at 3 codebooks."""
+    first 1-Hz part's noise filling below the first band, fading out over SKIRT_HZ: where the decoder's beta
+    falls short, filling that began abruptly at 30 Hz left a step there that the line measure read as the
+    strongest line at 3 codebooks. A first part scaled down is left to end at 30 Hz: what the decoder made
+    too strong there is mostly a line of its own (Bonn set D: its copy of 1-Hz delta at 31 Hz), and taking
+    its neighbours below 30 Hz down with it would only make it stand out more."""
     n = len(y)
     if n < 2 or not any(stored):
         return y
@@ -121,20 +123,18 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
                 if have > want:
                     gain = np.sqrt(want / have) if have > 0 else 0.0
                     spectrum[part] *= gain
-                    change = (gain, 0.0)
+                    change = 0.0  # a part brought down is mostly a line the decoder made: nothing to continue
                 else:
                     k0 = used + int(np.searchsorted(bins, part[0]))
                     amplitude = n * np.sqrt((want - have) * shape[part] / shape[part].sum() / 2.0)
                     spectrum[part] += amplitude * np.exp(1j * phases[k0:k0 + len(part)])
-                    change = (1.0, (want - have) / shape[part].sum())
+                    change = (want - have) / shape[part].sum()
                 if first is None and lo == bands[0][0]:
                     first = change
         used += len(bins)
-    if len(skirt) and first is not None:  # format 6: the first part's change continues below 30 Hz, fading out
+    if len(skirt) and first:  # format 6: the first part's noise filling continues below 30 Hz, fading out
         weight = 0.5 + 0.5 * np.cos(np.pi * (bands[0][0] - f[skirt]) / SKIRT_HZ)
-        gain, density = first
-        spectrum[skirt] *= 1.0 + weight * (gain - 1.0)
-        spectrum[skirt] += weight * n * np.sqrt(density * shape[skirt] / 2.0) * np.exp(1j * phases[counted:])
+        spectrum[skirt] += weight * n * np.sqrt(first * shape[skirt] / 2.0) * np.exp(1j * phases[counted:])
     # the change fades in and out over one frame at each end of the block: an FFT over the block treats
     # it as periodic, and a change that stops abruptly at the block's edge would add a broadband click
     change = np.fft.irfft(spectrum, n) + ramp - y
