@@ -17,7 +17,7 @@ from .conftest import EXAMPLE, SHARED, shared_param
 # band envelope (format 4, 2026-11-26): PRDN 32.2 / 22.4 / 19.8 %, ratio 31.4 / 22.4 / 18.2; the 0.3 default
 # model (balanced upsampling, fine-tuned 7500 steps) with the envelope: PRDN 34.2 / 24.8 / 22.5 %, ratio
 # 30.7 / 21.8 / 17.5; the 0.4 default (+ the line loss, 5000 steps) with format 5's envelope: PRDN
-# 33.5 / 23.7 / 21.3 %, ratio 30.4 / 21.6 / 17.4.
+# 33.5 / 23.7 / 21.3 %, ratio 30.4 / 21.6 / 17.4; with format 6's envelope skirt: PRDN 33.9 / 23.9 / 21.5 %.
 MAX_PRDN = {3: 36.0, 6: 26.5, 9: 24.0}
 MIN_RATIO = {3: 29.0, 6: 20.5, 9: 16.5}
 
