@@ -29,10 +29,10 @@ PHASE_EDGES_HZ = (30.0, 40.0, 60.0)
 SEED = 0
 
 
-def random_phase_above(x: np.ndarray, edge: float, rng: np.random.Generator) -> np.ndarray:
+def random_phase_above(x: np.ndarray, rate: float, edge: float, rng: np.random.Generator) -> np.ndarray:
     """x with every rfft bin's magnitude kept and the phases above `edge` Hz drawn at random."""
     spectrum = np.fft.rfft(x - x.mean())
-    above = np.fft.rfftfreq(len(x), 1.0 / RATE) > edge
+    above = np.fft.rfftfreq(len(x), 1.0 / rate) > edge
     spectrum[above] = np.abs(spectrum[above]) * np.exp(2j * np.pi * rng.random(int(above.sum())))
     return np.fft.irfft(spectrum, len(x)) + x.mean()
 
@@ -64,7 +64,7 @@ def references() -> dict:
             lambda s, b=bps: (np.round(dct_code(s.astype(np.float64), RATE, b * duration(s))), b))
     for edge in PHASE_EDGES_HZ:
         out[f"exact below {edge:g} Hz, random phase above"] = (
-            lambda s, e=edge: (np.round(random_phase_above(s.astype(np.float64), e, rng)), None))
+            lambda s, e=edge: (np.round(random_phase_above(s.astype(np.float64), RATE, e, rng)), None))
     out["low-passed at 40 Hz"] = lambda s: (np.round(low_passed(s.astype(np.float64), 40.0)), None)
     return out
 

@@ -18,11 +18,14 @@ import sys
 from datetime import date
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the benchmarks package; eegz is the installed one
 
 from eegz.neural import ModelConfig, build_dac, load_state_into  # noqa: E402
-from eegz.train import load_recordings, reconstruction_metrics, split_subjects, validation_nyquist, validation_sets  # noqa: E402
+from eegz.train import (fixed_windows, input_name, load_recordings, reconstruction_metrics, split_subjects,  # noqa: E402
+                        validation_nyquist, validation_sets)
 
 DATA = ROOT.parent / "shared" / "data"
 INPUTS = [str(DATA / "eegmat"), str(DATA / "bonn")]
@@ -30,7 +33,7 @@ VAL = ("Subject1[4-7]", "bonn-*-051-070")
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def evaluate(weights: Path, sets: dict, nyquists: dict, subject_sets: dict) -> dict:
+def evaluate(weights: Path, sets: dict, nyquists: dict, subject_rows: dict) -> dict:
     import torch
     card = json.loads(weights.with_suffix(".json").read_text())
     config = ModelConfig.from_json(card["config"])
@@ -44,23 +47,33 @@ def evaluate(weights: Path, sets: dict, nyquists: dict, subject_sets: dict) -> d
             for nq in (3, 6, 9):
                 y = model.decoder(model.quantizer(z, nq)[0])[:, 0, :x.shape[1]].numpy()
                 out.update({f"{name}_{k}_{nq}": v for k, v in reconstruction_metrics(x, y, config.sample_rate, nyquists.get(name)).items()})
-        for name, subjects in subject_sets.items():
-            worst = (0.0, "", 0.0)
-            for subject, x in subjects.items():
-                y = model.decoder(model.quantizer(model.encoder(torch.from_numpy(x)[:, None]), 6)[0])[:, 0, :x.shape[1]].numpy()
-                m = reconstruction_metrics(x, y, config.sample_rate, nyquists.get(name))
-                worst = max(worst, (m["line_ratio"], subject, m["line_hz"]))
-            out.update({f"{name}_subject_line_6": worst[0], f"{name}_subject_line_6_subject": worst[1],
-                        f"{name}_subject_line_6_hz": worst[2]})
+                if nq == 6:
+                    out.update(worst_subject_line(x, y, subject_rows.get(name, {}), config.sample_rate, nyquists.get(name), name))
     return out
 
 
-def subject_windows(recordings, val_ids: list[str]) -> dict:
-    """{input name: {validation subject: its windows}}."""
+def worst_subject_line(x, y, rows: dict, rate: int, nyquist, name: str) -> dict:
+    """The strongest invented line at 6 codebooks on each validation subject's windows alone: the worst."""
+    worst = (0.0, "", 0.0)
+    for subject, index in rows.items():
+        m = reconstruction_metrics(x[index], y[index], rate, nyquist)
+        worst = max(worst, (m["line_ratio"], subject, m["line_hz"]))
+    return {f"{name}_subject_line_6": worst[0], f"{name}_subject_line_6_subject": worst[1],
+            f"{name}_subject_line_6_hz": worst[2]}
+
+
+def subject_rows(recordings, val_ids: list[str]) -> dict:
+    """{input name: {validation subject: its rows in that input's validation windows}}: validation_sets
+    takes every recording's fixed windows in order, so each recording's rows follow the ones before it."""
     out: dict = {}
-    for subject in val_ids:
-        for name, windows in validation_sets(recordings, [subject], INPUTS, 1024).items():
-            out.setdefault(name, {})[subject] = windows
+    for source, item in enumerate(INPUTS):
+        start, rows = 0, {}
+        for r in (r for r in recordings if r.source == source and r.subject in val_ids):
+            count = len(fixed_windows([r], 1024))
+            rows.setdefault(r.subject, []).extend(range(start, start + count))
+            start += count
+        if rows:
+            out[input_name(item)] = {subject: np.array(index) for subject, index in rows.items()}
     return out
 
 
@@ -72,7 +85,8 @@ def main() -> None:
     _, val_ids = split_subjects(sorted({r.subject for r in recordings}), 0.2, VAL)
     sets = validation_sets(recordings, val_ids, INPUTS, 1024)
     nyquists = validation_nyquist(recordings, val_ids, INPUTS)
-    subject_sets = subject_windows(recordings, val_ids)
+    subject_sets = subject_rows(recordings, val_ids)
+    assert all(sum(len(v) for v in s.values()) == len(sets[k]) for k, s in subject_sets.items())
     path = RESULTS / "training_ablation.json"
     rows = json.loads(path.read_text())["rows"] if path.exists() else {}
     for name, weights in models.items():

@@ -5,7 +5,8 @@ import pytest
 from eegz import api
 from eegz.edf import read_edf
 from eegz.errors import EegzError
-from eegz.lossy import ABSENT, meets_quality, with_context
+from eegz.lossy import meets_quality, with_context
+from eegz.neural import ABSENT_CODE
 from eegz.metrics import band_power_errors
 
 from .conftest import EXAMPLE, run_cli
@@ -51,7 +52,7 @@ def test_a_neighbour_with_fewer_codebooks_still_gives_context():
     left, right = np.full((2, 5), 7, np.uint16), np.full((4, 5), 9, np.uint16)
     full, n_left = with_context(codes, left, right, context=2)
     assert n_left == 2 and full.shape == (3, 8)
-    np.testing.assert_array_equal(full[:, :2], [[7, 7], [7, 7], [ABSENT, ABSENT]])
+    np.testing.assert_array_equal(full[:, :2], [[7, 7], [7, 7], [ABSENT_CODE, ABSENT_CODE]])
     np.testing.assert_array_equal(full[:, 6:], np.full((3, 2), 9))
     old, n_old = with_context(codes, left, right, context=2, partial=False)  # formats 3-4: no context
     assert n_old == 0 and old.shape == (3, 6)

@@ -33,7 +33,7 @@ from .errors import EegzError, FormatError, OutputExistsError
 MAGIC = b"\x89EEGZ\r\n\x1a"
 FOOTER_MAGIC = b"EEGZEND\x00"
 FORMAT_VERSION = 6  # what this code writes when a file holds token streams (4 added their envelope, 5 moved it to the
-# channel rate, 6 fades its change in over the first band)
+# channel rate, 6 continues its first part's noise filling below 30 Hz)
 EXACT_FORMAT_VERSION = 3  # files without token streams are unchanged since format 3: eegz 0.2 reads them
 READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 

@@ -112,7 +112,7 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     phases = _angles(splitmix64(seed, counted + len(skirt)))
     targets = _targets(stored, bands, bins_of, rate, limit, rounding)
     shape = _spectral_shape(targets, bands, rate, limit, f) if version >= 5 else np.ones(len(f))
-    used, first = 0, None
+    used, skirt_density = 0, None
     for bins, level, target, (lo, _) in zip(bins_of, stored, targets, bands):
         if len(bins) and level:
             parts = _sub_bands(bins, f, lo) if version >= 5 else [bins]
@@ -120,21 +120,21 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
             for part in parts:  # each part gets the band's target in proportion to the shape over it
                 have = _power(measured[part], n)
                 want = target * shape[part].sum() / total
+                filled = 0.0  # the noise density (per unit of shape) added to the part
                 if have > want:
-                    gain = np.sqrt(want / have) if have > 0 else 0.0
-                    spectrum[part] *= gain
-                    change = 0.0  # a part brought down is mostly a line the decoder made: nothing to continue
+                    spectrum[part] *= np.sqrt(want / have) if have > 0 else 0.0
                 else:
                     k0 = used + int(np.searchsorted(bins, part[0]))
                     amplitude = n * np.sqrt((want - have) * shape[part] / shape[part].sum() / 2.0)
                     spectrum[part] += amplitude * np.exp(1j * phases[k0:k0 + len(part)])
-                    change = (want - have) / shape[part].sum()
-                if first is None and lo == bands[0][0]:
-                    first = change
+                    filled = (want - have) / shape[part].sum()
+                if skirt_density is None and lo == bands[0][0]:
+                    # a first part brought down is mostly a line the decoder made: nothing to continue
+                    skirt_density = filled
         used += len(bins)
-    if len(skirt) and first:  # format 6: the first part's noise filling continues below 30 Hz, fading out
+    if len(skirt) and skirt_density:  # format 6: the first part's noise filling continues below 30 Hz, fading out
         weight = 0.5 + 0.5 * np.cos(np.pi * (bands[0][0] - f[skirt]) / SKIRT_HZ)
-        spectrum[skirt] += weight * n * np.sqrt(first * shape[skirt] / 2.0) * np.exp(1j * phases[counted:])
+        spectrum[skirt] += weight * n * np.sqrt(skirt_density * shape[skirt] / 2.0) * np.exp(1j * phases[counted:])
     # the change fades in and out over one frame at each end of the block: an FFT over the block treats
     # it as periodic, and a change that stops abruptly at the block's edge would add a broadband click
     change = np.fft.irfft(spectrum, n) + ramp - y

@@ -160,17 +160,18 @@ class ImageLoss:
     def __init__(self, rate: float, decoder_rates: list[int], hop: int, decay: float = 0.9, margin: float = 0.1):
         self.rate, self.decoder_rates, self.hop = rate, list(decoder_rates), hop
         self.decay, self.margin = decay, margin
-        self.pairs: dict = {}  # window length: pairs as tensors
+        self.length, self.pairs = 0, None  # the window length the pairs (tensors) are for
         self.sums = None  # running means: cross term, power of x at the source, of x and of the error at the image
         self.weights = (0.0, 0.0)  # running sums of the steps' weights and of their squares (effective count)
 
     def __call__(self, y: torch.Tensor, x: torch.Tensor, tops: list[float]) -> torch.Tensor:
         y, x = y.reshape(-1, y.shape[-1]), x.reshape(-1, x.shape[-1]).detach()
         n = x.shape[-1]
-        if n not in self.pairs:
+        if n != self.length:  # a new window length: new pairs, and the running sums start again
             p = torch.from_numpy(image_pairs(n, self.rate, self.decoder_rates, self.hop)).to(x.device)
-            self.pairs, self.sums, self.weights = {n: (p[:, 0], p[:, 1], p[:, 2].bool())}, None, (0.0, 0.0)
-        i, j, mirrored = self.pairs[n]
+            self.length, self.pairs = n, (p[:, 0], p[:, 1], p[:, 2].bool())
+            self.sums, self.weights = None, (0.0, 0.0)
+        i, j, mirrored = self.pairs
         window = torch.hann_window(n, device=x.device, dtype=x.dtype)
         spectrum_x, spectrum_e = torch.fft.rfft(x * window), torch.fft.rfft((y - x) * window)
         image_hz = j.to(x.dtype) * self.rate / n

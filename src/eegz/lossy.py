@@ -304,14 +304,11 @@ def codebook_counts(streams, version: int) -> dict[int, int]:
 
 # ---------------------------------------------------------------- decoding
 
-ABSENT = ABSENT_CODE  # a codebook a context frame does not have: it adds nothing to the latent
-
-
 def with_context(codes: np.ndarray, left: np.ndarray | None, right: np.ndarray | None,
                  context: int, partial: bool = True) -> tuple[np.ndarray, int]:
     """A block's codes with up to `context` neighbour frames on each side, and how many are on the left.
     Neighbours coded with more codebooks than the block give only the block's number. One coded with fewer
-    gives the ones it has, the others marked ABSENT (format 5); before format 5 (`partial` False) it gave
+    gives the ones it has, the others marked ABSENT_CODE (format 5); before format 5 (`partial` False) it gave
     no context at all, and a block then decoded with an edge where its neighbour should be (a click at
     the seam between blocks of different codebook counts, which --quality makes)."""
     n_q = codes.shape[0]
@@ -321,7 +318,7 @@ def with_context(codes: np.ndarray, left: np.ndarray | None, right: np.ndarray |
             return np.zeros((n_q, 0), np.uint16)
         part = neighbour[:n_q, frames]
         if part.shape[0] < n_q:
-            part = np.concatenate([part, np.full((n_q - part.shape[0], part.shape[1]), ABSENT, np.uint16)])
+            part = np.concatenate([part, np.full((n_q - part.shape[0], part.shape[1]), ABSENT_CODE, np.uint16)])
         return part
 
     left_part, right_part = side(left, slice(-context, None)), side(right, slice(None, context))
