@@ -19,6 +19,8 @@ neither; agreement on both is what matters.
 
 Usage: python benchmarks/clinical.py [DATA_DIR]; EEGZ_BENCH_MODELS="label=model name or path.npz,..." adds
 models (default: the default DAC-SC); EEGZ_BENCH_TAG names the result files (default clinical).
+EEGZ_BENCH_CODEC=transform measures mode transform instead, at the bits per second the default model
+spends at 3, 6 and 9 codebooks (from results/clinical.json), into results/clinical_transform.*.
 """
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ from eegz import api  # noqa: E402
 from eegz.edf import read_edf  # noqa: E402
 from eegz.metrics import band_power_errors, line_ratio_psd, prdn, transient_errors, welch_psd, window_band_errors  # noqa: E402
 
-TAG = os.environ.get("EEGZ_BENCH_TAG", "clinical")
+CODEC = os.environ.get("EEGZ_BENCH_CODEC", "neural")
+TAG = os.environ.get("EEGZ_BENCH_TAG", "clinical" if CODEC == "neural" else f"clinical_{CODEC}")
 WINDOW = int(round(RATE))  # 1-s detector windows
 DETECTOR_BANDS = {"delta": (0.5, 4), "theta": (4, 8), "alpha": (8, 13), "beta": (13, 30), "gamma": (30, 70),
                   "high_gamma": (70, 87)}
@@ -107,7 +110,23 @@ def coded(segment: np.ndarray, folder: Path, options: dict) -> tuple[np.ndarray,
     return read_edf(folder / "r.edf").digital[0].astype(np.float64), summary["bits_per_second_per_channel"]
 
 
+def transform_settings() -> dict:
+    """Mode transform at the default model's bits per second at 3, 6 and 9 codebooks on these segments."""
+    results = json.loads((ROOT / "benchmarks" / "results" / "clinical.json").read_text())["results"]
+    out = {}
+    for n in (3, 6, 9):
+        name = next(k for k in results if k.endswith(f"(default), {n} codebooks"))
+        bits = float(np.mean([r["bits_per_second"] for r in results[name].values()]))
+        out[f"transform at {bits:.0f} bit/s (the neural codec's at {n} codebooks)"] = {"mode": "transform", "bitrate": bits}
+        if n == 6:
+            out[f"transform at {bits:.0f} bit/s, no band envelope"] = {"mode": "transform", "bitrate": bits,
+                                                                       "band_envelope": False}
+    return out
+
+
 def settings() -> dict:
+    if CODEC == "transform":
+        return transform_settings()
     from eegz.neural import DEFAULT_MODEL
     models = {f"{DEFAULT_MODEL} (default)": None}
     for item in filter(None, os.environ.get("EEGZ_BENCH_MODELS", "").split(",")):
@@ -188,7 +207,7 @@ HEADER = ("Random forest on 1-s windows (band powers, line length, range, varian
           "the originals' rate in brackets). Band errors: |P_decoded - P_original| / P_original on 0.5-s windows, "
           "median over segments of each segment's median (90th percentile in brackets); whole: the same over each "
           "whole segment (Welch). Line: the strongest invented spectral line in the set's mean spectrum "
-          "(metrics.line_ratio_psd; 1.0: none; goal ≤ 1.5). bit/s: the token streams' bits per second "
+          "(metrics.line_ratio_psd; 1.0: none; goal ≤ 1.5). bit/s: the token (or transform) streams' bits per second "
           "(0: an exact mode). Texture: the second detector (0.5-s windows at 200 Hz, log power of 2-Hz bins, "
           "logistic regression): its agreement and its decoded seizure rate (originals' in brackets).")
 
@@ -232,7 +251,8 @@ def main() -> None:
         for name, options in settings().items():
             results[name] = evaluate(segments, clf, texture, lambda s, o=options: coded(s, Path(tmp), o))
             report_progress(name, results[name])
-    write_results(results, TAG, "Clinical check: a window-level seizure detector on Bonn", HEADER)
+    title = "Clinical check: a window-level seizure detector on Bonn" + (" (mode transform)" if CODEC != "neural" else "")
+    write_results(results, TAG, title, HEADER)
 
 
 if __name__ == "__main__":

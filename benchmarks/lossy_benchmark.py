@@ -5,6 +5,8 @@ compresses with the shipped model, decodes, and reports ratio against the EDF by
 EEG channel (all side information included), PRD/PRDN/SNR/correlation over the EEG channels, and encode
 and decode speed as multiples of real time for the whole recording (all channels).
 Writes benchmarks/results/lossy.{json,md}. Usage: python benchmarks/lossy_benchmark.py [DATA_DIR]
+EEGZ_BENCH_CODEC=transform measures mode transform instead, at the bits per second the neural codec spends
+at 3, 6 and 9 codebooks on the held-out recordings (from results/lossy.json), into results/lossy_transform.*.
 """
 from __future__ import annotations
 
@@ -30,14 +32,25 @@ from eegz.neural import DEFAULT_MODEL  # noqa: E402
 
 DATA = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data"
 MODEL = os.environ.get("EEGZ_BENCH_MODEL")  # a .npz to benchmark instead of the shipped model
-TAG = os.environ.get("EEGZ_BENCH_TAG", "lossy")
+CODEC = os.environ.get("EEGZ_BENCH_CODEC", "neural")
+TAG = os.environ.get("EEGZ_BENCH_TAG", "lossy" if CODEC == "neural" else f"lossy_{CODEC}")
 HELD_OUT = [f"Subject{n}_2.edf" for n in (14, 15, 16, 17)]  # 62 s each; the _1 files (182 s) add time, not insight
+
+
+def neural_bits() -> dict[int, float]:
+    """The neural codec's mean bits per second per channel at 3, 6 and 9 codebooks on the held-out files."""
+    rows = json.loads((ROOT / "benchmarks" / "results" / "lossy.json").read_text())["rows"]
+    return {n: sum(r["bits_per_second_per_channel"] for r in rows if r["codebooks"] == n and r["file"] in HELD_OUT)
+            / sum(1 for r in rows if r["codebooks"] == n and r["file"] in HELD_OUT) for n in (3, 6, 9)}
 
 
 def run(path: Path, n: int, tmp: Path) -> dict:
     out, back = tmp / "x.eegz", tmp / "x.edf"
     t0 = time.perf_counter()
-    summary = api.compress(path, out, codebooks=n, device="cpu", force=True, model=MODEL)
+    if CODEC == "transform":  # at the neural codec's bits for n codebooks
+        summary = api.compress(path, out, mode="transform", bitrate=BITS[n], force=True)
+    else:
+        summary = api.compress(path, out, codebooks=n, device="cpu", force=True, model=MODEL)
     t1 = time.perf_counter()
     api.decompress(out, back, device="cpu", force=True, model=MODEL)
     t2 = time.perf_counter()
@@ -74,6 +87,9 @@ def spectrum_only_lines(path: Path, edge_hz: float = 30.0, block_s: float = 16.0
             "chance_line_mean_ratio": overall["spectral_line_mean"]["ratio"]}
 
 
+BITS = neural_bits() if CODEC == "transform" else {}
+
+
 def main() -> None:
     files = [ROOT / "examples" / "eegmat_Subject17_2.edf"] + [DATA / "eegmat" / f for f in HELD_OUT
                                                               if (DATA / "eegmat" / f).exists()]
@@ -82,7 +98,8 @@ def main() -> None:
     rows = []
     chance = {f: spectrum_only_lines(f) for f in files}
     with tempfile.TemporaryDirectory() as tmp:
-        api.compress(files[0], Path(tmp) / "warm.eegz", codebooks=3, device="cpu", model=MODEL)  # warm-up
+        if CODEC == "neural":
+            api.compress(files[0], Path(tmp) / "warm.eegz", codebooks=3, device="cpu", model=MODEL)  # warm-up
         for f in files:
             for n in (3, 6, 9):
                 rows.append({**run(f, n, Path(tmp)), **chance[f]})
@@ -94,8 +111,11 @@ def main() -> None:
     meta = {"date": str(date.today()), "machine": platform.platform(), "cores": os.cpu_count(),
             "model": model["name"], "model_steps": model["training"]["steps"], "rows": rows}
     (results / f"{TAG}.json").write_text(json.dumps(meta, indent=1))
-    lines = [f"# Lossy (neural) benchmark ({meta['date']}, {platform.machine()}, {os.cpu_count()} cores, "
-             f"model {meta['model']} after {meta['model_steps']} steps)", "",
+    title = (f"Lossy (neural) benchmark ({meta['date']}, {platform.machine()}, {os.cpu_count()} cores, model "
+             f"{meta['model']} after {meta['model_steps']} steps)" if CODEC == "neural" else
+             f"Transform mode benchmark ({meta['date']}, {platform.machine()}, {os.cpu_count()} cores), at the neural "
+             f"codec's bits per second for 3 / 6 / 9 codebooks: " + " / ".join(f"{BITS[n]:.0f}" for n in (3, 6, 9)))
+    lines = [f"# {title}", "",
              "EEG channels only for PRD/PRDN/SNR/r (the ECG channel is stored exactly and counted in the size). "
              "Speed is measured on an idle machine in neural_speed.md (the timings in the .json were taken beside "
              "other work).", "",

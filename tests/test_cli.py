@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from eegz.container import FORMAT_VERSION, PREAMBLE
+from eegz.container import PREAMBLE, READABLE_VERSIONS
 
 from .conftest import EXAMPLE, SHARED, run_cli
 
@@ -93,7 +93,8 @@ def test_bad_codebooks(tmp_path):
     (lambda b: b[:len(b) // 2], "truncated"),
     (lambda b: b[:-10], "truncated"),
     (lambda b: b"NOTEEGZ!" + b[8:], "not an .eegz file"),
-    (lambda b: PREAMBLE.pack(b[:8], FORMAT_VERSION + 1, 0, 0) + b[PREAMBLE.size:], f"format version {FORMAT_VERSION + 1}"),
+    (lambda b: PREAMBLE.pack(b[:8], max(READABLE_VERSIONS) + 1, 0, 0) + b[PREAMBLE.size:],
+     f"format version {max(READABLE_VERSIONS) + 1}"),
 ])
 def test_damaged_containers(tmp_path, lossless_file, damage, message):
     bad = tmp_path / "bad.eegz"

@@ -1,4 +1,4 @@
-"""Write the test vectors of formats 3 to 6 (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled
+"""Write the test vectors of formats 3 to 7 (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled
 example (eegmat Subject17, CC BY 4.0) and BioSemi's BDF test file (edge/biosemi, shared data folder).
 
 Run when the format changes, with a new file name for every new vector: vectors already in vectors.json are
@@ -93,6 +93,14 @@ VECTORS = {  # file: (source, options, what it exercises)
     "lossy_envelope_skirt_3.eegz": ("eegmat-40s", dict(mode="lossy", codebooks=3, model="eegz-dac-sc-256hz-hop64-lines"),
                                     "format 6: kind 3 with band envelopes at the channel rate and their skirt below "
                                     "30 Hz, DAC-SC, 3 codebooks"),
+    "lossy_scale_seed_6.eegz": ("eegmat-40s", dict(mode="lossy", codebooks=6, model="eegz-dac-sc-256hz-hop64-lines"),
+                                "format 7: kind 3 whose noise is seeded with the stream's scale too (section 6.4), "
+                                "DAC-SC, 6 codebooks"),
+    "transform_250.eegz": ("eegmat-40s", dict(mode="transform"),
+                           "format 7: kind 5 (transform, 250 bit/s) with band envelopes and edge patches over 3 "
+                           "blocks; ECG kept exactly"),
+    "transform_quality.eegz": ("eegmat-12s", dict(mode="transform", quality=15.0, band_envelope=False),
+                               "format 7: kind 5 at quality 15 % with n_bands = 0"),
 }
 
 
@@ -122,7 +130,7 @@ def main() -> None:
                      "eegz_sha256": sha256(out.read_bytes()),
                      "decoded_bytes": back.stat().st_size, "decoded_sha256": sha256(back.read_bytes()),
                      "source_sha256": sha256(data[source])}
-            if options["mode"] == "lossy":
+            if options["mode"] in ("lossy", "transform"):
                 entry["decoded_sha256_note"] = "CPU float decode on x86-64 (informative: last bits may differ elsewhere)"
             if "passphrase" in options:
                 api.decompress(out, back, force=True, passphrase=options["passphrase"])

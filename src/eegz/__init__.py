@@ -1,8 +1,8 @@
-"""eegz: EDF/BDF EEG compression with a neural (DAC) codec and an exact layer.
+"""eegz: EDF/BDF EEG compression with a neural (DAC) codec, a transform codec and an exact layer.
 
 The public surface (everything else is private and may change):
 
-    eegz.compress(in_path, out_path=None, mode="lossy", codebooks=6, ...) -> dict
+    eegz.compress(in_path, out_path=None, mode="lossy", codebooks=6, ...) -> dict   mode="transform", bitrate=250
     eegz.decompress(in_path, out_path=None, start=None, end=None, codebooks=None, ...) -> dict
     eegz.recode(in_path, out_path, codebooks) -> dict         keep fewer codebooks without re-encoding
     eegz.open(path) -> EegzFile                                channels, annotations, read(), to_mne(), tokens()
@@ -14,7 +14,7 @@ The public surface (everything else is private and may change):
 
 Names are resolved on first use, so `import eegz` (and the command line) stays fast.
 """
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 __all__ = ["compress", "decompress", "recode", "open", "EegzFile", "read_signals", "info", "verify", "check",
            "EegzError", "FormatError", "ModelError", "OutputExistsError", "VerifyError", "__version__"]

@@ -51,19 +51,23 @@ def compress(in_path, out_path=None, mode: str = "lossy", codebooks: int = 6, de
              model: str | None = None, max_error_uv: float | None = None, max_error_lsb: int | None = None,
              with_tokens: bool = False, exact_labels: tuple[str, ...] = (), force: bool = False,
              quiet: bool = True, workers: int = 0, anonymize: bool = False, drop_annotation_text: bool = False,
-             passphrase: bytes | None = None, band_envelope: bool = True, quality: float | None = None) -> dict:
+             passphrase: bytes | None = None, band_envelope: bool = True, quality: float | None = None,
+             bitrate: float | None = None) -> dict:
     """Compress an EDF/BDF file into a .eegz container; returns the summary that `info` gives.
 
     anonymize replaces the patient and recording identification (and the start date, by 01.01.85);
     passphrase also keeps the original identification, encrypted (AES-256-GCM, scrypt key);
     drop_annotation_text replaces every EDF+ annotation text by 'X'; band_envelope (lossy) carries each
     block's power above beta so that decoding restores it; quality (lossy) keeps, per block and channel, the
-    fewest codebooks (3..9) whose block PRDN and delta..beta band powers are within `quality` percent."""
+    fewest codebooks (3..9) whose block PRDN and delta..beta band powers are within `quality` percent.
+    mode="transform" codes the EEG channels with the transform codec instead of the neural one, within
+    `bitrate` bits per second per channel (default 250) or at `quality` (each block's coarsest step that
+    meets it)."""
     from .encode import EncodeOptions, encode
     options = EncodeOptions(mode=mode, codebooks=codebooks, max_error_uv=max_error_uv, max_error_lsb=max_error_lsb,
                             with_tokens=with_tokens, exact_labels=tuple(exact_labels), model=model, device=device,
                             workers=workers, anonymize=anonymize, drop_annotation_text=drop_annotation_text,
-                            passphrase=passphrase, band_envelope=band_envelope, quality=quality)
+                            passphrase=passphrase, band_envelope=band_envelope, quality=quality, bitrate=bitrate)
     options.check()
     in_path = Path(in_path)
     out_path = _output_path(in_path, out_path, ".eegz")
@@ -277,7 +281,9 @@ def _summary(path: Path, meta: dict, sizes: dict, file_bytes: int, version: int,
     edf = meta["edf"]
     duration = edf["records"] * edf["record_duration"]
     neural = [c for c in meta["channels"] if c["role"] == NEURAL]
-    bps = 8 * sizes["neural"] / duration / len(neural) if (meta.get("codec") and neural and duration > 0) else None
+    coded = sizes["neural"] + sizes.get("transform", 0)
+    lossy = meta.get("codec") or meta["mode"] == "transform"
+    bps = 8 * coded / duration / len(neural) if (lossy and neural and duration > 0) else None
     return {
         "file": str(path), "format_version": version, "mode": meta["mode"],
         "source": meta["source"].get("name"), "source_bytes": meta["source"]["bytes"], "bytes": file_bytes,
@@ -288,6 +294,7 @@ def _summary(path: Path, meta: dict, sizes: dict, file_bytes: int, version: int,
                                             "style_index")} for c in meta["channels"]],
         "codec": meta.get("codec"), "codebooks": (meta.get("codec") or {}).get("n_codebooks"),
         "model": (meta.get("codec") or {}).get("model"), "bits_per_second_per_channel": bps,
+        **({"transform": meta["transform"]} if meta.get("transform") else {}),
         "blocks": blocks, "stream_bytes": sizes,
         "identity": meta.get("identity", "clear"), "annotation_text": meta.get("annotation_text", "kept"),
     }

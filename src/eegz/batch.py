@@ -144,7 +144,8 @@ def _output_checks_out(task: Task) -> bool:
             if task.command == "recode":
                 return (meta.get("codec") or {}).get("n_codebooks") == task.options.get("codebooks")
             wanted = task.options.get("mode", "lossy")
-            if meta["mode"] != wanted or (wanted == "lossy" and meta["codec"]["n_codebooks"] != task.options.get("codebooks", 6)):
+            if meta["mode"] != wanted or (wanted == "lossy" and meta["codec"]["n_codebooks"] != task.options.get("codebooks", 6)) \
+                    or (wanted == "transform" and meta["transform"] != _transform_target(task.options)):
                 raise EegzError(f"{out} exists, made with other settings; use --force to replace it")
             same_bytes = meta.get("identity", "clear") == "clear" and meta.get("annotation_text", "kept") == "kept"
             return (meta["source"]["bytes"] == _size(task.input)
@@ -160,6 +161,13 @@ def _output_checks_out(task: Task) -> bool:
     except FormatError:
         return False
     return False
+
+
+def _transform_target(options: dict) -> dict:
+    """What a transform file made with these options records in its header (encode.EncodeOptions)."""
+    from .encode import EncodeOptions
+    target = EncodeOptions(mode="transform", bitrate=options.get("bitrate"), quality=options.get("quality")).transform_target
+    return {**target, "band_envelope": options.get("band_envelope", True)}
 
 
 def _finished(entry: dict, t0: float) -> dict:

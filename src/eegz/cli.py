@@ -118,14 +118,16 @@ def _run_batch(command: str, inputs, output, recursive, jobs, scheduler, options
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="output .eegz path ('-': standard output); with many files, an output folder")
-@click.option("--mode", type=click.Choice(["lossy", "lossless", "near-lossless"]), default="lossy",
-              show_default=True)
+@click.option("--mode", type=click.Choice(["lossy", "lossless", "near-lossless", "transform"]), default="lossy",
+              show_default=True, help="lossy: the neural codec; transform: the transform codec (see --bitrate)")
 @click.option("--codebooks", type=int, default=6, show_default=True, help="RVQ codebooks kept (3-9), lossy mode")
 @click.option("--max-error", "max_error", type=float, help="near-lossless bound in µV")
 @click.option("--max-error-lsb", "max_error_lsb", type=int, help="near-lossless bound in digital steps")
 @click.option("--with-tokens", is_flag=True, help="also store neural tokens in exact modes")
 @click.option("--quality", type=float, help="lossy: per block and channel the fewest codebooks (3-9) whose block "
-              "PRDN and delta..beta band powers are within Q percent (instead of a fixed --codebooks)")
+              "PRDN and delta..beta band powers are within Q percent (instead of a fixed --codebooks); transform: "
+              "the coarsest step that meets it (instead of a fixed --bitrate)")
+@click.option("--bitrate", type=float, help="transform: bits per second per EEG channel [default: 250]")
 @click.option("--band-envelope/--no-band-envelope", default=True, show_default=True,
               help="lossy: carry each block's power above beta and restore it on decode (noise filling)")
 @click.option("--exact-channel", "exact_channels", multiple=True, help="keep this EEG channel exactly (repeatable)")
@@ -142,7 +144,7 @@ def _run_batch(command: str, inputs, output, recursive, jobs, scheduler, options
 @click.option("-f", "--force", is_flag=True, help="overwrite existing outputs")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar, no summary")
 @click.option("--json", "as_json", is_flag=True, help="print the summary (with many files: the report) as JSON")
-def compress(inputs, output, mode, codebooks, max_error, max_error_lsb, with_tokens, quality, band_envelope,
+def compress(inputs, output, mode, codebooks, max_error, max_error_lsb, with_tokens, quality, bitrate, band_envelope,
              exact_channels, model, device,
              anonymize, drop_annotation_text, encrypt_identity, passphrase_file, recursive, jobs, scheduler, force,
              quiet, as_json):
@@ -159,7 +161,7 @@ def compress(inputs, output, mode, codebooks, max_error, max_error_lsb, with_tok
         return dict(mode=mode, codebooks=codebooks, device=device, model=model, max_error_uv=max_error,
                     max_error_lsb=max_error_lsb, with_tokens=with_tokens, exact_labels=tuple(exact_channels),
                     anonymize=anonymize, drop_annotation_text=drop_annotation_text, passphrase=passphrase,
-                    band_envelope=band_envelope, quality=quality)
+                    band_envelope=band_envelope, quality=quality, bitrate=bitrate)
     if _is_batch(inputs, recursive, jobs, scheduler):
         _run_batch("compress", inputs, output, recursive, jobs, scheduler, _run(options), force, quiet, as_json)
     result = _run(lambda: run(inputs[0], output, force=force, quiet=quiet or as_json, **options()))
@@ -243,6 +245,13 @@ def info(input, as_json):
                      + (f", {bps:.1f} bit/s per EEG channel" if bps else ""))
         if result["codec"].get("quality") is not None:
             lines.append(f"quality       block PRDN and delta..beta power within {result['codec']['quality']:g} %")
+    if result.get("transform"):
+        target = result["transform"]
+        rate = (f"{target['bitrate']:g} bit/s per EEG channel asked" if "bitrate" in target
+                else f"block PRDN and delta..beta power within {target['quality']:g} %")
+        bps = result["bits_per_second_per_channel"]
+        lines.append(f"transform     {rate}" + (f", {bps:.1f} bit/s per EEG channel" if bps else "")
+                     + ("" if target.get("band_envelope", True) else ", no band envelope"))
     if result.get("codebook_counts"):
         lines.append("token streams " + ", ".join(f"{n} codebooks: {count}" for n, count in result["codebook_counts"].items()))
     lines.append("channels")

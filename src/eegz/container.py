@@ -32,15 +32,19 @@ from .errors import EegzError, FormatError, OutputExistsError
 
 MAGIC = b"\x89EEGZ\r\n\x1a"
 FOOTER_MAGIC = b"EEGZEND\x00"
-FORMAT_VERSION = 6  # what this code writes when a file holds token streams (4 added their envelope, 5 moved it to the
-# channel rate, 6 continues its first part's noise filling below 30 Hz)
+FORMAT_VERSION = 7  # what this code writes when a file holds token or transform streams (4 added the band
+# envelope, 5 moved it to the channel rate, 6 continued its first part's noise filling below 30 Hz, 7 added
+# transform streams and the stream's scale to the noise seed)
 EXACT_FORMAT_VERSION = 3  # files without token streams are unchanged since format 3: eegz 0.2 reads them
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 
 
-def format_version(has_tokens: bool) -> int:
-    """The version a new file is written as: the oldest whose layout holds what it holds."""
-    return FORMAT_VERSION if has_tokens else EXACT_FORMAT_VERSION
+def format_version(coded: bool) -> int:
+    """The version a new file is written as: the oldest whose layout holds what it holds (coded: token or
+    transform streams)."""
+    return FORMAT_VERSION if coded else EXACT_FORMAT_VERSION
+
+
 PREAMBLE = struct.Struct("<8sHHI")  # magic, version, flags, reserved
 FOOTER = struct.Struct("<QQQ8s")  # v3: index offset, index section length, summary offset, magic
 INDEX_ENTRY = struct.Struct("<QIIIQIQ")  # offset, length, first_record, record_count, first_sample, sample_count, xxh64
@@ -51,7 +55,8 @@ CHECKSUM = struct.Struct("<Q")
 MAX_JSON_BYTES = 64 << 20  # a header or summary larger than this is not one eegz wrote
 
 # Stream kinds inside a block (spec section 4).
-ANNOTATION_BYTES, LOSSLESS, NEAR_LOSSLESS, NEURAL_TOKENS, RECORD_BYTES = range(5)
+ANNOTATION_BYTES, LOSSLESS, NEAR_LOSSLESS, NEURAL_TOKENS, RECORD_BYTES, TRANSFORM = range(6)
+MODES = ("lossy", "lossless", "near-lossless", "transform")
 ALL_SIGNALS = 0xFFFF  # the signal index of a RECORD_BYTES stream
 AUX_TOKENS = 1  # stream flag: neural tokens carried beside an exact stream (--with-tokens)
 
@@ -109,7 +114,7 @@ def unpack_block(payload: bytes, what: str = "block") -> list[Stream]:
 
 def stream_sizes(blocks) -> dict:
     """Bytes by what they hold, over the stream lists of blocks."""
-    sizes = {"annotations": 0, "exact": 0, "neural": 0, "aux_tokens": 0}
+    sizes = {"annotations": 0, "exact": 0, "neural": 0, "aux_tokens": 0, "transform": 0}
     for streams in blocks:
         add_stream_sizes(sizes, streams)
     return sizes
@@ -118,7 +123,7 @@ def stream_sizes(blocks) -> dict:
 def add_stream_sizes(sizes: dict, streams) -> None:
     """Add one block's stream bytes to `sizes` (as stream_sizes makes it): for writers and readers that see
     the blocks one at a time."""
-    names = {ANNOTATION_BYTES: "annotations", NEURAL_TOKENS: "neural"}
+    names = {ANNOTATION_BYTES: "annotations", NEURAL_TOKENS: "neural", TRANSFORM: "transform"}
     for s in streams:
         name = "aux_tokens" if (s.kind == NEURAL_TOKENS and s.flags & AUX_TOKENS) else names.get(s.kind, "exact")
         sizes[name] += len(s.data)
@@ -448,7 +453,7 @@ def _validate_meta(meta: dict, fail) -> None:
         return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) < 1e300
 
     need(meta.get("format") == "eegz", "format")
-    need(meta.get("mode") in ("lossy", "lossless", "near-lossless"), "mode")
+    need(meta.get("mode") in MODES, "mode")
     edf = meta.get("edf")
     need(isinstance(edf, dict), "edf")
     need(edf.get("kind") in ("EDF", "BDF") and edf.get("sample_width") == (3 if edf.get("kind") == "BDF" else 2), "edf.kind")
@@ -485,7 +490,12 @@ def _validate_meta(meta: dict, fail) -> None:
         need(isinstance(codec, dict) and isinstance(codec.get("model"), str)
              and isinstance(codec.get("weights_sha256"), str) and isinstance(codec.get("config"), dict), "codec")
         need(is_int(codec.get("n_codebooks"), 1, 64) and is_int(codec.get("context_frames"), 0, 1 << 16), "codec")
-    need(codec is not None or all(c["role"] != "neural" for c in channels), "codec missing for neural channels")
+    need(codec is not None or meta["mode"] == "transform" or all(c["role"] != "neural" for c in channels),
+         "codec missing for neural channels")
+    if meta["mode"] == "transform":
+        transform = meta.get("transform")
+        need(isinstance(transform, dict) and (is_num(transform.get("bitrate")) or is_num(transform.get("quality"))),
+             "transform")
     need(meta.get("identity", "clear") in ("clear", "anonymized", "encrypted"), "identity")
     need(meta.get("annotation_text", "kept") in ("kept", "dropped"), "annotation_text")
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .channels import NEURAL
 from .container import (ALL_SIGNALS, ANNOTATION_BYTES, AUX_TOKENS, LOSSLESS, NEAR_LOSSLESS, NEURAL_TOKENS,
-                        RECORD_BYTES, BlockEntry, Container, Stream, unzstd)
+                        RECORD_BYTES, TRANSFORM, BlockEntry, Container, Stream, unzstd)
 from .edf import EdfError, EdfHeader, bytes_to_digital, parse_header, split_records
 from .errors import FormatError, ModelError
 from .exact import Expected, decode_group
@@ -43,12 +43,14 @@ def edf_header_of(container: Container) -> EdfHeader:
 class _Block:
     """A block's entry and its streams, sorted by what decodes them."""
 
-    def __init__(self, index: int, entry: BlockEntry, streams: list[Stream], header: EdfHeader, name: str):
+    def __init__(self, index: int, entry: BlockEntry, streams: list[Stream], header: EdfHeader, name: str,
+                 transform: bool = False):
         self.index, self.entry = index, entry
         self.record_bytes: Stream | None = None
         self.annotations: dict[int, Stream] = {}
         self.exact: list[Stream] = []
         self.tokens: dict[int, Stream] = {}
+        self.transform: list[Stream] = []
         where = f"{name}: block {index}"
         n_signals = len(header.signals)
         seen: set[int] = set()
@@ -61,7 +63,7 @@ class _Block:
                     raise FormatError(f"{where} mixes record bytes with other streams")
                 self.record_bytes = s
                 return
-            if s.signal >= n_signals or s.kind > RECORD_BYTES:
+            if s.signal >= n_signals or s.kind > TRANSFORM or (s.kind == TRANSFORM and not transform):
                 raise FormatError(f"{where} has a stream of an unknown signal or kind")
             if not primary:
                 continue
@@ -75,6 +77,8 @@ class _Block:
                 self.annotations[s.signal] = s
             elif s.kind in (LOSSLESS, NEAR_LOSSLESS):
                 self.exact.append(s)
+            elif s.kind == TRANSFORM:
+                self.transform.append(s)
             else:
                 self.tokens[s.signal] = s
         if len(seen) != n_signals:
@@ -90,6 +94,7 @@ class _ExactDecoder:
         bits = 8 * header.sample_width
         self.lo, self.hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
         self.bounds = [c["max_error_lsb"] for c in meta["channels"]]
+        self.roles = [c["role"] for c in meta["channels"]]
 
     def __call__(self, block: _Block) -> dict[int, np.ndarray]:
         e, width = block.entry, self.header.sample_width
@@ -111,6 +116,13 @@ class _ExactDecoder:
         else:
             values = _decode_v1([s.data for s in block.exact], expected)
         out.update({s.signal: v for s, v in zip(block.exact, values)})
+        if block.transform:
+            from .transform import decode_block
+            for s in block.transform:
+                if self.roles[s.signal] != NEURAL:
+                    raise FormatError(f"block {block.index}: a transform stream for a channel that is not EEG")
+                signal = self.header.signals[s.signal]
+                out[s.signal] = decode_block(s.data, signal, e.record_count * signal.samples_per_record, e.first_record)
         return out
 
 
@@ -169,8 +181,10 @@ def decode_blocks(container: Container, first: int, stop: int, device: str = "au
                               codebooks)
     unpacked: dict[int, dict] = {}
 
+    transform = meta["mode"] == "transform"  # (a reader of version 7 and later: older ones refuse the mode)
+
     def read(k: int) -> _Block:
-        return _Block(k, container.blocks[k], container.read_block(k), header, container.name)
+        return _Block(k, container.blocks[k], container.read_block(k), header, container.name, transform)
 
     def neighbours(k: int) -> dict:
         """Unpacked tokens of block k, read for context only (the blocks just outside a range)."""

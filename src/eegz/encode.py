@@ -17,9 +17,9 @@ import numpy as np
 
 from . import __version__, identity
 from .channels import ANNOTATION, EXACT, NEURAL, channel_roles
-from .container import (ALL_SIGNALS, ANNOTATION_BYTES, AUX_TOKENS, LOSSLESS, NEAR_LOSSLESS, NEURAL_TOKENS,
-                        RECORD_BYTES, ContainerWriter, Stream, add_stream_sizes, format_version, pack_block, stream_sizes,
-                        zstd)
+from .container import (ALL_SIGNALS, ANNOTATION_BYTES, AUX_TOKENS, LOSSLESS, MODES, NEAR_LOSSLESS, NEURAL_TOKENS,
+                        RECORD_BYTES, TRANSFORM, ContainerWriter, Stream, add_stream_sizes, format_version, pack_block,
+                        stream_sizes, zstd)
 from .dsp import microvolt_factor
 from .edf import EdfHeader, EdfReader, split_records
 from .errors import EegzError
@@ -28,8 +28,8 @@ from .lossy import BLOCK_SECONDS, MAX_RUN_BLOCKS, Block, TokenEncoder, block_is_
 from .parallel import cpu_budget
 from .progress import Progress
 
-MODES = ("lossy", "lossless", "near-lossless")
 MIN_CODEBOOKS, MAX_CODEBOOKS = 3, 9
+DEFAULT_BITRATE = 250.0  # mode transform: bits per second per EEG channel, about what 6 codebooks take
 MAX_BLOCK_BYTES = 32 << 20  # a block never holds more record bytes than this (many-channel, high-rate files)
 FALLBACK_BITS = 10  # lossless: a block above this many bits a sample also tries its record bytes under zstd
 ANNOTATION_LEVEL = 9  # zstd level of annotation bytes: level 19 took 1 ms a block for the same few hundred bytes
@@ -51,6 +51,7 @@ class EncodeOptions:
     passphrase: bytes | None = None  # keep the original identification, encrypted with this (implies anonymize)
     band_envelope: bool = True  # carry each block's power above beta and restore it on decode (envelope.py)
     quality: float | None = None  # lossy: per block and channel the fewest codebooks (3..9) meeting this (lossy.py)
+    bitrate: float | None = None  # transform: bits per second per EEG channel (transform.py)
 
     @property
     def stored_codebooks(self) -> int:
@@ -69,8 +70,24 @@ class EncodeOptions:
                 raise EegzError("the error bound must be a finite number, not negative")
         if self.quality is not None and not (0 < self.quality <= 100 and math.isfinite(self.quality)):
             raise EegzError(f"--quality is a block PRDN in percent, above 0 and at most 100, not {self.quality}")
+        if self.bitrate is not None:
+            if self.mode != "transform":
+                raise EegzError("--bitrate applies to --mode transform (lossy mode's rate is --codebooks)")
+            if self.quality is not None:
+                raise EegzError("--bitrate and --quality exclude each other: pick a rate or a quality")
+            if not (1 <= self.bitrate <= 1e6 and math.isfinite(self.bitrate)):
+                raise EegzError(f"--bitrate is in bits per second per channel, 1 to 1000000, not {self.bitrate}")
+        if self.mode == "transform" and self.with_tokens:
+            raise EegzError("--with-tokens applies to the exact modes")
         if self.passphrase is not None and not self.passphrase:
             raise EegzError("the passphrase is empty")
+
+    @property
+    def transform_target(self) -> dict:
+        """Mode transform's rate control as the header records it: {"bitrate": B} or {"quality": Q}."""
+        if self.quality is not None:
+            return {"quality": self.quality}
+        return {"bitrate": self.bitrate if self.bitrate is not None else DEFAULT_BITRATE}
 
     @property
     def identity(self) -> str:
@@ -118,7 +135,7 @@ def records_per_block(header: EdfHeader, frame_seconds: float | None, n_records:
 def header_json(source_name: str, header: EdfHeader, roles, bounds, options: EncodeOptions, codec,
                 context: int, per_block: int) -> dict:
     """The container's header: everything known before the first sample is read (spec 2)."""
-    lossy = options.mode == "lossy"
+    lossy = options.mode in ("lossy", "transform")  # EEG channels keep their role: coded, not exact
     channels = []
     for s, role, k in zip(header.signals, roles, bounds):
         channels.append({
@@ -127,7 +144,7 @@ def header_json(source_name: str, header: EdfHeader, roles, bounds, options: Enc
             "physical_max": s.physical_max, "digital_min": s.digital_min, "digital_max": s.digital_max,
             "prefilter": s.prefilter, "sample_rate": s.sample_rate, "samples_per_record": s.samples_per_record,
             "role": role if (role != NEURAL or lossy) else EXACT,
-            "style_index": codec.style_index(s.label) if (codec and role == NEURAL and lossy) else None,
+            "style_index": codec.style_index(s.label) if (codec and role == NEURAL and options.mode == "lossy") else None,
             "max_error_lsb": k,
         })
     codec_meta = None
@@ -136,8 +153,10 @@ def header_json(source_name: str, header: EdfHeader, roles, bounds, options: Enc
                       "weights_sha256": codec.sha256, "n_codebooks": options.stored_codebooks, "context_frames": context}
         if options.quality is not None:
             codec_meta["quality"] = options.quality
+    transform = {**options.transform_target, "band_envelope": options.band_envelope} if options.mode == "transform" else None
     return {
-        "format": "eegz", "format_version": format_version(codec is not None), "writer": f"eegz {__version__}", "mode": options.mode,
+        "format": "eegz", "format_version": format_version(codec is not None or options.mode == "transform"),
+        "writer": f"eegz {__version__}", "mode": options.mode, **({"transform": transform} if transform else {}),
         "source": {"name": source_name if options.identity == "clear" else "anonymized" + Path(source_name).suffix},
         "identity": options.identity, "annotation_text": "dropped" if options.drop_annotation_text else "kept",
         "edf": {"kind": "BDF" if header.is_bdf else "EDF", "reserved": header.reserved,
@@ -157,6 +176,7 @@ class _Coder:
         self.lo, self.hi = sample_range(header)
         self.neural = neural
         self.lossy = options.mode == "lossy"
+        self.transform = [i for i, r in enumerate(roles) if r == NEURAL] if options.mode == "transform" else []
 
     def token_coded(self, block: Block) -> set[int]:
         """The signals of this block that lossy mode codes with tokens (codable neural channels)."""
@@ -165,8 +185,11 @@ class _Coder:
         return {i for i in self.neural if block_is_codable(block.digital[i], self.header.signals[i])}
 
     def exact_streams(self, block: Block, raw: bytes, coded_by_tokens: set[int]) -> list[Stream]:
-        """Annotation and exact streams of a block, in signal order (tokens are added later)."""
-        exact = [i for i, role in enumerate(self.roles) if role != ANNOTATION and i not in coded_by_tokens]
+        """Annotation, exact and transform streams of a block, in signal order (tokens are added later)."""
+        by_transform = {i: self._transform_stream(block, i) for i in self.transform
+                        if block_is_codable(block.digital[i], self.header.signals[i])}
+        exact = [i for i, role in enumerate(self.roles)
+                 if role != ANNOTATION and i not in coded_by_tokens and i not in by_transform]
         items = [ExactItem(block.digital[i], self.bounds[i], self.lo, self.hi) for i in exact]
         coded = dict(zip(exact, encode_group(items)))
         if self.options.mode == "lossless" and not self.options.drop_annotation_text:
@@ -181,7 +204,15 @@ class _Coder:
                 streams.append(Stream(i, ANNOTATION_BYTES, zstd(data, ANNOTATION_LEVEL)))
             elif i in coded:
                 streams.append(Stream(i, NEAR_LOSSLESS if self.bounds[i] else LOSSLESS, coded[i]))
+            elif i in by_transform:
+                streams.append(Stream(i, TRANSFORM, by_transform[i]))
         return streams
+
+    def _transform_stream(self, block: Block, i: int) -> bytes:
+        from . import transform
+        target = self.options.transform_target
+        return transform.encode_block(block.digital[i], self.header.signals[i], target.get("bitrate"),
+                                      target.get("quality"), self.options.band_envelope)
 
     def _record_bytes(self, raw: bytes, coded: dict) -> Stream | None:
         """A block whose samples predict badly (byte-shifted, mangled files) kept as its record bytes under

@@ -182,6 +182,8 @@ class EegzFile:
         (picked,) = self._pick([channel])
         meta = self._container.meta
         aux = meta.get("with_tokens")
+        if meta["mode"] == "transform":
+            raise EegzError(f"{picked.label} holds no tokens (the file is transform-coded)")
         if meta.get("codec") is None or (picked.role != NEURAL and not aux):
             raise EegzError(f"{picked.label} holds no tokens (it is stored exactly)")
         from .lossy import frame_of, hop_of, token_tables, unpack_tokens
