@@ -41,7 +41,7 @@ def _odd(name: str) -> bytes:
     ("header only", "truncated EDF"), ("0 data records", None), ("0 samples per record", None),
     ("inf physical minimum", "not a finite number"), ("nan record duration", "not a finite number"),
     ("-inf record duration", "not a finite number"), ("1e308 physical maximum", "within ±1e15")])
-@pytest.mark.parametrize("mode", ["lossless", "near-lossless", "lossy"])
+@pytest.mark.parametrize("mode", ["lossless", "near-lossless", "lossy", "transform"])
 def test_odd_edf_files_give_a_result_or_a_clear_error(tmp_path, name, expected, mode):
     src = tmp_path / "odd.edf"
     src.write_bytes(_odd(name))
