@@ -68,15 +68,20 @@ def dct_code(x: np.ndarray, rate: float, budget_bits: float) -> np.ndarray:
             bits += 8 * len(_core.encode_residuals(np.ascontiguousarray(values, np.int64), family, 0))
         return bits, q
 
-    lo, hi = 1e-6, float(np.abs(coefs).max() * 2 + 1e-6)
-    for _ in range(40):  # bisection on the log step for the largest quality within budget
-        mid = math.sqrt(lo * hi)
-        bits, _ = cost_and_recon(mid)
-        lo, hi = (mid, hi) if bits > budget_bits else (lo, mid)  # lo: over budget, hi: within
-        if hi / lo < 1.01:
-            break
+    hi = _finest_step(lambda step: cost_and_recon(step)[0], coefs, budget_bits)
     _, q = cost_and_recon(hi)
     return idct(q * hi, norm="ortho", axis=1).reshape(-1)[:len(x)] + mean
+
+
+def _finest_step(bits_at, coefs: np.ndarray, budget_bits: float) -> float:
+    """The finest step whose bits_at(step) stays within budget: bisection on the log step, to 1 %."""
+    lo, hi = 1e-6, float(np.abs(coefs).max() * 2 + 1e-6)
+    for _ in range(40):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if bits_at(mid) > budget_bits else (lo, mid)  # lo: over budget, hi: within
+        if hi / lo < 1.01:
+            break
+    return hi
 
 
 BAND_HZ = 4.0  # the adaptive coder's bands: one Laplacian scale per 4 Hz and window (2 Hz: +1-1.5 PRDN points, 1 Hz: +3-4)
@@ -130,13 +135,7 @@ def adaptive_dct_code(x: np.ndarray, rate: float, budget_bits: float) -> tuple[n
         q[live] = coder.decode(value_model, np.zeros(int(live.sum())), 2.0 ** ((per_coef[live] - 5) / 2) / np.sqrt(2))
         return q
 
-    lo, hi = 1e-6, float(np.abs(coefs).max() * 2 + 1e-6)
-    for _ in range(40):  # bisection on the log step for the largest quality within budget
-        mid = math.sqrt(lo * hi)
-        bits, _, _ = cost_and_recon(mid)
-        lo, hi = (mid, hi) if bits > budget_bits else (lo, mid)
-        if hi / lo < 1.01:
-            break
+    hi = _finest_step(lambda step: cost_and_recon(step)[0], coefs, budget_bits)
     bits, q, coder = cost_and_recon(hi)
     assert np.array_equal(decode(coder), q), "the adaptive coder's words do not decode to its coefficients"
     return idct(q * hi, norm="ortho", axis=1).reshape(-1)[:len(x)] + mean, float(bits)

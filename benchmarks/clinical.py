@@ -110,13 +110,21 @@ def coded(segment: np.ndarray, folder: Path, options: dict) -> tuple[np.ndarray,
     return read_edf(folder / "r.edf").digital[0].astype(np.float64), summary["bits_per_second_per_channel"]
 
 
-def transform_settings() -> dict:
-    """Mode transform at the default model's bits per second at 3, 6 and 9 codebooks on these segments."""
+def eegz_bits() -> dict[int, float]:
+    """The default model's mean bits per second per channel at 3, 6 and 9 codebooks on these segments, as
+    results/clinical.json recorded them."""
     results = json.loads((ROOT / "benchmarks" / "results" / "clinical.json").read_text())["results"]
     out = {}
     for n in (3, 6, 9):
         name = next(k for k in results if k.endswith(f"(default), {n} codebooks"))
-        bits = float(np.mean([r["bits_per_second"] for r in results[name].values()]))
+        out[n] = float(np.mean([r["bits_per_second"] for r in results[name].values()]))
+    return out
+
+
+def transform_settings() -> dict:
+    """Mode transform at the default model's bits per second at 3, 6 and 9 codebooks on these segments."""
+    out = {}
+    for n, bits in eegz_bits().items():
         out[f"transform at {bits:.0f} bit/s (the neural codec's at {n} codebooks)"] = {"mode": "transform", "bitrate": bits}
         if n == 6:
             out[f"transform at {bits:.0f} bit/s, no band envelope"] = {"mode": "transform", "bitrate": bits,

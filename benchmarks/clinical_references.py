@@ -16,7 +16,6 @@ Usage: python benchmarks/clinical_references.py [DATA_DIR]; writes results/clini
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.baselines import adaptive_dct_code, dct_code  # noqa: E402
-from benchmarks.clinical import HEADER, RATE, evaluate, report_progress, train_detectors, write_results  # noqa: E402
+from benchmarks.clinical import HEADER, RATE, eegz_bits, evaluate, report_progress, train_detectors, write_results  # noqa: E402
 
 PHASE_EDGES_HZ = (30.0, 40.0, 60.0)
 SEED = 0
@@ -62,17 +61,6 @@ def adaptive_with_envelope(x: np.ndarray, bits_per_second: float) -> np.ndarray:
         stored = envelope.levels(x[block] / scale, RATE, RATE / 2, bands, version=6)
         y[block] = scale * envelope.apply(y[block] / scale, stored, RATE, RATE / 2, SEED + k, bands, version=6)
     return y
-
-
-def eegz_bits() -> dict[int, float]:
-    """eegz's mean bits per second per channel at 3, 6 and 9 codebooks on these segments (default model)."""
-    results = json.loads((ROOT / "benchmarks" / "results" / "clinical.json").read_text())["results"]
-    out = {}
-    for name, per_set in results.items():
-        if name.endswith("(default), 3 codebooks") or name.endswith("(default), 6 codebooks") \
-                or name.endswith("(default), 9 codebooks"):
-            out[int(name.split(", ")[-1].split()[0])] = float(np.mean([r["bits_per_second"] for r in per_set.values()]))
-    return out
 
 
 def references() -> dict:

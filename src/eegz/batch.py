@@ -145,7 +145,7 @@ def _output_checks_out(task: Task) -> bool:
                 return (meta.get("codec") or {}).get("n_codebooks") == task.options.get("codebooks")
             wanted = task.options.get("mode", "lossy")
             if meta["mode"] != wanted or (wanted == "lossy" and meta["codec"]["n_codebooks"] != task.options.get("codebooks", 6)) \
-                    or (wanted == "transform" and meta["transform"] != _transform_target(task.options)):
+                    or (wanted == "transform" and meta["transform"] != _transform_header(task.options)):
                 raise EegzError(f"{out} exists, made with other settings; use --force to replace it")
             same_bytes = meta.get("identity", "clear") == "clear" and meta.get("annotation_text", "kept") == "kept"
             return (meta["source"]["bytes"] == _size(task.input)
@@ -163,11 +163,11 @@ def _output_checks_out(task: Task) -> bool:
     return False
 
 
-def _transform_target(options: dict) -> dict:
-    """What a transform file made with these options records in its header (encode.EncodeOptions)."""
+def _transform_header(options: dict) -> dict:
+    """What a transform file made with these options records in its header."""
     from .encode import EncodeOptions
-    target = EncodeOptions(mode="transform", bitrate=options.get("bitrate"), quality=options.get("quality")).transform_target
-    return {**target, "band_envelope": options.get("band_envelope", True)}
+    return EncodeOptions(mode="transform", bitrate=options.get("bitrate"), quality=options.get("quality"),
+                         band_envelope=options.get("band_envelope", True)).transform_header
 
 
 def _finished(entry: dict, t0: float) -> dict:

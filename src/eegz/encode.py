@@ -84,10 +84,15 @@ class EncodeOptions:
 
     @property
     def transform_target(self) -> dict:
-        """Mode transform's rate control as the header records it: {"bitrate": B} or {"quality": Q}."""
+        """Mode transform's rate control: {"bitrate": B} or {"quality": Q}."""
         if self.quality is not None:
             return {"quality": self.quality}
         return {"bitrate": self.bitrate if self.bitrate is not None else DEFAULT_BITRATE}
+
+    @property
+    def transform_header(self) -> dict:
+        """The header's `transform` member (spec 2.1): the rate control and whether the envelope is carried."""
+        return {**self.transform_target, "band_envelope": self.band_envelope}
 
     @property
     def identity(self) -> str:
@@ -153,7 +158,7 @@ def header_json(source_name: str, header: EdfHeader, roles, bounds, options: Enc
                       "weights_sha256": codec.sha256, "n_codebooks": options.stored_codebooks, "context_frames": context}
         if options.quality is not None:
             codec_meta["quality"] = options.quality
-    transform = {**options.transform_target, "band_envelope": options.band_envelope} if options.mode == "transform" else None
+    transform = options.transform_header if options.mode == "transform" else None
     return {
         "format": "eegz", "format_version": format_version(codec is not None or options.mode == "transform"),
         "writer": f"eegz {__version__}", "mode": options.mode, **({"transform": transform} if transform else {}),

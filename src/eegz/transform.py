@@ -47,6 +47,7 @@ CUTS = (1, 2)  # trailing coefficients below this magnitude are dropped: the enc
 PATCH_STEPS = 16
 PATCH_SECONDS = 0.05
 STARTS = (0, 16, 256, 4096)  # the residual coder's context starts a stream may name
+ENVELOPE_RULES = 6  # the band envelope as spec 6.4 gives it from format 6 on (parts, shape, skirt)
 _HEAD = struct.Struct("<fffBBBI")  # offset, scale, step, windows, coder (family + 4 × start), bands, coefficients
 
 
@@ -73,7 +74,7 @@ def encode_block(digital: np.ndarray, signal: Signal, bitrate: float | None = No
     z = (x - offset) / scale
     edges = window_edges(n, window_count(n, rate))
     coefs = [dct(z[a:b], norm="ortho") for a, b in zip(edges, edges[1:])]
-    levels = envelope.levels(z, rate, rate / 2, envelope.channel_bands(rate), version=6) if band_envelope else b""
+    levels = envelope.levels(z, rate, rate / 2, envelope.channel_bands(rate), ENVELOPE_RULES) if band_envelope else b""
 
     ends = [_edge_rows(b - a) for a, b in zip(edges, edges[1:])]
 
@@ -97,7 +98,7 @@ def encode_block(digital: np.ndarray, signal: Signal, bitrate: float | None = No
     best = None
     for cut in CUTS:
         step = _finest(lambda step: len(coded(step, cut)[2]), budget, coefs)
-        error = sum(float(np.sum((c - _dequantized(v, len(c), step)) ** 2)) for c, v in zip(coefs, coded(step, cut)[0]))
+        error = sum(float(np.sum((c - _dequantized(_quantized(c, step, cut), len(c), step)) ** 2)) for c in coefs)
         if best is None or error < best[0]:
             best = (error, step, cut)
     return stream(best[1], best[2])
@@ -233,7 +234,7 @@ def _inverse(q: list, edges: list, step: float) -> np.ndarray:
     from scipy.fft import idct
     out = np.empty(edges[-1])
     for j, (a, b) in enumerate(zip(edges, edges[1:])):
-        out[a:b] = idct(_dequantized(q[j], b - a, step), norm="ortho") if b > a else 0.0
+        out[a:b] = idct(_dequantized(q[j], b - a, step), norm="ortho")  # windows are never empty: w <= n
     return out
 
 
@@ -270,5 +271,5 @@ def decode_block(data: bytes, signal: Signal, n: int, first_record: int) -> np.n
     if n_bands:  # noise filling and scaling, as lossy mode's (spec 6.4), in the block's digital units
         seed = seed_of(first_record, signal.index, scale)
         z = envelope.apply(z, bytes(levels.astype(np.uint8)), rate, rate / 2, seed, bands, (1.0 / scale) ** 2 / 12.0,
-                           version=6)
+                           version=ENVELOPE_RULES)
     return np.clip(np.rint(offset + scale * z), signal.digital_min, signal.digital_max).astype(np.int32)
