@@ -1,4 +1,4 @@
-"""Write the test vectors of formats 3 to 7 (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled
+"""Write the test vectors of formats 3 to 8 (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled
 example (eegmat Subject17, CC BY 4.0) and BioSemi's BDF test file (edge/biosemi, shared data folder).
 
 Run when the format changes, with a new file name for every new vector: vectors already in vectors.json are
@@ -101,6 +101,11 @@ VECTORS = {  # file: (source, options, what it exercises)
                            "blocks; ECG kept exactly"),
     "transform_quality.eegz": ("eegmat-12s", dict(mode="transform", quality=15.0, band_envelope=False),
                                "format 7: kind 5 at quality 15 % with n_bands = 0"),
+    "transform_rotated_250.eegz": ("eegmat-40s", dict(mode="transform"),
+                                   "format 8: kind 5 with a kind-6 rotation of the 5 EEG channels in each of 3 "
+                                   "blocks, band envelopes, 250 bit/s; ECG kept exactly"),
+    "transform_rotated_quality.eegz": ("eegmat-12s", dict(mode="transform", quality=15.0, band_envelope=False),
+                                       "format 8: kinds 5 and 6 at quality 15 % with n_bands = 0"),
 }
 
 

@@ -52,7 +52,7 @@ def compress(in_path, out_path=None, mode: str = "lossy", codebooks: int = 6, de
              with_tokens: bool = False, exact_labels: tuple[str, ...] = (), force: bool = False,
              quiet: bool = True, workers: int = 0, anonymize: bool = False, drop_annotation_text: bool = False,
              passphrase: bytes | None = None, band_envelope: bool = True, quality: float | None = None,
-             bitrate: float | None = None) -> dict:
+             bitrate: float | None = None, rotate_channels: bool = True) -> dict:
     """Compress an EDF/BDF file into a .eegz container; returns the summary that `info` gives.
 
     anonymize replaces the patient and recording identification (and the start date, by 01.01.85);
@@ -62,12 +62,14 @@ def compress(in_path, out_path=None, mode: str = "lossy", codebooks: int = 6, de
     fewest codebooks (3..9) whose block PRDN and delta..beta band powers are within `quality` percent.
     mode="transform" codes the EEG channels with the transform codec instead of the neural one, within
     `bitrate` bits per second per channel (default 250) or at `quality` (each block's coarsest step that
-    meets it)."""
+    meets it); rotate_channels (transform) codes the principal components of each block's EEG channels
+    instead of each channel apart (smaller for the same error; decoding one channel then decodes them all)."""
     from .encode import EncodeOptions, encode
     options = EncodeOptions(mode=mode, codebooks=codebooks, max_error_uv=max_error_uv, max_error_lsb=max_error_lsb,
                             with_tokens=with_tokens, exact_labels=tuple(exact_labels), model=model, device=device,
                             workers=workers, anonymize=anonymize, drop_annotation_text=drop_annotation_text,
-                            passphrase=passphrase, band_envelope=band_envelope, quality=quality, bitrate=bitrate)
+                            passphrase=passphrase, band_envelope=band_envelope, quality=quality, bitrate=bitrate,
+                            rotate_channels=rotate_channels)
     options.check()
     in_path = Path(in_path)
     out_path = _output_path(in_path, out_path, ".eegz")

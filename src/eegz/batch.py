@@ -167,7 +167,8 @@ def _transform_header(options: dict) -> dict:
     """What a transform file made with these options records in its header."""
     from .encode import EncodeOptions
     return EncodeOptions(mode="transform", bitrate=options.get("bitrate"), quality=options.get("quality"),
-                         band_envelope=options.get("band_envelope", True)).transform_header
+                         band_envelope=options.get("band_envelope", True),
+                         rotate_channels=options.get("rotate_channels", True)).transform_header
 
 
 def _finished(entry: dict, t0: float) -> dict:

@@ -130,6 +130,8 @@ def _run_batch(command: str, inputs, output, recursive, jobs, scheduler, options
 @click.option("--bitrate", type=float, help="transform: bits per second per EEG channel [default: 250]")
 @click.option("--band-envelope/--no-band-envelope", default=True, show_default=True,
               help="lossy: carry each block's power above beta and restore it on decode (noise filling)")
+@click.option("--channel-rotation/--no-channel-rotation", "rotate_channels", default=True, show_default=True,
+              help="transform: code the principal components of each block's EEG channels, not each channel apart")
 @click.option("--exact-channel", "exact_channels", multiple=True, help="keep this EEG channel exactly (repeatable)")
 @click.option("--model", help="model name or .npz path (default: the shipped model)")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
@@ -145,7 +147,7 @@ def _run_batch(command: str, inputs, output, recursive, jobs, scheduler, options
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar, no summary")
 @click.option("--json", "as_json", is_flag=True, help="print the summary (with many files: the report) as JSON")
 def compress(inputs, output, mode, codebooks, max_error, max_error_lsb, with_tokens, quality, bitrate, band_envelope,
-             exact_channels, model, device,
+             rotate_channels, exact_channels, model, device,
              anonymize, drop_annotation_text, encrypt_identity, passphrase_file, recursive, jobs, scheduler, force,
              quiet, as_json):
     """Compress EDF/BDF files ('-': standard input); the default output is each INPUT with .eegz."""
@@ -161,7 +163,7 @@ def compress(inputs, output, mode, codebooks, max_error, max_error_lsb, with_tok
         return dict(mode=mode, codebooks=codebooks, device=device, model=model, max_error_uv=max_error,
                     max_error_lsb=max_error_lsb, with_tokens=with_tokens, exact_labels=tuple(exact_channels),
                     anonymize=anonymize, drop_annotation_text=drop_annotation_text, passphrase=passphrase,
-                    band_envelope=band_envelope, quality=quality, bitrate=bitrate)
+                    band_envelope=band_envelope, quality=quality, bitrate=bitrate, rotate_channels=rotate_channels)
     if _is_batch(inputs, recursive, jobs, scheduler):
         _run_batch("compress", inputs, output, recursive, jobs, scheduler, _run(options), force, quiet, as_json)
     result = _run(lambda: run(inputs[0], output, force=force, quiet=quiet or as_json, **options()))
@@ -251,7 +253,8 @@ def info(input, as_json):
                 else f"block PRDN and delta..beta power within {target['quality']:g} %")
         bps = result["bits_per_second_per_channel"]
         lines.append(f"transform     {rate}" + (f", {bps:.1f} bit/s per EEG channel" if bps else "")
-                     + ("" if target.get("band_envelope", True) else ", no band envelope"))
+                     + ("" if target.get("band_envelope", True) else ", no band envelope")
+                     + (", channels rotated" if target.get("rotate_channels") else ""))
     if result.get("codebook_counts"):
         lines.append("token streams " + ", ".join(f"{n} codebooks: {count}" for n, count in result["codebook_counts"].items()))
     lines.append("channels")

@@ -32,17 +32,20 @@ from .errors import EegzError, FormatError, OutputExistsError
 
 MAGIC = b"\x89EEGZ\r\n\x1a"
 FOOTER_MAGIC = b"EEGZEND\x00"
-FORMAT_VERSION = 7  # what this code writes when a file holds token or transform streams (4 added the band
-# envelope, 5 moved it to the channel rate, 6 continued its first part's noise filling below 30 Hz, 7 added
-# transform streams and the stream's scale to the noise seed)
-EXACT_FORMAT_VERSION = 3  # files without token streams are unchanged since format 3: eegz 0.2 reads them
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
+FORMAT_VERSION = 8  # what this code writes when a file holds transform streams (4 added the band envelope,
+# 5 moved it to the channel rate, 6 continued its first part's noise filling below 30 Hz, 7 added transform
+# streams and the stream's scale to the noise seed, 8 added rotation streams)
+TOKEN_FORMAT_VERSION = 7  # files with token streams are unchanged since format 7: eegz 0.6 reads them
+EXACT_FORMAT_VERSION = 3  # files with neither are unchanged since format 3: eegz 0.2 reads them
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)
 
 
-def format_version(coded: bool) -> int:
+def format_version(mode: str, coded: bool) -> int:
     """The version a new file is written as: the oldest whose layout holds what it holds (coded: token or
     transform streams)."""
-    return FORMAT_VERSION if coded else EXACT_FORMAT_VERSION
+    if not coded:
+        return EXACT_FORMAT_VERSION
+    return FORMAT_VERSION if mode == "transform" else TOKEN_FORMAT_VERSION
 
 
 PREAMBLE = struct.Struct("<8sHHI")  # magic, version, flags, reserved
@@ -55,7 +58,7 @@ CHECKSUM = struct.Struct("<Q")
 MAX_JSON_BYTES = 64 << 20  # a header or summary larger than this is not one eegz wrote
 
 # Stream kinds inside a block (spec section 4).
-ANNOTATION_BYTES, LOSSLESS, NEAR_LOSSLESS, NEURAL_TOKENS, RECORD_BYTES, TRANSFORM = range(6)
+ANNOTATION_BYTES, LOSSLESS, NEAR_LOSSLESS, NEURAL_TOKENS, RECORD_BYTES, TRANSFORM, ROTATION = range(7)
 MODES = ("lossy", "lossless", "near-lossless", "transform")
 ALL_SIGNALS = 0xFFFF  # the signal index of a RECORD_BYTES stream
 AUX_TOKENS = 1  # stream flag: neural tokens carried beside an exact stream (--with-tokens)
@@ -123,7 +126,7 @@ def stream_sizes(blocks) -> dict:
 def add_stream_sizes(sizes: dict, streams) -> None:
     """Add one block's stream bytes to `sizes` (as stream_sizes makes it): for writers and readers that see
     the blocks one at a time."""
-    names = {ANNOTATION_BYTES: "annotations", NEURAL_TOKENS: "neural", TRANSFORM: "transform"}
+    names = {ANNOTATION_BYTES: "annotations", NEURAL_TOKENS: "neural", TRANSFORM: "transform", ROTATION: "transform"}
     for s in streams:
         name = "aux_tokens" if (s.kind == NEURAL_TOKENS and s.flags & AUX_TOKENS) else names.get(s.kind, "exact")
         sizes[name] += len(s.data)

@@ -15,7 +15,7 @@ import numpy as np
 
 from .channels import NEURAL
 from .container import (ALL_SIGNALS, ANNOTATION_BYTES, AUX_TOKENS, LOSSLESS, NEAR_LOSSLESS, NEURAL_TOKENS,
-                        RECORD_BYTES, TRANSFORM, BlockEntry, Container, Stream, unzstd)
+                        RECORD_BYTES, ROTATION, TRANSFORM, BlockEntry, Container, Stream, unzstd)
 from .edf import EdfError, EdfHeader, bytes_to_digital, parse_header, split_records
 from .errors import FormatError, ModelError
 from .exact import Expected, decode_group
@@ -44,13 +44,14 @@ class _Block:
     """A block's entry and its streams, sorted by what decodes them."""
 
     def __init__(self, index: int, entry: BlockEntry, streams: list[Stream], header: EdfHeader, name: str,
-                 transform: bool = False):
+                 transform: int = 0):
         self.index, self.entry = index, entry
         self.record_bytes: Stream | None = None
         self.annotations: dict[int, Stream] = {}
         self.exact: list[Stream] = []
         self.tokens: dict[int, Stream] = {}
         self.transform: list[Stream] = []
+        self.rotations: list[Stream] = []
         where = f"{name}: block {index}"
         n_signals = len(header.signals)
         seen: set[int] = set()
@@ -63,8 +64,12 @@ class _Block:
                     raise FormatError(f"{where} mixes record bytes with other streams")
                 self.record_bytes = s
                 return
-            if s.signal >= n_signals or s.kind > TRANSFORM or (s.kind == TRANSFORM and not transform):
+            if s.signal >= n_signals or s.kind > ROTATION or (s.kind == TRANSFORM and not transform) \
+                    or (s.kind == ROTATION and transform < 8):
                 raise FormatError(f"{where} has a stream of an unknown signal or kind")
+            if s.kind == ROTATION:  # no signal's primary stream: its signal is its group's first member (8.1)
+                self.rotations.append(s)
+                continue
             if not primary:
                 continue
             if s.signal in seen:
@@ -117,12 +122,15 @@ class _ExactDecoder:
             values = _decode_v1([s.data for s in block.exact], expected)
         out.update({s.signal: v for s, v in zip(block.exact, values)})
         if block.transform:
-            from .transform import decode_block
-            for s in block.transform:
-                if self.roles[s.signal] != NEURAL:
-                    raise FormatError(f"block {block.index}: a transform stream for a channel that is not EEG")
-                signal = self.header.signals[s.signal]
-                out[s.signal] = decode_block(s.data, signal, e.record_count * signal.samples_per_record, e.first_record)
+            from .transform import decode_streams
+            if any(self.roles[s.signal] != NEURAL for s in block.transform):
+                raise FormatError(f"block {block.index}: a transform stream for a channel that is not EEG")
+            signals = self.header.signals
+            out.update(decode_streams({s.signal: s.data for s in block.transform}, [(s.signal, s.data) for s in block.rotations],
+                                      signals, lambda i: e.record_count * signals[i].samples_per_record,
+                                      e.first_record))
+        elif block.rotations:
+            raise FormatError(f"block {block.index}: a rotation stream without transform streams")
         return out
 
 
@@ -181,7 +189,8 @@ def decode_blocks(container: Container, first: int, stop: int, device: str = "au
                               codebooks)
     unpacked: dict[int, dict] = {}
 
-    transform = meta["mode"] == "transform"  # (a reader of version 7 and later: older ones refuse the mode)
+    # a transform file's version (7 or later: older ones refuse the mode), 0 for others
+    transform = container.version if meta["mode"] == "transform" else 0
 
     def read(k: int) -> _Block:
         return _Block(k, container.blocks[k], container.read_block(k), header, container.name, transform)

@@ -18,7 +18,7 @@ import numpy as np
 from . import __version__, identity
 from .channels import ANNOTATION, EXACT, NEURAL, channel_roles
 from .container import (ALL_SIGNALS, ANNOTATION_BYTES, AUX_TOKENS, LOSSLESS, MODES, NEAR_LOSSLESS, NEURAL_TOKENS,
-                        RECORD_BYTES, TRANSFORM, ContainerWriter, Stream, add_stream_sizes, format_version, pack_block,
+                        RECORD_BYTES, ROTATION, TRANSFORM, ContainerWriter, Stream, add_stream_sizes, format_version, pack_block,
                         stream_sizes, zstd)
 from .dsp import microvolt_factor
 from .edf import EdfHeader, EdfReader, split_records
@@ -52,6 +52,7 @@ class EncodeOptions:
     band_envelope: bool = True  # carry each block's power above beta and restore it on decode (envelope.py)
     quality: float | None = None  # lossy: per block and channel the fewest codebooks (3..9) meeting this (lossy.py)
     bitrate: float | None = None  # transform: bits per second per EEG channel (transform.py)
+    rotate_channels: bool = True  # transform: code the principal components of a block's channels (spec 8.1)
 
     @property
     def stored_codebooks(self) -> int:
@@ -92,7 +93,7 @@ class EncodeOptions:
     @property
     def transform_header(self) -> dict:
         """The header's `transform` member (spec 2.1): the rate control and whether the envelope is carried."""
-        return {**self.transform_target, "band_envelope": self.band_envelope}
+        return {**self.transform_target, "band_envelope": self.band_envelope, "rotate_channels": self.rotate_channels}
 
     @property
     def identity(self) -> str:
@@ -160,7 +161,7 @@ def header_json(source_name: str, header: EdfHeader, roles, bounds, options: Enc
             codec_meta["quality"] = options.quality
     transform = options.transform_header if options.mode == "transform" else None
     return {
-        "format": "eegz", "format_version": format_version(codec is not None or options.mode == "transform"),
+        "format": "eegz", "format_version": format_version(options.mode, codec is not None or options.mode == "transform"),
         "writer": f"eegz {__version__}", "mode": options.mode, **({"transform": transform} if transform else {}),
         "source": {"name": source_name if options.identity == "clear" else "anonymized" + Path(source_name).suffix},
         "identity": options.identity, "annotation_text": "dropped" if options.drop_annotation_text else "kept",
@@ -191,8 +192,7 @@ class _Coder:
 
     def exact_streams(self, block: Block, raw: bytes, coded_by_tokens: set[int]) -> list[Stream]:
         """Annotation, exact and transform streams of a block, in signal order (tokens are added later)."""
-        by_transform = {i: self._transform_stream(block, i) for i in self.transform
-                        if block_is_codable(block.digital[i], self.header.signals[i])}
+        by_transform, rotations = self._transform_streams(block)
         exact = [i for i, role in enumerate(self.roles)
                  if role != ANNOTATION and i not in coded_by_tokens and i not in by_transform]
         items = [ExactItem(block.digital[i], self.bounds[i], self.lo, self.hi) for i in exact]
@@ -211,13 +211,30 @@ class _Coder:
                 streams.append(Stream(i, NEAR_LOSSLESS if self.bounds[i] else LOSSLESS, coded[i]))
             elif i in by_transform:
                 streams.append(Stream(i, TRANSFORM, by_transform[i]))
+            if i in rotations:
+                streams.append(Stream(i, ROTATION, rotations[i]))
         return streams
 
-    def _transform_stream(self, block: Block, i: int) -> bytes:
+    def _transform_streams(self, block: Block) -> tuple[dict, dict]:
+        """({signal: transform stream}, {first member: rotation stream}) of the block's codable EEG channels,
+        coded together where they share a rate (spec 8.1)."""
+        if not self.transform:
+            return {}, {}
         from . import transform
         target = self.options.transform_target
-        return transform.encode_block(block.digital[i], self.header.signals[i], target.get("bitrate"),
-                                      target.get("quality"), self.options.band_envelope)
+        groups: dict[int, list[int]] = {}
+        for i in self.transform:
+            if block_is_codable(block.digital[i], self.header.signals[i]):
+                groups.setdefault(self.header.signals[i].samples_per_record, []).append(i)
+        coded, rotations = {}, {}
+        for members in groups.values():
+            rotation, streams = transform.encode_group(
+                [block.digital[i] for i in members], [self.header.signals[i] for i in members], target.get("bitrate"),
+                target.get("quality"), self.options.band_envelope, self.options.rotate_channels)
+            coded.update(zip(members, streams))
+            if rotation is not None:
+                rotations[members[0]] = rotation
+        return coded, rotations
 
     def _record_bytes(self, raw: bytes, coded: dict) -> Stream | None:
         """A block whose samples predict badly (byte-shifted, mangled files) kept as its record bytes under
@@ -250,7 +267,7 @@ def encode(reader: EdfReader, out, source_name: str, options: EncodeOptions, qui
     frame_seconds = codec.config.hop / codec.config.sample_rate if codec else None
     per_block = records_per_block(header, frame_seconds, reader.n_records)
     tokens = (TokenEncoder(codec, header.signals, neural, options.stored_codebooks, header.record_duration,
-                           format_version(True), options.band_envelope, options.quality) if codec else None)
+                           format_version(options.mode, True), options.band_envelope, options.quality) if codec else None)
     context = tokens.context if tokens else 0
     meta = header_json(source_name, header, roles, bounds, options, codec, context, per_block)
     stored_header = header.raw if options.identity == "clear" else identity.anonymized(header.raw)
@@ -348,5 +365,5 @@ def _drop_annotation_text(header: EdfHeader, block: Block) -> bytes:
 
 
 def _table_order(stream: Stream) -> tuple:
-    """Streams in signal order; a signal's exact stream before its auxiliary tokens."""
-    return stream.signal, stream.kind == NEURAL_TOKENS
+    """Streams in signal order; a signal's primary stream before its auxiliary tokens or rotation."""
+    return stream.signal, stream.kind in (NEURAL_TOKENS, ROTATION)
