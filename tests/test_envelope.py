@@ -165,3 +165,37 @@ def test_format_6_continues_the_first_parts_noise_filling_below_30_hz():
     y = np.fft.irfft(strong, n)
     np.testing.assert_array_equal(envelope.apply(y, stored, rate, rate / 2, 5, bands, version=6),
                                   envelope.apply(y, stored, rate, rate / 2, 5, bands, version=5))
+
+
+def test_format_8_bands_follow_a_notch_and_leave_mostly_coded_parts_alone():
+    """Spec 8.2 (transform streams of format 8): 2-Hz bands from 43 to 64 Hz keep the gap of a 47.5-52 Hz
+    notch filter (20 dB deep) at its power (1.1x) where 6.4's bands fill it to 50x, and parts that still hold
+    80 % of their power are left as they are (6.4 fills them up)."""
+    assert [len(envelope.channel_bands(r, 8)) for r in (160.0, 173.61, 256.0, 500.0, 800.0, 2048.0)] == [17, 18, 19, 22, 24, 25]
+    rate, n = 500.0, 8000
+    f = np.fft.rfftfreq(n, 1 / rate)
+    spectrum = np.exp(2j * np.pi * np.random.default_rng(4).random(len(f)))  # white: each part at its share
+    spectrum[(f >= 47.5) & (f < 52.0)] *= 0.1  # a notch filter's gap, 20 dB deep
+    x = np.fft.irfft(spectrum, n)
+    decoded = spectrum.copy()
+    decoded[f >= 30] = 0.0  # what a coder that stops at 30 Hz gives back
+    y = np.fft.irfft(decoded, n)
+    gap = (f >= 48.0) & (f < 51.75)
+    for version, most in ((6, None), (8, 1.5)):
+        bands = envelope.channel_bands(rate, version)
+        z = envelope.apply(y, envelope.levels(x, rate, rate / 2, bands, version), rate, rate / 2, 9, bands,
+                           version=version)
+        ratio = np.sum(np.abs(np.fft.rfft(z)[gap]) ** 2) / np.sum(np.abs(spectrum[gap]) ** 2)
+        assert ratio < most if most else ratio > 20.0
+    partial = spectrum.copy()
+    partial[f >= 30] *= np.sqrt(0.8)  # every part holds 80 % of its power
+    y = np.fft.irfft(partial, n)
+    change = {}
+    for version in (6, 8):
+        bands = envelope.channel_bands(rate, version)
+        z = envelope.apply(y, envelope.levels(x, rate, rate / 2, bands, version), rate, rate / 2, 9, bands,
+                           version=version)
+        change[version] = np.sqrt(np.mean((z - y) ** 2)) / np.sqrt(np.mean((x - y) ** 2))  # against what was lost
+    # 6.4 adds noise of 4x the lost power; 8.2 touches only the parts beside the notch, where the
+    # interpolated shape cannot follow its edge (0.65x)
+    assert change[6] > 3.0 and change[8] < 0.25 * change[6]

@@ -47,7 +47,7 @@ def transform_example(tmp_path_factory):
 def test_transform_keeps_the_waveform_better_than_the_neural_codec_at_fewer_bits(transform_example, lossy_example,
                                                                                   tmp_path):
     """Measured on the example (held-out Subject17, 2026-11-27): 250 bit/s per channel, PRDN over the EEG
-    channels 10.2 % with the band envelope and 7.4 % without it (channels coded apart: 17.7 and 14.0 %),
+    channels 9.4 % with the band envelope and 7.4 % without it (channels coded apart: 17.2 and 14.0 %),
     against the neural codec's 25.2 % at 6 codebooks (252 bit/s)."""
     original = read_edf(EXAMPLE)
     roles = channel_roles(original.header.signals)
@@ -65,13 +65,14 @@ def test_transform_keeps_the_waveform_better_than_the_neural_codec_at_fewer_bits
     with_envelope = _eeg_prdn(original, decoded, roles)
     without = _eeg_prdn(original, _decoded(transform_example[False], tmp_path, "plain.edf"), roles)
     by_tokens = _eeg_prdn(original, _decoded(lossy_example[6], tmp_path, "neural.edf"), roles)
-    assert with_envelope < 10.7 and without < 7.8
+    assert with_envelope < 9.9 and without < 7.8
     assert with_envelope < 0.45 * by_tokens
 
 
 def test_the_envelope_brings_back_the_power_the_step_zeroes(transform_example, tmp_path):
-    """Measured on the example (the channels' mean spectrum, channels rotated): 30-70 Hz power error 0.004
-    with the envelope, 0.05 without; 70-250 Hz 0.15 (0.96 without: the step zeroes all of it)."""
+    """Measured on the example (the channels' mean spectrum, channels rotated): 70-250 Hz power error 0.15
+    with the envelope, 0.96 without (the step zeroes all of it); 30-70 Hz, mostly coded, 0.06 and 0.05 (the
+    envelope leaves a part that holds 70 % of its power or more alone, spec 8.2)."""
     original = read_edf(EXAMPLE)
     roles = channel_roles(original.header.signals)
     errors = {}
@@ -80,7 +81,7 @@ def test_the_envelope_brings_back_the_power_the_step_zeroes(transform_example, t
         x = np.array([d for d, r in zip(original.digital, roles) if r == NEURAL], float)
         y = np.array([d for d, r in zip(decoded.digital, roles) if r == NEURAL], float)
         errors[envelope] = band_power_errors_psd(welch_psd(x, 500.0), welch_psd(y, 500.0), 500.0)
-    assert errors[True]["gamma"] < 0.01 and errors[False]["gamma"] > 0.03
+    assert errors[True]["gamma"] < 0.08 and errors[False]["gamma"] < 0.08
     assert errors[True]["high_gamma"] < 0.2 and errors[False]["high_gamma"] > 0.9
     for band in ("delta", "theta", "alpha", "beta"):
         assert errors[True][band] < 0.01
@@ -192,6 +193,9 @@ def test_a_rotation_turns_the_components_back_into_channels():
         assert 100 * np.linalg.norm(x - decoded[i]) / np.linalg.norm(x - x.mean()) < 25
     plain = transform.decode_streams(streams, [], list(signals), lambda i: 16 * 500, 0)
     assert not np.array_equal(plain[1], decoded[1])  # the streams alone are components, not channels
+    # at 2 bit/s the matrix (16 entries) would take more than a quarter of the block's 128 bits: channels apart
+    low = transform.encode_group([rec.digital[i][:16 * 500] for i in range(4)], signals, bitrate=2.0)
+    assert low[0] is None and len(low[1]) == 4
 
 
 def test_damaged_rotations_are_refused():

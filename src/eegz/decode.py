@@ -128,7 +128,7 @@ class _ExactDecoder:
             signals = self.header.signals
             out.update(decode_streams({s.signal: s.data for s in block.transform}, [(s.signal, s.data) for s in block.rotations],
                                       signals, lambda i: e.record_count * signals[i].samples_per_record,
-                                      e.first_record))
+                                      e.first_record, self.version))
         elif block.rotations:
             raise FormatError(f"block {block.index}: a rotation stream without transform streams")
         return out

@@ -20,18 +20,25 @@ BANDS_HZ = ((30.0, 34.0), (34.0, 38.0), (38.0, 43.0), (43.0, 49.75), (49.75, 50.
             (128.0, 160.0), (160.0, 200.0), (200.0, 256.0), (256.0, 320.0), (320.0, 400.0), (400.0, 512.0))
 # narrow, because EEG's spectrum falls steeply; 49.75-50.25 and 59.75-60.25 Hz hold the mains lines of most
 # recordings, which a wider band's flat noise would smear into a hump (an invented line beside the real one)
+# format 8 (transform streams): 2-Hz bands from 43 to 64 Hz, so that the noise follows a notch filter's gap
+# around 50 or 60 Hz (eegmat's 47.5-52 Hz lies 60x below its neighbours: a 6-Hz band's shape filled it to 30-160x
+# its power) and a bump beside it (one band spread its power towards 50 Hz and the next read as a line)
+BANDS_V8 = BANDS_HZ[:3] + ((43.0, 46.0), (46.0, 48.0), (48.0, 49.75), (49.75, 50.25), (50.25, 52.0), (52.0, 54.0),
+                           (54.0, 56.0), (56.0, 58.0), (58.0, 59.75), (59.75, 60.25), (60.25, 62.0), (62.0, 64.0)) \
+    + BANDS_HZ[9:]
 BANDS_V4 = ((30.0, 34.0), (34.0, 38.0), (38.0, 43.0), (43.0, 49.0), (49.0, 56.0), (56.0, 64.0), (64.0, 74.0),
             (74.0, 86.0), (86.0, 100.0), (100.0, 128.0))  # format 4 (read only): ten bands at the codec rate
 LEVEL_OFFSET = 255  # level = round(20 log10 P) + 255 (0.5 dB steps); 0: no correction for the band
 SUB_BAND_HZ = 1.0  # format 5 brings each 1-Hz part of a band to its share of the band's power
 SKIRT_HZ = 4.0  # format 6: the first 1-Hz part's noise filling continues below 30 Hz, fading out over 26-30 Hz
+FILL_FLOOR = 0.7  # format 8 (transform streams): a part that holds this share of its power or more is left alone (see apply)
 EDGE_SECONDS = 0.25  # the fade of the change at each end of the block (one frame at 256 Hz, hop 64)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-def channel_bands(channel_rate: float) -> tuple:
+def channel_bands(channel_rate: float, version: int = 5) -> tuple:
     """Format 5: the bands a channel of this rate stores (those that start below its Nyquist frequency)."""
-    return tuple((lo, hi) for lo, hi in BANDS_HZ if lo < channel_rate / 2)
+    return tuple((lo, hi) for lo, hi in (BANDS_V8 if version >= 8 else BANDS_HZ) if lo < channel_rate / 2)
 
 
 def _band_bins(f: np.ndarray, rate: float, limit: float, bands: tuple) -> list[np.ndarray]:
@@ -112,26 +119,26 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     phases = _angles(splitmix64(seed, counted + len(skirt)))
     targets = _targets(stored, bands, bins_of, rate, limit, rounding)
     shape = _spectral_shape(targets, bands, rate, limit, f) if version >= 5 else np.ones(len(f))
-    used, skirt_density = 0, None
-    for bins, level, target, (lo, _) in zip(bins_of, stored, targets, bands):
-        if len(bins) and level:
-            parts = _sub_bands(bins, f, lo) if version >= 5 else [bins]
-            total = shape[bins].sum()
-            for part in parts:  # each part gets the band's target in proportion to the shape over it
-                have = _power(measured[part], n)
-                want = target * shape[part].sum() / total
-                filled = 0.0  # the noise density (per unit of shape) added to the part
-                if have > want:
-                    spectrum[part] *= np.sqrt(want / have) if have > 0 else 0.0
-                else:
-                    k0 = used + int(np.searchsorted(bins, part[0]))
-                    amplitude = n * np.sqrt((want - have) * shape[part] / shape[part].sum() / 2.0)
-                    spectrum[part] += amplitude * np.exp(1j * phases[k0:k0 + len(part)])
-                    filled = (want - have) / shape[part].sum()
-                if skirt_density is None and lo == bands[0][0]:
-                    # a first part brought down is mostly a line the decoder made: nothing to continue
-                    skirt_density = filled
-        used += len(bins)
+    part_of, band_of, first = _parts(bins_of, stored, f, bands, version)
+    if len(part_of):  # every part of every band at once (the spec's loop over bands and parts, vectorized)
+        k = np.concatenate([b for b, level in zip(bins_of, stored) if len(b) and level])
+        have = 2.0 * np.bincount(part_of, np.abs(measured[k]) ** 2) / (n * n)
+        part_shape = np.bincount(part_of, shape[k])
+        band_shape = np.bincount(band_of, shape[k], minlength=len(bands))
+        part_band = np.zeros(len(have), np.int64)
+        part_band[part_of] = band_of
+        want = np.asarray(targets)[part_band] * part_shape / band_shape[part_band]
+        scaled = have > want
+        filled = ~scaled & ~((version >= 8) & (have >= FILL_FLOOR * want))
+        factor = np.where(scaled, np.sqrt(np.divide(want, have, out=np.zeros_like(have), where=have > 0)), 1.0)
+        spectrum[k] *= factor[part_of]
+        density = np.where(filled, (want - have) / part_shape, 0.0)  # noise per unit of shape
+        noise = n * np.sqrt(density[part_of] * shape[k] / 2.0) * np.exp(1j * phases[_numbers(bins_of, stored)])
+        spectrum[k] += noise  # 0 where the part is not filled
+        # a first part brought down is mostly a line the decoder made: nothing to continue
+        skirt_density = density[0] if first and filled[0] else None
+    else:
+        skirt_density = None
     if len(skirt) and skirt_density:  # format 6: the first part's noise filling continues below 30 Hz, fading out
         weight = 0.5 + 0.5 * np.cos(np.pi * (bands[0][0] - f[skirt]) / SKIRT_HZ)
         spectrum[skirt] += weight * n * np.sqrt(skirt_density * shape[skirt] / 2.0) * np.exp(1j * phases[counted:])
@@ -139,6 +146,32 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     # it as periodic, and a change that stops abruptly at the block's edge would add a broadband click
     change = np.fft.irfft(spectrum, n) + ramp - y
     return y + change * _edge_taper(n, _edge(n, rate))
+
+
+def _parts(bins_of: list, stored: bytes, f: np.ndarray, bands: tuple, version: int) -> tuple:
+    """(part number of each bin, band number of each bin, whether part 0 is the first band's first part) over
+    the bins of the bands with a level, bands in order: format 5 on, each band's 1-Hz runs (_sub_bands);
+    format 4, each band one part."""
+    part_of, band_of, count = [], [], 0
+    for j, (bins, level, (lo, _)) in enumerate(zip(bins_of, stored, bands)):
+        if len(bins) and level:
+            index = np.floor((f[bins] - lo) / SUB_BAND_HZ).astype(np.int64) if version >= 5 else np.zeros(len(bins), np.int64)
+            _, dense = np.unique(index, return_inverse=True)
+            part_of.append(count + dense.reshape(-1))
+            band_of.append(np.full(len(bins), j))
+            count += int(dense.max()) + 1
+    if not part_of:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), False
+    first = bool(len(bins_of[0]) and stored[0])
+    return np.concatenate(part_of), np.concatenate(band_of), first
+
+
+def _numbers(bins_of: list, stored: bytes) -> np.ndarray:
+    """The SplitMix64 output number of each bin of the bands with a level: bins are numbered over every
+    band's bins in order, a band with level 0 counting its own."""
+    starts = np.cumsum([0] + [len(b) for b in bins_of])
+    return np.concatenate([starts[j] + np.arange(len(b)) for j, (b, level) in enumerate(zip(bins_of, stored))
+                           if len(b) and level])
 
 
 def _angles(outputs: np.ndarray) -> np.ndarray:
@@ -153,12 +186,6 @@ def _targets(stored: bytes, bands: tuple, bins_of: list, rate: float, limit: flo
         share = (min(hi, limit, rate / 2) - lo) / limit  # the rounding noise spreads up to the channel's Nyquist
         out.append(max(10.0 ** ((level - LEVEL_OFFSET) / 20.0) - rounding * share, 0.0) if level and len(bins) else 0.0)
     return out
-
-
-def _sub_bands(bins: np.ndarray, f: np.ndarray, lo: float) -> list[np.ndarray]:
-    """A band's bins in runs of SUB_BAND_HZ from its lower edge."""
-    index = np.floor((f[bins] - lo) / SUB_BAND_HZ).astype(np.int64)
-    return [bins[index == j] for j in np.unique(index)]
 
 
 def _spectral_shape(targets: list[float], bands: tuple, rate: float, limit: float, f: np.ndarray) -> np.ndarray:

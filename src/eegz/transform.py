@@ -47,12 +47,20 @@ CUTS = (1, 2)  # trailing coefficients below this magnitude are dropped: the enc
 PATCH_STEPS = 16
 PATCH_SECONDS = 0.05
 STARTS = (0, 16, 256, 4096)  # the residual coder's context starts a stream may name
-ENVELOPE_RULES = 6  # the band envelope as spec 6.4 gives it from format 6 on (parts, shape, skirt)
+ENVELOPE_RULES = 8  # the band envelope this code writes (spec 8.2: 6.4's with finer bands, partial parts kept)
+WRITTEN_VERSION = 8  # the format version of the streams encode_group writes
+
+
+def envelope_rules(version: int) -> int:
+    """The band envelope's rules (envelope.apply's version) in a transform stream of this format version:
+    6.4's as of format 6 (version 7), or 8.2's (version 8)."""
+    return 8 if version >= 8 else 6
 # Rotation (format 8): measured on eegmat Subject14 / 17 at 250 bit/s without the envelope, PRDN 10.8 / 14.1 %
 # coding channels apart, 8.0 / 7.6 % coding the principal components of the block's 20 channels with one step
 # (entries in 1/64: 7.9 / 7.6, 1/512: 8.1 / 7.8, counted at their raw bits).
 ROTATION_BITS = 7
 MAX_ENTRY = 1 << 24  # a reader's bound on |entry| (spec 8.1)
+MAX_ROTATION_SHARE = 0.25  # of a block's bits; a matrix grows with the square of the channels, the bits with their count
 MAX_CONDITION = 4.0  # a rounded matrix farther from orthogonal would turn one component's error into many
 _HEAD = struct.Struct("<fffBBBI")  # offset, scale, step, windows, coder (family + 4 × start), bands, coefficients
 _ROTATION_HEAD = struct.Struct("<BBH")  # bits, coder, members
@@ -82,23 +90,38 @@ def encode_group(digitals: list, signals: list, bitrate: float | None = None, qu
     within `bitrate` bits per second per channel, or the coarsest step at which every channel's block meets
     `quality` (lossy.meets_quality). With rotate, the channels' normalized samples are first turned into
     their principal components (spec 8.1), which one step then codes: EEG channels share most of their
-    signal, and a component that is not there costs nothing."""
-    from scipy.fft import dct
+    signal, and a component that is not there costs nothing. Without (or where the rotation would not
+    pay), each channel is coded on its own, within its own bits."""
     n, rate = len(digitals[0]), signals[0].sample_rate
     norms = [block_normalization(d.astype(np.float64)) for d in digitals]
     z = np.array([(d.astype(np.float64) - o) / s for d, (o, s) in zip(digitals, norms)])
+    levels = [envelope.levels(row, rate, rate / 2, envelope.channel_bands(rate, ENVELOPE_RULES), ENVELOPE_RULES)
+              if band_envelope
+              else b"" for row in z]
     matrix = principal_axes(z) if rotate and len(z) > 1 else None
     rotation = _rotation_stream([s.index for s in signals], matrix) if matrix is not None else b""
-    scaled = matrix * 2.0 ** -ROTATION_BITS if matrix is not None else None
-    y = np.linalg.solve(scaled, z) if matrix is not None else z
+    if bitrate is not None and 8 * len(rotation) > MAX_ROTATION_SHARE * bitrate * len(z) * n / rate:
+        matrix = None  # many channels at a low rate: the matrix would take the bits it saves
+    if matrix is None:
+        return None, [_coded_together(z[j:j + 1], norms[j:j + 1], levels[j:j + 1], None, 0, rate, bitrate, quality)[0]
+                      for j in range(len(z))]
+    return rotation, _coded_together(z, norms, levels, matrix * 2.0 ** -ROTATION_BITS, len(rotation), rate, bitrate,
+                                     quality)
+
+
+def _coded_together(z: np.ndarray, norms: list, levels: list, scaled: np.ndarray | None, side: int, rate: float,
+                    bitrate: float | None, quality: float | None) -> list[bytes]:
+    """The streams of normalized channels z (rows) coded with one step: of z itself, or with a rotation
+    (`scaled`, its float values; `side`: its stream's bytes), of the components scaled⁻¹ z."""
+    from scipy.fft import dct
+    n = z.shape[1]
+    y = np.linalg.solve(scaled, z) if scaled is not None else z
     edges = window_edges(n, window_count(n, rate))
     coefs = [[dct(row[a:b], norm="ortho") for a, b in zip(edges, edges[1:])] for row in y]
-    levels = [envelope.levels(row, rate, rate / 2, envelope.channel_bands(rate), ENVELOPE_RULES) if band_envelope
-              else b"" for row in z]
     ends = [_edge_rows(b - a) for a, b in zip(edges, edges[1:])]
 
     def coded(step: float, cut: int, final: bool = False) -> list[tuple[list, np.ndarray, bytes, int]]:
-        """Per component: (quantized windows, edge patches, words, coder byte) at this float32 step."""
+        """Per row: (quantized windows, edge patches, words, coder byte) at this float32 step."""
         out = []
         for row, c, lv in zip(y, coefs, levels):
             q = [_quantized(v, step, cut) for v in c]
@@ -106,10 +129,9 @@ def encode_group(digitals: list, signals: list, bitrate: float | None = None, qu
             out.append((q, patches, *_residuals(_sequence(q, patches, lv), every_start=final)[::-1]))
         return out
 
-    def streams(step: float, cut: int) -> tuple[bytes | None, list[bytes]]:
-        return (rotation or None), [
-            _HEAD.pack(o, s, step, len(edges) - 1, coder, len(lv), sum(len(v) for v in q)) + words
-            for (o, s), lv, (q, _, words, coder) in zip(norms, levels, coded(step, cut, final=True))]
+    def streams(step: float, cut: int) -> list[bytes]:
+        return [_HEAD.pack(o, s, step, len(edges) - 1, coder, len(lv), sum(len(v) for v in q)) + words
+                for (o, s), lv, (q, _, words, coder) in zip(norms, levels, coded(step, cut, final=True))]
 
     all_coefs = [v for c in coefs for v in c]
     if quality is not None:
@@ -118,7 +140,7 @@ def encode_group(digitals: list, signals: list, bitrate: float | None = None, qu
             u = rotated(np.array(parts), scaled)
             return all(meets_quality(zr, ur, quality, rate) for zr, ur in zip(z, u))
         return streams(_coarsest(meets, all_coefs), 1)
-    budget = bitrate * len(z) * n / rate / 8 - len(z) * _HEAD.size - len(rotation)  # bytes the words may take
+    budget = bitrate * len(z) * n / rate / 8 - len(z) * _HEAD.size - side  # bytes the words may take
     best = None
     for cut in CUTS:
         step = _finest(lambda step: sum(len(c[2]) for c in coded(step, cut)), budget, all_coefs)
@@ -294,16 +316,20 @@ def _inverse(q: list, edges: list, step: float) -> np.ndarray:
 
 # ---------------------------------------------------------------- decoding
 
-def decode_block(data: bytes, signal: Signal, n: int, first_record: int) -> np.ndarray:
+def decode_block(data: bytes, signal: Signal, n: int, first_record: int, version: int = WRITTEN_VERSION) -> np.ndarray:
     """A channel-block's digital samples from its transform stream (spec 8): n samples from first_record on."""
-    part = _synthesized(data, signal, n)
-    return _finished(part, part[3], signal, first_record)
+    rules = envelope_rules(version)
+    part = _synthesized(data, signal, n, rules)
+    return _finished(part, part[3], signal, first_record, rules)
 
 
-def decode_streams(streams: dict, rotations: list, signals: list, n_of, first_record: int) -> dict:
+def decode_streams(streams: dict, rotations: list, signals: list, n_of, first_record: int,
+                   version: int = WRITTEN_VERSION) -> dict:
     """{signal index: digital samples} of a block's transform streams ({signal index: bytes}) and rotation
-    streams ([(signal index, bytes)], spec 8.1); n_of(i): the block's sample count of signal i."""
-    parts = {i: _synthesized(data, signals[i], n_of(i)) for i, data in streams.items()}
+    streams ([(signal index, bytes)], spec 8.1) in a file of this format version; n_of(i): the block's
+    sample count of signal i."""
+    rules = envelope_rules(version)
+    parts = {i: _synthesized(data, signals[i], n_of(i), rules) for i, data in streams.items()}
     normalized = {i: part[3] for i, part in parts.items()}
     rotated_once: set[int] = set()
     for signal, data in rotations:
@@ -314,7 +340,7 @@ def decode_streams(streams: dict, rotations: list, signals: list, n_of, first_re
         rotated_once |= set(members)
         u = rotated(np.array([normalized[i] for i in members]), matrix)
         normalized.update(zip(members, u))
-    return {i: _finished(part, normalized[i], signals[i], first_record) for i, part in parts.items()}
+    return {i: _finished(part, normalized[i], signals[i], first_record, rules) for i, part in parts.items()}
 
 
 def parse_rotation(data: bytes) -> tuple[list[int], np.ndarray]:
@@ -338,14 +364,14 @@ def parse_rotation(data: bytes) -> tuple[list[int], np.ndarray]:
     return members, matrix.astype(np.float64) * 2.0 ** -bits
 
 
-def _synthesized(data: bytes, signal: Signal, n: int) -> tuple:
+def _synthesized(data: bytes, signal: Signal, n: int, rules: int) -> tuple:
     """(offset, scale, levels, normalized samples y, step) of a transform stream, before any rotation."""
     if len(data) < _HEAD.size:
         raise FormatError("damaged transform stream (shorter than its header)")
     offset, scale, step, w, coder, n_bands, total = _HEAD.unpack_from(data, 0)
     if not (math.isfinite(offset) and math.isfinite(scale) and math.isfinite(step) and scale > 0 and step > 0):
         raise FormatError("damaged transform stream (normalization or step out of range)")
-    bands = envelope.channel_bands(signal.sample_rate)
+    bands = envelope.channel_bands(signal.sample_rate, rules)
     if not 1 <= w <= min(MAX_WINDOWS, n) or coder >= 4 * len(STARTS) or n_bands not in (0, len(bands)) or total > n:
         raise FormatError("damaged transform stream (windows, coder, bands or coefficient count)")
     try:
@@ -367,7 +393,7 @@ def _synthesized(data: bytes, signal: Signal, n: int) -> tuple:
     return offset, scale, levels, y, step
 
 
-def _finished(part: tuple, y: np.ndarray, signal: Signal, first_record: int) -> np.ndarray:
+def _finished(part: tuple, y: np.ndarray, signal: Signal, first_record: int, rules: int) -> np.ndarray:
     """The digital samples from a stream's normalized samples y (rotated where the block rotates them): the
     band envelope, then the stream's normalization undone."""
     offset, scale, levels, _, _ = part
@@ -376,6 +402,6 @@ def _finished(part: tuple, y: np.ndarray, signal: Signal, first_record: int) -> 
     rate = signal.sample_rate
     if len(levels):  # noise filling and scaling, as lossy mode's (spec 6.4), in the block's digital units
         seed = seed_of(first_record, signal.index, scale)
-        y = envelope.apply(y, bytes(levels.astype(np.uint8)), rate, rate / 2, seed, envelope.channel_bands(rate),
-                           (1.0 / scale) ** 2 / 12.0, version=ENVELOPE_RULES)
+        y = envelope.apply(y, bytes(levels.astype(np.uint8)), rate, rate / 2, seed, envelope.channel_bands(rate, rules),
+                           (1.0 / scale) ** 2 / 12.0, version=rules)
     return np.clip(np.rint(offset + scale * y), signal.digital_min, signal.digital_max).astype(np.int32)
