@@ -47,7 +47,7 @@ def transform_example(tmp_path_factory):
 def test_transform_keeps_the_waveform_better_than_the_neural_codec_at_fewer_bits(transform_example, lossy_example,
                                                                                   tmp_path):
     """Measured on the example (held-out Subject17, 2026-11-27): 250 bit/s per channel, PRDN over the EEG
-    channels 9.4 % with the band envelope and 7.4 % without it (channels coded apart: 17.2 and 14.0 %),
+    channels 9.2 % with the band envelope and 7.4 % without it (channels coded apart: 17.0 and 14.0 %),
     against the neural codec's 25.2 % at 6 codebooks (252 bit/s)."""
     original = read_edf(EXAMPLE)
     roles = channel_roles(original.header.signals)
@@ -71,8 +71,8 @@ def test_transform_keeps_the_waveform_better_than_the_neural_codec_at_fewer_bits
 
 def test_the_envelope_brings_back_the_power_the_step_zeroes(transform_example, tmp_path):
     """Measured on the example (the channels' mean spectrum, channels rotated): 70-250 Hz power error 0.15
-    with the envelope, 0.96 without (the step zeroes all of it); 30-70 Hz, mostly coded, 0.06 and 0.05 (the
-    envelope leaves a part that holds 70 % of its power or more alone, spec 8.2)."""
+    with the envelope, 0.96 without (the step zeroes all of it); 30-70 Hz, mostly coded, 0.07 and 0.05 (the
+    envelope gives a part that holds much of its power only part of what it lacks, spec 8.2)."""
     original = read_edf(EXAMPLE)
     roles = channel_roles(original.header.signals)
     errors = {}
@@ -81,7 +81,7 @@ def test_the_envelope_brings_back_the_power_the_step_zeroes(transform_example, t
         x = np.array([d for d, r in zip(original.digital, roles) if r == NEURAL], float)
         y = np.array([d for d, r in zip(decoded.digital, roles) if r == NEURAL], float)
         errors[envelope] = band_power_errors_psd(welch_psd(x, 500.0), welch_psd(y, 500.0), 500.0)
-    assert errors[True]["gamma"] < 0.08 and errors[False]["gamma"] < 0.08
+    assert errors[True]["gamma"] < 0.1 and errors[False]["gamma"] < 0.1
     assert errors[True]["high_gamma"] < 0.2 and errors[False]["high_gamma"] > 0.9
     for band in ("delta", "theta", "alpha", "beta"):
         assert errors[True][band] < 0.01
@@ -193,7 +193,7 @@ def test_a_rotation_turns_the_components_back_into_channels():
         assert 100 * np.linalg.norm(x - decoded[i]) / np.linalg.norm(x - x.mean()) < 25
     plain = transform.decode_streams(streams, [], list(signals), lambda i: 16 * 500, 0)
     assert not np.array_equal(plain[1], decoded[1])  # the streams alone are components, not channels
-    # at 2 bit/s the matrix (16 entries) would take more than a quarter of the block's 128 bits: channels apart
+    # at 2 bit/s the matrix (16 entries) would take more than half of the block's 128 bits: channels apart
     low = transform.encode_group([rec.digital[i][:16 * 500] for i in range(4)], signals, bitrate=2.0)
     assert low[0] is None and len(low[1]) == 4
 
