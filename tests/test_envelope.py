@@ -197,5 +197,5 @@ def test_format_8_bands_follow_a_notch_and_fill_mostly_coded_parts_less():
                            version=version)
         change[version] = np.sqrt(np.mean((z - y) ** 2)) / np.sqrt(np.mean((x - y) ** 2))  # against what was lost
     # 6.4 fills every part up to its share (4.2x the lost amplitude: the fill is noise, not what was lost);
-    # 8.2 gives a part holding 80 % of its power (1 - 0.8) / (1 - 0.3) of what it lacks (2.3x)
-    assert change[6] > 3.0 and change[8] < 0.6 * change[6]
+    # 8.2 gives a part holding 80 % of its power (1 - 0.8) / (1 - 0.5) of what it lacks (2.7x)
+    assert change[6] > 3.0 and change[8] < 0.7 * change[6]

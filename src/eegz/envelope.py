@@ -33,10 +33,10 @@ SUB_BAND_HZ = 1.0  # format 5 brings each 1-Hz part of a band to its share of th
 SKIRT_HZ = 4.0  # format 6: the first 1-Hz part's noise filling continues below 30 Hz, fading out over 26-30 Hz
 # format 8 (transform streams): a part holding a share r of its power gets noise for what it lacks times
 # min(1, (1 - r) / (1 - FILL_RAMP)): noise added to a part that is mostly there adds its power to the error and
-# little to the band, and a hard threshold (none below 70 %) left dips beside filled parts that read as lines
-# (Bonn D at 337 bit/s: 1.65x at 36 Hz). Held-out eegmat at 250 bit/s, mean PRDN: full filling 11.8 %, ramp
-# from 0.5 11.3, from 0.3 11.0, from 0 10.6; the Bonn set lines stayed at 1.2-1.5x with 0.3
-FILL_RAMP = 0.3
+# little to the band, and a hard threshold (none above 70 %) left dips beside filled parts that read as lines
+# (Bonn D at 337 bit/s: 1.65x at 36 Hz). Held-out eegmat at 250 bit/s, mean PRDN / worst gamma power error:
+# full filling 11.8 % / 0.02, a ramp from 0.7 11.6 / 0.03, from 0.5 11.3 / 0.07, from 0.3 11.0 / 0.10
+FILL_RAMP = 0.5
 EDGE_SECONDS = 0.25  # the fade of the change at each end of the block (one frame at 256 Hz, hop 64)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
