@@ -15,7 +15,7 @@ zeroes above beta comes back as shaped noise from the band envelope (spec 6.4, w
 filling). Blocks decode on their own, so any time range decodes from the blocks it touches and nothing else.
 
 Measured (benchmarks/results/baselines.md, lossy_transform.md, clinical_transform.md): at the bits of 6
-codebooks the waveform error on held-out eegmat is 0.45x the DCT reference's and 0.43x the neural codec's,
+codebooks the waveform error on held-out eegmat is 0.47x the DCT reference's and 0.44x the neural codec's,
 and the detectors agree more often.
 """
 from __future__ import annotations
