@@ -26,6 +26,7 @@ import struct
 import numpy as np
 
 from . import _core, envelope
+from .container import FORMAT_VERSION
 from .edf import Signal
 from .errors import FormatError
 from .lossy import block_normalization, meets_quality, seed_of
@@ -51,13 +52,6 @@ PATCH_STEPS = 16
 PATCH_SECONDS = 0.05
 STARTS = (0, 16, 256, 4096)  # the residual coder's context starts a stream may name
 ENVELOPE_RULES = 8  # the band envelope this code writes (spec 8.2: 6.4 with finer bands, partial parts filled less)
-WRITTEN_VERSION = 8  # the format version of the streams encode_group writes
-
-
-def envelope_rules(version: int) -> int:
-    """The band envelope's rules (envelope.apply's version) in a transform stream of this format version:
-    6.4's as of format 6 (version 7), or 8.2's (version 8)."""
-    return 8 if version >= 8 else 6
 # Rotation (format 8): measured on eegmat Subject14 / 17 at 250 bit/s without the envelope, PRDN 10.8 / 14.1 %
 # coding channels apart, 8.0 / 7.6 % coding the principal components of the block's 20 channels with one step
 # (entries in 1/64: 7.9 / 7.6, 1/512: 8.1 / 7.8, counted at their raw bits).
@@ -65,11 +59,17 @@ ROTATION_BITS = 7
 MAX_ENTRY = 1 << 24  # a reader's bound on |entry| (spec 8.1)
 # A matrix grows with the square of the channel count, the bits with the count: above this share of a block's
 # bits, channels are coded apart. Rotating still paid at 43 % (eegmmidb S001R03, 64 channels, 60 bit/s: PRDN
-# 27.3 % rotated, 43.5 % apart; 100 bit/s: 16.7 / 30.6 %).
+# 28.9 % rotated, 43.5 % apart; 100 bit/s: 16.7 / 34.0 %; 250 bit/s: 7.6 / 18.4 %).
 MAX_ROTATION_SHARE = 0.5
 MAX_CONDITION = 4.0  # a rounded matrix farther from orthogonal would turn one component's error into many
 _HEAD = struct.Struct("<fffBBBI")  # offset, scale, step, windows, coder (family + 4 × start), bands, coefficients
 _ROTATION_HEAD = struct.Struct("<BBH")  # bits, coder, members
+
+
+def envelope_rules(version: int) -> int:
+    """The band envelope's rules (envelope.apply's version) in a transform stream of this format version:
+    6.4's as of format 6 (version 7), or 8.2's (version 8)."""
+    return 8 if version >= 8 else 6
 
 
 def window_count(n: int, rate: float) -> int:
@@ -101,9 +101,8 @@ def encode_group(digitals: list, signals: list, bitrate: float | None = None, qu
     n, rate = len(digitals[0]), signals[0].sample_rate
     norms = [block_normalization(d.astype(np.float64)) for d in digitals]
     z = np.array([(d.astype(np.float64) - o) / s for d, (o, s) in zip(digitals, norms)])
-    levels = [envelope.levels(row, rate, rate / 2, envelope.channel_bands(rate, ENVELOPE_RULES), ENVELOPE_RULES)
-              if band_envelope
-              else b"" for row in z]
+    bands = envelope.channel_bands(rate, ENVELOPE_RULES)
+    levels = [envelope.levels(row, rate, rate / 2, bands, ENVELOPE_RULES) if band_envelope else b"" for row in z]
     matrix = principal_axes(z) if rotate and len(z) > 1 else None
     rotation = _rotation_stream([s.index for s in signals], matrix) if matrix is not None else b""
     if bitrate is not None and 8 * len(rotation) > MAX_ROTATION_SHARE * bitrate * len(z) * n / rate:
@@ -322,7 +321,7 @@ def _inverse(q: list, edges: list, step: float) -> np.ndarray:
 
 # ---------------------------------------------------------------- decoding
 
-def decode_block(data: bytes, signal: Signal, n: int, first_record: int, version: int = WRITTEN_VERSION) -> np.ndarray:
+def decode_block(data: bytes, signal: Signal, n: int, first_record: int, version: int = FORMAT_VERSION) -> np.ndarray:
     """A channel-block's digital samples from its transform stream (spec 8): n samples from first_record on."""
     rules = envelope_rules(version)
     part = _synthesized(data, signal, n, rules)
@@ -330,7 +329,7 @@ def decode_block(data: bytes, signal: Signal, n: int, first_record: int, version
 
 
 def decode_streams(streams: dict, rotations: list, signals: list, n_of, first_record: int,
-                   version: int = WRITTEN_VERSION) -> dict:
+                   version: int = FORMAT_VERSION) -> dict:
     """{signal index: digital samples} of a block's transform streams ({signal index: bytes}) and rotation
     streams ([(signal index, bytes)], spec 8.1) in a file of this format version; n_of(i): the block's
     sample count of signal i."""
