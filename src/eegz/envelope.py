@@ -157,12 +157,12 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
 
 def _parts(bins_of: list, stored: bytes, f: np.ndarray, bands: tuple, version: int) -> tuple:
     """(part number of each bin, band number of each bin, whether part 0 is the first band's first part) over
-    the bins of the bands with a level, bands in order: format 5 on, each band's 1-Hz runs (_sub_bands);
-    format 4, each band one part."""
+    the bins of the bands with a level, bands in order: from format 5 on, each band's runs of SUB_BAND_HZ
+    from its lower edge; format 4, each band one part."""
     part_of, band_of, count = [], [], 0
     for j, (bins, level, (lo, _)) in enumerate(zip(bins_of, stored, bands)):
         if len(bins) and level:
-            index = np.floor((f[bins] - lo) / SUB_BAND_HZ).astype(np.int64) if version >= 5 else np.zeros(len(bins), np.int64)
+            index = np.floor((f[bins] - lo) / SUB_BAND_HZ) if version >= 5 else np.zeros(len(bins))
             _, dense = np.unique(index, return_inverse=True)
             part_of.append(count + dense.reshape(-1))
             band_of.append(np.full(len(bins), j))
