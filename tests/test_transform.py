@@ -174,13 +174,13 @@ def _rotated_block():
 
 
 def test_a_rotation_turns_the_components_back_into_channels():
-    """The matrix is the channels' principal axes in 1/128 (orthogonal to rounding), the first component
+    """The matrix is the channels' principal axes in 1/64 (orthogonal to rounding), the first component
     carries most of the bits, and the block decodes the same whatever order its streams come in."""
     signals, rotation, streams = _rotated_block()
     members, matrix = transform.parse_rotation(rotation)
     assert members == [0, 1, 2, 3] and matrix.shape == (4, 4)
     np.testing.assert_allclose(matrix @ matrix.T, np.eye(4), atol=0.05)
-    assert np.all(np.abs(matrix * 128 - np.rint(matrix * 128)) == 0)
+    assert np.all(np.abs(matrix * 64 - np.rint(matrix * 64)) == 0)
     sizes = [len(streams[i]) for i in range(4)]
     assert sizes[0] == max(sizes) and sizes[0] > 2 * min(sizes)
     decoded = transform.decode_streams(streams, [(0, rotation)], list(signals), lambda i: 16 * 500, 0)

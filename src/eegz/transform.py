@@ -53,9 +53,11 @@ PATCH_SECONDS = 0.05
 STARTS = (0, 16, 256, 4096)  # the residual coder's context starts a stream may name
 ENVELOPE_RULES = 8  # the band envelope this code writes (spec 8.2: 6.4 with finer bands, partial parts filled less)
 # Rotation (format 8): measured on eegmat Subject14 / 17 at 250 bit/s without the envelope, PRDN 10.8 / 14.1 %
-# coding channels apart, 8.0 / 7.6 % coding the principal components of the block's 20 channels with one step
-# (entries in 1/64: 7.9 / 7.6, 1/512: 8.1 / 7.8, counted at their raw bits).
-ROTATION_BITS = 7
+# coding channels apart, 8.0 / 7.6 % coding the principal components of the block's 20 channels with one step.
+# Entries in 1/64 (without the envelope, eegz's own coding): eegmat Subject16 / 17 at 250 bit/s 12.61 / 7.38 %
+# (1/32: 12.57 / 7.46, 1/128: 12.67 / 7.44); eegmmidb S001R03's 64 channels at 60 / 100 / 250 bit/s 19.9 /
+# 13.7 / 6.10 % (1/32: 19.4 / 13.8 / 6.29, 1/128: 23.3 / 13.9 / 6.09): a matrix of 4096 entries is bits too.
+ROTATION_BITS = 6
 MAX_ENTRY = 1 << 24  # a reader's bound on |entry| (spec 8.1)
 # A matrix grows with the square of the channel count, the bits with the count: above this share of a block's
 # bits, channels are coded apart. Rotating still paid at 43 % (eegmmidb S001R03, 64 channels, 60 bit/s: PRDN
