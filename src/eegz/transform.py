@@ -15,7 +15,7 @@ zeroes above beta comes back as shaped noise from the band envelope (spec 6.4, w
 filling). Blocks decode on their own, so any time range decodes from the blocks it touches and nothing else.
 
 Measured (benchmarks/results/baselines.md, lossy_transform.md, clinical_transform.md): at the bits of 6
-codebooks the waveform error on held-out eegmat is 0.47x the DCT reference's and 0.44x the neural codec's,
+codebooks the waveform error on held-out eegmat is 0.46x the DCT reference's and 0.44x the neural codec's,
 and the detectors agree more often.
 """
 from __future__ import annotations
@@ -60,8 +60,9 @@ ENVELOPE_RULES = 8  # the band envelope this code writes (spec 8.2: 6.4 with fin
 ROTATION_BITS = 6
 MAX_ENTRY = 1 << 24  # a reader's bound on |entry| (spec 8.1)
 # A matrix grows with the square of the channel count, the bits with the count: above this share of a block's
-# bits, channels are coded apart. Rotating still paid at 43 % (eegmmidb S001R03, 64 channels, 60 bit/s: PRDN
-# 28.9 % rotated, 43.5 % apart; 100 bit/s: 16.7 / 34.0 %; 250 bit/s: 7.6 / 18.4 %).
+# bits, channels are coded apart. Rotating still paid where the matrix took 43 % (eegmmidb S001R03, 64 channels,
+# 60 bit/s, entries in 1/128: PRDN 28.9 % rotated, 43.5 % apart; in 1/64: 25.2 %; 100 bit/s: 16.3 / 34.0 %;
+# 250 bit/s: 7.6 / 18.4 %).
 MAX_ROTATION_SHARE = 0.5
 MAX_CONDITION = 4.0  # a rounded matrix farther from orthogonal would turn one component's error into many
 _HEAD = struct.Struct("<fffBBBI")  # offset, scale, step, windows, coder (family + 4 × start), bands, coefficients
