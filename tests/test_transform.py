@@ -225,13 +225,13 @@ def test_a_transform_stream_is_refused_outside_a_transform_file():
     rec = read_edf(EXAMPLE)
     streams = [Stream(i, TRANSFORM if i == 0 else 1, b"") for i in range(len(rec.header.signals))]
     with pytest.raises(FormatError, match="unknown signal or kind"):
-        _Block(0, None, streams, rec.header, "x.eegz", transform=0)
+        _Block(0, None, streams, rec.header, "x.eegz", transform_version=0)
     from eegz.container import ROTATION
     streams = [Stream(i, 0 if s.is_annotation else TRANSFORM, b"") for i, s in enumerate(rec.header.signals)]
     streams.append(Stream(0, ROTATION, b""))
-    _Block(0, None, streams, rec.header, "x.eegz", transform=8)
+    _Block(0, None, streams, rec.header, "x.eegz", transform_version=8)
     with pytest.raises(FormatError, match="unknown signal or kind"):  # a format-7 file has no rotations
-        _Block(0, None, streams, rec.header, "x.eegz", transform=7)
+        _Block(0, None, streams, rec.header, "x.eegz", transform_version=7)
 
 
 def test_channels_coded_apart_on_request(tmp_path):

@@ -44,7 +44,7 @@ class _Block:
     """A block's entry and its streams, sorted by what decodes them."""
 
     def __init__(self, index: int, entry: BlockEntry, streams: list[Stream], header: EdfHeader, name: str,
-                 transform: int = 0):
+                 transform_version: int = 0):
         self.index, self.entry = index, entry
         self.record_bytes: Stream | None = None
         self.annotations: dict[int, Stream] = {}
@@ -64,8 +64,8 @@ class _Block:
                     raise FormatError(f"{where} mixes record bytes with other streams")
                 self.record_bytes = s
                 return
-            if s.signal >= n_signals or s.kind > ROTATION or (s.kind == TRANSFORM and not transform) \
-                    or (s.kind == ROTATION and transform < 8):
+            if s.signal >= n_signals or s.kind > ROTATION or (s.kind == TRANSFORM and not transform_version) \
+                    or (s.kind == ROTATION and transform_version < 8):
                 raise FormatError(f"{where} has a stream of an unknown signal or kind")
             if s.kind == ROTATION:  # no signal's primary stream: its signal is its group's first member (8.1)
                 self.rotations.append(s)
@@ -190,10 +190,10 @@ def decode_blocks(container: Container, first: int, stop: int, device: str = "au
     unpacked: dict[int, dict] = {}
 
     # a transform file's version (7 or later: older ones refuse the mode), 0 for others
-    transform = container.version if meta["mode"] == "transform" else 0
+    transform_version = container.version if meta["mode"] == "transform" else 0
 
     def read(k: int) -> _Block:
-        return _Block(k, container.blocks[k], container.read_block(k), header, container.name, transform)
+        return _Block(k, container.blocks[k], container.read_block(k), header, container.name, transform_version)
 
     def neighbours(k: int) -> dict:
         """Unpacked tokens of block k, read for context only (the blocks just outside a range)."""

@@ -124,9 +124,8 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     phases = _angles(splitmix64(seed, counted + len(skirt)))
     targets = _targets(stored, bands, bins_of, rate, limit, rounding)
     shape = _spectral_shape(targets, bands, rate, limit, f) if version >= 5 else np.ones(len(f))
-    part_of, band_of, first = _parts(bins_of, stored, f, bands, version)
-    if len(part_of):  # every part of every band at once (the spec's loop over bands and parts, vectorized)
-        k = np.concatenate([b for b, level in zip(bins_of, stored) if len(b) and level])
+    k, numbers, part_of, band_of, first = _parts(bins_of, stored, f, bands, version)
+    if len(k):  # every part of every band at once (the spec's loop over bands and parts, vectorized)
         have = 2.0 * np.bincount(part_of, np.abs(measured[k]) ** 2) / (n * n)
         part_shape = np.bincount(part_of, shape[k])
         band_shape = np.bincount(band_of, shape[k], minlength=len(bands))
@@ -140,7 +139,7 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
         density = np.where(filled, (want - have) / part_shape, 0.0)  # noise per unit of shape
         if version >= 8:  # format 8: a part that holds much of its power gets only part of what it lacks
             density *= np.clip((1.0 - have / np.where(filled, want, 1.0)) / (1.0 - FILL_RAMP), 0.0, 1.0)
-        noise = n * np.sqrt(density[part_of] * shape[k] / 2.0) * np.exp(1j * phases[_numbers(bins_of, stored)])
+        noise = n * np.sqrt(density[part_of] * shape[k] / 2.0) * np.exp(1j * phases[numbers])
         spectrum[k] += noise  # 0 where the part is not filled
         # a first part brought down is mostly a line the decoder made: nothing to continue
         skirt_density = density[0] if first and filled[0] else None
@@ -156,29 +155,26 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
 
 
 def _parts(bins_of: list, stored: bytes, f: np.ndarray, bands: tuple, version: int) -> tuple:
-    """(part number of each bin, band number of each bin, whether part 0 is the first band's first part) over
-    the bins of the bands with a level, bands in order: from format 5 on, each band's runs of SUB_BAND_HZ
-    from its lower edge; format 4, each band one part."""
-    part_of, band_of, count = [], [], 0
+    """Over the bins of the bands with a level, bands in order: (the bins, their SplitMix64 output numbers,
+    their part numbers, their band numbers, whether part 0 is the first band's first part). Bins are numbered
+    over every band's bins in order, a band with level 0 counting its own; parts are, from format 5 on, each
+    band's runs of SUB_BAND_HZ from its lower edge, in format 4 each band whole."""
+    kept, numbers, part_of, band_of, used, count = [], [], [], [], 0, 0
     for j, (bins, level, (lo, _)) in enumerate(zip(bins_of, stored, bands)):
         if len(bins) and level:
             index = np.floor((f[bins] - lo) / SUB_BAND_HZ) if version >= 5 else np.zeros(len(bins))
             _, dense = np.unique(index, return_inverse=True)
+            kept.append(bins)
+            numbers.append(used + np.arange(len(bins)))
             part_of.append(count + dense.reshape(-1))
             band_of.append(np.full(len(bins), j))
             count += int(dense.max()) + 1
-    if not part_of:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), False
+        used += len(bins)
+    if not kept:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty, empty, False
     first = bool(len(bins_of[0]) and stored[0])
-    return np.concatenate(part_of), np.concatenate(band_of), first
-
-
-def _numbers(bins_of: list, stored: bytes) -> np.ndarray:
-    """The SplitMix64 output number of each bin of the bands with a level: bins are numbered over every
-    band's bins in order, a band with level 0 counting its own."""
-    starts = np.cumsum([0] + [len(b) for b in bins_of])
-    return np.concatenate([starts[j] + np.arange(len(b)) for j, (b, level) in enumerate(zip(bins_of, stored))
-                           if len(b) and level])
+    return tuple(np.concatenate(v) for v in (kept, numbers, part_of, band_of)) + (first,)
 
 
 def _angles(outputs: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import struct
+from typing import NamedTuple
 
 import numpy as np
 
@@ -328,7 +329,7 @@ def decode_block(data: bytes, signal: Signal, n: int, first_record: int, version
     """A channel-block's digital samples from its transform stream (spec 8): n samples from first_record on."""
     rules = envelope_rules(version)
     part = _synthesized(data, signal, n, rules)
-    return _finished(part, part[3], signal, first_record, rules)
+    return _finished(part, part.y, signal, first_record)
 
 
 def decode_streams(streams: dict, rotations: list, signals: list, n_of, first_record: int,
@@ -338,7 +339,7 @@ def decode_streams(streams: dict, rotations: list, signals: list, n_of, first_re
     sample count of signal i."""
     rules = envelope_rules(version)
     parts = {i: _synthesized(data, signals[i], n_of(i), rules) for i, data in streams.items()}
-    normalized = {i: part[3] for i, part in parts.items()}
+    normalized = {i: part.y for i, part in parts.items()}
     rotated_once: set[int] = set()
     for signal, data in rotations:
         members, matrix = parse_rotation(data)
@@ -348,7 +349,7 @@ def decode_streams(streams: dict, rotations: list, signals: list, n_of, first_re
         rotated_once |= set(members)
         u = rotated(np.array([normalized[i] for i in members]), matrix)
         normalized.update(zip(members, u))
-    return {i: _finished(part, normalized[i], signals[i], first_record, rules) for i, part in parts.items()}
+    return {i: _finished(part, normalized[i], signals[i], first_record) for i, part in parts.items()}
 
 
 def parse_rotation(data: bytes) -> tuple[list[int], np.ndarray]:
@@ -372,8 +373,18 @@ def parse_rotation(data: bytes) -> tuple[list[int], np.ndarray]:
     return members, matrix.astype(np.float64) * 2.0 ** -bits
 
 
-def _synthesized(data: bytes, signal: Signal, n: int, rules: int) -> tuple:
-    """(offset, scale, levels, normalized samples y, step) of a transform stream, before any rotation."""
+class _Synthesized(NamedTuple):
+    """A transform stream read up to its samples: what the envelope and the normalization still need."""
+    offset: float
+    scale: float
+    levels: np.ndarray
+    bands: tuple  # the envelope's bands at the channel's rate, under the stream's rules
+    rules: int
+    y: np.ndarray  # the stream's own samples, before any rotation
+
+
+def _synthesized(data: bytes, signal: Signal, n: int, rules: int) -> _Synthesized:
+    """A transform stream's header, envelope and samples (spec 8's synthesis), checked as spec 8 requires."""
     if len(data) < _HEAD.size:
         raise FormatError("damaged transform stream (shorter than its header)")
     offset, scale, step, w, coder, n_bands, total = _HEAD.unpack_from(data, 0)
@@ -398,18 +409,18 @@ def _synthesized(data: bytes, signal: Signal, n: int, rules: int) -> tuple:
         raise FormatError("damaged transform stream (edge patch out of range)")
     y = _patched(_inverse(np.split(values, np.cumsum(counts)[:-1]), edges, step), patches, edges, step,
                  signal.sample_rate)
-    return offset, scale, levels, y, step
+    return _Synthesized(offset, scale, levels, bands, rules, y)
 
 
-def _finished(part: tuple, y: np.ndarray, signal: Signal, first_record: int, rules: int) -> np.ndarray:
+def _finished(part: _Synthesized, y: np.ndarray, signal: Signal, first_record: int) -> np.ndarray:
     """The digital samples from a stream's normalized samples y (rotated where the block rotates them): the
     band envelope, then the stream's normalization undone."""
-    offset, scale, levels, _, _ = part
+    offset, scale, levels = part.offset, part.scale, part.levels
     if not np.all(np.isfinite(y)):
         raise FormatError("damaged transform stream (coefficients out of range)")
     rate = signal.sample_rate
     if len(levels):  # noise filling and scaling, as lossy mode's (spec 6.4), in the block's digital units
         seed = seed_of(first_record, signal.index, scale)
-        y = envelope.apply(y, bytes(levels.astype(np.uint8)), rate, rate / 2, seed, envelope.channel_bands(rate, rules),
-                           (1.0 / scale) ** 2 / 12.0, version=rules)
+        y = envelope.apply(y, bytes(levels.astype(np.uint8)), rate, rate / 2, seed, part.bands,
+                           (1.0 / scale) ** 2 / 12.0, version=part.rules)
     return np.clip(np.rint(offset + scale * y), signal.digital_min, signal.digital_max).astype(np.int32)
