@@ -55,6 +55,47 @@ def test_train_writes_a_usable_model_and_resumes(two_subjects, tmp_path):
     api.decompress(tmp_path / "x.eegz", tmp_path / "x.edf", model=str(out / "model.npz"), device="cpu")
 
 
+def test_a_time_limit_fits_the_schedule_and_stops_with_a_saved_model(two_subjects, tmp_path):
+    logged = []
+    settings = _settings(steps=100000, eval_every=5, checkpoint_every=1000, max_seconds=6.0)
+    result = train([str(two_subjects)], tmp_path / "run", TINY, settings, quiet=True, log=logged.append)
+    fitted = [m for m in logged if "the schedule ends at step" in m]
+    assert fitted and result["step"] == settings.steps < 100000  # the schedule ended where the time ran out
+    card = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert card["training"]["steps"] == result["step"] and card["training"]["settings"]["max_seconds"] == 6.0
+
+
+def test_training_on_recordings_already_loaded_matches_loading_them(two_subjects, tmp_path):
+    from eegz.train import load_recordings
+    recordings = load_recordings([str(two_subjects)], 256)
+    a = train([str(two_subjects)], tmp_path / "a", TINY, _settings(), quiet=True, log=lambda m: None)
+    b = train([str(two_subjects)], tmp_path / "b", TINY, _settings(), quiet=True, log=lambda m: None,
+              recordings=recordings)
+    a.pop("seconds"), b.pop("seconds")
+    assert a == b
+
+
+def test_training_on_a_gpu_that_is_not_there_is_refused(two_subjects, tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ModelError, match="no CUDA GPU"):
+        train([str(two_subjects)], tmp_path / "run", TINY, _settings(device="cuda"), quiet=True, log=lambda m: None)
+
+
+def test_the_codec_runs_in_full_float32_and_restores_the_flags():
+    import torch
+    from eegz.neural import full_float32
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        with full_float32(torch):
+            assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def test_init_from_a_dac_checkpoint_in_the_official_format(two_subjects, tmp_path):
     """A checkpoint written by DAC.save (as the official 44.1 kHz weights are) is the starting point."""
     dac = build_dac(ModelConfig(encoder_dim=8, decoder_dim=32, sample_rate=44100))

@@ -357,17 +357,20 @@ def eval(reference, candidate, model, device, as_json):
 @click.option("--window-seconds", type=float, default=4.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
+@click.option("--max-seconds", type=float, default=0.0, help="stop (evaluate and save) after this much training time")
 @click.option("-q", "--quiet", is_flag=True)
 def train(inputs, out_dir, steps, batch_size, lr, lr_final, init, resume, from_model, val_subjects, adversarial_steps,
           variant, channels, freeze_decoder, stft_weight, line_length_weight, excess_weight, line_weight, image_weight,
-          upsampling, window_seconds, seed, threads, quiet):
+          upsampling, window_seconds, seed, threads, device, max_seconds, quiet):
     """Train or fine-tune the EEG codec on EDF files, Bonn segments, folders or globs."""
     from .neural import ModelConfig
     from .neural import resolve_model_path
     from .train import TrainSettings, train as run, train_multichannel
     settings = TrainSettings(steps=steps, batch_size=batch_size, lr=lr, lr_final=lr_final, adversarial_steps=adversarial_steps,
                              stft_weight=stft_weight, line_length_weight=line_length_weight, excess_weight=excess_weight,
-                             line_weight=line_weight, image_weight=image_weight, window_seconds=window_seconds, seed=seed, threads=threads)
+                             line_weight=line_weight, image_weight=image_weight, window_seconds=window_seconds, seed=seed, threads=threads,
+                             device=device, max_seconds=max_seconds)
     log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
     if variant == "mc":
         result = _run(lambda: train_multichannel(

@@ -12,6 +12,7 @@ import os
 import types
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -253,6 +254,20 @@ def latents_from_codes(quantizer, codes):
     return z_q
 
 
+@contextmanager
+def full_float32(torch):
+    """GPU convolutions and matrix products in full float32 while the codec runs. torch lets cuDNN round
+    their inputs to TF32 (10-bit mantissas) by default; the encoder's latents then move enough to change
+    the nearest code: measured on an H200, 23-61 of a recording's 88 token streams differed from the CPU's
+    with TF32, 0-1 without (benchmarks/results/gpu_path.md). The flags are restored afterwards."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 @dataclass
 class NeuralCodec:
     """A loaded DAC model ready to turn normalized codec-rate segments into RVQ codes and back."""
@@ -342,7 +357,7 @@ class NeuralCodec:
         lo = min(starts)
         hi = max(s + codes.shape[1] for (codes, _, _), s in zip(items, starts))
         dim = self.model.latent_dim
-        with torch.inference_mode():
+        with torch.inference_mode(), full_float32(torch):
             grid = torch.zeros(1, len(items), dim, hi - lo, device=self.device)
             missing = torch.ones(1, len(items), hi - lo, dtype=torch.bool, device=self.device)
             for k, ((codes, _, _), s) in enumerate(zip(items, starts)):
@@ -383,7 +398,8 @@ class NeuralCodec:
             finally:
                 torch.set_num_threads(threads)
         else:
-            results = [run(idx) for idx in batches]
+            with full_float32(torch):
+                results = [run(idx) for idx in batches]
         out: list = [None] * len(samples)
         for idx, result in zip(batches, results):
             for j, i in enumerate(idx):

@@ -34,11 +34,14 @@ from .dsp import resample
 from .edf import EdfError, read_edf
 from .lossy import BLOCK_SECONDS, block_normalization
 from .metrics import band_power_errors_psd, line_ratio_psd, prdn_windows, welch_psd
-from .neural import ModelConfig, _quiet_imports, build_dac, load_state_into, save_model
+from .neural import ModelConfig, _quiet_imports, build_dac, load_state_into, pick_device, save_model
 from .progress import Progress
 
 BONN_RATE = 173.61
 SC_REFERENCE_L1 = 0.03  # DAC-MC with a frozen decoder: relative waveform loss scaled to DAC-SC's typical L1
+# with a time limit: the schedule is fitted to it after FIT_STEPS steps and at each evaluation after the first
+# MIN_FIT_STEPS, with a margin
+FIT_STEPS, MIN_FIT_STEPS, FIT_MARGIN = 50, 10, 0.03
 MC_WARMUP_STEPS = 200  # DAC-MC fine-tunes a trained decoder: full-size first Adam steps would undo it
 EVAL_CODEBOOKS = (3, 6, 9)
 
@@ -66,6 +69,8 @@ class TrainSettings:
     checkpoint_every: int = 500
     seed: int = 0
     threads: int = 0  # 0: torch's default
+    device: str = "cpu"  # cpu, cuda or auto (neural.pick_device)
+    max_seconds: float = 0.0  # stop (evaluate, save) once training has run this long; 0: no limit
 
 
 # ---------------------------------------------------------------- data
@@ -274,6 +279,7 @@ def _start(settings: TrainSettings, out_dir: Path):
         torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
     random.seed(settings.seed)
+    settings.device = pick_device(settings.device)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     return torch
 
@@ -292,13 +298,30 @@ def _run(run: Run, settings: TrainSettings, out_dir: Path, resume: bool, quiet: 
         step, run.history = state["step"], json.loads(state["history"])
         run.sampler.rng = np.random.default_rng(settings.seed + step)
         log(f"resumed at step {step}")
-    schedule = cosine_schedule(settings.lr, settings.lr_final, step, settings.steps, warmup=run.warmup)
+    first = step
+    schedule = cosine_schedule(settings.lr, settings.lr_final, first, settings.steps, warmup=run.warmup)
     if step == 0:
         run.history.append({"step": 0, **run.evaluate()})
         log(json.dumps(run.history[-1]))
     t0 = time.time()
     with Progress(settings.steps - step, "train", quiet=quiet) as bar:
         while step < settings.steps:
+            if settings.max_seconds and (step == first + FIT_STEPS or (step - first >= MIN_FIT_STEPS and
+                                                                       step % settings.eval_every == 0)):
+                # the schedule's end where the time runs out, fitted again at each evaluation (the first steps
+                # are slow on a GPU, and a neighbour's load changes); the average includes evaluations
+                per_step = (time.time() - t0) / (step - first) * (1 + FIT_MARGIN)
+                settings.steps = step + max(1, int((settings.max_seconds - (time.time() - t0)) / per_step))
+                schedule = cosine_schedule(settings.lr, settings.lr_final, first, settings.steps, warmup=run.warmup)
+                bar.total = max(settings.steps - first, 1)
+                log(f"{per_step:.3f} s a step: the schedule ends at step {settings.steps}")
+            if settings.max_seconds and time.time() - t0 > settings.max_seconds:
+                log(f"time limit of {settings.max_seconds:g} s reached at step {step}")
+                if run.history[-1]["step"] != step:
+                    run.history.append({"step": step, "seconds": round(time.time() - t0, 1), **run.evaluate()})
+                    log(json.dumps(run.history[-1]))
+                run.save(step, run.history)
+                break
             loss, parts = run.step(step)
             for group in opt.param_groups:
                 group["lr"] = schedule(step)
@@ -321,13 +344,13 @@ def _run(run: Run, settings: TrainSettings, out_dir: Path, resume: bool, quiet: 
 class Losses:
     """The reconstruction loss of one step, with its parts for the log."""
 
-    def __init__(self, settings: TrainSettings, config: ModelConfig):
+    def __init__(self, settings: TrainSettings, config: ModelConfig, device: str = "cpu"):
         from .losses import ImageLoss, MultiResolutionSTFTLoss, RunningLineLoss, make_mel_loss
         self.settings, self.rate = settings, config.sample_rate
         self.lines = RunningLineLoss(self.rate) if settings.line_weight else None
         self.images = ImageLoss(self.rate, config.decoder_rates, config.hop) if settings.image_weight else None
-        self.mel = make_mel_loss()
-        self.stft = MultiResolutionSTFTLoss() if settings.stft_weight else None
+        self.mel = make_mel_loss().to(device)
+        self.stft = MultiResolutionSTFTLoss().to(device) if settings.stft_weight else None
 
     def __call__(self, y, x, wave=None, rows=None) -> tuple:
         """rows: each window's Recording (the line loss keeps a running spectrum per source)."""
@@ -366,8 +389,9 @@ def _card(inputs, train_ids, val_ids, step, settings, history, **extra) -> dict:
                          "settings": settings.__dict__, **extra, "history": history}}
 
 
-def _prepare(inputs, settings, config, val_fraction, val_subjects, channels, log):
-    recordings = load_recordings(inputs, config.sample_rate)
+def _prepare(inputs, settings, config, val_fraction, val_subjects, channels, log, recordings=None):
+    if recordings is None:
+        recordings = load_recordings(inputs, config.sample_rate)
     subjects = sorted({r.subject for r in recordings})
     if len(subjects) < 2:
         raise EdfError("training needs EEG from at least two subjects (one for validation)")
@@ -384,9 +408,12 @@ def _prepare(inputs, settings, config, val_fraction, val_subjects, channels, log
 
 def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: TrainSettings,
           init: Path | None = None, resume: bool = False, from_model: Path | None = None,
-          val_fraction: float = 0.2, val_subjects: tuple[str, ...] = (), quiet: bool = False, log=print) -> dict:
+          val_fraction: float = 0.2, val_subjects: tuple[str, ...] = (), quiet: bool = False, log=print,
+          recordings: list[Recording] | None = None) -> dict:
+    """recordings: already loaded (load_recordings), for a machine that holds no copy of the inputs."""
     out_dir = Path(out_dir)
     torch = _start(settings, out_dir)
+    device = settings.device
     if init is not None:
         model, config = init_from_dac_checkpoint(init, config)
         model.quantizer.quantizer_dropout = settings.quantizer_dropout
@@ -397,15 +424,16 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
         load_state_into(model, Path(from_model))
     else:
         model = build_dac(config, quantizer_dropout=settings.quantizer_dropout)
+    model.to(device)
     recordings, train_ids, val_ids, window, sampler, val_sets = _prepare(inputs, settings, config, val_fraction,
-                                                                         val_subjects, 1, log)
+                                                                         val_subjects, 1, log, recordings)
     nyquists = validation_nyquist(recordings, val_ids, inputs)
     table_windows = WindowSampler(sampler.recordings, window, 1, settings.seed + 1).batch(512)[0][:, 0]
-    losses = Losses(settings, config)
+    losses = Losses(settings, config, device)
     adversary = {"disc": None, "opt": None, "on": settings.adversarial_steps > 0}
 
     def step(n: int):
-        x = torch.from_numpy(sampler.batch(settings.batch_size)[0])
+        x = torch.from_numpy(sampler.batch(settings.batch_size)[0]).to(device)
         out = model(x)
         y = out["audio"][..., :window]
         loss, parts = losses(y, x, rows=[sampler.recordings[k] for k in sampler.drawn])
@@ -425,10 +453,10 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
         result = {}
         with torch.inference_mode():
             for name, val_x in val_sets.items():
-                z = model.encoder(torch.from_numpy(val_x)[:, None])
+                z = model.encoder(torch.from_numpy(val_x)[:, None].to(device))
                 for nq in EVAL_CODEBOOKS:
                     if nq <= config.n_codebooks:
-                        y = model.decoder(model.quantizer(z, nq)[0])[:, 0, :window].numpy()
+                        y = model.decoder(model.quantizer(z, nq)[0])[:, 0, :window].cpu().numpy()
                         result.update({f"{name}_{k}_{nq}": v for k, v in
                                        reconstruction_metrics(val_x, y, config.sample_rate, nyquists.get(name)).items()})
         model.train()
@@ -449,13 +477,14 @@ def token_usage(model, windows: np.ndarray, n_codebooks: int, batch: int = 64) -
     import torch
     counts = np.zeros((n_codebooks, model.codebook_size), np.int64)
     was_training = model.training
+    device = next(model.parameters()).device
     model.eval()
     with torch.inference_mode():
         for start in range(0, len(windows), batch):
-            x = torch.from_numpy(windows[start:start + batch])[:, None]
+            x = torch.from_numpy(windows[start:start + batch])[:, None].to(device)
             _, codes, *_ = model.quantizer(model.encoder(x), n_codebooks)
             for q in range(n_codebooks):
-                counts[q] += np.bincount(codes[:, q].reshape(-1).numpy(), minlength=model.codebook_size)
+                counts[q] += np.bincount(codes[:, q].reshape(-1).cpu().numpy(), minlength=model.codebook_size)
     model.train(was_training)
     return counts
 
@@ -481,7 +510,7 @@ def _adversarial_step(disc, disc_opt, x, y, config, settings, torch):
     from dac.model import Discriminator
     if disc is None:
         disc = Discriminator(rates=[], periods=[2, 3, 5, 7, 11], fft_sizes=[64, 128, 256],
-                             sample_rate=config.sample_rate)
+                             sample_rate=config.sample_rate).to(x.device)
         disc_opt = torch.optim.AdamW(disc.parameters(), lr=settings.lr, betas=(0.8, 0.99))
     d_fake, d_real = disc(y.detach()), disc(x)
     d_loss = sum(torch.mean(f[-1] ** 2) + torch.mean((1 - r[-1]) ** 2) for f, r in zip(d_fake, d_real))
@@ -499,38 +528,41 @@ def _adversarial_step(disc, disc_opt, x, y, config, settings, torch):
 def train_multichannel(inputs: list[str], out_dir: Path, from_model: Path, settings: TrainSettings,
                        channels: int = 16, train_decoder: bool = True, resume: bool = False,
                        val_fraction: float = 0.2, val_subjects: tuple[str, ...] = (), quiet: bool = False,
-                       log=print) -> dict:
+                       log=print, recordings: list[Recording] | None = None) -> dict:
     """Fine-tune DAC-MC from a DAC-SC model: the encoder and codebooks stay frozen (so the tokens are the
     single-channel model's), the channel mixing, style vectors and (unless train_decoder is False) the
     decoder learn to decode all channels of a block together."""
     out_dir = Path(out_dir)
     torch = _start(settings, out_dir)
+    device = settings.device
     from .multichannel import electrode_name, style_index
     from .neural import build_mixing
 
     sc_card = json.loads(Path(from_model).with_suffix(".json").read_text())
     sc_config = ModelConfig.from_json(sc_card["config"])
     recordings, train_ids, val_ids, window, sampler, _ = _prepare(inputs, settings, sc_config, val_fraction,
-                                                                  val_subjects, channels, log)
+                                                                  val_subjects, channels, log, recordings)
     electrodes = tuple(sorted({electrode_name(label) for r in recordings if r.subject in train_ids
                                for label in r.labels}))
     config = replace(sc_config, variant="DAC-MC", electrodes=electrodes)
-    val_sets = [(torch.tensor([style_index(label, electrodes) for label in r.labels])[None],
+    val_sets = [(torch.tensor([style_index(label, electrodes) for label in r.labels])[None].to(device),
                  torch.from_numpy(np.stack([r.signals[:, s:s + window] for s in
-                                            np.linspace(0, r.signals.shape[1] - window, 4).astype(int)])))
+                                            np.linspace(0, r.signals.shape[1] - window, 4).astype(int)])).to(device))
                 for r in recordings if r.subject in val_ids and r.signals.shape[1] >= window]
     log(f"{len(electrodes)} electrodes, {len(val_sets)} validation recordings")
 
     dac = build_dac(config)
     counts = load_state_into(dac, Path(from_model))
     mixing = build_mixing(config, dac)
+    dac.to(device)
+    mixing.to(device)
     frozen = (dac.encoder, dac.quantizer) if train_decoder else (dac.encoder, dac.quantizer, dac.decoder)
     for module in frozen:
         module.requires_grad_(False)
     dac.encoder.eval()  # the quantizer in train mode would ignore the number of codebooks asked for
     dac.quantizer.eval()
     trainable = [p for p in list(dac.decoder.parameters()) + list(mixing.parameters()) if p.requires_grad]
-    losses = Losses(settings, config)
+    losses = Losses(settings, config, device)
     rng = np.random.default_rng(settings.seed + 7)
     batch = max(1, settings.batch_size // channels)
 
@@ -546,8 +578,8 @@ def train_multichannel(inputs: list[str], out_dir: Path, from_model: Path, setti
 
     def step(n: int):
         x, labels = sampler.batch(batch)
-        x = torch.from_numpy(x)
-        styles = torch.tensor([[style_index(label, electrodes) for label in row] for row in labels])
+        x = torch.from_numpy(x).to(device)
+        styles = torch.tensor([[style_index(label, electrodes) for label in row] for row in labels], device=device)
         n_q = int(rng.integers(3, config.n_codebooks + 1))
         with torch.no_grad():
             z_q = quantized(x, n_q)
@@ -569,9 +601,9 @@ def train_multichannel(inputs: list[str], out_dir: Path, from_model: Path, setti
                 ref, mc, sc = [], [], []
                 for styles, x in val_sets:
                     z_q = quantized(x, n_q)
-                    ref.append(x.reshape(-1, window).numpy())
-                    mc.append(decoded(mixing(z_q, styles.expand(len(x), -1), n_q))[:, 0].numpy())
-                    sc.append(decoded(z_q)[:, 0].numpy())
+                    ref.append(x.reshape(-1, window).cpu().numpy())
+                    mc.append(decoded(mixing(z_q, styles.expand(len(x), -1), n_q))[:, 0].cpu().numpy())
+                    sc.append(decoded(z_q)[:, 0].cpu().numpy())
                 result[f"prdn_{n_q}"] = prdn_windows(np.concatenate(ref), np.concatenate(mc))
                 result[f"prdn_{n_q}_unmixed"] = prdn_windows(np.concatenate(ref), np.concatenate(sc))
         dac.decoder.train()

@@ -1,0 +1,382 @@
+"""One prepared run on a lent GPU machine (the `device` tool): the tool's GPU path, then training on the GPU.
+
+The GPU machine holds no copy of ../shared/data and no eegz dependencies beyond torch, and only 64 MiB
+travel with the working tree, so `prepare` builds what the run needs in a folder git ignores:
+    python benchmarks/device_run.py prepare .gpu
+- pack/: the recordings that `eegz train` loads from eegmat, eegmmidb and Bonn (each channel at 256 Hz,
+  normalized per 16-s block as compression does), quantized to 1/2048 of 16 robust sigma (sigma/128: its
+  noise is 50 dB below the signal, under eegmat's amplifier floor above 70 Hz) and coded by eegz's own exact
+  layer. Validation recordings keep only the four windows that training validates on; eegmmidb keeps 7 of
+  its 14 runs (size);
+- whl/, site/: the missing packages (descript-audio-codec and its imports, zstandard, xxhash, constriction);
+- _core.abi3.so: the compiled inner loops, built against the stable ABI so that the machine's Python runs them.
+There (after installing the wheels, with src/ and .gpu/site on PYTHONPATH):
+    python benchmarks/device_run.py run --pack .gpu/pack --out $OUT --seconds 330
+(1) device_check: compress the example recording with --device cpu and with --device cuda (DAC-SC at 3, 6
+and 9 codebooks, DAC-MC at 6) and compare the token streams byte for byte, and the decoded samples of each
+file on both devices; (2) training: fine-tunes the shipped DAC-SC model in two settings side by side on the
+one GPU, each for `--seconds` with its learning-rate schedule fitted to that time; their models, cards and
+logs come back under $OUT.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+INPUTS = ("eegmat", "eegmmidb", "bonn")
+VAL_SUBJECTS = ("Subject1[4-7]", "bonn-*-051-070")  # the shipped models' validation split
+SCALE = 2048  # quantization of the normalized signals: 1/SCALE of 16 robust sigma
+CHUNK = 4096  # samples per exact-coded group
+EEGMMIDB_RUNS = 7  # of 14: every other run (the pack must fit the 64 MiB that travel)
+WHEELS = ["descript-audio-codec==1.0.0", "descript-audiotools==0.7.2", "docstring_parser==0.18.0",
+          "flatten-dict==0.5.0", "ffmpy==1.0.0", "fire==0.7.1", "importlib_resources==7.1.0", "julius==0.2.8",
+          "termcolor==3.3.0", "librosa==0.11.0", "decorator==5.3.1", "pooch==1.9.0", "platformdirs==4.14.8"]
+BINARY_WHEELS = ["xxhash==4.1.0", "zstandard==0.25.0", "constriction==0.5.0", "soundfile==0.14.0"]
+SDIST_ONLY = ["argbind", "randomname"]  # pure Python, published as sources only: copied from this environment
+# the two training settings run side by side: (name, batch, lr, final lr)
+CHECK_SECONDS = 150
+SETTINGS = {"first": (("b128", 128, 1e-4, 1e-5, {}), ("b512", 512, 3e-4, 1e-5, {})),
+            # from b512: the same losses, and the line and image losses stronger (b512's validation lines at 57-61 Hz)
+            "second": (("c1", 512, 1e-4, 1e-5, {}), ("c2", 512, 1e-4, 1e-5, {"line_weight": 2.0, "image_weight": 1.0}))}
+
+
+# ---------------------------------------------------------------- here: prepare
+
+def pack_recordings(data: Path, out: Path) -> dict:
+    from eegz.exact import ExactItem, encode_group
+    from eegz.train import fixed_windows, load_recordings, split_subjects
+    recordings = load_recordings([str(data / name) for name in INPUTS], 256)
+    runs = [r for r in recordings if r.source == 1]
+    keep_runs = {id(r) for r in runs[::len(runs) // EEGMMIDB_RUNS or 1][:EEGMMIDB_RUNS]}
+    recordings = [r for r in recordings if r.source != 1 or id(r) in keep_runs]
+    _, val_ids = split_subjects([r.subject for r in recordings], 0.2, VAL_SUBJECTS)
+    window = 1024
+    out.mkdir(parents=True, exist_ok=True)
+    meta, offset = [], 0
+    with open(out / "streams.bin", "wb") as f:
+        for r in recordings:
+            signals = r.signals
+            if r.subject in val_ids:  # only the windows validation reads, in order (fixed_windows finds them again)
+                signals = fixed_windows([r], window).reshape(len(r.labels), -1)
+            q = np.clip(np.round(signals * SCALE), -32768, 32767).astype(np.int64)
+            lengths = []
+            for start in range(0, q.shape[1], CHUNK):
+                for data_ in encode_group([ExactItem(ch[start:start + CHUNK], 0, -32768, 32767) for ch in q]):
+                    f.write(data_)
+                    lengths.append(len(data_))
+            meta.append({"source": r.source, "subject": r.subject, "labels": r.labels, "nyquist": r.nyquist,
+                         "samples": int(q.shape[1]), "lengths": lengths})
+            offset += sum(lengths)
+    (out / "meta.json").write_text(json.dumps({"scale": SCALE, "chunk": CHUNK, "inputs": list(INPUTS),
+                                               "val_subjects": list(VAL_SUBJECTS), "recordings": meta}))
+    return {"recordings": len(meta), "bytes": offset}
+
+
+def unpack_recordings(pack: Path):
+    from eegz.exact import Expected, decode_group
+    from eegz.train import Recording
+    meta = json.loads((pack / "meta.json").read_text())
+    recordings = []
+    with open(pack / "streams.bin", "rb") as f:
+        for m in meta["recordings"]:
+            lengths, channels = iter(m["lengths"]), len(m["labels"])
+            parts = []
+            for start in range(0, m["samples"], meta["chunk"]):
+                n = min(meta["chunk"], m["samples"] - start)
+                streams = [f.read(next(lengths)) for _ in range(channels)]
+                parts.append(np.stack(decode_group(streams, [Expected(n, -32768, 32767, True)] * channels)))
+            signals = (np.concatenate(parts, axis=1) / meta["scale"]).astype(np.float32)
+            recordings.append(Recording(m["source"], m["subject"], m["labels"], signals, m["nyquist"]))
+    return recordings, meta
+
+
+def build_core_abi3(out: Path) -> None:
+    """_core.c against Python's stable ABI (3.11+): the few macros it uses become their function forms."""
+    import sysconfig
+    shim = out / "abi3_shim.h"
+    shim.write_text("#define Py_LIMITED_API 0x030B0000\n#define PY_SSIZE_T_CLEAN\n#include <Python.h>\n"
+                    + "".join(f"#undef {m}\n#define {m}{args} {fn}\n" for m, args, fn in (
+                        ("PyList_GET_SIZE", "(o)", "PyList_Size(o)"),
+                        ("PyList_GET_ITEM", "(o, i)", "PyList_GetItem((o), (i))"),
+                        ("PyList_SET_ITEM", "(o, i, v)", "PyList_SetItem((o), (i), (v))"),
+                        ("PyTuple_SET_ITEM", "(o, i, v)", "PyTuple_SetItem((o), (i), (v))"),
+                        ("PyBytes_AS_STRING", "(o)", "PyBytes_AsString(o)"))))
+    subprocess.run(["gcc", "-O3", "-std=c99", "-shared", "-fPIC", "-include", str(shim),
+                    "-I" + sysconfig.get_paths()["include"], "-I" + str(ROOT / "src/eegz"),
+                    str(ROOT / "src/eegz/_core.c"), "-o", str(out / "_core.abi3.so")], check=True)
+
+
+def fetch_packages(out: Path) -> None:
+    whl, site = out / "whl", out / "site"
+    shutil.rmtree(whl, ignore_errors=True)
+    shutil.rmtree(site, ignore_errors=True)
+    common = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version",
+              "3.12", "--implementation", "cp", "-d", str(whl)]
+    linux = [arg for tag in ("manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_28_x86_64")
+             for arg in ("--platform", tag)]
+    subprocess.run(common + ["--platform", "any"] + WHEELS, check=True)
+    subprocess.run(common + linux + BINARY_WHEELS, check=True)
+    for name in SDIST_ONLY:
+        module = __import__(name)
+        shutil.copytree(Path(module.__file__).parent, site / name, ignore=shutil.ignore_patterns("__pycache__"))
+
+
+# ---------------------------------------------------------------- there: the GPU path of the tool
+
+def _streams(path: Path) -> list:
+    from eegz.container import Container
+    with Container(path) as c:
+        return [(k, s.signal, s.kind, s.data) for k in range(len(c.blocks)) for s in c.read_block(k)]
+
+
+def check_gpu_path(out: Path, log, gpu: str = "cuda") -> dict:
+    """Same tokens on both devices? Decoded samples within float tolerance? Timings of each."""
+    from eegz import api
+    from eegz.container import NEURAL_TOKENS
+    from eegz.edf import read_edf
+    source = ROOT / "examples" / "eegmat_Subject17_2.edf"
+    edf = read_edf(source)
+    original = {s.label: s.to_physical(d) for s, d in zip(edf.header.signals, edf.digital) if not s.is_annotation}
+    work = Path("/tmp/eegz-check")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    results = []
+    import torch
+    sc, mc = "eegz-dac-sc-256hz-hop64-lines", "eegz-dac-mc-256hz-hop64"
+    for model, codebooks, tf32 in ((sc, 3, True), (sc, 6, True), (sc, 9, True), (mc, 6, True), (sc, 6, False),
+                                   (mc, 6, False)):
+        # TF32: torch lets cuDNN convolutions round their inputs to 10-bit mantissas unless told not to
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
+        row = {"model": model, "codebooks": codebooks, "tf32": tf32}
+        files = {}
+        for device in ("cpu", gpu, gpu):  # the GPU twice: the first call pays for loading and kernel choice
+            files[device] = work / f"{model}-{codebooks}-{tf32}-{device}.eegz"
+            t = time.perf_counter()
+            api.compress(source, files[device], codebooks=codebooks, device=device, model=model, force=True)
+            row[f"encode_s_{device}"] = round(time.perf_counter() - t, 3)
+        a, b = _streams(files["cpu"]), _streams(files[gpu])
+        row["streams"] = len(a)
+        row["streams_differing"] = sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b))
+        row["token_streams_differing"] = sum(x != y for x, y in zip(a, b) if x[2] == NEURAL_TOKENS)
+        decoded = {}
+        for name, path, device in (("cpu_file_on_cpu", files["cpu"], "cpu"), ("cpu_file_on_cuda", files["cpu"], gpu),
+                                   ("cpu_file_on_cuda", files["cpu"], gpu), ("cuda_file_on_cpu", files[gpu], "cpu")):
+            t = time.perf_counter()
+            decoded[name] = api.read_signals(path, device=device, model=model)
+            row[f"decode_s_{name}"] = round(time.perf_counter() - t, 3)
+        eeg = [k for k in decoded["cpu_file_on_cpu"] if k.startswith("EEG")]
+
+        def worst(p, q):
+            return max(float(np.max(np.abs(p[k] - q[k]))) for k in eeg)
+
+        def prdn(q):
+            return 100 * float(np.sqrt(sum(np.sum((original[k] - q[k]) ** 2) for k in eeg)
+                                       / sum(np.sum((original[k] - original[k].mean()) ** 2) for k in eeg)))
+        row["max_abs_uv_cpu_vs_cuda_decode"] = worst(decoded["cpu_file_on_cpu"], decoded["cpu_file_on_cuda"])
+        row["max_abs_uv_cpu_vs_cuda_file"] = worst(decoded["cpu_file_on_cpu"], decoded["cuda_file_on_cpu"])
+        row["prdn_cpu_file"] = round(prdn(decoded["cpu_file_on_cpu"]), 3)
+        row["prdn_cuda_file"] = round(prdn(decoded["cuda_file_on_cpu"]), 3)
+        row["prdn_cpu_file_decoded_on_cuda"] = round(prdn(decoded["cpu_file_on_cuda"]), 3)
+        log(json.dumps(row))
+        results.append(row)
+    return {"recording": source.name, "rows": results}
+
+
+# ---------------------------------------------------------------- there: training
+
+def train_one(pack: Path, out: Path, name: str, batch: int, lr: float, lr_final: float, seconds: float,
+              device: str = "cuda", from_model: Path | None = None, extra: dict | None = None) -> None:
+    from eegz.neural import ModelConfig, resolve_model_path
+    from eegz.train import TrainSettings, train
+    recordings, meta = unpack_recordings(pack)
+    settings = TrainSettings(steps=100000, batch_size=batch, lr=lr, lr_final=lr_final, stft_weight=1.0,
+                             line_length_weight=1.0, line_weight=1.0, eval_every=500, checkpoint_every=500,
+                             threads=4, device=device, max_seconds=seconds)
+    for key, value in (extra or {}).items():
+        setattr(settings, key, value)
+    work = Path("/tmp") / f"train-{name}"
+    shutil.rmtree(work, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / f"{name}.log"
+
+    def log(message: str) -> None:
+        with open(log_path, "a") as f:
+            f.write(message + "\n")
+        for suffix in (".npz", ".json"):  # the newest checkpoint back under $OUT, whole (a timeout can come any time)
+            src = work / f"model{suffix}"
+            if src.exists() and src.stat().st_mtime > getattr(log, "copied", 0):
+                tmp = out / f".{name}{suffix}"
+                shutil.copyfile(src, tmp)
+                os.replace(tmp, out / f"{name}{suffix}")
+        log.copied = time.time()
+
+    log(f"{name}: {len(recordings)} recordings, batch {batch}, lr {lr} -> {lr_final}, {seconds} s")
+    train([str(i) for i in meta["inputs"]], work, ModelConfig(upsampling="balanced"), settings,
+          from_model=from_model or resolve_model_path(None), val_subjects=tuple(meta["val_subjects"]), quiet=True, log=log,
+          recordings=recordings)
+    log("done")
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def check(out: Path, device: str) -> None:
+    import torch
+    env = {"torch": torch.__version__, "cuda": torch.version.cuda,
+           "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
+           "python": sys.version.split()[0], "cpu_threads": torch.get_num_threads()}
+    try:
+        result = check_gpu_path(out, log, device)
+    except Exception as e:
+        result = {"error": f"{type(e).__name__}: {e}"}
+        log(result["error"])
+    (out / "device_check.json").write_text(json.dumps({"environment": env, **result}, indent=1))
+
+
+def run(pack: Path, out: Path, seconds: float, device: str = "cuda", stage: str = "first",
+        from_model: Path | None = None) -> None:
+    import torch
+    out.mkdir(parents=True, exist_ok=True)
+    env = {"torch": torch.__version__, "cuda": torch.version.cuda,
+           "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
+           "python": sys.version.split()[0], "cpu_threads": torch.get_num_threads()}
+    log(json.dumps(env))
+    try:  # apart, with a time limit: a check that fails or hangs must not cost the training run
+        subprocess.run([sys.executable, __file__, "check", "--out", str(out), "--device", device], timeout=CHECK_SECONDS)
+    except subprocess.TimeoutExpired:
+        log(f"the check took over {CHECK_SECONDS} s")
+    workers = [subprocess.Popen([sys.executable, __file__, "train-one", "--pack", str(pack), "--out", str(out),
+                                 "--name", name, "--batch", str(batch), "--lr", str(lr), "--lr-final", str(final),
+                                 "--seconds", str(seconds), "--device", device, "--extra", json.dumps(extra)]
+                                + (["--from-model", str(from_model)] if from_model else []))
+               for name, batch, lr, final, extra in SETTINGS[stage]]
+    for w in workers:
+        w.wait()
+    log(f"training exits {[w.returncode for w in workers]}")
+
+
+# ---------------------------------------------------------------- here again: the results
+
+def _machine(env: dict) -> str:
+    return f"{env['gpu']}, torch {env['torch']} (CUDA {env['cuda']}), Python {env['python']}, {env['cpu_threads']} CPU threads"
+
+
+def _pipeline_rows(benchmarks: list[Path]) -> list[str]:
+    """Mean over the held-out eegmat recordings through compress / decompress, from lossy_benchmark.py's json."""
+    rows = []
+    for path in benchmarks:
+        result = json.loads(path.read_text())
+        name = result["model"] if result["model"] != "model" else path.stem.replace("lossy_", "")  # a run's own name
+        for n in (3, 6, 9):
+            got = [r for r in result["rows"] if r["codebooks"] == n and r["file"] != "eegmat_Subject17_2.edf"]
+            mean = {k: float(np.mean([r[k] for r in got])) for k in ("bits_per_second_per_channel", "prdn")}
+            rows.append(f"| {name} | {n} | {mean['bits_per_second_per_channel']:.0f} | {mean['prdn']:.1f} | "
+                        f"{max(r['line_ratio'] for r in got):.2f} | {max(r['line_mean_ratio'] for r in got):.2f} | "
+                        f"{', '.join(sorted({format(r['line_mean_hz'], '.0f') for r in got}))} |")
+    return rows
+
+
+def report(checks: list[Path], trained: list[Path], results: Path, benchmarks: list[Path]) -> None:
+    """benchmarks/results/gpu_path.{md,json} from the runs' device_check.json, gpu_training.md from the cards."""
+    runs = [json.loads(p.read_text()) for p in checks]
+    lines = ["# The GPU path of eegz compress / decompress", "",
+             f"Written by `benchmarks/device_run.py` (check) on a lent machine: {_machine(runs[-1]['environment'])}. Recording "
+             f"{runs[-1]['recording']} (20 EEG channels at 500 Hz + ECG, 62 s), compressed once with `--device cpu` "
+             "(16 cores) and once with `--device cuda`, each file decoded on both devices. "
+             "Streams differing: of the file's streams (88: 22 blocks x 4 with a token stream), those whose bytes differ "
+             "(all of them token streams). Decoded difference: the largest |difference| in µV over every EEG sample. "
+             "TF32 off is what eegz does since this measurement (neural.full_float32); on is torch's default for "
+             "cuDNN convolutions. Seconds: the second GPU call (the first loads the model and chooses kernels).", "",
+             "| run | model | codebooks | TF32 | streams differing | PRDN CPU file / GPU file % | same file, CPU vs GPU decode µV "
+             "| CPU vs GPU file, decoded on CPU µV | encode s CPU / GPU | decode s CPU / GPU |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for k, run_ in enumerate(runs, 1):
+        for r in run_["rows"]:
+            lines.append(f"| {k} | {r['model']} | {r['codebooks']} | {'on' if r.get('tf32', True) else 'off'} | "
+                         f"{r['streams_differing']} of {r['streams']} | {r['prdn_cpu_file']:.2f} / {r['prdn_cuda_file']:.2f} | "
+                         f"{r['max_abs_uv_cpu_vs_cuda_decode']:.4f} | {r['max_abs_uv_cpu_vs_cuda_file']:.2f} | "
+                         f"{r['encode_s_cpu']:.2f} / {r['encode_s_cuda']:.2f} | "
+                         f"{r['decode_s_cpu_file_on_cpu']:.2f} / {r['decode_s_cpu_file_on_cuda']:.2f} |")
+    (results / "gpu_path.md").write_text("\n".join(lines) + "\n")
+    (results / "gpu_path.json").write_text(json.dumps(runs, indent=1) + "\n")
+    rows = ["# Training on the lent GPU (benchmarks/device_run.py)", "",
+            "Validation during training: held-out eegmat subjects (Subject14-17) and Bonn segments 051-070, 4-s windows at "
+            "256 Hz normalized as compression does; PRDN % at 3 / 6 / 9 codebooks, and the strongest invented line at 6 "
+            "(metrics.line_ratio_psd on the windows' mean spectrum).", "",
+            "| run | from | batch | lr | step | seconds | eegmat PRDN 3 / 6 / 9 | Bonn PRDN 3 / 6 / 9 | line x eegmat / Bonn (6) |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for path in trained:
+        card = json.loads(path.read_text())["training"]
+        s = card["settings"]
+        for h in card["history"]:
+            rows.append(f"| {path.stem} | {Path(card.get('from_model') or '').stem} | {s['batch_size']} | "
+                        f"{s['lr']:g} -> {s['lr_final']:g} | {h['step']} | {h.get('seconds', 0):g} | "
+                        + " / ".join(f"{h[f'eegmat_prdn_{n}']:.1f}" for n in (3, 6, 9)) + " | "
+                        + " / ".join(f"{h[f'bonn_prdn_{n}']:.1f}" for n in (3, 6, 9)) + " | "
+                        f"{h['eegmat_line_ratio_6']:.2f} / {h['bonn_line_ratio_6']:.2f} |")
+    rows += ["", "Through `eegz compress` / `decompress` (benchmarks/lossy_benchmark.py with EEGZ_BENCH_MODEL, band "
+             "envelope on), mean over the held-out eegmat recordings Subject14-17 (_2, 62 s each); line: the strongest "
+             "invented line on the worst channel and on the channels' mean spectrum (max over the recordings; chance "
+             "1.69 / 1.23), and where the mean spectrum's lies.", "",
+             "| model | codebooks | bit/s/ch | PRDN % | line: worst channel | channel mean | at Hz |",
+             "|---|---|---|---|---|---|---|"] + _pipeline_rows(benchmarks)
+    (results / "gpu_training.md").write_text("\n".join(rows) + "\n")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    prep = sub.add_parser("prepare")
+    prep.add_argument("folder", type=Path)
+    prep.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    r = sub.add_parser("run")
+    r.add_argument("--pack", type=Path, required=True)
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--seconds", type=float, default=330)
+    r.add_argument("--device", default="cuda", help="cpu: try the run here first")
+    r.add_argument("--stage", default="first", choices=sorted(SETTINGS))
+    r.add_argument("--from-model", type=Path)
+    rep = sub.add_parser("report")
+    rep.add_argument("--checks", type=Path, nargs="+", required=True)
+    rep.add_argument("--trained", type=Path, nargs="+", required=True)
+    rep.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    rep.add_argument("--benchmarks", type=Path, nargs="*", default=[],
+                     help="lossy_benchmark.py results (json) of the shipped model and of the trained ones")
+    c = sub.add_parser("check")
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--device", default="cuda")
+    one = sub.add_parser("train-one")
+    for arg, kind in (("--pack", Path), ("--out", Path), ("--name", str), ("--batch", int), ("--lr", float),
+                      ("--lr-final", float), ("--seconds", float)):
+        one.add_argument(arg, type=kind, required=True)
+    one.add_argument("--device", default="cuda")
+    one.add_argument("--from-model", type=Path)
+    one.add_argument("--extra", type=json.loads, default={})
+    a = p.parse_args()
+    if a.command == "prepare":
+        a.folder.mkdir(parents=True, exist_ok=True)
+        print(pack_recordings(a.data, a.folder / "pack"))
+        build_core_abi3(a.folder)
+        fetch_packages(a.folder)
+    elif a.command == "report":
+        report(a.checks, a.trained, a.results, a.benchmarks)
+    elif a.command == "check":
+        check(a.out, a.device)
+    elif a.command == "run":
+        run(a.pack, a.out, a.seconds, a.device, a.stage, a.from_model)
+    else:
+        train_one(a.pack, a.out, a.name, a.batch, a.lr, a.lr_final, a.seconds, a.device, a.from_model, a.extra)
+
+
+if __name__ == "__main__":
+    main()
