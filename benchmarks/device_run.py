@@ -329,7 +329,10 @@ def report(checks: list[Path], trained: list[Path], results: Path, benchmarks: l
              "invented line on the worst channel and on the channels' mean spectrum (max over the recordings; chance "
              "1.69 / 1.23), and where the mean spectrum's lies.", "",
              "| model | codebooks | bit/s/ch | PRDN % | line: worst channel | channel mean | at Hz |",
-             "|---|---|---|---|---|---|---|"] + _pipeline_rows(benchmarks)
+             "|---|---|---|---|---|---|---|"] + _pipeline_rows(benchmarks) + [
+             "", "Bonn 051-070, both detectors, band errors on 0.5-s windows and lines per set: `results/clinical_gpu.md` "
+             "(benchmarks/clinical.py with EEGZ_BENCH_MODELS=c1=c1.npz,c2=c2.npz and EEGZ_BENCH_TAG=clinical_gpu). The "
+             "trained weights are not in the repository: `device_run.py` makes them again on a lent machine."]
     (results / "gpu_training.md").write_text("\n".join(rows) + "\n")
 
 
