@@ -199,3 +199,35 @@ def test_format_8_bands_follow_a_notch_and_fill_mostly_coded_parts_less():
     # 6.4 fills every part up to its share (4.2x the lost amplitude: the fill is noise, not what was lost);
     # 8.2 gives a part holding 80 % of its power (1 - 0.8) / (1 - 0.5) of what it lacks (2.7x)
     assert change[6] > 3.0 and change[8] < 0.7 * change[6]
+
+
+def test_the_time_profile_follows_a_burst_and_is_flat_without_fast_activity():
+    """Spec 8.3: half-second parts' power above ~30 Hz relative to the block's, in 1.5-dB steps."""
+    rate, n = 500.0, 8000
+    t = np.arange(n) / rate
+    rng = np.random.default_rng(3)
+    fast = np.sin(2 * np.pi * 60 * t) * 0.01 + rng.normal(0, 1e-4, n)
+    burst = np.where((t >= 4.0) & (t < 5.0), 1.0, 0.05) * fast
+    values = envelope.profile(np.sin(2 * np.pi * 5 * t) + burst, rate)
+    assert len(values) == envelope.profile_count(n, rate) == 32
+    # +12 dB in the burst, -15 dB and less elsewhere (the block's first and last part hold its wrap's leakage)
+    assert values[8:10].min() >= 8 and values[1:6].max() <= -10 and values[12:-1].max() <= -10
+    assert envelope.profile(np.full(n, 3.0), rate).tolist() == [0] * 32  # nothing fast: no shape
+
+
+def test_shaping_in_time_puts_the_fast_power_where_the_profile_says():
+    """A decoder's fast part spread evenly over the block (the ringing of a coded transient, or noise) goes
+    to the burst that the profile describes; the block's fast power stays (up to the gain limit)."""
+    rate, n = 500.0, 8000
+    t = np.arange(n) / rate
+    rng = np.random.default_rng(4)
+    fast = rng.normal(0, 1, n)
+    original = np.sin(2 * np.pi * 5 * t) + np.where((t >= 4.0) & (t < 6.0), 1.0, 0.1) * envelope._fast(fast, rate)
+    spread = np.sin(2 * np.pi * 5 * t) + 0.4 * envelope._fast(rng.normal(0, 1, n), rate)
+    shaped = envelope.shaped_in_time(spread, envelope.profile(original, rate), rate)
+    power = lambda v, a, b: float(np.mean(envelope._fast(v, rate)[int(a * rate):int(b * rate)] ** 2))
+    inside, outside = power(shaped, 4.2, 5.8), power(shaped, 0.5, 3.5)
+    assert 40 < inside / outside < 160  # the original's 100x, within the interpolation between part centres
+    assert abs(power(shaped, 0, 16) / power(spread, 0, 16) - 1) < 0.1
+    flat = envelope.shaped_in_time(spread, np.zeros(32, np.int64), rate)  # a flat profile changes little
+    assert abs(power(flat, 0.5, 3.5) / power(spread, 0.5, 3.5) - 1) < 0.2

@@ -52,7 +52,7 @@ def test_transform_keeps_the_waveform_better_than_the_neural_codec_at_fewer_bits
     original = read_edf(EXAMPLE)
     roles = channel_roles(original.header.signals)
     summary = api.info(transform_example[True])
-    assert summary["mode"] == "transform" and summary["format_version"] == 8 and summary["codec"] is None
+    assert summary["mode"] == "transform" and summary["format_version"] == 9 and summary["codec"] is None
     assert summary["transform"] == {"bitrate": 250.0, "band_envelope": True, "rotate_channels": True}
     assert 240 <= summary["bits_per_second_per_channel"] <= 250
     neural = api.info(lossy_example[6])["bits_per_second_per_channel"]
@@ -291,3 +291,40 @@ def test_info_names_the_rate_asked_and_kept(transform_example):
     assert "mode          transform" in text
     line = next(x for x in text.splitlines() if x.startswith("transform"))
     assert line.startswith("transform     250 bit/s per EEG channel asked, 24") and line.endswith("channels rotated")
+
+
+def test_a_time_profile_out_of_range_is_refused():
+    """Spec 8.3: a version-9 stream flags its profile in the coder byte; the values follow the levels and
+    lie within ±40; a flag without bands is refused."""
+    from eegz import _core, envelope
+    rec = read_edf(EXAMPLE)
+    signal, digital = rec.header.signals[0], rec.digital[0][:16 * 500]
+    data = transform.encode_block(digital, signal, bitrate=250.0)
+    n, head = len(digital), transform._HEAD
+    offset, scale, step, w, coder, n_bands, total = head.unpack_from(data, 0)
+    assert coder & transform.PROFILE_FLAG
+    family, start = (coder & 0x7F) % 4, transform.STARTS[(coder & 0x7F) // 4]
+    count = 3 * w + n_bands + envelope.profile_count(n, 500.0) + total
+    values = np.frombuffer(_core.decode_residuals(data[head.size:], count, family, start), np.int64).copy()
+    transform.decode_block(data, signal, n, 0, version=9)
+
+    def stream(flag: int, bands: int) -> bytes:
+        return head.pack(offset, scale, step, w, family | flag, bands, total) + _core.encode_residuals(values, family, 0)
+    values[3 * w + n_bands] = envelope.PROFILE_MAX + 1
+    with pytest.raises(FormatError, match="band envelope"):
+        transform.decode_block(stream(transform.PROFILE_FLAG, n_bands), signal, n, 0, version=9)
+    values[3 * w + n_bands] = envelope.PROFILE_MAX
+    assert transform.decode_block(stream(transform.PROFILE_FLAG, n_bands), signal, n, 0, version=9).shape == (n,)
+    with pytest.raises(FormatError, match="coder, bands"):
+        transform.decode_block(stream(transform.PROFILE_FLAG, 0), signal, n, 0, version=9)
+    with pytest.raises(FormatError, match="coder, bands"):  # versions 7 and 8 know no flag
+        transform.decode_block(stream(transform.PROFILE_FLAG, n_bands), signal, n, 0, version=8)
+
+
+def test_a_low_bit_rate_leaves_the_time_profile_out():
+    """The profile costs about 3 bits a value: below 5 % of a stream's bits only (spec 8.3 lets a writer omit it)."""
+    rec = read_edf(EXAMPLE)
+    signal, digital = rec.header.signals[0], rec.digital[0][:16 * 500]
+    flags = {bits: transform._HEAD.unpack_from(transform.encode_block(digital, signal, bitrate=bits), 0)[4]
+             & transform.PROFILE_FLAG for bits in (60.0, 250.0)}
+    assert flags == {60.0: 0, 250.0: transform.PROFILE_FLAG}

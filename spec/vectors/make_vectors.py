@@ -106,6 +106,9 @@ VECTORS = {  # file: (source, options, what it exercises)
                                    "blocks, band envelopes, 250 bit/s; ECG kept exactly"),
     "transform_rotated_quality.eegz": ("eegmat-12s", dict(mode="transform", quality=15.0, band_envelope=False),
                                        "format 8: kinds 5 and 6 at quality 15 % with n_bands = 0"),
+    "transform_profile_250.eegz": ("eegmat-40s", dict(mode="transform"),
+                                   "format 9: kinds 5 and 6 with band envelopes and their time profile (section "
+                                   "8.3), 250 bit/s; ECG kept exactly"),
 }
 
 

@@ -12,10 +12,11 @@ the long quiet tail costs nothing. The step is the finest that keeps the streams
 coarsest at which every channel's block meets --quality). Each window also carries its error at its two
 edge samples, faded out by the decoder, so that windows coded apart meet without a click. What the step
 zeroes above beta comes back as shaped noise from the band envelope (spec 6.4, with 8.2's bands and
-filling). Blocks decode on their own, so any time range decodes from the blocks it touches and nothing else.
+filling), and 8.3's time profile keeps the block's fast activity where it was in time. Blocks decode on
+their own, so any time range decodes from the blocks it touches and nothing else.
 
 Measured (benchmarks/results/baselines.md, lossy_transform.md, clinical_transform.md): at the bits of 6
-codebooks the waveform error on held-out eegmat is 0.46x the DCT reference's and 0.44x the neural codec's,
+codebooks the waveform error on held-out eegmat is 0.48x the DCT reference's and 0.46x the neural codec's,
 and the detectors agree more often.
 """
 from __future__ import annotations
@@ -52,7 +53,8 @@ CUTS = (1, 2)  # trailing coefficients below this magnitude are dropped: the enc
 PATCH_STEPS = 16
 PATCH_SECONDS = 0.05
 STARTS = (0, 16, 256, 4096)  # the residual coder's context starts a stream may name
-ENVELOPE_RULES = 8  # the band envelope this code writes (spec 8.2: 6.4 with finer bands, partial parts filled less)
+ENVELOPE_RULES = 9  # the band envelope this code writes (spec 8.2: 6.4 with finer bands, partial parts filled
+# less; 8.3: the block's fast part shaped in time by its profile)
 # Rotation (format 8): measured on eegmat Subject14 / 17 at 250 bit/s without the envelope, PRDN 10.8 / 14.1 %
 # coding channels apart, 8.0 / 7.6 % coding the principal components of the block's 20 channels with one step.
 # Entries in 1/64 (without the envelope, eegz's own coding): eegmat Subject16 / 17 at 250 bit/s 12.61 / 7.38 %
@@ -66,14 +68,19 @@ MAX_ENTRY = 1 << 24  # a reader's bound on |entry| (spec 8.1)
 # 250 bit/s: 7.6 / 18.4 %).
 MAX_ROTATION_SHARE = 0.5
 MAX_CONDITION = 4.0  # a rounded matrix farther from orthogonal would turn one component's error into many
+# The time profile (spec 8.3, format 9) costs about PROFILE_BITS a value; a stream carries one where that is at
+# most PROFILE_SHARE of its bits (at 250 bit/s, 2.4 %). At 60 bit/s on eegmmidb's 64 channels it took 6 bit/s
+# a channel: PRDN 25.1 -> 28.6 %.
+PROFILE_BITS, PROFILE_SHARE = 3.0, 0.05
+PROFILE_FLAG = 0x80  # in the coder byte of a format-9 stream: a time profile follows the levels
 _HEAD = struct.Struct("<fffBBBI")  # offset, scale, step, windows, coder (family + 4 × start), bands, coefficients
 _ROTATION_HEAD = struct.Struct("<BBH")  # bits, coder, members
 
 
 def envelope_rules(version: int) -> int:
     """The band envelope's rules (envelope.apply's version) in a transform stream of this format version:
-    6.4's as of format 6 (version 7), or 8.2's (version 8)."""
-    return 8 if version >= 8 else 6
+    6.4's as of format 6 (version 7), 8.2's (version 8), 8.2's with 8.3's time profile (version 9)."""
+    return 9 if version >= 9 else 8 if version >= 8 else 6
 
 
 def window_count(n: int, rate: float) -> int:
@@ -107,19 +114,22 @@ def encode_group(digitals: list, signals: list, bitrate: float | None = None, qu
     z = np.array([(d.astype(np.float64) - o) / s for d, (o, s) in zip(digitals, norms)])
     bands = envelope.channel_bands(rate, ENVELOPE_RULES)
     levels = [envelope.levels(row, rate, rate / 2, bands, ENVELOPE_RULES) if band_envelope else b"" for row in z]
+    profiled = band_envelope and (bitrate is None or PROFILE_BITS * envelope.profile_count(n, rate)
+                                  <= PROFILE_SHARE * bitrate * n / rate)
+    profiles = [envelope.profile(row, rate) if profiled else np.zeros(0, np.int64) for row in z]
     matrix = principal_axes(z) if rotate and len(z) > 1 else None
     rotation = _rotation_stream([s.index for s in signals], matrix) if matrix is not None else b""
     if bitrate is not None and 8 * len(rotation) > MAX_ROTATION_SHARE * bitrate * len(z) * n / rate:
         matrix = None  # many channels at a low rate: the matrix would take the bits it saves
     if matrix is None:
-        return None, [_coded_together(z[j:j + 1], norms[j:j + 1], levels[j:j + 1], None, 0, rate, bitrate, quality)[0]
-                      for j in range(len(z))]
-    return rotation, _coded_together(z, norms, levels, matrix * 2.0 ** -ROTATION_BITS, len(rotation), rate, bitrate,
-                                     quality)
+        return None, [_coded_together(z[j:j + 1], norms[j:j + 1], levels[j:j + 1], profiles[j:j + 1], None, 0, rate,
+                                      bitrate, quality)[0] for j in range(len(z))]
+    return rotation, _coded_together(z, norms, levels, profiles, matrix * 2.0 ** -ROTATION_BITS, len(rotation), rate,
+                                     bitrate, quality)
 
 
-def _coded_together(z: np.ndarray, norms: list, levels: list, scaled: np.ndarray | None, side: int, rate: float,
-                    bitrate: float | None, quality: float | None) -> list[bytes]:
+def _coded_together(z: np.ndarray, norms: list, levels: list, profiles: list, scaled: np.ndarray | None, side: int,
+                    rate: float, bitrate: float | None, quality: float | None) -> list[bytes]:
     """The streams of normalized channels z (rows) coded with one step: of z itself, or with a rotation
     (`scaled`, its float values; `side`: its stream's bytes), of the components scaled⁻¹ z."""
     from scipy.fft import dct
@@ -132,15 +142,16 @@ def _coded_together(z: np.ndarray, norms: list, levels: list, scaled: np.ndarray
     def coded(step: float, cut: int, final: bool = False) -> list[tuple[list, np.ndarray, bytes, int]]:
         """Per row: (quantized windows, edge patches, words, coder byte) at this float32 step."""
         out = []
-        for row, c, lv in zip(y, coefs, levels):
+        for row, c, lv, pf in zip(y, coefs, levels, profiles):
             q = [_quantized(v, step, cut) for v in c]
             patches = _edge_patches(row, q, ends, edges, step)
-            out.append((q, patches, *_residuals(_sequence(q, patches, lv), every_start=final)[::-1]))
+            out.append((q, patches, *_residuals(_sequence(q, patches, lv, pf), every_start=final)[::-1]))
         return out
 
     def streams(step: float, cut: int) -> list[bytes]:
-        return [_HEAD.pack(o, s, step, len(edges) - 1, coder, len(lv), sum(len(v) for v in q)) + words
-                for (o, s), lv, (q, _, words, coder) in zip(norms, levels, coded(step, cut, final=True))]
+        return [_HEAD.pack(o, s, step, len(edges) - 1, coder | (PROFILE_FLAG if len(pf) else 0), len(lv),
+                           sum(len(v) for v in q)) + words
+                for (o, s), lv, pf, (q, _, words, coder) in zip(norms, levels, profiles, coded(step, cut, final=True))]
 
     all_coefs = [v for c in coefs for v in c]
     if quality is not None:
@@ -237,12 +248,12 @@ def _dequantized(q: np.ndarray, m: int, step: float) -> np.ndarray:
     return out
 
 
-def _sequence(q: list, patches: np.ndarray, levels: bytes) -> np.ndarray:
+def _sequence(q: list, patches: np.ndarray, levels: bytes, time_profile: np.ndarray) -> np.ndarray:
     """What the residual coder codes (spec 8): each window's coefficient count, its two edge patches, the
-    band envelope (the first level, then each level's change from the one before), then the windows'
-    coefficients in order."""
+    band envelope (the first level, then each level's change from the one before) and its time profile
+    (format 9, with the envelope), then the windows' coefficients in order."""
     envelope_part = np.diff(np.frombuffer(levels, np.uint8).astype(np.int64), prepend=0)
-    parts = [np.array([len(v) for v in q], np.int64), patches, envelope_part, *q]
+    parts = [np.array([len(v) for v in q], np.int64), patches, envelope_part, time_profile, *q]
     return np.ascontiguousarray(np.concatenate(parts), np.int64)
 
 
@@ -378,6 +389,7 @@ class _Synthesized(NamedTuple):
     offset: float
     scale: float
     levels: np.ndarray
+    time_profile: np.ndarray | None  # spec 8.3 (format 9, where the stream carries one); else None
     bands: tuple  # the envelope's bands at the channel's rate, under the stream's rules
     rules: int
     y: np.ndarray  # the stream's own samples, before any rotation
@@ -391,25 +403,32 @@ def _synthesized(data: bytes, signal: Signal, n: int, rules: int) -> _Synthesize
     if not (math.isfinite(offset) and math.isfinite(scale) and math.isfinite(step) and scale > 0 and step > 0):
         raise FormatError("damaged transform stream (normalization or step out of range)")
     bands = envelope.channel_bands(signal.sample_rate, rules)
-    if not 1 <= w <= min(MAX_WINDOWS, n) or coder >= 4 * len(STARTS) or n_bands not in (0, len(bands)) or total > n:
+    profiled = rules >= 9 and bool(coder & PROFILE_FLAG)
+    coder &= ~PROFILE_FLAG if rules >= 9 else 0xFF
+    if not 1 <= w <= min(MAX_WINDOWS, n) or coder >= 4 * len(STARTS) or n_bands not in (0, len(bands)) or total > n \
+            or (profiled and not n_bands):
         raise FormatError("damaged transform stream (windows, coder, bands or coefficient count)")
+    n_profile = envelope.profile_count(n, signal.sample_rate) if profiled else 0
+    head = 3 * w + n_bands + n_profile
     try:
-        values = _core.decode_residuals(data[_HEAD.size:], 3 * w + n_bands + total, coder % 4, STARTS[coder // 4])
+        values = _core.decode_residuals(data[_HEAD.size:], head + total, coder % 4, STARTS[coder // 4])
     except ValueError as e:
         raise FormatError(f"damaged transform stream ({e})") from None
     values = np.frombuffer(values, np.int64)
     counts, patches = values[:w], values[w:3 * w]
     levels = np.cumsum(values[3 * w:3 * w + n_bands])
+    time_profile = values[3 * w + n_bands:head] if profiled else None
     edges = window_edges(n, w)
     if np.any(counts < 0) or np.any(counts > np.diff(edges)) or counts.sum() != total \
-            or np.any(levels < 0) or np.any(levels > 255):
+            or np.any(levels < 0) or np.any(levels > 255) \
+            or (time_profile is not None and np.any(np.abs(time_profile) > envelope.PROFILE_MAX)):
         raise FormatError("damaged transform stream (window counts or band envelope)")
-    values = values[3 * w + n_bands:]
+    values = values[head:]
     if np.any(np.abs(patches) > 1 << 40):
         raise FormatError("damaged transform stream (edge patch out of range)")
     y = _patched(_inverse(np.split(values, np.cumsum(counts)[:-1]), edges, step), patches, edges, step,
                  signal.sample_rate)
-    return _Synthesized(offset, scale, levels, bands, rules, y)
+    return _Synthesized(offset, scale, levels, time_profile, bands, rules, y)
 
 
 def _finished(part: _Synthesized, y: np.ndarray, signal: Signal, first_record: int) -> np.ndarray:
@@ -422,5 +441,5 @@ def _finished(part: _Synthesized, y: np.ndarray, signal: Signal, first_record: i
     if len(levels):  # noise filling and scaling, as lossy mode's (spec 6.4), in the block's digital units
         seed = seed_of(first_record, signal.index, scale)
         y = envelope.apply(y, bytes(levels.astype(np.uint8)), rate, rate / 2, seed, part.bands,
-                           (1.0 / scale) ** 2 / 12.0, version=part.rules)
+                           (1.0 / scale) ** 2 / 12.0, version=part.rules, time_profile=part.time_profile)
     return np.clip(np.rint(offset + scale * y), signal.digital_min, signal.digital_max).astype(np.int32)
