@@ -38,6 +38,7 @@ from eegz import api  # noqa: E402
 from eegz.channels import NEURAL, channel_roles  # noqa: E402
 from eegz.dsp import resample  # noqa: E402
 from eegz.edf import read_edf  # noqa: E402
+from eegz.metrics import prdn_pooled  # noqa: E402
 from eegz import _core  # noqa: E402
 
 DATA = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data"
@@ -178,14 +179,8 @@ def downsample_code(x: np.ndarray, rate: float, budget_bits: float) -> np.ndarra
     return np.resize(y, len(x)) if len(y) != len(x) else y
 
 
-def prdn_all(xs, ys) -> float:
-    err = sum(np.sum((x - y) ** 2) for x, y in zip(xs, ys))
-    ref = sum(np.sum((x - x.mean()) ** 2) for x in xs)
-    return float(100 * np.sqrt(err / ref))
-
-
 def pooled(prdns: list[float], xs) -> float:
-    """Per-channel PRDNs pooled as prdn_all pools errors: over all channels' energy."""
+    """Per-channel PRDNs pooled as prdn_pooled pools errors: over all channels' energy."""
     ref = [np.sum((x - x.mean()) ** 2) for x in xs]
     return float(np.sqrt(sum((p / 100) ** 2 * r for p, r in zip(prdns, ref)) / sum(ref)) * 100)
 
@@ -212,17 +207,17 @@ def main() -> None:
                                  force=True)
                     api.decompress(out, Path(tmp) / "t.edf", force=True)
                     t = read_edf(Path(tmp) / "t.edf")
-                    transform[envelope, rotate] = prdn_all(xs, [rec.header.signals[i].to_physical(t.digital[i])
+                    transform[envelope, rotate] = prdn_pooled(xs, [rec.header.signals[i].to_physical(t.digital[i])
                                                                 for i in idx])
                 rates = [rec.header.signals[i].sample_rate for i in idx]
                 row = {"file": f.name, "codebooks": n, "bits_per_second_per_channel": bps,
-                       "neural_prdn": prdn_all(xs, ys),
+                       "neural_prdn": prdn_pooled(xs, ys),
                        "transform_prdn": transform[True, True], "transform_plain_prdn": transform[False, True],
                        "transform_apart_prdn": transform[True, False],
-                       "dct_prdn": prdn_all(xs, [dct_code(x, r, budget) for x, r in zip(xs, rates)]),
-                       "adaptive_dct_prdn": prdn_all(xs, [adaptive_dct_code(x, r, budget)[0] for x, r in zip(xs, rates)]),
+                       "dct_prdn": prdn_pooled(xs, [dct_code(x, r, budget) for x, r in zip(xs, rates)]),
+                       "adaptive_dct_prdn": prdn_pooled(xs, [adaptive_dct_code(x, r, budget)[0] for x, r in zip(xs, rates)]),
                        "gaussian_prdn": pooled([gaussian_prdn(x, r, budget) for x, r in zip(xs, rates)], xs),
-                       "downsample_prdn": prdn_all(xs, [downsample_code(x, r, budget) for x, r in zip(xs, rates)])}
+                       "downsample_prdn": prdn_pooled(xs, [downsample_code(x, r, budget) for x, r in zip(xs, rates)])}
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
     results = ROOT / "benchmarks" / "results"

@@ -143,6 +143,7 @@ def check_gpu_path(out: Path, log, gpu: str = "cuda") -> dict:
     from eegz import api
     from eegz.container import NEURAL_TOKENS
     from eegz.edf import read_edf
+    from eegz.metrics import prdn_pooled
     source = ROOT / "examples" / "eegmat_Subject17_2.edf"
     edf = read_edf(source)
     original = {s.label: s.to_physical(d) for s, d in zip(edf.header.signals, edf.digital) if not s.is_annotation}
@@ -179,8 +180,7 @@ def check_gpu_path(out: Path, log, gpu: str = "cuda") -> dict:
             return max(float(np.max(np.abs(p[k] - q[k]))) for k in eeg)
 
         def prdn(q):
-            return 100 * float(np.sqrt(sum(np.sum((original[k] - q[k]) ** 2) for k in eeg)
-                                       / sum(np.sum((original[k] - original[k].mean()) ** 2) for k in eeg)))
+            return prdn_pooled([original[k] for k in eeg], [q[k] for k in eeg])
         row["max_abs_uv_cpu_vs_cuda_decode"] = worst(decoded["cpu_file_on_cpu"], decoded["cpu_file_on_cuda"])
         row["max_abs_uv_cpu_vs_cuda_file"] = worst(decoded["cpu_file_on_cpu"], decoded["cuda_file_on_cpu"])
         row["prdn_cpu_file"] = round(prdn(decoded["cpu_file_on_cpu"]), 3)
@@ -230,11 +230,15 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
-def check(out: Path, device: str) -> None:
+def _environment(device: str) -> dict:
     import torch
-    env = {"torch": torch.__version__, "cuda": torch.version.cuda,
-           "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
-           "python": sys.version.split()[0], "cpu_threads": torch.get_num_threads()}
+    return {"torch": torch.__version__, "cuda": torch.version.cuda,
+            "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
+            "python": sys.version.split()[0], "cpu_threads": torch.get_num_threads()}
+
+
+def check(out: Path, device: str) -> None:
+    env = _environment(device)
     try:
         result = check_gpu_path(out, log, device)
     except Exception as e:
@@ -245,12 +249,8 @@ def check(out: Path, device: str) -> None:
 
 def run(pack: Path, out: Path, seconds: float, device: str = "cuda", stage: str = "first",
         from_model: Path | None = None) -> None:
-    import torch
     out.mkdir(parents=True, exist_ok=True)
-    env = {"torch": torch.__version__, "cuda": torch.version.cuda,
-           "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
-           "python": sys.version.split()[0], "cpu_threads": torch.get_num_threads()}
-    log(json.dumps(env))
+    log(json.dumps(_environment(device)))
     try:  # apart, with a time limit: a check that fails or hangs must not cost the training run
         subprocess.run([sys.executable, __file__, "check", "--out", str(out), "--device", device], timeout=CHECK_SECONDS)
     except subprocess.TimeoutExpired:

@@ -23,6 +23,7 @@ import numpy as np
 from eegz import api
 from eegz.channels import NEURAL, channel_roles
 from eegz.edf import read_edf
+from eegz.metrics import prdn_pooled
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data"
@@ -31,14 +32,10 @@ RATES = (60.0, 100.0, 250.0)
 
 
 def eeg_prdn(original, decoded) -> float:
-    roles = channel_roles(original.header.signals)
-    err = ref = 0.0
-    for x, y, role in zip(original.digital, decoded.digital, roles):
-        if role == NEURAL:
-            x, y = x.astype(np.float64), y.astype(np.float64)
-            err += float(np.sum((x - y) ** 2))
-            ref += float(np.sum((x - x.mean()) ** 2))
-    return 100.0 * np.sqrt(err / ref)
+    """PRDN over the EEG channels, in digital units."""
+    eeg = [i for i, role in enumerate(channel_roles(original.header.signals)) if role == NEURAL]
+    return prdn_pooled([original.digital[i].astype(np.float64) for i in eeg],
+                       [decoded.digital[i].astype(np.float64) for i in eeg])
 
 
 def coded(path: Path, bitrate: float, rotate: bool, folder: Path) -> tuple[float, float]:

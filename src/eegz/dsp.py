@@ -7,6 +7,12 @@ import numpy as np
 _VOLT_FACTORS = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3}
 
 
+def part_edges(n: int, count: int) -> list[int]:
+    """n samples cut into `count` parts: part k holds [floor(k n / count), floor((k + 1) n / count)), as the exact
+    layer's LPC frames, the transform codec's windows and the envelope's time profile (spec 8, 8.3) cut them."""
+    return [k * n // count for k in range(count + 1)]
+
+
 def microvolt_factor(physical_dimension: str) -> float | None:
     return _VOLT_FACTORS.get(physical_dimension.strip().lower())
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .dsp import part_edges
+
 BANDS_HZ = ((30.0, 34.0), (34.0, 38.0), (38.0, 43.0), (43.0, 49.75), (49.75, 50.25), (50.25, 56.0),
             (56.0, 59.75), (59.75, 60.25), (60.25, 64.0), (64.0, 74.0), (74.0, 86.0), (86.0, 100.0), (100.0, 128.0),
             (128.0, 160.0), (160.0, 200.0), (200.0, 256.0), (256.0, 320.0), (320.0, 400.0), (400.0, 512.0))
@@ -102,16 +104,12 @@ def profile_count(n: int, rate: float) -> int:
     return max(1, min(n, round(n / (PROFILE_SECONDS * rate))))
 
 
-def _profile_edges(n: int, count: int) -> np.ndarray:
-    return np.array([k * n // count for k in range(count + 1)])
-
-
 def profile(x: np.ndarray, rate: float) -> np.ndarray:
     """Format 9: the block's power from PROFILE_LOW_HZ up in each of its profile_count parts, relative to
     the block's own, in PROFILE_DB steps (int64, within ±PROFILE_MAX; all 0 where the block holds none)."""
     n = len(x)
     fast = _fast(x, rate) ** 2
-    edges = _profile_edges(n, profile_count(n, rate))
+    edges = np.array(part_edges(n, profile_count(n, rate)))
     parts = np.add.reduceat(fast, edges[:-1]) / np.diff(edges)
     mean = float(np.mean(fast))
     if not mean > 0:
@@ -152,7 +150,7 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     y = np.asarray(y, np.float64)
     # the block is modified in the FFT's periodic world: without its end-to-start jump (a straight line from
     # the first sample to the last, put back afterwards), whose leakage would swamp the quiet high bands
-    ramp = y[0] + (y[-1] - y[0]) * np.arange(n) / (n - 1)
+    ramp = _straight_line(y)
     spectrum, measured = np.fft.rfft(y - ramp), _windowed(y, rate, version >= 5)
     f = np.fft.rfftfreq(n, 1.0 / rate)
     bins_of = _band_bins(f, rate, limit, bands)
@@ -199,7 +197,7 @@ def shaped_in_time(x: np.ndarray, time_profile: np.ndarray, rate: float) -> np.n
     a transient, the error at window and block edges) and the noise of a burst leave the quiet parts."""
     n = len(x)
     fast = _fast(x, rate)
-    edges = _profile_edges(n, len(time_profile))
+    edges = np.array(part_edges(n, len(time_profile)))
     lengths = np.diff(edges)
     have = np.add.reduceat(fast ** 2, edges[:-1]) / lengths
     weight = 10.0 ** (np.asarray(time_profile, np.float64) * PROFILE_DB / 10.0)
@@ -213,12 +211,17 @@ def _fast(x: np.ndarray, rate: float) -> np.ndarray:
     """x's part from PROFILE_LOW_HZ up (the FFT of the block without its end-to-start jump, as apply)."""
     n = len(x)
     x = np.asarray(x, np.float64)
-    ramp = x[0] + (x[-1] - x[0]) * np.arange(n) / max(n - 1, 1)
     f = np.fft.rfftfreq(n, 1.0 / rate)
     # a raised cosine over PROFILE_LOW_HZ ± PROFILE_CROSSOVER_HZ: shaped at once above a sharp edge, the fast part's
     # sidebands spilled below it and left a step there (Bonn D at 242 bit/s: a 1.89x line at 29.8 Hz)
     ramp_in = np.clip((f - PROFILE_LOW_HZ + PROFILE_CROSSOVER_HZ) / (2.0 * PROFILE_CROSSOVER_HZ), 0.0, 1.0)
-    return np.fft.irfft(np.fft.rfft(x - ramp) * (0.5 - 0.5 * np.cos(np.pi * ramp_in)), n)
+    return np.fft.irfft(np.fft.rfft(x - _straight_line(x)) * (0.5 - 0.5 * np.cos(np.pi * ramp_in)), n)
+
+
+def _straight_line(y: np.ndarray) -> np.ndarray:
+    """The straight line from a block's first sample to its last: taken out before an FFT over the block, whose
+    jump from the block's end to its start would otherwise leak into the quiet high bands."""
+    return y[0] + (y[-1] - y[0]) * np.arange(len(y)) / max(len(y) - 1, 1)
 
 
 def _parts(bins_of: list, stored: bytes, f: np.ndarray, bands: tuple, version: int) -> tuple:

@@ -27,6 +27,13 @@ def prdn(x: np.ndarray, y: np.ndarray) -> float:
     return float(100 * np.linalg.norm(x - y) / max(np.linalg.norm(x - x.mean()), 1e-20))
 
 
+def prdn_pooled(xs, ys) -> float:
+    """PRDN over several channels together: every channel's error over every channel's energy about its mean."""
+    err = sum(np.sum((x - y) ** 2) for x, y in zip(xs, ys))
+    ref = sum(np.sum((x - x.mean()) ** 2) for x in xs)
+    return float(100 * np.sqrt(err / ref))
+
+
 def prdn_windows(x: np.ndarray, y: np.ndarray) -> float:
     """PRDN over a batch of windows (rows), each window's own mean removed from the reference."""
     ref = x - x.mean(axis=-1, keepdims=True)

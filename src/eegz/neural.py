@@ -258,7 +258,7 @@ def latents_from_codes(quantizer, codes):
 def full_float32(torch):
     """GPU convolutions and matrix products in full float32 while the codec runs. torch lets cuDNN round
     their inputs to TF32 (10-bit mantissas) by default; the encoder's latents then move enough to change
-    the nearest code: measured on an H200, 23-61 of a recording's 88 token streams differed from the CPU's
+    the nearest code: measured on an H200, 13-61 of a recording's 88 token streams differed from the CPU's
     with TF32, 0-1 without (benchmarks/results/gpu_path.md). The flags are restored afterwards."""
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
@@ -397,7 +397,7 @@ class NeuralCodec:
                     results = list(pool.map(run, batches))
             finally:
                 torch.set_num_threads(threads)
-        else:
+        else:  # one at a time: a GPU's (the flags concern only CUDA)
             with full_float32(torch):
                 results = [run(idx) for idx in batches]
         out: list = [None] * len(samples)

@@ -308,20 +308,9 @@ def _run(run: Run, settings: TrainSettings, out_dir: Path, resume: bool, quiet: 
         while step < settings.steps:
             if settings.max_seconds and (step == first + FIT_STEPS or (step - first >= MIN_FIT_STEPS and
                                                                        step % settings.eval_every == 0)):
-                # the schedule's end where the time runs out, fitted again at each evaluation (the first steps
-                # are slow on a GPU, and a neighbour's load changes); the average includes evaluations
-                per_step = (time.time() - t0) / (step - first) * (1 + FIT_MARGIN)
-                settings.steps = step + max(1, int((settings.max_seconds - (time.time() - t0)) / per_step))
+                settings.steps = _steps_in_time(settings.max_seconds, time.time() - t0, step, first, log)
                 schedule = cosine_schedule(settings.lr, settings.lr_final, first, settings.steps, warmup=run.warmup)
                 bar.total = max(settings.steps - first, 1)
-                log(f"{per_step:.3f} s a step: the schedule ends at step {settings.steps}")
-            if settings.max_seconds and time.time() - t0 > settings.max_seconds:
-                log(f"time limit of {settings.max_seconds:g} s reached at step {step}")
-                if run.history[-1]["step"] != step:
-                    run.history.append({"step": step, "seconds": round(time.time() - t0, 1), **run.evaluate()})
-                    log(json.dumps(run.history[-1]))
-                run.save(step, run.history)
-                break
             loss, parts = run.step(step)
             for group in opt.param_groups:
                 group["lr"] = schedule(step)
@@ -331,6 +320,9 @@ def _run(run: Run, settings: TrainSettings, out_dir: Path, resume: bool, quiet: 
             opt.step()
             step += 1
             bar.update(1, " ".join(f"{k} {v:.4f}" for k, v in parts.items()))
+            if settings.max_seconds and time.time() - t0 > settings.max_seconds and step < settings.steps:
+                log(f"time limit of {settings.max_seconds:g} s reached at step {step}")
+                settings.steps = step  # the regular end: evaluate, save, stop
             if step % settings.eval_every == 0 or step == settings.steps:
                 run.history.append({"step": step, "seconds": round(time.time() - t0, 1), **parts, **run.evaluate()})
                 log(json.dumps(run.history[-1]))
@@ -339,6 +331,16 @@ def _run(run: Run, settings: TrainSettings, out_dir: Path, resume: bool, quiet: 
                 torch.save({**{k: m.state_dict() for k, m in run.modules.items()}, "opt": opt.state_dict(),
                             "step": step, "history": json.dumps(run.history)}, state_path)
     return run.history[-1] if run.history else {}
+
+
+def _steps_in_time(max_seconds: float, elapsed: float, step: int, first: int, log) -> int:
+    """The step at which the schedule ends where the time runs out, from the pace so far (evaluations
+    included, with a margin); fitted again at each evaluation, since a GPU's first steps are slow and a
+    neighbour's load changes."""
+    per_step = elapsed / (step - first) * (1 + FIT_MARGIN)
+    end = step + max(1, int((max_seconds - elapsed) / per_step))
+    log(f"{per_step:.3f} s a step: the schedule ends at step {end}")
+    return end
 
 
 class Losses:

@@ -29,6 +29,7 @@ import numpy as np
 
 from . import _core, envelope
 from .container import FORMAT_VERSION
+from .dsp import part_edges
 from .edf import Signal
 from .errors import FormatError
 from .lossy import block_normalization, meets_quality, seed_of
@@ -88,11 +89,6 @@ def window_count(n: int, rate: float) -> int:
     return max(1, min(MAX_WINDOWS, n, round(n / (WINDOW_SECONDS * rate))))
 
 
-def window_edges(n: int, w: int) -> list[int]:
-    """Window k holds samples [floor(k n / w), floor((k + 1) n / w)), as the exact layer's LPC frames."""
-    return [k * n // w for k in range(w + 1)]
-
-
 # ---------------------------------------------------------------- encoding
 
 def encode_block(digital: np.ndarray, signal: Signal, bitrate: float | None = None, quality: float | None = None,
@@ -135,7 +131,7 @@ def _coded_together(z: np.ndarray, norms: list, levels: list, profiles: list, sc
     from scipy.fft import dct
     n = z.shape[1]
     y = np.linalg.solve(scaled, z) if scaled is not None else z
-    edges = window_edges(n, window_count(n, rate))
+    edges = part_edges(n, window_count(n, rate))
     coefs = [[dct(row[a:b], norm="ortho") for a, b in zip(edges, edges[1:])] for row in y]
     ends = [_edge_rows(b - a) for a, b in zip(edges, edges[1:])]
 
@@ -404,7 +400,8 @@ def _synthesized(data: bytes, signal: Signal, n: int, rules: int) -> _Synthesize
         raise FormatError("damaged transform stream (normalization or step out of range)")
     bands = envelope.channel_bands(signal.sample_rate, rules)
     profiled = rules >= 9 and bool(coder & PROFILE_FLAG)
-    coder &= ~PROFILE_FLAG if rules >= 9 else 0xFF
+    if profiled:
+        coder &= ~PROFILE_FLAG
     if not 1 <= w <= min(MAX_WINDOWS, n) or coder >= 4 * len(STARTS) or n_bands not in (0, len(bands)) or total > n \
             or (profiled and not n_bands):
         raise FormatError("damaged transform stream (windows, coder, bands or coefficient count)")
@@ -418,7 +415,7 @@ def _synthesized(data: bytes, signal: Signal, n: int, rules: int) -> _Synthesize
     counts, patches = values[:w], values[w:3 * w]
     levels = np.cumsum(values[3 * w:3 * w + n_bands])
     time_profile = values[3 * w + n_bands:head] if profiled else None
-    edges = window_edges(n, w)
+    edges = part_edges(n, w)
     if np.any(counts < 0) or np.any(counts > np.diff(edges)) or counts.sum() != total \
             or np.any(levels < 0) or np.any(levels > 255) \
             or (time_profile is not None and np.any(np.abs(time_profile) > envelope.PROFILE_MAX)):
