@@ -404,6 +404,18 @@ def make_seeds(folder: Path, lossy: bool) -> dict[str, bytes]:
         out = folder / f"seed-{name}.eegz"
         api.compress(SMALL_EDF, out, force=True, device="cpu", **options)
         seeds[name] = out.read_bytes()
+    if not lossy:  # transform streams with constant runs (spec 8.4): a flat second and a padded end
+        from eegz.edf import read_edf, records_to_bytes
+        rec = read_edf(SMALL_EDF)
+        for signal, digital in zip(rec.header.signals, rec.digital):
+            if not signal.is_annotation:
+                rate = int(round(signal.sample_rate))
+                digital[rate:2 * rate] = digital[rate]
+                digital[-rate // 2:] = 0
+        flat = folder / "flat.edf"
+        flat.write_bytes(rec.header.raw + records_to_bytes(rec.header, rec.digital, rec.n_records))
+        api.compress(flat, folder / "seed-transform-runs.eegz", force=True, device="cpu", mode="transform")
+        seeds["transform-runs"] = (folder / "seed-transform-runs.eegz").read_bytes()
     return seeds
 
 

@@ -1,4 +1,4 @@
-"""Write the test vectors of formats 3 to 8 (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled
+"""Write the test vectors of formats 3 to 10 (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled
 example (eegmat Subject17, CC BY 4.0) and BioSemi's BDF test file (edge/biosemi, shared data folder).
 
 Run when the format changes, with a new file name for every new vector: vectors already in vectors.json are
@@ -24,9 +24,9 @@ EXAMPLE = ROOT / "examples" / "eegmat_Subject17_2.edf"
 PASSPHRASE = "eegz test vector"
 
 
-def excerpt(src: Path, labels: list[str], n_records: int) -> bytes:
-    """The first n_records of the named signals of an EDF/BDF file, as a file of their own (the header's
-    fields for those signals, in the order given, and the same digital samples)."""
+def excerpt(src: Path, labels: list[str], n_records: int, first: int = 0) -> bytes:
+    """n_records of the named signals of an EDF/BDF file from record `first` on, as a file of their own (the
+    header's fields for those signals, in the order given, and the same digital samples)."""
     rec = read_edf(src)
     raw = rec.header.raw
     ns = len(rec.header.signals)
@@ -41,13 +41,15 @@ def excerpt(src: Path, labels: list[str], n_records: int) -> bytes:
     out[236:244] = str(n_records).ljust(8).encode()
     out[252:256] = str(len(keep)).ljust(4).encode()
     header = parse_header(bytes(out))
-    digital = [rec.digital[i][:n_records * rec.header.signals[i].samples_per_record] for i in keep]
+    digital = [rec.digital[i][first * rec.header.signals[i].samples_per_record:
+                              (first + n_records) * rec.header.signals[i].samples_per_record] for i in keep]
     return bytes(out) + records_to_bytes(header, digital, n_records)
 
 
 def sources(shared: Path) -> dict[str, bytes]:
     eeg = ["EEG Fp1", "EEG C3", "EEG Cz", "EEG O2", "EEG A2-A1", "ECG ECG", "EDF Annotations"]
-    out = {"eegmat-40s": excerpt(EXAMPLE, eeg, 40), "eegmat-12s": excerpt(EXAMPLE, eeg, 12)}
+    out = {"eegmat-40s": excerpt(EXAMPLE, eeg, 40), "eegmat-12s": excerpt(EXAMPLE, eeg, 12),
+           "eegmat-last-16s": excerpt(EXAMPLE, eeg[:-1], 16, first=46)}  # ends in the writer's padding
     # unknown record count (-1) and bytes after the last whole record (a non-compliant writer)
     odd = bytearray(out["eegmat-12s"])
     odd[236:244] = b"-1      "
@@ -109,6 +111,9 @@ VECTORS = {  # file: (source, options, what it exercises)
     "transform_profile_250.eegz": ("eegmat-40s", dict(mode="transform"),
                                    "format 9: kinds 5 and 6 with band envelopes and their time profile (section "
                                    "8.3), 250 bit/s; ECG kept exactly"),
+    "transform_runs_250.eegz": ("eegmat-last-16s", dict(mode="transform"),
+                                "format 10: kinds 5 and 6 with constant runs (section 8.4: the recording's padding, "
+                                "0 then another constant, in every channel), 250 bit/s; ECG kept exactly"),
 }
 
 

@@ -12,8 +12,10 @@ the long quiet tail costs nothing. The step is the finest that keeps the streams
 coarsest at which every channel's block meets --quality). Each window also carries its error at its two
 edge samples, faded out by the decoder, so that windows coded apart meet without a click. What the step
 zeroes above beta comes back as shaped noise from the band envelope (spec 6.4, with 8.2's bands and
-filling), and 8.3's time profile keeps the block's fast activity where it was in time. Blocks decode on
-their own, so any time range decodes from the blocks it touches and nothing else.
+filling), and 8.3's time profile keeps the block's fast activity where it was in time. Stretches of one
+value (a writer's padding, an electrode off, a saturated amplifier) are stored exactly as runs (8.4) and
+bridged over in what is coded. Blocks decode on their own, so any time range decodes from the blocks it
+touches and nothing else.
 
 Measured (benchmarks/results/baselines.md, lossy_transform.md, clinical_transform.md): at the bits of 6
 codebooks the waveform error on held-out eegmat is 0.48x the DCT reference's and 0.46x the neural codec's,
@@ -73,9 +75,72 @@ MAX_CONDITION = 4.0  # a rounded matrix farther from orthogonal would turn one c
 # most PROFILE_SHARE of its bits (at 250 bit/s, 2.4 %). At 60 bit/s on eegmmidb's 64 channels it took 6 bit/s
 # a channel: PRDN 25.1 -> 28.6 %.
 PROFILE_BITS, PROFILE_SHARE = 3.0, 0.05
-PROFILE_FLAG = 0x80  # in the coder byte of a format-9 stream: a time profile follows the levels
+PROFILE_FLAG = 0x80  # in the coder byte of a format-9 (or later) stream: a time profile follows the levels
+# Constant runs (spec 8.4, format 10): a stretch of one digital value this long or longer is stored exactly
+# and left out of what the transform codes. EDF writers pad a recording's last record with a constant (every
+# eegmat file ends in 1-2 s of it, every eegmmidb run in 0.5 s), and a flat or saturated stretch is what a
+# reader must see as flat: coded, its step rang over its window and its broadband power went into the
+# envelope's noise.
+RUN_SECONDS, MIN_RUN = 0.1, 8
+BRIDGE_SECONDS = 0.02  # how far the coded signal goes on in the slope it had where runs end the block
+MAX_RUNS = 255  # the run count's u8
+RUNS_FLAG = 0x40  # in the coder byte of a format-10 stream: a run count follows the header
 _HEAD = struct.Struct("<fffBBBI")  # offset, scale, step, windows, coder (family + 4 × start), bands, coefficients
 _ROTATION_HEAD = struct.Struct("<BBH")  # bits, coder, members
+
+
+def constant_runs(digital: np.ndarray, signal: Signal) -> np.ndarray:
+    """The block's stretches of one digital value (within the signal's digital range) of at least RUN_SECONDS
+    and MIN_RUN samples, in order: rows (start, length, value), the first MAX_RUNS of them."""
+    n = len(digital)
+    starts = np.concatenate(([0], np.flatnonzero(digital[1:] != digital[:-1]) + 1)) if n else np.zeros(0, np.int64)
+    lengths = np.diff(np.append(starts, n))
+    values = digital[starts]
+    keep = np.flatnonzero((lengths >= max(MIN_RUN, round(RUN_SECONDS * signal.sample_rate)))
+                          & (values >= signal.digital_min) & (values <= signal.digital_max))[:MAX_RUNS]
+    return np.column_stack([starts[keep], lengths[keep], digital[starts[keep]]]).astype(np.int64).reshape(-1, 3)
+
+
+def _without_runs(digital: np.ndarray, runs: np.ndarray, rate: float) -> np.ndarray:
+    """The block's samples with each stretch of runs replaced by a smooth bridge from the samples around it
+    (_bridge): what the transform codes, since the decoder writes the runs back exactly. Without the runs'
+    steps, the coder spends nothing on them and the envelope does not count their broadband power."""
+    x = digital.astype(np.float64)
+    inside = np.zeros(len(x), bool)
+    for start, length, _ in runs:
+        inside[start:start + length] = True
+    if not inside.any() or inside.all():
+        return x
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], inside.view(np.int8), [0]))))
+    for a, b in zip(edges[::2], edges[1::2]):  # each stretch [a, b) of runs side by side
+        x[a:b] = _bridge(x, a, b, rate)
+    return x
+
+
+def _bridge(x: np.ndarray, a: int, b: int, rate: float) -> np.ndarray:
+    """Samples for [a, b) that continue x's value and slope from both sides (a cubic Hermite curve), or from
+    the one side there is, the slope fading out over BRIDGE_SECONDS: a bend there would add broadband power
+    of its own, which the envelope would count."""
+    def slope(i, j):
+        return x[i] - x[j] if 0 <= j < len(x) and 0 <= i < len(x) else 0.0
+    t = np.arange(1, b - a + 1, dtype=np.float64)
+    if a > 0 and b < len(x):
+        u, span = t / (b - a + 1), float(b - a + 1)
+        d0, d1 = slope(a - 1, a - 2) * span, slope(b + 1, b) * span
+        return ((2 * u ** 3 - 3 * u ** 2 + 1) * x[a - 1] + (u ** 3 - 2 * u ** 2 + u) * d0
+                + (-2 * u ** 3 + 3 * u ** 2) * x[b] + (u ** 3 - u ** 2) * d1)
+    tau = BRIDGE_SECONDS * rate
+    if a > 0:  # the block ends in runs
+        return x[a - 1] + slope(a - 1, a - 2) * tau * (1.0 - np.exp(-t / tau))
+    return (x[b] - slope(b + 1, b) * tau * (1.0 - np.exp(-t / tau)))[::-1]  # the block starts with runs
+
+
+def _run_values(runs: np.ndarray, offset: float) -> np.ndarray:
+    """What the residual coder codes of the runs (spec 8.4): per run its gap from the previous run's end (the
+    block's start for the first), its length less 1, its value less the stream's offset rounded."""
+    ends = runs[:, 0] + runs[:, 1]
+    gaps = runs[:, 0] - np.concatenate(([0], ends[:-1]))
+    return np.column_stack([gaps, runs[:, 1] - 1, runs[:, 2] - int(np.rint(offset))]).reshape(-1)
 
 
 def envelope_rules(version: int) -> int:
@@ -106,8 +171,11 @@ def encode_group(digitals: list, signals: list, bitrate: float | None = None, qu
     signal, and a component that is not there costs nothing. Without (or where the rotation would not
     pay), each channel is coded on its own, within its own bits."""
     n, rate = len(digitals[0]), signals[0].sample_rate
-    norms = [block_normalization(d.astype(np.float64)) for d in digitals]
-    z = np.array([(d.astype(np.float64) - o) / s for d, (o, s) in zip(digitals, norms)])
+    found = [constant_runs(d, s) for d, s in zip(digitals, signals)]
+    digitals = [_without_runs(d, r, rate) for d, r in zip(digitals, found)]
+    norms = [block_normalization(d) for d in digitals]
+    runs = [_run_values(r, o) for r, (o, _) in zip(found, norms)]
+    z = np.array([(d - o) / s for d, (o, s) in zip(digitals, norms)])
     bands = envelope.channel_bands(rate, ENVELOPE_RULES)
     levels = [envelope.levels(row, rate, rate / 2, bands, ENVELOPE_RULES) if band_envelope else b"" for row in z]
     profiled = band_envelope and (bitrate is None or PROFILE_BITS * envelope.profile_count(n, rate)
@@ -118,16 +186,17 @@ def encode_group(digitals: list, signals: list, bitrate: float | None = None, qu
     if bitrate is not None and 8 * len(rotation) > MAX_ROTATION_SHARE * bitrate * len(z) * n / rate:
         matrix = None  # many channels at a low rate: the matrix would take the bits it saves
     if matrix is None:
-        return None, [_coded_together(z[j:j + 1], norms[j:j + 1], levels[j:j + 1], profiles[j:j + 1], None, 0, rate,
-                                      bitrate, quality)[0] for j in range(len(z))]
-    return rotation, _coded_together(z, norms, levels, profiles, matrix * 2.0 ** -ROTATION_BITS, len(rotation), rate,
-                                     bitrate, quality)
+        return None, [_coded_together(z[j:j + 1], norms[j:j + 1], levels[j:j + 1], profiles[j:j + 1], runs[j:j + 1],
+                                      None, 0, rate, bitrate, quality)[0] for j in range(len(z))]
+    return rotation, _coded_together(z, norms, levels, profiles, runs, matrix * 2.0 ** -ROTATION_BITS, len(rotation),
+                                     rate, bitrate, quality)
 
 
-def _coded_together(z: np.ndarray, norms: list, levels: list, profiles: list, scaled: np.ndarray | None, side: int,
-                    rate: float, bitrate: float | None, quality: float | None) -> list[bytes]:
+def _coded_together(z: np.ndarray, norms: list, levels: list, profiles: list, runs: list, scaled: np.ndarray | None,
+                    side: int, rate: float, bitrate: float | None, quality: float | None) -> list[bytes]:
     """The streams of normalized channels z (rows) coded with one step: of z itself, or with a rotation
-    (`scaled`, its float values; `side`: its stream's bytes), of the components scaled⁻¹ z."""
+    (`scaled`, its float values; `side`: its stream's bytes), of the components scaled⁻¹ z. `runs`: each
+    row's run values (spec 8.4)."""
     from scipy.fft import dct
     n = z.shape[1]
     y = np.linalg.solve(scaled, z) if scaled is not None else z
@@ -138,16 +207,18 @@ def _coded_together(z: np.ndarray, norms: list, levels: list, profiles: list, sc
     def coded(step: float, cut: int, final: bool = False) -> list[tuple[list, np.ndarray, bytes, int]]:
         """Per row: (quantized windows, edge patches, words, coder byte) at this float32 step."""
         out = []
-        for row, c, lv, pf in zip(y, coefs, levels, profiles):
+        for row, c, lv, pf, ru in zip(y, coefs, levels, profiles, runs):
             q = [_quantized(v, step, cut) for v in c]
             patches = _edge_patches(row, q, ends, edges, step)
-            out.append((q, patches, *_residuals(_sequence(q, patches, lv, pf), every_start=final)[::-1]))
+            out.append((q, patches, *_residuals(_sequence(q, patches, lv, pf, ru), every_start=final)[::-1]))
         return out
 
     def streams(step: float, cut: int) -> list[bytes]:
-        return [_HEAD.pack(o, s, step, len(edges) - 1, coder | (PROFILE_FLAG if len(pf) else 0), len(lv),
-                           sum(len(v) for v in q)) + words
-                for (o, s), lv, pf, (q, _, words, coder) in zip(norms, levels, profiles, coded(step, cut, final=True))]
+        return [_HEAD.pack(o, s, step, len(edges) - 1, coder | (PROFILE_FLAG if len(pf) else 0)
+                           | (RUNS_FLAG if len(ru) else 0), len(lv), sum(len(v) for v in q))
+                + (bytes([len(ru) // 3]) if len(ru) else b"") + words
+                for (o, s), lv, pf, ru, (q, _, words, coder) in zip(norms, levels, profiles, runs,
+                                                                     coded(step, cut, final=True))]
 
     all_coefs = [v for c in coefs for v in c]
     if quality is not None:
@@ -156,7 +227,7 @@ def _coded_together(z: np.ndarray, norms: list, levels: list, profiles: list, sc
             u = rotated(np.array(parts), scaled)
             return all(meets_quality(zr, ur, quality, rate) for zr, ur in zip(z, u))
         return streams(_coarsest(meets, all_coefs), 1)
-    budget = bitrate * len(z) * n / rate / 8 - len(z) * _HEAD.size - side  # bytes the words may take
+    budget = bitrate * len(z) * n / rate / 8 - len(z) * _HEAD.size - side - sum(len(r) > 0 for r in runs)  # words
     best = None
     for cut in CUTS:
         step = _finest(lambda step: sum(len(c[2]) for c in coded(step, cut)), budget, all_coefs)
@@ -244,12 +315,12 @@ def _dequantized(q: np.ndarray, m: int, step: float) -> np.ndarray:
     return out
 
 
-def _sequence(q: list, patches: np.ndarray, levels: bytes, time_profile: np.ndarray) -> np.ndarray:
+def _sequence(q: list, patches: np.ndarray, levels: bytes, time_profile: np.ndarray, runs: np.ndarray) -> np.ndarray:
     """What the residual coder codes (spec 8): each window's coefficient count, its two edge patches, the
-    band envelope (the first level, then each level's change from the one before) and its time profile
-    (format 9, with the envelope), then the windows' coefficients in order."""
+    band envelope (the first level, then each level's change from the one before), its time profile
+    (format 9, with the envelope) and its constant runs (format 10), then the windows' coefficients in order."""
     envelope_part = np.diff(np.frombuffer(levels, np.uint8).astype(np.int64), prepend=0)
-    parts = [np.array([len(v) for v in q], np.int64), patches, envelope_part, time_profile, *q]
+    parts = [np.array([len(v) for v in q], np.int64), patches, envelope_part, time_profile, *q, runs]
     return np.ascontiguousarray(np.concatenate(parts), np.int64)
 
 
@@ -334,8 +405,7 @@ def _inverse(q: list, edges: list, step: float) -> np.ndarray:
 
 def decode_block(data: bytes, signal: Signal, n: int, first_record: int, version: int = FORMAT_VERSION) -> np.ndarray:
     """A channel-block's digital samples from its transform stream (spec 8): n samples from first_record on."""
-    rules = envelope_rules(version)
-    part = _synthesized(data, signal, n, rules)
+    part = _synthesized(data, signal, n, version)
     return _finished(part, part.y, signal, first_record)
 
 
@@ -344,8 +414,7 @@ def decode_streams(streams: dict, rotations: list, signals: list, n_of, first_re
     """{signal index: digital samples} of a block's transform streams ({signal index: bytes}) and rotation
     streams ([(signal index, bytes)], spec 8.1) in a file of this format version; n_of(i): the block's
     sample count of signal i."""
-    rules = envelope_rules(version)
-    parts = {i: _synthesized(data, signals[i], n_of(i), rules) for i, data in streams.items()}
+    parts = {i: _synthesized(data, signals[i], n_of(i), version) for i, data in streams.items()}
     normalized = {i: part.y for i, part in parts.items()}
     rotated_once: set[int] = set()
     for signal, data in rotations:
@@ -389,43 +458,69 @@ class _Synthesized(NamedTuple):
     bands: tuple  # the envelope's bands at the channel's rate, under the stream's rules
     rules: int
     y: np.ndarray  # the stream's own samples, before any rotation
+    runs: np.ndarray  # spec 8.4's run records (format 10), written over the decoded samples
 
 
-def _synthesized(data: bytes, signal: Signal, n: int, rules: int) -> _Synthesized:
+def _synthesized(data: bytes, signal: Signal, n: int, version: int) -> _Synthesized:
     """A transform stream's header, envelope and samples (spec 8's synthesis), checked as spec 8 requires."""
     if len(data) < _HEAD.size:
         raise FormatError("damaged transform stream (shorter than its header)")
     offset, scale, step, w, coder, n_bands, total = _HEAD.unpack_from(data, 0)
     if not (math.isfinite(offset) and math.isfinite(scale) and math.isfinite(step) and scale > 0 and step > 0):
         raise FormatError("damaged transform stream (normalization or step out of range)")
+    rules = envelope_rules(version)
     bands = envelope.channel_bands(signal.sample_rate, rules)
     profiled = rules >= 9 and bool(coder & PROFILE_FLAG)
     if profiled:
         coder &= ~PROFILE_FLAG
+    has_runs = version >= 10 and bool(coder & RUNS_FLAG)
+    if has_runs:
+        coder &= ~RUNS_FLAG
+    n_runs = data[_HEAD.size] if has_runs and len(data) > _HEAD.size else 0
+    if has_runs and not n_runs:
+        raise FormatError("damaged transform stream (run count missing or 0)")
+    words = _HEAD.size + has_runs
     if not 1 <= w <= min(MAX_WINDOWS, n) or coder >= 4 * len(STARTS) or n_bands not in (0, len(bands)) or total > n \
             or (profiled and not n_bands):
         raise FormatError("damaged transform stream (windows, coder, bands or coefficient count)")
     n_profile = envelope.profile_count(n, signal.sample_rate) if profiled else 0
     head = 3 * w + n_bands + n_profile
     try:
-        values = _core.decode_residuals(data[_HEAD.size:], head + total, coder % 4, STARTS[coder // 4])
+        values = _core.decode_residuals(data[words:], head + total + 3 * n_runs, coder % 4, STARTS[coder // 4])
     except ValueError as e:
         raise FormatError(f"damaged transform stream ({e})") from None
     values = np.frombuffer(values, np.int64)
     counts, patches = values[:w], values[w:3 * w]
     levels = np.cumsum(values[3 * w:3 * w + n_bands])
     time_profile = values[3 * w + n_bands:head] if profiled else None
+    runs = _runs(values[head + total:], offset, signal, n)
     edges = part_edges(n, w)
     if np.any(counts < 0) or np.any(counts > np.diff(edges)) or counts.sum() != total \
             or np.any(levels < 0) or np.any(levels > 255) \
             or (time_profile is not None and np.any(np.abs(time_profile) > envelope.PROFILE_MAX)):
         raise FormatError("damaged transform stream (window counts or band envelope)")
-    values = values[head:]
+    values = values[head:head + total]
     if np.any(np.abs(patches) > 1 << 40):
         raise FormatError("damaged transform stream (edge patch out of range)")
     y = _patched(_inverse(np.split(values, np.cumsum(counts)[:-1]), edges, step), patches, edges, step,
                  signal.sample_rate)
-    return _Synthesized(offset, scale, levels, time_profile, bands, rules, y)
+    return _Synthesized(offset, scale, levels, time_profile, bands, rules, y, runs)
+
+
+def _runs(values: np.ndarray, offset: float, signal: Signal, n: int) -> np.ndarray:
+    """The stream's constant runs, rows (start, length, value), from their coded values (_run_values),
+    checked as spec 8.4 requires."""
+    gaps, lengths, values = values.reshape(-1, 3).T
+    if not len(gaps):
+        return np.zeros((0, 3), np.int64)
+    if np.any(gaps < 0) or np.any(gaps > n) or np.any(lengths < 0) or np.any(lengths >= n) \
+            or not abs(offset) < 2.0 ** 40:  # bounded first, so that the sums below cannot overflow
+        raise FormatError("damaged transform stream (a constant run outside the block)")
+    lengths, values = lengths + 1, values + int(np.rint(offset))
+    starts = np.cumsum(gaps + np.concatenate(([0], lengths[:-1])))
+    if starts[-1] + lengths[-1] > n or np.any(values < signal.digital_min) or np.any(values > signal.digital_max):
+        raise FormatError("damaged transform stream (a constant run outside the block or the digital range)")
+    return np.column_stack([starts, lengths, values])
 
 
 def _finished(part: _Synthesized, y: np.ndarray, signal: Signal, first_record: int) -> np.ndarray:
@@ -439,4 +534,7 @@ def _finished(part: _Synthesized, y: np.ndarray, signal: Signal, first_record: i
         seed = seed_of(first_record, signal.index, scale)
         y = envelope.apply(y, bytes(levels.astype(np.uint8)), rate, rate / 2, seed, part.bands,
                            (1.0 / scale) ** 2 / 12.0, version=part.rules, time_profile=part.time_profile)
-    return np.clip(np.rint(offset + scale * y), signal.digital_min, signal.digital_max).astype(np.int32)
+    out = np.clip(np.rint(offset + scale * y), signal.digital_min, signal.digital_max).astype(np.int32)
+    for start, length, value in part.runs:  # spec 8.4: the constant runs, exactly
+        out[start:start + length] = value
+    return out
