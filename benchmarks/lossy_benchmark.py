@@ -63,7 +63,8 @@ def run(path: Path, n: int, tmp: Path) -> dict:
             "high_gamma_error": metrics["band_power_error"].get("high_gamma"),
             "gamma_window_median": metrics["window_band_error"].get("gamma", {}).get("median"),
             "line_ratio": metrics["spectral_line"]["ratio"], "line_hz": metrics["spectral_line"]["hz"],
-            "line_mean_ratio": metrics["spectral_line_mean"]["ratio"], "line_mean_hz": metrics["spectral_line_mean"]["hz"]}
+            "line_mean_ratio": metrics["spectral_line_mean"]["ratio"], "line_mean_hz": metrics["spectral_line_mean"]["hz"],
+            **{f"ripples_{k}": v for k, v in metrics.get("ripples", {}).items()}}
 
 
 def spectrum_only_lines(path: Path, edge_hz: float = 30.0, block_s: float = 16.0) -> dict:
@@ -84,10 +85,21 @@ def spectrum_only_lines(path: Path, edge_hz: float = 30.0, block_s: float = 16.0
         channels.append((s.label, s.sample_rate, microvolt_factor(s.physical_dimension) or 1.0, x, y))
     overall = evaluate_arrays(channels)["overall"]
     return {"chance_line_ratio": overall["spectral_line"]["ratio"],
-            "chance_line_mean_ratio": overall["spectral_line_mean"]["ratio"]}
+            "chance_line_mean_ratio": overall["spectral_line_mean"]["ratio"],
+            "chance_ripples_invented": overall.get("ripples", {}).get("invented")}
 
 
 BITS = neural_bits() if CODEC == "transform" else {}
+
+
+def ripple_rate(rows: list) -> str:
+    """Invented ripple events per channel-minute over rows (and the chance reference's, in brackets)."""
+    minutes = sum(r.get("ripples_minutes", 0.0) for r in rows)
+    if not minutes:
+        return "-"
+    ours = sum(r["ripples_invented"] for r in rows) / minutes
+    chance = sum(r.get("chance_ripples_invented") or 0 for r in rows) / minutes
+    return f"{ours:.2f} ({chance:.2f})"
 
 
 def main() -> None:
@@ -123,22 +135,27 @@ def main() -> None:
              "the strongest invented spectral line (metrics.line_ratio_psd, 1.0: none) on the worst channel and on "
              "the channels' mean spectrum; chance: the same two for a reference that keeps each 16-s block's "
              "spectrum exactly and draws the phases above 30 Hz at random (what the measure reads on this "
-             "recording for a coder that carries the spectrum, not the waveform, above beta).", "",
+             "recording for a coder that carries the spectrum, not the waveform, above beta). Ripples: a plain "
+             "80-250 Hz event detector (metrics.ripple_errors, its threshold set on the original): events the "
+             "decoded signal invents and misses, and the original's count (the chance reference's invented "
+             "events in brackets).", "",
              "| file | codebooks | ratio | bit/s/ch | PRD % | PRDN % | SNR dB | r | gamma | line: worst channel | "
-             "channel mean | chance |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "channel mean | chance | ripples: invented / missed of original |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['file']} | {r['codebooks']} | {r['ratio']:.2f} | {r['bits_per_second_per_channel']:.0f} | "
                      f"{r['prd']:.1f} | {r['prdn']:.1f} | {r['snr_db']:.2f} | {r['correlation']:.3f} | "
                      f"{r['gamma_error']:.2f} ({r['gamma_window_median']:.2f}) | {r['line_ratio']:.2f} at "
                      f"{r['line_hz']:.0f} Hz | {r['line_mean_ratio']:.2f} at {r['line_mean_hz']:.0f} Hz | "
-                     f"{r['chance_line_ratio']:.2f} / {r['chance_line_mean_ratio']:.2f} |")
+                     f"{r['chance_line_ratio']:.2f} / {r['chance_line_mean_ratio']:.2f} | "
+                     f"{r.get('ripples_invented', '-')} ({r.get('chance_ripples_invented', '-')}) / "
+                     f"{r.get('ripples_missed', '-')} of {r.get('ripples_original', '-')} |")
     held = [r for r in rows if r["file"] in HELD_OUT]
     if held:
         lines += ["", "Mean over the held-out eegmat recordings (Subject14-17):", "",
                   "| codebooks | ratio | bit/s/ch | PRDN % | SNR dB | r | gamma | line (max): worst channel | "
-                  "channel mean | chance |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "channel mean | chance | invented ripples a channel-minute |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for n in (3, 6, 9):
             sel = [r for r in held if r["codebooks"] == n]
             mean = lambda k: sum(r[k] for r in sel) / len(sel)  # noqa: E731
@@ -146,7 +163,7 @@ def main() -> None:
                          f"{mean('prdn'):.1f} | {mean('snr_db'):.2f} | {mean('correlation'):.3f} | "
                          f"{mean('gamma_error'):.2f} | {max(r['line_ratio'] for r in sel):.2f} | "
                          f"{max(r['line_mean_ratio'] for r in sel):.2f} | {max(r['chance_line_ratio'] for r in sel):.2f} / "
-                         f"{max(r['chance_line_mean_ratio'] for r in sel):.2f} |")
+                         f"{max(r['chance_line_mean_ratio'] for r in sel):.2f} | {ripple_rate(sel)} |")
     (results / f"{TAG}.md").write_text("\n".join(lines) + "\n")
     print((results / f"{TAG}.md").read_text())
 

@@ -18,3 +18,30 @@ def test_window_band_errors_read_the_band_not_the_slow_waves_leakage():
     assert 0.1 < errors["high_gamma"]["median"] < 0.4 and errors["high_gamma"]["p90"] < 0.8
     assert window_band_errors(x, x, rate)["high_gamma"] == {"median": 0.0, "p90": 0.0}
     assert errors["delta"]["p90"] < 1e-3  # the slow waves themselves are the same in both
+
+
+def test_the_ripple_check_counts_invented_and_missed_events():
+    """A burst of 120 Hz in the original is found in both; a click (a one-sample step, as a codec's block join
+    can leave) in the reconstruction is an invented event; a 250-Hz-band-free channel rate gives nothing."""
+    from eegz.metrics import ripple_errors
+    rate, n = 500.0, 20 * 500
+    t = np.arange(n) / rate
+    rng = np.random.default_rng(5)
+    x = 50.0 * np.sin(2 * np.pi * 9 * t) + rng.normal(0, 1.0, n)
+    x[3000:3030] += 20.0 * np.sin(2 * np.pi * 120 * t[3000:3030])  # a 60-ms ripple
+    y = x + rng.normal(0, 0.1, n)
+    y[7000:] += 30.0  # a step: broadband, so a ripple detector sees an event
+    r = ripple_errors(x, y, rate)
+    assert r["original"] == 1 and r["decoded"] == 2 and r["invented"] == 1 and r["missed"] == 0
+    assert abs(r["minutes"] - 20 / 60) < 1e-9
+    assert ripple_errors(x[::4], y[::4], 125.0) == {}  # Nyquist 62.5 Hz: no ripple band
+
+
+def test_eval_refuses_a_candidate_of_another_recording():
+    """`eegz eval` of a file that is not the reference's reconstruction: one line, exit status 2."""
+    from pathlib import Path
+
+    from .conftest import EXAMPLE, run_cli
+    other = Path(__file__).parents[1] / "spec" / "vectors" / "transform_runs_250.eegz"  # the example's last 16 s
+    proc = run_cli("eval", EXAMPLE, other)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "is not a reconstruction of" in proc.stderr

@@ -319,6 +319,11 @@ def eval(reference, candidate, model, device, as_json):
     line = o["spectral_line"]
     click.echo(f"strongest invented spectral line {line['ratio']:.2f}x at {line['hz']:.2f} Hz (1.0: none; "
                f"white quantization noise gives 1.1-1.3)")
+    if o.get("ripples"):
+        r = o["ripples"]
+        click.echo(f"ripple detector (80-250 Hz): {r['original']} events in the original, {r['decoded']} decoded, "
+                   f"{r['invented']} invented ({r['invented'] / max(r['minutes'], 1e-9):.2f} a channel-minute), "
+                   f"{r['missed']} missed")
     for c in result["channels"]:
         click.echo(f"  {c['label']:<18} PRDN {c['prdn']:7.2f}%  SNR {c['snr_db']:6.2f} dB  r {c['correlation']:.4f}")
 

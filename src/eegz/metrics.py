@@ -12,6 +12,7 @@ import numpy as np
 
 from .channels import NEURAL, channel_roles
 from .dsp import microvolt_factor
+from .errors import EegzError
 
 BANDS = {"delta": (0.5, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0),
          "gamma": (30.0, 70.0), "high_gamma": (70.0, math.inf)}  # high gamma: up to the Nyquist frequency
@@ -172,6 +173,46 @@ def transient_errors(x: np.ndarray, y: np.ndarray, rate: float, seconds: float =
             "timing_ms": {"median": float(np.median(timing)), "p90": float(np.percentile(timing, 90))}}
 
 
+RIPPLE_HZ = (80.0, 250.0)  # a ripple detector's band (high-frequency oscillations of epilepsy work)
+RIPPLE_RMS_SECONDS, RIPPLE_MIN_SECONDS, RIPPLE_SD = 0.01, 0.006, 5.0
+RIPPLE_MATCH_SECONDS = 0.1
+
+
+def _ripple_starts(x: np.ndarray, rate: float, threshold: float | None = None) -> tuple[np.ndarray, float]:
+    """(start samples of the ripple events in x, the threshold): x band-passed to RIPPLE_HZ (below 0.95 of
+    Nyquist), its RMS over RIPPLE_RMS_SECONDS above the mean + RIPPLE_SD standard deviations of that RMS (of
+    x itself, unless a threshold is given) for at least RIPPLE_MIN_SECONDS."""
+    f = np.fft.rfftfreq(len(x), 1.0 / rate)
+    band = (f >= RIPPLE_HZ[0]) & (f <= min(RIPPLE_HZ[1], 0.95 * rate / 2))
+    x = np.asarray(x, np.float64)
+    line = x[0] + (x[-1] - x[0]) * np.arange(len(x)) / max(len(x) - 1, 1)  # no end-to-start jump in the FFT
+    b = np.fft.irfft(np.fft.rfft(x - line) * band, len(x))
+    width = max(1, int(round(RIPPLE_RMS_SECONDS * rate)))
+    rms = np.sqrt(np.convolve(b * b, np.ones(width) / width, mode="same"))
+    if threshold is None:
+        threshold = float(rms.mean() + RIPPLE_SD * rms.std())
+    edges = np.diff(np.concatenate(([0], (rms > threshold).astype(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return starts[ends - starts >= max(1, int(round(RIPPLE_MIN_SECONDS * rate)))], threshold
+
+
+def ripple_errors(x: np.ndarray, y: np.ndarray, rate: float) -> dict:
+    """A plain ripple detector (80-250 Hz RMS events, the threshold set on the original) run on both: events
+    in each, decoded events with no original event within RIPPLE_MATCH_SECONDS (invented) and original events
+    the decoded lacks (missed). {} where the channel's Nyquist frequency is below 100 Hz. Measured on held-out
+    eegmat Subject14-17 at 251 bit/s (transform mode, eegz 0.9): 205 events in the originals, 382 decoded,
+    216 invented (148 of them within 50 ms of the codec's 8-s window and block joins), 39 missed."""
+    if min(RIPPLE_HZ[1], 0.95 * rate / 2) < 100.0 or len(x) < 4:
+        return {}
+    ex, threshold = _ripple_starts(x, rate)
+    ey, _ = _ripple_starts(y, rate, threshold)
+    near = int(round(RIPPLE_MATCH_SECONDS * rate))
+    invented = int(sum(not np.any(np.abs(ex - e) <= near) for e in ey))
+    missed = int(sum(not np.any(np.abs(ey - e) <= near) for e in ex))
+    return {"original": len(ex), "decoded": len(ey), "invented": invented, "missed": missed,
+            "minutes": len(x) / rate / 60.0}
+
+
 def line_ratio(x: np.ndarray, y: np.ndarray, rate: float) -> dict:
     """The strongest spectral line the reconstruction invents (line_ratio_psd) of one channel."""
     ratio, freq = line_ratio_psd(welch_psd(x, rate), welch_psd(y, rate), rate)
@@ -182,7 +223,7 @@ def channel_metrics(x: np.ndarray, y: np.ndarray, rate: float, uv_factor: float 
     return {"prd": prd(x, y), "prdn": prdn(x, y), "snr_db": snr_db(x, y), "correlation": correlation(x, y),
             "band_power_error": band_power_errors(x, y, rate), "line_length_error": line_length_error(x, y),
             "window_band_error": window_band_errors(x, y, rate), "transients": transient_errors(x, y, rate),
-            "spectral_line": line_ratio(x, y, rate),
+            "spectral_line": line_ratio(x, y, rate), "ripples": ripple_errors(x, y, rate),
             "max_abs_error_uv": float(np.max(np.abs(x - y)) * uv_factor) if len(x) else 0.0}
 
 
@@ -231,7 +272,10 @@ def evaluate_arrays(channels: list[tuple[str, float, float, np.ndarray, np.ndarr
                                   for q in ("median", "p90")}
                               for k in ("amplitude_error", "timing_ms") if any(c["transients"] for c in per)},
                "spectral_line": max((c["spectral_line"] for c in per), key=lambda v: v["ratio"]),
-               "spectral_line_mean": mean_spectrum_line(channels)}
+               "spectral_line_mean": mean_spectrum_line(channels),
+               **({"ripples": {k: sum(c["ripples"][k] for c in per if c["ripples"])
+                               for k in ("original", "decoded", "invented", "missed", "minutes")}}
+                  if any(c["ripples"] for c in per) else {})}
     return {"channels": per, "overall": overall}
 
 
@@ -267,6 +311,9 @@ def evaluate_files(reference, candidate, device: str = "auto", model: str | None
                         "bits_per_second_per_channel": summary["bits_per_second_per_channel"]}
     else:
         decoded = read_edf(candidate).digital
+    if len(decoded) != len(ref.digital) or any(len(x) != len(y) for x, y in zip(ref.digital, decoded)):
+        raise EegzError(f"{candidate.name} is not a reconstruction of {Path(reference).name} (its signals or "
+                        "their lengths differ)")
     roles = channel_roles(ref.header.signals)
     channels = []
     for s, role, x, y in zip(ref.header.signals, roles, ref.digital, decoded):
