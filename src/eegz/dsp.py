@@ -13,6 +13,12 @@ def part_edges(n: int, count: int) -> list[int]:
     return [k * n // count for k in range(count + 1)]
 
 
+def straight_line(y: np.ndarray) -> np.ndarray:
+    """The straight line from a signal's first sample to its last: taken out before an FFT over it, whose jump
+    from the last sample to the first would otherwise leak into the quiet high bands (spec 6.4's ramp)."""
+    return y[0] + (y[-1] - y[0]) * np.arange(len(y)) / max(len(y) - 1, 1)
+
+
 def microvolt_factor(physical_dimension: str) -> float | None:
     return _VOLT_FACTORS.get(physical_dimension.strip().lower())
 

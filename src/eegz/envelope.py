@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dsp import part_edges
+from .dsp import part_edges, straight_line
 
 BANDS_HZ = ((30.0, 34.0), (34.0, 38.0), (38.0, 43.0), (43.0, 49.75), (49.75, 50.25), (50.25, 56.0),
             (56.0, 59.75), (59.75, 60.25), (60.25, 64.0), (64.0, 74.0), (74.0, 86.0), (86.0, 100.0), (100.0, 128.0),
@@ -150,7 +150,7 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     y = np.asarray(y, np.float64)
     # the block is modified in the FFT's periodic world: without its end-to-start jump (a straight line from
     # the first sample to the last, put back afterwards), whose leakage would swamp the quiet high bands
-    ramp = _straight_line(y)
+    ramp = straight_line(y)
     spectrum, measured = np.fft.rfft(y - ramp), _windowed(y, rate, version >= 5)
     f = np.fft.rfftfreq(n, 1.0 / rate)
     bins_of = _band_bins(f, rate, limit, bands)
@@ -215,13 +215,7 @@ def _fast(x: np.ndarray, rate: float) -> np.ndarray:
     # a raised cosine over PROFILE_LOW_HZ ± PROFILE_CROSSOVER_HZ: shaped at once above a sharp edge, the fast part's
     # sidebands spilled below it and left a step there (Bonn D at 242 bit/s: a 1.89x line at 29.8 Hz)
     ramp_in = np.clip((f - PROFILE_LOW_HZ + PROFILE_CROSSOVER_HZ) / (2.0 * PROFILE_CROSSOVER_HZ), 0.0, 1.0)
-    return np.fft.irfft(np.fft.rfft(x - _straight_line(x)) * (0.5 - 0.5 * np.cos(np.pi * ramp_in)), n)
-
-
-def _straight_line(y: np.ndarray) -> np.ndarray:
-    """The straight line from a block's first sample to its last: taken out before an FFT over the block, whose
-    jump from the block's end to its start would otherwise leak into the quiet high bands."""
-    return y[0] + (y[-1] - y[0]) * np.arange(len(y)) / max(len(y) - 1, 1)
+    return np.fft.irfft(np.fft.rfft(x - straight_line(x)) * (0.5 - 0.5 * np.cos(np.pi * ramp_in)), n)
 
 
 def _parts(bins_of: list, stored: bytes, f: np.ndarray, bands: tuple, version: int) -> tuple:
