@@ -299,31 +299,36 @@ def test_info_names_the_rate_asked_and_kept(transform_example):
 
 
 def test_a_time_profile_out_of_range_is_refused():
-    """Spec 8.3: a version-9 stream flags its profile in the coder byte; the values follow the levels and
-    lie within ±40; a flag without bands is refused."""
+    """Spec 8.3: a version-9 or -10 stream flags its profile in the coder byte; the values follow the levels
+    and lie within ±40; a flag without bands is refused. (Version 10's windows carry four edge patches,
+    version 9's two.)"""
     from eegz import _core, envelope
     rec = read_edf(EXAMPLE)
     signal, digital = rec.header.signals[0], rec.digital[0][:16 * 500]
     data = transform.encode_block(digital, signal, bitrate=250.0)
     n, head = len(digital), transform._HEAD
     offset, scale, step, w, coder, n_bands, total = head.unpack_from(data, 0)
-    assert coder & transform.PROFILE_FLAG
+    assert coder & transform.PROFILE_FLAG and not coder & transform.RUNS_FLAG
     family, start = (coder & 0x7F) % 4, transform.STARTS[(coder & 0x7F) // 4]
-    count = 3 * w + n_bands + envelope.profile_count(n, 500.0) + total
-    values = np.frombuffer(_core.decode_residuals(data[head.size:], count, family, start), np.int64).copy()
-    transform.decode_block(data, signal, n, 0, version=9)
+    count = 5 * w + n_bands + envelope.profile_count(n, 500.0) + total
+    v10 = np.frombuffer(_core.decode_residuals(data[head.size:], count, family, start), np.int64).copy()
+    values_patches = np.concatenate([v10[w + 4 * j:w + 4 * j + 2] for j in range(w)])  # without the slopes
+    v9 = np.concatenate([v10[:w], values_patches, v10[5 * w:]])
+    transform.decode_block(data, signal, n, 0, version=10)
 
-    def stream(flag: int, bands: int) -> bytes:
+    def stream(values: np.ndarray, flag: int, bands: int) -> bytes:
         return head.pack(offset, scale, step, w, family | flag, bands, total) + _core.encode_residuals(values, family, 0)
-    values[3 * w + n_bands] = envelope.PROFILE_MAX + 1
-    with pytest.raises(FormatError, match="band envelope"):
-        transform.decode_block(stream(transform.PROFILE_FLAG, n_bands), signal, n, 0, version=9)
-    values[3 * w + n_bands] = envelope.PROFILE_MAX
-    assert transform.decode_block(stream(transform.PROFILE_FLAG, n_bands), signal, n, 0, version=9).shape == (n,)
-    with pytest.raises(FormatError, match="coder, bands"):
-        transform.decode_block(stream(transform.PROFILE_FLAG, 0), signal, n, 0, version=9)
+    for version, values, at in ((9, v9, 3 * w + n_bands), (10, v10, 5 * w + n_bands)):
+        values[at] = envelope.PROFILE_MAX + 1
+        with pytest.raises(FormatError, match="band envelope"):
+            transform.decode_block(stream(values, transform.PROFILE_FLAG, n_bands), signal, n, 0, version=version)
+        values[at] = envelope.PROFILE_MAX
+        assert transform.decode_block(stream(values, transform.PROFILE_FLAG, n_bands), signal, n, 0,
+                                      version=version).shape == (n,)
+        with pytest.raises(FormatError, match="coder, bands"):
+            transform.decode_block(stream(values, transform.PROFILE_FLAG, 0), signal, n, 0, version=version)
     with pytest.raises(FormatError, match="coder, bands"):  # versions 7 and 8 know no flag
-        transform.decode_block(stream(transform.PROFILE_FLAG, n_bands), signal, n, 0, version=8)
+        transform.decode_block(stream(v9, transform.PROFILE_FLAG, n_bands), signal, n, 0, version=8)
 
 
 def test_a_low_bit_rate_leaves_the_time_profile_out():
@@ -380,7 +385,7 @@ def test_damaged_runs_are_refused():
     head, n = transform._HEAD, len(digital)
     offset, scale, step, w, coder, n_bands, total = head.unpack_from(data, 0)
     plain = coder & ~(transform.RUNS_FLAG | transform.PROFILE_FLAG)
-    count = 3 * w + n_bands + envelope_count(n, coder) + total + 6
+    count = 5 * w + n_bands + envelope_count(n, coder) + total + 6
     values = np.frombuffer(_core.decode_residuals(data[head.size + 1:], count, plain % 4,
                                                   transform.STARTS[plain // 4]), np.int64).copy()
 
@@ -402,3 +407,35 @@ def test_damaged_runs_are_refused():
 def envelope_count(n: int, coder: int) -> int:
     from eegz import envelope
     return envelope.profile_count(n, 500.0) if coder & transform.PROFILE_FLAG else 0
+
+
+def test_slope_patches_keep_a_steep_join_smooth():
+    """Spec 8, version 10: where the original is steep at a window's edge, the slope patches put its slope
+    back; zeroing them (what version 9 decoded) leaves a one-sample step between two flat stretches, whose
+    error above 80 Hz near the join is 1.7x the uncoded noise's (with them: 0.85x)."""
+    from eegz import _core
+    rate, n = 500.0, 16 * 500
+    t = np.arange(n) / rate
+    rng = np.random.default_rng(8)
+    x = 3000 * np.sin(2 * np.pi * 1.3 * t) + 4000 * np.tanh((t - 8.0) * 60) + rng.normal(0, 30, n)
+    signal = read_edf(EXAMPLE).header.signals[0]
+    digital = np.rint(x).astype(np.int32)
+    data = transform.encode_block(digital, signal, bitrate=250.0, band_envelope=False)
+    head = transform._HEAD
+    offset, scale, step, w, coder, n_bands, total = head.unpack_from(data, 0)
+    assert w == 2 and n_bands == 0
+    values = np.frombuffer(_core.decode_residuals(data[head.size:], 5 * w + total, coder % 4,
+                                                  transform.STARTS[coder // 4]), np.int64).copy()
+    assert np.any(values[w + 2:w + 4] != 0)  # the first window's slope patches
+    flat = values.copy()
+    for j in range(w):
+        flat[w + 4 * j + 2:w + 4 * j + 4] = 0
+    unsloped = head.pack(offset, scale, step, w, coder, n_bands, total) + _core.encode_residuals(flat, coder % 4, 0)
+
+    def fast_error(stream: bytes, at: int) -> float:
+        y = transform.decode_block(stream, signal, n, 0).astype(float)
+        f = np.fft.rfftfreq(n, 1 / rate)
+        e = np.fft.irfft(np.fft.rfft(y - digital) * (f >= 80), n)
+        return float(np.sum(e[at - 25:at + 25] ** 2))
+    floor = max(fast_error(data, at) for at in (1000, 2000, 3000))  # inside a window: the uncoded noise
+    assert fast_error(data, 4000) < 1.2 * floor and fast_error(unsloped, 4000) > 1.5 * floor  # measured 0.85, 1.7

@@ -112,8 +112,9 @@ VECTORS = {  # file: (source, options, what it exercises)
                                    "format 9: kinds 5 and 6 with band envelopes and their time profile (section "
                                    "8.3), 250 bit/s; ECG kept exactly"),
     "transform_runs_250.eegz": ("eegmat-last-16s", dict(mode="transform"),
-                                "format 10: kinds 5 and 6 with constant runs (section 8.4: the recording's padding, "
-                                "0 then another constant, in every channel), 250 bit/s; ECG kept exactly"),
+                                "format 10: kinds 5 and 6 with edge patches of value and slope (section 8) and "
+                                "constant runs (section 8.4: the recording's padding, 0 then another constant, in "
+                                "every channel), 250 bit/s; ECG kept exactly"),
 }
 
 
