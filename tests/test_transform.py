@@ -370,7 +370,7 @@ def test_constant_runs_decode_exactly_and_the_rest_as_before():
     np.testing.assert_array_equal(decoded[3700:], signal.digital_max)
     rest = np.r_[0:1000, 1500:3700]
     x, y = digital[rest].astype(float), decoded[rest].astype(float)
-    assert np.linalg.norm(x - y) / np.linalg.norm(x - x.mean()) < 0.2  # measured 0.165 (0.166 coding the original)
+    assert np.linalg.norm(x - y) / np.linalg.norm(x - x.mean()) < 0.2  # measured 0.167 (0.168 coding the original)
     # what the transform codes instead: a bridge that keeps value and slope, so no step and no bend
     bridged = transform._without_runs(digital, transform.constant_runs(digital, signal), signal.sample_rate)
     assert abs(np.diff(bridged[995:1505])).max() <= abs(np.diff(digital[990:1000].astype(float))).max() + 1
