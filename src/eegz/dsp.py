@@ -19,6 +19,12 @@ def straight_line(y: np.ndarray) -> np.ndarray:
     return y[0] + (y[-1] - y[0]) * np.arange(len(y)) / max(len(y) - 1, 1)
 
 
+def stretches(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of the maximal stretches [start, end) where mask holds."""
+    edges = np.diff(np.concatenate(([0], np.asarray(mask, np.int8), [0])))
+    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+
+
 def microvolt_factor(physical_dimension: str) -> float | None:
     return _VOLT_FACTORS.get(physical_dimension.strip().lower())
 

@@ -108,10 +108,9 @@ def profile(x: np.ndarray, rate: float) -> np.ndarray:
     """Format 9: the block's power from PROFILE_LOW_HZ up in each of its profile_count parts, relative to
     the block's own, in PROFILE_DB steps (int64, within ±PROFILE_MAX; all 0 where the block holds none)."""
     n = len(x)
-    fast = _fast(x, rate) ** 2
-    edges = np.array(part_edges(n, profile_count(n, rate)))
-    parts = np.add.reduceat(fast, edges[:-1]) / np.diff(edges)
-    mean = float(np.mean(fast))
+    fast = _fast(x, rate)
+    parts = _part_power(fast, np.array(part_edges(n, profile_count(n, rate))))
+    mean = float(np.mean(fast ** 2))
     if not mean > 0:
         return np.zeros(len(parts), np.int64)
     steps = 10.0 * np.log10(np.maximum(parts / mean, 1e-30)) / PROFILE_DB
@@ -199,12 +198,17 @@ def shaped_in_time(x: np.ndarray, time_profile: np.ndarray, rate: float) -> np.n
     fast = _fast(x, rate)
     edges = np.array(part_edges(n, len(time_profile)))
     lengths = np.diff(edges)
-    have = np.add.reduceat(fast ** 2, edges[:-1]) / lengths
+    have = _part_power(fast, edges)
     weight = 10.0 ** (np.asarray(time_profile, np.float64) * PROFILE_DB / 10.0)
     target = weight * np.sum(have * lengths) / np.sum(weight * lengths)  # the block's fast power, shared out
     gain = np.minimum(np.sqrt(np.divide(target, have, out=np.ones_like(have), where=have > 0)), MAX_PROFILE_GAIN)
     centres = (edges[:-1] + edges[1:] - 1) / 2.0
     return x + fast * (np.interp(np.arange(n), centres, gain) - 1.0)
+
+
+def _part_power(fast: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The mean power of each part [edges[i], edges[i + 1]) of a block's fast part."""
+    return np.add.reduceat(fast ** 2, edges[:-1]) / np.diff(edges)
 
 
 def _fast(x: np.ndarray, rate: float) -> np.ndarray:

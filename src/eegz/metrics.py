@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .channels import NEURAL, channel_roles
-from .dsp import microvolt_factor, straight_line
+from .dsp import microvolt_factor, straight_line, stretches
 from .errors import EegzError
 
 BANDS = {"delta": (0.5, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0),
@@ -190,8 +190,7 @@ def _ripple_starts(x: np.ndarray, rate: float, threshold: float | None = None) -
     rms = np.sqrt(np.convolve(b * b, np.ones(width) / width, mode="same"))
     if threshold is None:
         threshold = float(rms.mean() + RIPPLE_SD * rms.std())
-    edges = np.diff(np.concatenate(([0], (rms > threshold).astype(np.int8), [0])))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    starts, ends = stretches(rms > threshold)
     return starts[ends - starts >= max(1, int(round(RIPPLE_MIN_SECONDS * rate)))], threshold
 
 
@@ -206,10 +205,13 @@ def ripple_errors(x: np.ndarray, y: np.ndarray, rate: float) -> dict:
     ex, threshold = _ripple_starts(x, rate)
     ey, _ = _ripple_starts(y, rate, threshold)
     near = int(round(RIPPLE_MATCH_SECONDS * rate))
-    invented = int(sum(not np.any(np.abs(ex - e) <= near) for e in ey))
-    missed = int(sum(not np.any(np.abs(ey - e) <= near) for e in ex))
-    return {"original": len(ex), "decoded": len(ey), "invented": invented, "missed": missed,
-            "minutes": len(x) / rate / 60.0}
+    return {"original": len(ex), "decoded": len(ey), "invented": _unmatched(ey, ex, near),
+            "missed": _unmatched(ex, ey, near), "minutes": len(x) / rate / 60.0}
+
+
+def _unmatched(events: np.ndarray, others: np.ndarray, near: int) -> int:
+    """How many of events have none of others within `near` samples."""
+    return int(sum(not np.any(np.abs(others - e) <= near) for e in events))
 
 
 def line_ratio(x: np.ndarray, y: np.ndarray, rate: float) -> dict:

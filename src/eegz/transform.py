@@ -31,7 +31,7 @@ import numpy as np
 
 from . import _core, envelope
 from .container import FORMAT_VERSION
-from .dsp import part_edges
+from .dsp import part_edges, stretches
 from .edf import Signal
 from .errors import FormatError
 from .lossy import block_normalization, meets_quality, seed_of
@@ -105,7 +105,7 @@ def constant_runs(digital: np.ndarray, signal: Signal) -> np.ndarray:
     values = digital[starts]
     keep = np.flatnonzero((lengths >= max(MIN_RUN, round(RUN_SECONDS * signal.sample_rate)))
                           & (values >= signal.digital_min) & (values <= signal.digital_max))[:MAX_RUNS]
-    return np.column_stack([starts[keep], lengths[keep], digital[starts[keep]]]).astype(np.int64).reshape(-1, 3)
+    return np.column_stack([starts[keep], lengths[keep], values[keep]]).astype(np.int64).reshape(-1, 3)
 
 
 def _without_runs(digital: np.ndarray, runs: np.ndarray, rate: float) -> np.ndarray:
@@ -118,8 +118,7 @@ def _without_runs(digital: np.ndarray, runs: np.ndarray, rate: float) -> np.ndar
         inside[start:start + length] = True
     if not inside.any() or inside.all():
         return x
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], inside.view(np.int8), [0]))))
-    for a, b in zip(edges[::2], edges[1::2]):  # each stretch [a, b) of runs side by side
+    for a, b in zip(*stretches(inside)):  # each stretch [a, b) of runs side by side
         x[a:b] = _bridge(x, a, b, rate)
     return x
 
@@ -210,14 +209,14 @@ def _coded_together(z: np.ndarray, norms: list, levels: list, profiles: list, ru
     edges = part_edges(n, window_count(n, rate))
     coefs = [[dct(row[a:b], norm="ortho") for a, b in zip(edges, edges[1:])] for row in y]
     ends = [_edge_rows(b - a) for a, b in zip(edges, edges[1:])]
-    slope_rows = [_slope_rows(b - a, rate) for a, b in zip(edges, edges[1:])]
+    fades = [_fade(_patch_length(b - a, rate)) for a, b in zip(edges, edges[1:])]
 
     def coded(step: float, cut: int, final: bool = False) -> list[tuple[list, np.ndarray, bytes, int]]:
         """Per row: (quantized windows, edge patches, words, coder byte) at this float32 step."""
         out = []
         for row, c, lv, pf, ru in zip(y, coefs, levels, profiles, runs):
             q = [_quantized(v, step, cut) for v in c]
-            patches = _edge_patches(row, q, ends, slope_rows, edges, step)
+            patches = _edge_patches(row, q, ends, fades, edges, step)
             out.append((q, patches, *_residuals(_sequence(q, patches, lv, pf, ru), every_start=final)[::-1]))
         return out
 
@@ -282,26 +281,22 @@ def _edge_rows(m: int) -> np.ndarray:
     return np.stack([scale * np.cos(np.pi * k * (2 * t + 1) / (2 * m)) for t in (0, min(1, m - 1), max(m - 2, 0), m - 1)])
 
 
-def _slope_rows(m: int, rate: float) -> tuple[np.ndarray, np.ndarray]:
-    """(value fade, slope fade) at a window's first two samples: what the decoder's patches add there per unit."""
-    fade, bend = _fade(_patch_length(m, rate)), _bend(_slope_length(m, rate))
-    return np.pad(fade, (0, 2))[:2], np.pad(bend, (0, 2))[:2]
-
-
-def _edge_patches(z: np.ndarray, q: list, ends: list, slope_rows: list, edges: list, step: float) -> np.ndarray:
+def _edge_patches(z: np.ndarray, q: list, ends: list, fades: list, edges: list, step: float) -> np.ndarray:
     """Each window's error at its first and last sample, in 1/16 of the step: the decoder takes it out with
     a short fade (_patched), so that windows and blocks, coded apart, meet without a step (a click that
     spreads over every band above the coded ones). Then (format 10) the error of its slope there once the
-    value is patched: the original's first (last) difference less the patched window's, in 1/16 of the step."""
+    value is patched: the original's first (last) difference less the patched window's, in 1/16 of the step.
+    `fades`: each window's value fade (_patched's)."""
     out = np.empty(4 * len(q), np.int64)
-    for j, (v, rows, (fade, _), a, b) in enumerate(zip(q, ends, slope_rows, edges, edges[1:])):
+    for j, (v, rows, fade, a, b) in enumerate(zip(q, ends, fades, edges, edges[1:])):
         y = rows[:, :len(v)] @ (v * step)  # samples 0, 1, m-2, m-1 of the window
         e = np.rint((z[[a, b - 1]] - y[[0, 3]]) * PATCH_STEPS / step)
         out[4 * j:4 * j + 2] = e
         if b - a < 2:
             out[4 * j + 2:4 * j + 4] = 0
             continue
-        patched = y + step / PATCH_STEPS * np.array([e[0] * fade[0], e[0] * fade[1], e[1] * fade[1], e[1] * fade[0]])
+        f0, f1 = np.pad(fade, (0, 2))[:2]  # the fade at the window's first two (and last two) samples
+        patched = y + step / PATCH_STEPS * np.array([e[0] * f0, e[0] * f1, e[1] * f1, e[1] * f0])
         slopes = np.array([(z[a + 1] - z[a]) - (patched[1] - patched[0]), (z[b - 1] - z[b - 2]) - (patched[3] - patched[2])])
         out[4 * j + 2:4 * j + 4] = np.rint(slopes * PATCH_STEPS / step)
     return out
