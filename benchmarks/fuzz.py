@@ -34,6 +34,7 @@ import traceback
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import xxhash
 import zstandard
 
@@ -416,6 +417,15 @@ def make_seeds(folder: Path, lossy: bool) -> dict[str, bytes]:
         flat.write_bytes(rec.header.raw + records_to_bytes(rec.header, rec.digital, rec.n_records))
         api.compress(flat, folder / "seed-transform-runs.eegz", force=True, device="cpu", mode="transform")
         seeds["transform-runs"] = (folder / "seed-transform-runs.eegz").read_bytes()
+        rec = read_edf(SMALL_EDF)  # and with stationary tones (spec 8.5): a 50.3-Hz line in every EEG signal
+        for signal, digital in zip(rec.header.signals, rec.digital):
+            if not signal.is_annotation and signal.sample_rate > 110:
+                line = 40 * np.cos(2 * np.pi * 50.3 * np.arange(len(digital)) / signal.sample_rate)
+                digital[:] = np.clip(digital + np.rint(line), signal.digital_min, signal.digital_max)
+        lines = folder / "lines.edf"
+        lines.write_bytes(rec.header.raw + records_to_bytes(rec.header, rec.digital, rec.n_records))
+        api.compress(lines, folder / "seed-transform-tones.eegz", force=True, device="cpu", mode="transform", quality=15.0)
+        seeds["transform-tones"] = (folder / "seed-transform-tones.eegz").read_bytes()
     return seeds
 
 

@@ -13,7 +13,7 @@ from eegz.edf import read_edf
 from eegz.errors import EegzError, FormatError
 from eegz.metrics import band_power_errors_psd, welch_psd
 
-from .conftest import EXAMPLE, run_cli
+from .conftest import EXAMPLE, SHARED, run_cli
 
 SECONDS = 62
 
@@ -52,7 +52,7 @@ def test_transform_keeps_the_waveform_better_than_the_neural_codec_at_fewer_bits
     original = read_edf(EXAMPLE)
     roles = channel_roles(original.header.signals)
     summary = api.info(transform_example[True])
-    assert summary["mode"] == "transform" and summary["format_version"] == 10 and summary["codec"] is None
+    assert summary["mode"] == "transform" and summary["format_version"] == 11 and summary["codec"] is None
     assert summary["transform"] == {"bitrate": 250.0, "band_envelope": True, "rotate_channels": True}
     assert 240 <= summary["bits_per_second_per_channel"] <= 250
     neural = api.info(lossy_example[6])["bits_per_second_per_channel"]
@@ -378,22 +378,33 @@ def test_constant_runs_decode_exactly_and_the_rest_as_before():
         transform.decode_block(data, signal, len(digital), 0, version=9)
 
 
-def test_damaged_runs_are_refused():
+def _rewritable(data: bytes, n: int, flag: int, tail: int):
+    """(the coded values, stream(last values, count)) of a stream with one count byte after its header (runs
+    or tones, `flag`): stream() rebuilds it with its last `tail` values and its count replaced."""
     from eegz import _core
-    signal, digital = _block_with_runs()
-    data = transform.encode_block(digital, signal, bitrate=250.0)
-    head, n = transform._HEAD, len(digital)
+    head = transform._HEAD
     offset, scale, step, w, coder, n_bands, total = head.unpack_from(data, 0)
-    plain = coder & ~(transform.RUNS_FLAG | transform.PROFILE_FLAG)
-    count = 5 * w + n_bands + envelope_count(n, coder) + total + 6
+    plain = coder & ~(flag | transform.PROFILE_FLAG)
+    count = 5 * w + n_bands + envelope_count(n, coder) + total + tail
     values = np.frombuffer(_core.decode_residuals(data[head.size + 1:], count, plain % 4,
                                                   transform.STARTS[plain // 4]), np.int64).copy()
 
-    def stream(runs: list[int], n_runs: int = 2) -> bytes:
-        body = np.concatenate([values[:-6], runs]).astype(np.int64)
-        return head.pack(offset, scale, step, w, coder, n_bands, total) + bytes([n_runs]) \
+    def stream(last: list[int], count_byte: int) -> bytes:
+        body = np.concatenate([values[:-tail], last]).astype(np.int64)
+        return head.pack(offset, scale, step, w, coder, n_bands, total) + bytes([count_byte]) \
             + _core.encode_residuals(body, plain % 4, transform.STARTS[plain // 4])
-    base = int(np.rint(offset))
+    return values, stream
+
+
+def test_damaged_runs_are_refused():
+    signal, digital = _block_with_runs()
+    data = transform.encode_block(digital, signal, bitrate=250.0)
+    n = len(digital)
+    values, rewritten = _rewritable(data, n, transform.RUNS_FLAG, 6)
+
+    def stream(runs: list[int], n_runs: int = 2) -> bytes:
+        return rewritten(runs, n_runs)
+    base = int(np.rint(transform._HEAD.unpack_from(data, 0)[0]))
     np.testing.assert_array_equal(transform.decode_block(stream(list(values[-6:])), signal, n, 0),
                                   transform.decode_block(data, signal, n, 0))
     for runs, n_runs in (([1000, 499, 1234 - base, 2200, 300, 0], 2),  # the second run past the block's end
@@ -439,3 +450,131 @@ def test_slope_patches_keep_a_steep_join_smooth():
         return float(np.sum(e[at - 25:at + 25] ** 2))
     floor = max(fast_error(data, at) for at in (1000, 2000, 3000))  # inside a window: the uncoded noise
     assert fast_error(data, 4000) < 1.2 * floor and fast_error(unsloped, 4000) > 1.5 * floor  # measured 0.85, 1.7
+
+
+def _block_with_a_line(amplitude: float):
+    """The example's first 16 s of Fp1 (recorded with a 50-Hz notch) with a 50.02-Hz line added."""
+    rec = read_edf(EXAMPLE)
+    signal, digital = rec.header.signals[0], rec.digital[0][:16 * 500]
+    t = np.arange(len(digital)) / 500.0
+    return signal, np.rint(digital + amplitude * np.cos(2 * np.pi * 50.02 * t + 0.7)).astype(np.int64)
+
+
+def _line_power_ratio(x: np.ndarray, y: np.ndarray, frequency: float) -> float:
+    from scipy.signal import welch
+    f, px = welch(x.astype(float), 500.0, nperseg=4000)
+    _, py = welch(y.astype(float), 500.0, nperseg=4000)
+    i = int(np.argmin(np.abs(f - frequency)))
+    return float(py[i] / px[i])
+
+
+def test_a_mains_line_comes_back_as_a_tone(monkeypatch):
+    """Spec 8.5: a line of 60 digital units (1/130 of the channel's SD) at 250 bit/s is weaker than the step;
+    the stream carries it as a tone (frequency to 1/256 of a bin, amplitudes in 1/16 digital unit), and the
+    decoded line holds 1.006 of the original's power (20 to 2000 units: 0.98-1.06). Without tones, as format
+    10 wrote it, the quantizer dropped it and the envelope spread it as noise: 0.26."""
+    from eegz import tones
+    signal, x = _block_with_a_line(60.0)
+    n = len(x)
+    data = transform.encode_block(x, signal, bitrate=250.0)
+    coder = transform._HEAD.unpack_from(data, 0)[4]
+    assert coder & transform.TONES_FLAG and not coder & transform.RUNS_FLAG and data[transform._HEAD.size] == 1
+    (k, a, b), = transform._synthesized(data, signal, n, 11).tones
+    assert abs(k * 500.0 / (tones.FREQUENCY_STEPS * n) - 50.02) < 0.5 * 500.0 / (tones.FREQUENCY_STEPS * n) + 1e-3
+    assert abs(np.hypot(a, b) / tones.AMPLITUDE_STEPS - 60.0) < 1.0
+    y = transform.decode_block(data, signal, n, 0)
+    assert 0.9 < _line_power_ratio(x, y, 50.02) < 1.1
+    with pytest.raises(FormatError, match="coder, bands"):  # a version-10 reader knows no tones
+        transform.decode_block(data, signal, n, 0, version=10)
+    monkeypatch.setattr(tones, "MAX_TONES", 0)  # the writer without tones
+    plain = transform.encode_block(x, signal, bitrate=250.0)
+    assert not transform._HEAD.unpack_from(plain, 0)[4] & transform.TONES_FLAG
+    assert _line_power_ratio(x, transform.decode_block(plain, signal, n, 0), 50.02) < 0.4
+
+
+def test_eeg_rhythms_below_the_envelope_are_no_tones():
+    """The example's channels hold alpha and theta that are narrow enough to pass the line test; below 30 Hz
+    the writer looks for none, so the example codes as format 10 coded it."""
+    rec = read_edf(EXAMPLE)
+    from eegz import tones
+    for signal, digital in zip(rec.header.signals[:19], rec.digital[:19]):
+        for a in range(0, len(digital) - 8000, 8000):
+            assert tones.found(digital[a:a + 8000].astype(float), signal.sample_rate) == []
+
+
+def test_a_small_line_beside_large_slow_waves_is_fitted_at_its_size():
+    """The example's Fp1 (SD 7700 digital units) with a 199.97-Hz line of 0.5 units: found at 0.49 (an
+    unweighted least-squares fit over the block reads 0.85, the slow waves leaking into it)."""
+    from eegz import tones
+    rec = read_edf(EXAMPLE)
+    t = np.arange(8000) / 500.0
+    x = rec.digital[0][:8000] + 0.5 * np.cos(2 * np.pi * 199.97 * t + 0.3)
+    (k, a, b), = tones.found(x, 500.0)
+    assert abs(k * 500.0 / (256 * 8000) - 199.97) < 0.002 and abs(np.hypot(a, b) - 0.5) < 0.03
+
+
+def test_an_overshoot_past_a_rail_is_pulled_back_smoothly():
+    """Spec 8, version 11: the example's channels reach their digital range's ends at single samples (its
+    writer scaled each channel to its own extremes); the decoded swing passes the rail there, and clipped it
+    left corners whose 80-240 Hz power within 50 ms was 38x (F8) and 34x (O1) the original's. Pulled back
+    by its peak over 20 ms on each side first (format 11): 0.25x and 1.1x."""
+    from scipy.signal import butter, sosfiltfilt
+    rec = read_edf(EXAMPLE)
+    band = butter(4, [80, 240], "bandpass", fs=500, output="sos")
+    for channel, hit in ((5, 25552), (14, 8479)):
+        signal, start = rec.header.signals[channel], hit // 8000 * 8000
+        x = rec.digital[channel][start:start + 8000]
+        data = transform.encode_block(x, signal, bitrate=250.0)
+        near = slice(hit - start - 25, hit - start + 25)
+
+        def fast_power(v):
+            return float(np.sum(sosfiltfilt(band, v.astype(float))[near] ** 2))
+        clipped, limited = (transform.decode_block(data, signal, len(x), 0, version=v) for v in (10, 11))
+        assert fast_power(clipped) > 20 * fast_power(x) and fast_power(limited) < 1.5 * fast_power(x)
+        assert limited.min() >= signal.digital_min and limited.max() <= signal.digital_max
+        away = np.r_[0:hit - start - 40, hit - start + 40:len(x)]
+        np.testing.assert_array_equal(limited[away], clipped[away])  # the same decode but near the swing
+
+
+def test_the_limiter_keeps_a_flat_top_and_fades_over_its_margin():
+    x = np.array([0, 1, 2, 5, 7, 6, 3, 1, 0, 0], float)
+    out = transform._limited(x, -10.0, 4.0, 2, 3)
+    np.testing.assert_allclose(out, x - 3 * np.array([0, 0, 0.5, 1, 1, 1, 0.5, 0, 0, 0]))
+    assert out.max() == 4.0
+    np.testing.assert_array_equal(transform._limited(x, -10.0, 4.0, 2, 2), x)  # longer than 2: left to the clip
+
+
+def test_tone_samples_follow_the_exact_integer_phase():
+    """Spec 8.5: the angle of sample t is 2π ((k t) mod 256 n) / (256 n): at a quarter of the rate, cos is
+    1, 0, -1, 0 to float precision however long the block."""
+    from eegz import tones
+    n = 1 << 20
+    y = tones.samples(np.array([64 * n]), np.array([1.0]), np.array([0.0]), n)
+    np.testing.assert_allclose(y[-8:], [1, 0, -1, 0] * 2, atol=1e-12)
+
+
+@pytest.mark.skipif(not (SHARED / "bonn" / "A_Z").is_dir(), reason="shared data absent")
+def test_bonn_mains_line_is_found():
+    """Bonn Z051 (set A, 173.61 Hz): its 50-Hz mains line, 50x its neighbours, is the one tone found."""
+    from eegz import tones
+    x = np.loadtxt(SHARED / "bonn" / "A_Z" / "Z051.txt")
+    found = tones.found(x, 173.61)
+    assert len(found) == 1 and abs(found[0][0] * 173.61 / (256 * len(x)) - 50.01) < 0.005
+    assert 1.6 < np.hypot(*found[0][1:]) < 1.9  # digital units (measured 1.73)
+
+
+def test_damaged_tones_are_refused():
+    from eegz import tones
+    signal, x = _block_with_a_line(60.0)
+    n = len(x)
+    data = transform.encode_block(x, signal, bitrate=250.0)
+    values, stream = _rewritable(data, n, transform.TONES_FLAG, 3)
+    np.testing.assert_array_equal(transform.decode_block(stream(list(values[-3:]), 1), signal, n, 0),
+                                  transform.decode_block(data, signal, n, 0))
+    top = tones.FREQUENCY_STEPS * n // 2
+    for tone, n_tones in (([0, 5, 5], 1),  # frequency 0
+                          ([top, 5, 5], 1),  # at the Nyquist frequency
+                          ([1000, tones.MAX_AMPLITUDE + 1, 0], 1),  # amplitude out of range
+                          (list(values[-3:]), 0)):  # the flag without a count
+        with pytest.raises(FormatError, match="damaged transform stream"):
+            transform.decode_block(stream(tone, n_tones), signal, n, 0)

@@ -26,7 +26,7 @@ def test_every_stream_kind_and_section_has_a_vector():
                 kinds |= {(s.kind, s.flags) for s in c.read_block(k)}
     assert kinds == {(0, 0), (1, 0), (2, 0), (3, 0), (3, 1), (4, 0), (5, 0), (6, 0)} and identity
     assert {TABLE[n]["mode"] for n in TABLE} == {"lossless", "near-lossless", "lossy", "transform"}
-    assert {TABLE[n]["format_version"] for n in TABLE} == {3, 4, 5, 6, 7, 8, 9, 10}
+    assert {TABLE[n]["format_version"] for n in TABLE} == {3, 4, 5, 6, 7, 8, 9, 10, 11}
 
 
 @pytest.mark.parametrize("name", sorted(TABLE))
@@ -49,3 +49,17 @@ def test_vector_decodes_to_its_recorded_checksum(name, tmp_path):
         summary = api.decompress(path, out, start=r["start"], end=r["end"], force=True)
         assert [summary["first_record"], summary["first_record"] + summary["records"]] == r["records"]
         assert sha256(out) == r["decoded_sha256"]
+
+
+def test_the_tone_vector_carries_a_tone():
+    """transform_tones_241.eegz exercises spec 8.5: its one stream has the tone flag and one tone at 50.01 Hz."""
+    from eegz import transform
+    from eegz.container import Container
+    from eegz.edf import parse_header
+    with Container(VECTORS / "transform_tones_241.eegz") as c:
+        stream, = [s for s in c.read_block(0) if s.kind == 5]
+        signal = parse_header(c.edf_header).signals[0]
+    n = signal.samples_per_record
+    assert transform._HEAD.unpack_from(stream.data, 0)[4] & transform.TONES_FLAG
+    (k, _, _), = transform._synthesized(stream.data, signal, n, 11).tones
+    assert abs(k * signal.sample_rate / (256 * n) - 50.01) < 0.005

@@ -1,5 +1,6 @@
-"""Write the test vectors of formats 3 to 10 (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled
-example (eegmat Subject17, CC BY 4.0) and BioSemi's BDF test file (edge/biosemi, shared data folder).
+"""Write the test vectors of formats 3 to 11 (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled
+example (eegmat Subject17, CC BY 4.0), BioSemi's BDF test file (edge/biosemi, shared data folder) and a Bonn
+segment (bonn/A_Z/Z051.txt there, as a one-record EDF).
 
 Run when the format changes, with a new file name for every new vector: vectors already in vectors.json are
 kept as they are (a vector that a released eegz wrote must keep decoding to its recorded checksum).
@@ -20,6 +21,8 @@ from eegz.edf import SIGNAL_FIELDS, parse_header, read_edf, records_to_bytes
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.downstream_bonn import bonn_edf  # noqa: E402
 EXAMPLE = ROOT / "examples" / "eegmat_Subject17_2.edf"
 PASSPHRASE = "eegz test vector"
 
@@ -49,7 +52,8 @@ def excerpt(src: Path, labels: list[str], n_records: int, first: int = 0) -> byt
 def sources(shared: Path) -> dict[str, bytes]:
     eeg = ["EEG Fp1", "EEG C3", "EEG Cz", "EEG O2", "EEG A2-A1", "ECG ECG", "EDF Annotations"]
     out = {"eegmat-40s": excerpt(EXAMPLE, eeg, 40), "eegmat-12s": excerpt(EXAMPLE, eeg, 12),
-           "eegmat-last-16s": excerpt(EXAMPLE, eeg[:-1], 16, first=46)}  # ends in the writer's padding
+           "eegmat-last-16s": excerpt(EXAMPLE, eeg[:-1], 16, first=46),  # ends in the writer's padding
+           "eegmat-rails-16s": excerpt(EXAMPLE, ["EEG F8", "EEG Fp1", "EEG O1"], 16, first=46)}
     # unknown record count (-1) and bytes after the last whole record (a non-compliant writer)
     odd = bytearray(out["eegmat-12s"])
     odd[236:244] = b"-1      "
@@ -65,6 +69,11 @@ def sources(shared: Path) -> dict[str, bytes]:
     if biosemi.exists():
         labels = [s.label for s in read_edf(biosemi).header.signals]
         out["biosemi-bdf"] = excerpt(biosemi, labels[:4] + labels[-1:], 8)
+    bonn = shared / "bonn" / "A_Z" / "Z051.txt"
+    if bonn.exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            bonn_edf(np.loadtxt(bonn).astype(np.int64), Path(tmp) / "z.edf")
+            out["bonn-Z051"] = (Path(tmp) / "z.edf").read_bytes()
     return out
 
 
@@ -115,6 +124,13 @@ VECTORS = {  # file: (source, options, what it exercises)
                                 "format 10: kinds 5 and 6 with edge patches of value and slope (section 8) and "
                                 "constant runs (section 8.4: the recording's padding, 0 then another constant, in "
                                 "every channel), 250 bit/s; ECG kept exactly"),
+    "transform_tones_241.eegz": ("bonn-Z051", dict(mode="transform", bitrate=241.0),
+                                 "format 11: kind 5 with a stationary tone (section 8.5: the 50.01-Hz mains line of "
+                                 "Bonn Z051, one 23.6-s record at 173.61 Hz), 241 bit/s"),
+    "transform_limiter_250.eegz": ("eegmat-rails-16s", dict(mode="transform"),
+                                   "format 11: kinds 5 and 6 with the rail limiter (section 8: F8 and Fp1 reach "
+                                   "their rails at 51.1 s, where the decoded swing passes them) and constant runs, "
+                                   "250 bit/s"),
 }
 
 

@@ -32,13 +32,13 @@ from .errors import EegzError, FormatError, OutputExistsError
 
 MAGIC = b"\x89EEGZ\r\n\x1a"
 FOOTER_MAGIC = b"EEGZEND\x00"
-FORMAT_VERSION = 10  # what this code writes when a file holds transform streams (4 added the band envelope,
+FORMAT_VERSION = 11  # what this code writes when a file holds transform streams (4 added the band envelope,
 # 5 moved it to the channel rate, 6 continued its first part's noise filling below 30 Hz, 7 added transform
 # streams and the stream's scale to the noise seed, 8 added rotation streams, 9 the envelope's time profile,
-# 10 the transform streams' constant runs)
+# 10 the transform streams' constant runs and slope patches, 11 their stationary tones and rail limiter)
 TOKEN_FORMAT_VERSION = 7  # files with token streams are unchanged since format 7: eegz 0.6 reads them
 EXACT_FORMAT_VERSION = 3  # files with neither are unchanged since format 3: eegz 0.2 reads them
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
 
 
 def format_version(mode: str, coded: bool) -> int:

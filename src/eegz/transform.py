@@ -14,7 +14,8 @@ edge samples, faded out by the decoder, so that windows coded apart meet without
 zeroes above beta comes back as shaped noise from the band envelope (spec 6.4, with 8.2's bands and
 filling), and 8.3's time profile keeps the block's fast activity where it was in time. Stretches of one
 value (a writer's padding, an electrode off, a saturated amplifier) are stored exactly as runs (8.4) and
-bridged over in what is coded. Blocks decode on their own, so any time range decodes from the blocks it
+bridged over in what is coded; narrow lines that hold still for the block (mains, its harmonics and their
+aliases) are taken out first and stored as tones (8.5), which the quantizer would drop and the envelope smear. Blocks decode on their own, so any time range decodes from the blocks it
 touches and nothing else.
 
 Measured (benchmarks/results/baselines.md, lossy_transform.md, clinical_transform.md): at the bits of 6
@@ -29,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _core, envelope
+from . import _core, envelope, tones
 from .container import FORMAT_VERSION
 from .dsp import part_edges, stretches
 from .edf import Signal
@@ -92,6 +93,17 @@ RUN_SECONDS, MIN_RUN = 0.1, 8
 BRIDGE_SECONDS = 0.02  # how far the coded signal goes on in the slope it had where runs end the block
 MAX_RUNS = 255  # the run count's u8
 RUNS_FLAG = 0x40  # in the coder byte of a format-10 stream: a run count follows the header
+TONES_FLAG = 0x20  # in the coder byte of a format-11 stream: a tone count follows (spec 8.5)
+# A tone costs about TONE_BITS (8-10 bytes in the residual coder, its frequency index about 2^18); a stream at a
+# bit rate carries at most as many as fit in TONE_SHARE of its bits (16-s blocks: none at 60 bit/s, 1 at 100
+# and 138, 2 at 250). At 60 bit/s one a block took eegmat Subject15's PRDN from 45.6 to 48.0 %, eegmmidb
+# S001R03's from 26.2 to 26.7 %.
+TONE_BITS, TONE_SHARE = 72.0, 0.05
+# Format 11's decoder pulls a decoded excursion past a rail back by its peak, fading over LIMITER_SECONDS on
+# each side, before clipping: the original reaches its rail at the top of a smooth swing, and the clipped
+# overshoot's corners were broadband bursts. Held-out eegmat Subject14-17 at 251 bit/s: invented ripples 166 ->
+# 123 (10 ms: 127, 50 ms: 123), high gamma over the recording 0.16 -> 0.15 in Subject17, PRDN unchanged.
+LIMITER_SECONDS = 0.02  # excursions up to RUN_SECONDS long: a longer one is a saturation, clipped as before
 _HEAD = struct.Struct("<fffBBBI")  # offset, scale, step, windows, coder (family + 4 × start), bands, coefficients
 _ROTATION_HEAD = struct.Struct("<BBH")  # bits, coder, members
 
@@ -179,6 +191,10 @@ def encode_group(digitals: list, signals: list, bitrate: float | None = None, qu
     n, rate = len(digitals[0]), signals[0].sample_rate
     found = [constant_runs(d, s) for d, s in zip(digitals, signals)]
     digitals = [_without_runs(d, r, rate) for d, r in zip(digitals, found)]
+    most = tones.MAX_TONES if bitrate is None else int(TONE_SHARE * bitrate * n / rate / TONE_BITS)
+    lines = [_stationary_tones(d, rate, most) for d in digitals]
+    digitals = [d - samples for d, (_, samples) in zip(digitals, lines)]
+    tone_values = [values for values, _ in lines]
     norms = [block_normalization(d) for d in digitals]
     runs = [_run_values(r, o) for r, (o, _) in zip(found, norms)]
     z = np.array([(d - o) / s for d, (o, s) in zip(digitals, norms)])
@@ -191,18 +207,33 @@ def encode_group(digitals: list, signals: list, bitrate: float | None = None, qu
     rotation = _rotation_stream([s.index for s in signals], matrix) if matrix is not None else b""
     if bitrate is not None and 8 * len(rotation) > MAX_ROTATION_SHARE * bitrate * len(z) * n / rate:
         matrix = None  # many channels at a low rate: the matrix would take the bits it saves
+    extras = [(r, t) for r, t in zip(runs, tone_values)]
     if matrix is None:
-        return None, [_coded_together(z[j:j + 1], norms[j:j + 1], levels[j:j + 1], profiles[j:j + 1], runs[j:j + 1],
+        return None, [_coded_together(z[j:j + 1], norms[j:j + 1], levels[j:j + 1], profiles[j:j + 1], extras[j:j + 1],
                                       None, 0, rate, bitrate, quality)[0] for j in range(len(z))]
-    return rotation, _coded_together(z, norms, levels, profiles, runs, matrix * 2.0 ** -ROTATION_BITS, len(rotation),
+    return rotation, _coded_together(z, norms, levels, profiles, extras, matrix * 2.0 ** -ROTATION_BITS, len(rotation),
                                      rate, bitrate, quality)
 
 
-def _coded_together(z: np.ndarray, norms: list, levels: list, profiles: list, runs: list, scaled: np.ndarray | None,
+def _stationary_tones(x: np.ndarray, rate: float, most: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the tone values a stream codes (spec 8.5), the tones' samples in digital units) of a block's samples x
+    (runs bridged), with the amplitudes rounded as stored: taken out of x before it is normalized, so that the
+    transform, the envelope and the profile see the rest."""
+    found = tones.found(x, rate, min(most, tones.MAX_TONES))
+    k = np.array([t[0] for t in found], np.int64)
+    q = np.rint(np.array([t[1:] for t in found], np.float64).reshape(-1, 2) * tones.AMPLITUDE_STEPS)
+    q = np.clip(q, -tones.MAX_AMPLITUDE, tones.MAX_AMPLITUDE).astype(np.int64)
+    keep = np.any(q != 0, axis=1)
+    k, q = k[keep], q[keep]
+    values = np.column_stack([np.diff(k, prepend=0), q]).reshape(-1)
+    return values, tones.samples(k, q[:, 0], q[:, 1], len(x)) / tones.AMPLITUDE_STEPS
+
+
+def _coded_together(z: np.ndarray, norms: list, levels: list, profiles: list, extras: list, scaled: np.ndarray | None,
                     side: int, rate: float, bitrate: float | None, quality: float | None) -> list[bytes]:
     """The streams of normalized channels z (rows) coded with one step: of z itself, or with a rotation
-    (`scaled`, its float values; `side`: its stream's bytes), of the components scaled⁻¹ z. `runs`: each
-    row's run values (spec 8.4)."""
+    (`scaled`, its float values; `side`: its stream's bytes), of the components scaled⁻¹ z. `extras`: each
+    row's run values (spec 8.4) and tone values (8.5)."""
     from scipy.fft import dct
     n = z.shape[1]
     y = np.linalg.solve(scaled, z) if scaled is not None else z
@@ -214,18 +245,19 @@ def _coded_together(z: np.ndarray, norms: list, levels: list, profiles: list, ru
     def coded(step: float, cut: int, final: bool = False) -> list[tuple[list, np.ndarray, bytes, int]]:
         """Per row: (quantized windows, edge patches, words, coder byte) at this float32 step."""
         out = []
-        for row, c, lv, pf, ru in zip(y, coefs, levels, profiles, runs):
+        for row, c, lv, pf, ex in zip(y, coefs, levels, profiles, extras):
             q = [_quantized(v, step, cut) for v in c]
             patches = _edge_patches(row, q, ends, fades, edges, step)
-            out.append((q, patches, *_residuals(_sequence(q, patches, lv, pf, ru), every_start=final)[::-1]))
+            out.append((q, patches, *_residuals(_sequence(q, patches, lv, pf, *ex), every_start=final)[::-1]))
         return out
 
     def streams(step: float, cut: int) -> list[bytes]:
         return [_HEAD.pack(o, s, step, len(edges) - 1, coder | (PROFILE_FLAG if len(pf) else 0)
-                           | (RUNS_FLAG if len(ru) else 0), len(lv), sum(len(v) for v in q))
-                + (bytes([len(ru) // 3]) if len(ru) else b"") + words
-                for (o, s), lv, pf, ru, (q, _, words, coder) in zip(norms, levels, profiles, runs,
-                                                                     coded(step, cut, final=True))]
+                           | (RUNS_FLAG if len(ru) else 0) | (TONES_FLAG if len(tn) else 0), len(lv),
+                           sum(len(v) for v in q))
+                + b"".join(bytes([len(v) // 3]) for v in (ru, tn) if len(v)) + words
+                for (o, s), lv, pf, (ru, tn), (q, _, words, coder) in zip(norms, levels, profiles, extras,
+                                                                           coded(step, cut, final=True))]
 
     all_coefs = [v for c in coefs for v in c]
     if quality is not None:
@@ -234,7 +266,7 @@ def _coded_together(z: np.ndarray, norms: list, levels: list, profiles: list, ru
             u = rotated(np.array(parts), scaled)
             return all(meets_quality(zr, ur, quality, rate) for zr, ur in zip(z, u))
         return streams(_coarsest(meets, all_coefs), 1)
-    budget = bitrate * len(z) * n / rate / 8 - len(z) * _HEAD.size - side - sum(len(r) > 0 for r in runs)  # words
+    budget = bitrate * len(z) * n / rate / 8 - len(z) * _HEAD.size - side - sum(len(v) > 0 for ex in extras for v in ex)
     best = None
     for cut in CUTS:
         step = _finest(lambda step: sum(len(c[2]) for c in coded(step, cut)), budget, all_coefs)
@@ -353,13 +385,14 @@ def _dequantized(q: np.ndarray, m: int, step: float) -> np.ndarray:
     return out
 
 
-def _sequence(q: list, patches: np.ndarray, levels: bytes, time_profile: np.ndarray, runs: np.ndarray) -> np.ndarray:
+def _sequence(q: list, patches: np.ndarray, levels: bytes, time_profile: np.ndarray, runs: np.ndarray,
+              tone_values: np.ndarray) -> np.ndarray:
     """What the residual coder codes (spec 8): each window's coefficient count, its edge patches (format 10:
     two values, then two slopes), the band envelope (the first level, then each level's change from the one
-    before), its time profile (format 9, with the envelope), the windows' coefficients in order and the
-    constant runs (format 10)."""
+    before), its time profile (format 9, with the envelope), the windows' coefficients in order, the
+    constant runs (format 10) and the stationary tones (format 11)."""
     envelope_part = np.diff(np.frombuffer(levels, np.uint8).astype(np.int64), prepend=0)
-    parts = [np.array([len(v) for v in q], np.int64), patches, envelope_part, time_profile, *q, runs]
+    parts = [np.array([len(v) for v in q], np.int64), patches, envelope_part, time_profile, *q, runs, tone_values]
     return np.ascontiguousarray(np.concatenate(parts), np.int64)
 
 
@@ -498,6 +531,8 @@ class _Synthesized(NamedTuple):
     rules: int
     y: np.ndarray  # the stream's own samples, before any rotation
     runs: np.ndarray  # spec 8.4's run records (format 10), written over the decoded samples
+    tones: np.ndarray  # spec 8.5's tones (format 11), rows (k, a, b), added to the decoded samples
+    limiter: int  # format 11: the rail limiter's margin in samples (spec 8's last step); -1 before
 
 
 def _synthesized(data: bytes, signal: Signal, n: int, version: int) -> _Synthesized:
@@ -518,7 +553,14 @@ def _synthesized(data: bytes, signal: Signal, n: int, version: int) -> _Synthesi
     n_runs = data[_HEAD.size] if has_runs and len(data) > _HEAD.size else 0
     if has_runs and not n_runs:
         raise FormatError("damaged transform stream (run count missing or 0)")
-    words = _HEAD.size + has_runs
+    has_tones = version >= 11 and bool(coder & TONES_FLAG)
+    if has_tones:
+        coder &= ~TONES_FLAG
+    at = _HEAD.size + has_runs
+    n_tones = data[at] if has_tones and len(data) > at else 0
+    if has_tones and (not n_tones or n >= tones.MAX_SAMPLES):
+        raise FormatError("damaged transform stream (tone count missing or 0, or tones in too long a block)")
+    words = at + has_tones
     if not 1 <= w <= min(MAX_WINDOWS, n) or coder >= 4 * len(STARTS) or n_bands not in (0, len(bands)) or total > n \
             or (profiled and not n_bands):
         raise FormatError("damaged transform stream (windows, coder, bands or coefficient count)")
@@ -526,14 +568,16 @@ def _synthesized(data: bytes, signal: Signal, n: int, version: int) -> _Synthesi
     per = 4 if version >= 10 else 2  # edge patches a window (format 10: with slopes)
     head = (1 + per) * w + n_bands + n_profile
     try:
-        values = _core.decode_residuals(data[words:], head + total + 3 * n_runs, coder % 4, STARTS[coder // 4])
+        values = _core.decode_residuals(data[words:], head + total + 3 * (n_runs + n_tones), coder % 4,
+                                        STARTS[coder // 4])
     except ValueError as e:
         raise FormatError(f"damaged transform stream ({e})") from None
     values = np.frombuffer(values, np.int64)
     counts, patches = values[:w], values[w:(1 + per) * w]
     levels = np.cumsum(values[(1 + per) * w:(1 + per) * w + n_bands])
     time_profile = values[(1 + per) * w + n_bands:head] if profiled else None
-    runs = _runs(values[head + total:], offset, signal, n)
+    runs = _runs(values[head + total:head + total + 3 * n_runs], offset, signal, n)
+    stationary = _tones(values[head + total + 3 * n_runs:], n)
     edges = part_edges(n, w)
     if np.any(counts < 0) or np.any(counts > np.diff(edges)) or counts.sum() != total \
             or np.any(levels < 0) or np.any(levels > 255) \
@@ -544,7 +588,8 @@ def _synthesized(data: bytes, signal: Signal, n: int, version: int) -> _Synthesi
         raise FormatError("damaged transform stream (edge patch out of range)")
     y = _patched(_inverse(np.split(values, np.cumsum(counts)[:-1]), edges, step), patches, edges, step,
                  signal.sample_rate)
-    return _Synthesized(offset, scale, levels, time_profile, bands, rules, y, runs)
+    limiter = int(round(LIMITER_SECONDS * signal.sample_rate)) if version >= 11 else -1
+    return _Synthesized(offset, scale, levels, time_profile, bands, rules, y, runs, stationary, limiter)
 
 
 def _runs(values: np.ndarray, offset: float, signal: Signal, n: int) -> np.ndarray:
@@ -563,6 +608,20 @@ def _runs(values: np.ndarray, offset: float, signal: Signal, n: int) -> np.ndarr
     return np.column_stack([starts, lengths, values])
 
 
+def _tones(values: np.ndarray, n: int) -> np.ndarray:
+    """The stream's stationary tones, rows (k, a, b), from their coded values (frequency steps from the one
+    before, amplitudes), checked as spec 8.5 requires."""
+    steps, a, b = values.reshape(-1, 3).T
+    top = tones.FREQUENCY_STEPS * n // 2  # the channel's Nyquist frequency
+    if np.any(steps <= 0) or np.any(steps >= top) or np.any(np.abs(a) > tones.MAX_AMPLITUDE) \
+            or np.any(np.abs(b) > tones.MAX_AMPLITUDE):  # bounded first, so that the sum cannot overflow
+        raise FormatError("damaged transform stream (a tone's frequency or amplitude out of range)")
+    k = np.cumsum(steps)
+    if len(k) and k[-1] >= top:
+        raise FormatError("damaged transform stream (a tone at or above the Nyquist frequency)")
+    return np.column_stack([k, a, b])
+
+
 def _finished(part: _Synthesized, y: np.ndarray, signal: Signal, first_record: int) -> np.ndarray:
     """The digital samples from a stream's normalized samples y (rotated where the block rotates them): the
     band envelope, then the stream's normalization undone."""
@@ -574,7 +633,40 @@ def _finished(part: _Synthesized, y: np.ndarray, signal: Signal, first_record: i
         seed = seed_of(first_record, signal.index, scale)
         y = envelope.apply(y, bytes(levels.astype(np.uint8)), rate, rate / 2, seed, part.bands,
                            (1.0 / scale) ** 2 / 12.0, version=part.rules, time_profile=part.time_profile)
-    out = np.clip(np.rint(offset + scale * y), signal.digital_min, signal.digital_max).astype(np.int32)
+    samples = offset + scale * y
+    if len(part.tones):  # spec 8.5, in digital units
+        k, a, b = part.tones.T
+        samples += tones.samples(k, a, b, len(y)) / tones.AMPLITUDE_STEPS
+    if part.limiter >= 0 and (samples.max() > signal.digital_max or samples.min() < signal.digital_min):
+        # format 11: what passes a rail is pulled back smoothly before it is clipped there
+        samples = _limited(samples, signal.digital_min, signal.digital_max, part.limiter,
+                           int(round(RUN_SECONDS * rate)))
+    out = np.clip(np.rint(samples), signal.digital_min, signal.digital_max).astype(np.int32)
     for start, length, value in part.runs:  # spec 8.4: the constant runs, exactly
         out[start:start + length] = value
+    return out
+
+
+def _limited(x: np.ndarray, low: float, high: float, margin: int, longest: int) -> np.ndarray:
+    """x with each excursion past a rail of at most `longest` samples pulled back smoothly (spec 8): by its peak
+    excess over the excursion, falling to 0 over `margin` samples on each side as a raised cosine. Excursions
+    and peaks are x's own; a longer one (a saturation) is left to the clipping."""
+    out = x.copy()
+    t = np.arange(len(x))
+    for side, rail in ((1.0, high), (-1.0, low)):
+        for a, b in zip(*stretches(side * (x - rail) > 0)):
+            if b - a > longest:
+                continue
+            lo, hi = max(0, a - margin), min(len(x), b + margin)
+            out[lo:hi] -= side * float(np.max(side * (x[a:b] - rail))) * _flat_top(t[lo:hi], a, b, margin)
+    return out
+
+
+def _flat_top(t: np.ndarray, a: int, b: int, margin: int) -> np.ndarray:
+    """1 over [a, b), falling to 0 over `margin` samples on each side as a raised cosine (spec 8)."""
+    out = np.ones(len(t))
+    if margin > 0:
+        before, after = t < a, t >= b
+        out[before] = 0.5 * (1 - np.cos(np.pi * (t[before] - a + margin) / margin))
+        out[after] = 0.5 * (1 - np.cos(np.pi * (b - 1 + margin - t[after]) / margin))
     return out
