@@ -20,6 +20,7 @@ FREQUENCY_STEPS = 256  # a tone's frequency k means k · f_c / (256 n): 1/256 of
 AMPLITUDE_STEPS = 16
 MAX_AMPLITUDE = 1 << 28  # a reader's bound on |a|, |b| (spec 8.5)
 MAX_SAMPLES = 1 << 27  # a block with tones is shorter: k · t then stays below 2^63
+CHUNK = 1 << 16  # the reader synthesizes a tone this many samples at a time
 SEARCH_SAMPLES = 1 << 21  # the writer looks for tones in blocks up to this long (70 min at 500 Hz): its fit
 # holds 2 columns a tone of the block's length
 # The writer's search: a bin is a tone where it is the highest within ±LOCAL bins and PROMINENCE times the
@@ -77,18 +78,19 @@ def _steady(x: np.ndarray, columns: np.ndarray, coefs: np.ndarray) -> np.ndarray
 def samples(k: np.ndarray, a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
     """Σ a cos(2π k t / (256 n)) + b sin(...) over t < n, each angle from the exact integer (k t) mod 256 n."""
     out = np.zeros(n)
-    for kk, aa, bb in zip(k, a, b):  # one tone at a time: memory as the block's
-        columns = _columns(np.array([kk], np.int64), n)
-        out += float(aa) * columns[:, 0] + float(bb) * columns[:, 1]
+    for kk, aa, bb in zip(k, a, b):
+        for start in range(0, n, CHUNK):  # a part at a time: a few times the block's memory at most
+            columns = _columns(np.array([kk], np.int64), n, start, min(n, start + CHUNK))
+            out[start:start + CHUNK] += float(aa) * columns[:, 0] + float(bb) * columns[:, 1]
     return out
 
 
-def _columns(k: np.ndarray, n: int) -> np.ndarray:
-    """cos and sin of each tone over the block (columns cos k_0, sin k_0, cos k_1, ...)."""
+def _columns(k: np.ndarray, n: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """cos and sin of each tone over samples [start, stop) of the block (columns cos k_0, sin k_0, cos k_1, ...)."""
     period = FREQUENCY_STEPS * n
-    t = np.arange(n, dtype=np.int64)
+    t = np.arange(start, n if stop is None else stop, dtype=np.int64)
     angles = 2.0 * np.pi * ((t[:, None] * k[None, :]) % period) / period
-    out = np.empty((n, 2 * len(k)))
+    out = np.empty((len(t), 2 * len(k)))
     out[:, 0::2], out[:, 1::2] = np.cos(angles), np.sin(angles)
     return out
 

@@ -655,10 +655,11 @@ def _limited(x: np.ndarray, low: float, high: float, margin: int, longest: int) 
     t = np.arange(len(x))
     for side, rail in ((1.0, high), (-1.0, low)):
         for a, b in zip(*stretches(side * (x - rail) > 0)):
-            if b - a > longest:
+            peak = float(np.max(side * (x[a:b] - rail)))
+            if b - a > longest or not math.isfinite(peak):
                 continue
             lo, hi = max(0, a - margin), min(len(x), b + margin)
-            out[lo:hi] -= side * float(np.max(side * (x[a:b] - rail))) * _flat_top(t[lo:hi], a, b, margin)
+            out[lo:hi] -= side * peak * _flat_top(t[lo:hi], a, b, margin)
     return out
 
 
