@@ -15,8 +15,8 @@ zeroes above beta comes back as shaped noise from the band envelope (spec 6.4, w
 filling), and 8.3's time profile keeps the block's fast activity where it was in time. Stretches of one
 value (a writer's padding, an electrode off, a saturated amplifier) are stored exactly as runs (8.4) and
 bridged over in what is coded; narrow lines that hold still for the block (mains, its harmonics and their
-aliases) are taken out first and stored as tones (8.5), which the quantizer would drop and the envelope smear. Blocks decode on their own, so any time range decodes from the blocks it
-touches and nothing else.
+aliases) are taken out first and stored as tones (8.5), which the quantizer would drop and the envelope
+smear. Blocks decode on their own, so any time range decodes from the blocks it touches and nothing else.
 
 Measured (benchmarks/results/baselines.md, lossy_transform.md, clinical_transform.md): at the bits of 6
 codebooks the waveform error on held-out eegmat is 0.48x the DCT reference's and 0.46x the neural codec's,
@@ -207,7 +207,7 @@ def encode_group(digitals: list, signals: list, bitrate: float | None = None, qu
     rotation = _rotation_stream([s.index for s in signals], matrix) if matrix is not None else b""
     if bitrate is not None and 8 * len(rotation) > MAX_ROTATION_SHARE * bitrate * len(z) * n / rate:
         matrix = None  # many channels at a low rate: the matrix would take the bits it saves
-    extras = [(r, t) for r, t in zip(runs, tone_values)]
+    extras = list(zip(runs, tone_values))
     if matrix is None:
         return None, [_coded_together(z[j:j + 1], norms[j:j + 1], levels[j:j + 1], profiles[j:j + 1], extras[j:j + 1],
                                       None, 0, rate, bitrate, quality)[0] for j in range(len(z))]
