@@ -492,6 +492,20 @@ def test_a_mains_line_comes_back_as_a_tone(monkeypatch):
     assert _line_power_ratio(x, transform.decode_block(plain, signal, n, 0), 50.02) < 0.4
 
 
+def test_a_tone_beside_a_constant_run_is_fitted_outside_it():
+    """Spec 8.4 and 8.5 in one stream: the run count, then the tone count, after the header. The line (60
+    units at 50.02 Hz) is fitted where the recording is, not over the flat second, and taken out before the
+    run is bridged: the decoded line holds 0.99 of its power (fitted over the bridge too: 0.74)."""
+    signal, x = _block_with_a_line(60.0)
+    x[3000:3500] = 1234
+    data = transform.encode_block(x, signal, bitrate=250.0)
+    coder, at = transform._HEAD.unpack_from(data, 0)[4], transform._HEAD.size
+    assert coder & transform.RUNS_FLAG and coder & transform.TONES_FLAG and data[at] == 1 and data[at + 1] == 1
+    y = transform.decode_block(data, signal, len(x), 0)
+    np.testing.assert_array_equal(y[3000:3500], 1234)
+    assert 0.9 < _line_power_ratio(x, y, 50.02) < 1.1
+
+
 def test_eeg_rhythms_below_the_envelope_are_no_tones():
     """The example's channels hold alpha and theta that are narrow enough to pass the line test; below 30 Hz
     the writer looks for none, so the example codes as format 10 coded it."""

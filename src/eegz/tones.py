@@ -40,36 +40,42 @@ QUARTERS, STEADY = 4, 2.5
 MIN_AMPLITUDE = 0.25  # digital units: a smaller line is under the output's rounding (half a step from peak to peak)
 
 
-def found(x: np.ndarray, rate: float, most: int = MAX_TONES) -> list[tuple[int, float, float]]:
+def found(x: np.ndarray, rate: float, most: int = MAX_TONES, known: np.ndarray | None = None) -> list[tuple[int, float, float]]:
     """The block's `most` most prominent stationary tones as (k, cosine amplitude, sine amplitude) in x's
-    units, k in ascending order (spec 8.5's frequency steps); none in a block too short or too long for them."""
+    units, k in ascending order (spec 8.5's frequency steps); none in a block too short or too long for them.
+    `known`: where x holds the recording (False where it bridges constant runs, which hold no tone): the
+    amplitudes are fitted there only."""
     n = len(x)
     if n < 4 * FAR or n > SEARCH_SAMPLES or most < 1:
         return []
     frequencies = _candidates(x, rate, most)
     if not frequencies:
         return []
-    frequencies = _refined(x, rate, frequencies)
+    weights = _hann(n) if known is None else _hann(n) * known
+    if not np.sum(weights) > 0:
+        return []
+    frequencies = _refined(x, rate, frequencies, weights)
     k = np.unique(np.rint(np.array(frequencies) * FREQUENCY_STEPS * n / rate).astype(np.int64))
     k = k[(k > 0) & (k < FREQUENCY_STEPS * n // 2)]
     if not len(k):
         return []
     columns = _columns(k, n)
-    coefs = _fitted(x, columns)
-    steady = _steady(x, columns, coefs) & (np.hypot(coefs[0::2], coefs[1::2]) >= MIN_AMPLITUDE)
+    coefs = _fitted(x, columns, weights)
+    steady = _steady(x, columns, coefs, known) & (np.hypot(coefs[0::2], coefs[1::2]) >= MIN_AMPLITUDE)
     if not steady.all():
         k, columns = k[steady], columns[:, np.repeat(steady, 2)]
-        coefs = _fitted(x, columns) if len(k) else coefs[:0]
+        coefs = _fitted(x, columns, weights) if len(k) else coefs[:0]
     return [(int(kk), float(a), float(b)) for kk, a, b in zip(k, coefs[0::2], coefs[1::2])]
 
 
-def _steady(x: np.ndarray, columns: np.ndarray, coefs: np.ndarray) -> np.ndarray:
+def _steady(x: np.ndarray, columns: np.ndarray, coefs: np.ndarray, known: np.ndarray | None) -> np.ndarray:
     """Per tone: whether its amplitude fitted on each quarter of the block stays within STEADY of the whole's."""
     whole = np.hypot(coefs[0::2], coefs[1::2])
     ok = np.ones(len(whole), bool)
     for j in range(QUARTERS):
         part = slice(j * len(x) // QUARTERS, (j + 1) * len(x) // QUARTERS)
-        c = _fitted(x[part], columns[part])
+        weights = _hann(len(x[part])) if known is None else _hann(len(x[part])) * known[part]
+        c = _fitted(x[part], columns[part], weights)
         amplitude = np.hypot(c[0::2], c[1::2])
         ok &= (amplitude * STEADY >= whole) & (amplitude <= STEADY * whole)
     return ok
@@ -95,13 +101,14 @@ def _columns(k: np.ndarray, n: int, start: int = 0, stop: int | None = None) -> 
     return out
 
 
-def _fitted(x: np.ndarray, columns: np.ndarray) -> np.ndarray:
+def _fitted(x: np.ndarray, columns: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Least-squares amplitudes of the columns in x, beside a constant (x's mean is no tone), each sample
     weighted by a Hann window: unweighted, the slow waves leak into a fit over a finite block as into an
     unwindowed spectrum (eegmat Subject15's T3: a 200-Hz line of 0.11 digital units beside waves of
-    thousands was fitted at 3, and came back as a tone 60 times its power)."""
+    thousands was fitted at 3, and came back as a tone 60 times its power). `weights`: the window, times 0
+    where x is not the recording's."""
     design = np.column_stack([columns, np.ones(len(x))])
-    weighted = design * _hann(len(x))[:, None]
+    weighted = design * (_hann(len(x)) if weights is None else weights)[:, None]
     try:  # the normal equations: tones a bin or more apart keep them well conditioned
         return np.linalg.solve(weighted.T @ design, weighted.T @ x)[:-1]
     except np.linalg.LinAlgError:
@@ -142,15 +149,14 @@ def _hann(n: int) -> np.ndarray:
     return np.hanning(n)
 
 
-def _refined(x: np.ndarray, rate: float, frequencies: list[float]) -> list[float]:
+def _refined(x: np.ndarray, rate: float, frequencies: list[float], window: np.ndarray) -> list[float]:
     """One Gauss-Newton step on each frequency of the joint fit (each moved by at most half a bin)."""
     n = len(x)
     t = np.arange(n) / rate
     omega = 2.0 * np.pi * np.array(frequencies)
     columns = np.empty((n, 2 * len(omega)))
     columns[:, 0::2], columns[:, 1::2] = np.cos(np.outer(t, omega)), np.sin(np.outer(t, omega))
-    coefs = _fitted(x, columns)
-    window = _hann(n)
+    coefs = _fitted(x, columns, window)
     residual = x - columns @ coefs
     residual -= np.sum(window * residual) / np.sum(window)
     out = []

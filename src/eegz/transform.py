@@ -190,10 +190,9 @@ def encode_group(digitals: list, signals: list, bitrate: float | None = None, qu
     pay), each channel is coded on its own, within its own bits."""
     n, rate = len(digitals[0]), signals[0].sample_rate
     found = [constant_runs(d, s) for d, s in zip(digitals, signals)]
-    digitals = [_without_runs(d, r, rate) for d, r in zip(digitals, found)]
     most = tones.MAX_TONES if bitrate is None else int(TONE_SHARE * bitrate * n / rate / TONE_BITS)
-    lines = [_stationary_tones(d, rate, most) for d in digitals]
-    digitals = [d - samples for d, (_, samples) in zip(digitals, lines)]
+    lines = [_stationary_tones(d, r, rate, most) for d, r in zip(digitals, found)]
+    digitals = [_without_runs(d - samples, r, rate) for d, r, (_, samples) in zip(digitals, found, lines)]
     tone_values = [values for values, _ in lines]
     norms = [block_normalization(d) for d in digitals]
     runs = [_run_values(r, o) for r, (o, _) in zip(found, norms)]
@@ -215,18 +214,22 @@ def encode_group(digitals: list, signals: list, bitrate: float | None = None, qu
                                      rate, bitrate, quality)
 
 
-def _stationary_tones(x: np.ndarray, rate: float, most: int) -> tuple[np.ndarray, np.ndarray]:
-    """(the tone values a stream codes (spec 8.5), the tones' samples in digital units) of a block's samples x
-    (runs bridged), with the amplitudes rounded as stored: taken out of x before it is normalized, so that the
+def _stationary_tones(digital: np.ndarray, runs: np.ndarray, rate: float, most: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the tone values a stream codes (spec 8.5), the tones' samples in digital units) of a block's samples,
+    with the amplitudes rounded as stored. Looked for with the constant runs bridged and fitted outside them
+    (a run holds no tone); the caller takes them out before it bridges the runs and normalizes, so that the
     transform, the envelope and the profile see the rest."""
-    found = tones.found(x, rate, min(most, tones.MAX_TONES))
+    known = np.ones(len(digital), bool)
+    for start, length, _ in runs:
+        known[start:start + length] = False
+    found = tones.found(_without_runs(digital, runs, rate), rate, min(most, tones.MAX_TONES), known)
     k = np.array([t[0] for t in found], np.int64)
     q = np.rint(np.array([t[1:] for t in found], np.float64).reshape(-1, 2) * tones.AMPLITUDE_STEPS)
     q = np.clip(q, -tones.MAX_AMPLITUDE, tones.MAX_AMPLITUDE).astype(np.int64)
     keep = np.any(q != 0, axis=1)
     k, q = k[keep], q[keep]
     values = np.column_stack([np.diff(k, prepend=0), q]).reshape(-1)
-    return values, tones.samples(k, q[:, 0], q[:, 1], len(x)) / tones.AMPLITUDE_STEPS
+    return values, tones.samples(k, q[:, 0], q[:, 1], len(digital)) / tones.AMPLITUDE_STEPS
 
 
 def _coded_together(z: np.ndarray, norms: list, levels: list, profiles: list, extras: list, scaled: np.ndarray | None,
