@@ -471,7 +471,7 @@ def _line_power_ratio(x: np.ndarray, y: np.ndarray, frequency: float) -> float:
 def test_a_mains_line_comes_back_as_a_tone(monkeypatch):
     """Spec 8.5: a line of 60 digital units (1/130 of the channel's SD) at 250 bit/s is weaker than the step;
     the stream carries it as a tone (frequency to 1/256 of a bin, amplitudes in 1/16 digital unit), and the
-    decoded line holds 1.006 of the original's power (20 to 2000 units: 0.98-1.06). Without tones, as format
+    decoded line holds 0.98 of the original's power (20 to 2000 units: 0.98-0.99). Without tones, as format
     10 wrote it, the quantizer dropped it and the envelope spread it as noise: 0.26."""
     from eegz import tones
     signal, x = _block_with_a_line(60.0)
