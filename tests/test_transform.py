@@ -558,6 +558,16 @@ def test_the_limiter_keeps_a_flat_top_and_fades_over_its_margin():
     np.testing.assert_array_equal(transform._limited(x, -10.0, 4.0, 2, 2), x)  # longer than 2: left to the clip
 
 
+def test_flat_short_or_slow_blocks_have_no_tones():
+    import warnings
+    from eegz import tones
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no warning on the way (a flat channel's empty spectrum)
+        for x, rate in ((np.zeros(8000), 500.0), (np.full(8000, 5.0), 500.0), (np.zeros(10), 500.0),
+                        (np.random.default_rng(1).normal(size=8000), 50.0)):  # below 60 Hz: nothing above 30
+            assert tones.found(x, rate) == []
+
+
 def test_tone_samples_follow_the_exact_integer_phase():
     """Spec 8.5: the angle of sample t is 2π ((k t) mod 256 n) / (256 n): at a quarter of the rate, cos is
     1, 0, -1, 0 to float precision however long the block."""

@@ -120,7 +120,9 @@ def _candidates(x: np.ndarray, rate: float, most: int) -> list[float]:
     power of the Hann-windowed spectrum around each."""
     n = len(x)
     p = np.abs(np.fft.rfft((x - x.mean()) * _hann(n))) ** 2
-    log_p = np.log(p + 1e-30 * (p.max() + 1e-300))
+    if not p.max() > 0:  # a flat block
+        return []
+    log_p = np.log(p + 1e-30 * p.max())
     total = np.concatenate(([0.0], np.cumsum(log_p)))
 
     def mean_between(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # sums over [lo, hi)
