@@ -405,28 +405,33 @@ def make_seeds(folder: Path, lossy: bool) -> dict[str, bytes]:
         out = folder / f"seed-{name}.eegz"
         api.compress(SMALL_EDF, out, force=True, device="cpu", **options)
         seeds[name] = out.read_bytes()
-    if not lossy:  # transform streams with constant runs (spec 8.4): a flat second and a padded end
-        from eegz.edf import read_edf, records_to_bytes
-        rec = read_edf(SMALL_EDF)
-        for signal, digital in zip(rec.header.signals, rec.digital):
-            if not signal.is_annotation:
-                rate = int(round(signal.sample_rate))
-                digital[rate:2 * rate] = digital[rate]
-                digital[-rate // 2:] = 0
-        flat = folder / "flat.edf"
-        flat.write_bytes(rec.header.raw + records_to_bytes(rec.header, rec.digital, rec.n_records))
-        api.compress(flat, folder / "seed-transform-runs.eegz", force=True, device="cpu", mode="transform")
-        seeds["transform-runs"] = (folder / "seed-transform-runs.eegz").read_bytes()
-        rec = read_edf(SMALL_EDF)  # and with stationary tones (spec 8.5): a 50.3-Hz line in every EEG signal
-        for signal, digital in zip(rec.header.signals, rec.digital):
-            if not signal.is_annotation and signal.sample_rate > 110:
-                line = 40 * np.cos(2 * np.pi * 50.3 * np.arange(len(digital)) / signal.sample_rate)
-                digital[:] = np.clip(digital + np.rint(line), signal.digital_min, signal.digital_max)
-        lines = folder / "lines.edf"
-        lines.write_bytes(rec.header.raw + records_to_bytes(rec.header, rec.digital, rec.n_records))
-        api.compress(lines, folder / "seed-transform-tones.eegz", force=True, device="cpu", mode="transform", quality=15.0)
-        seeds["transform-tones"] = (folder / "seed-transform-tones.eegz").read_bytes()
+    if not lossy:
+        def flat(signal, digital):  # constant runs (spec 8.4): a flat second and a padded end
+            rate = int(round(signal.sample_rate))
+            digital[rate:2 * rate] = digital[rate]
+            digital[-rate // 2:] = 0
+
+        def line(signal, digital):  # stationary tones (spec 8.5): a 50.3-Hz line in every EEG signal
+            if signal.sample_rate > 110:
+                wave = 40 * np.cos(2 * np.pi * 50.3 * np.arange(len(digital)) / signal.sample_rate)
+                digital[:] = np.clip(digital + np.rint(wave), signal.digital_min, signal.digital_max)
+        seeds["transform-runs"] = _altered_seed(folder, "transform-runs", flat, mode="transform")
+        seeds["transform-tones"] = _altered_seed(folder, "transform-tones", line, mode="transform", quality=15.0)
     return seeds
+
+
+def _altered_seed(folder: Path, name: str, alter, **options) -> bytes:
+    """The small EDF fixture with alter(signal, digital) applied to each of its signals but annotations, coded."""
+    from eegz import api
+    from eegz.edf import read_edf, records_to_bytes
+    rec = read_edf(SMALL_EDF)
+    for signal, digital in zip(rec.header.signals, rec.digital):
+        if not signal.is_annotation:
+            alter(signal, digital)
+    source, out = folder / f"{name}.edf", folder / f"seed-{name}.eegz"
+    source.write_bytes(rec.header.raw + records_to_bytes(rec.header, rec.digital, rec.n_records))
+    api.compress(source, out, force=True, device="cpu", **options)
+    return out.read_bytes()
 
 
 # ---------------------------------------------------------------- worker and watchdog

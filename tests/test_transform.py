@@ -400,12 +400,9 @@ def test_damaged_runs_are_refused():
     signal, digital = _block_with_runs()
     data = transform.encode_block(digital, signal, bitrate=250.0)
     n = len(digital)
-    values, rewritten = _rewritable(data, n, transform.RUNS_FLAG, 6)
-
-    def stream(runs: list[int], n_runs: int = 2) -> bytes:
-        return rewritten(runs, n_runs)
+    values, stream = _rewritable(data, n, transform.RUNS_FLAG, 6)
     base = int(np.rint(transform._HEAD.unpack_from(data, 0)[0]))
-    np.testing.assert_array_equal(transform.decode_block(stream(list(values[-6:])), signal, n, 0),
+    np.testing.assert_array_equal(transform.decode_block(stream(list(values[-6:]), 2), signal, n, 0),
                                   transform.decode_block(data, signal, n, 0))
     for runs, n_runs in (([1000, 499, 1234 - base, 2200, 300, 0], 2),  # the second run past the block's end
                          ([1000, 499, 1234 - base, 0, 299, signal.digital_max + 1 - base], 2),  # past digital_max

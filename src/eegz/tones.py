@@ -51,7 +51,8 @@ def found(x: np.ndarray, rate: float, most: int = MAX_TONES, known: np.ndarray |
     frequencies = _candidates(x, rate, most)
     if not frequencies:
         return []
-    weights = _hann(n) if known is None else _hann(n) * known
+    known = np.ones(n, bool) if known is None else known
+    weights = _hann(n) * known
     if not np.sum(weights) > 0:
         return []
     frequencies = _refined(x, rate, frequencies, weights)
@@ -68,14 +69,13 @@ def found(x: np.ndarray, rate: float, most: int = MAX_TONES, known: np.ndarray |
     return [(int(kk), float(a), float(b)) for kk, a, b in zip(k, coefs[0::2], coefs[1::2])]
 
 
-def _steady(x: np.ndarray, columns: np.ndarray, coefs: np.ndarray, known: np.ndarray | None) -> np.ndarray:
+def _steady(x: np.ndarray, columns: np.ndarray, coefs: np.ndarray, known: np.ndarray) -> np.ndarray:
     """Per tone: whether its amplitude fitted on each quarter of the block stays within STEADY of the whole's."""
     whole = np.hypot(coefs[0::2], coefs[1::2])
     ok = np.ones(len(whole), bool)
     for j in range(QUARTERS):
         part = slice(j * len(x) // QUARTERS, (j + 1) * len(x) // QUARTERS)
-        weights = _hann(len(x[part])) if known is None else _hann(len(x[part])) * known[part]
-        c = _fitted(x[part], columns[part], weights)
+        c = _fitted(x[part], columns[part], _hann(part.stop - part.start) * known[part])
         amplitude = np.hypot(c[0::2], c[1::2])
         ok &= (amplitude * STEADY >= whole) & (amplitude <= STEADY * whole)
     return ok

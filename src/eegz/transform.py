@@ -125,14 +125,20 @@ def _without_runs(digital: np.ndarray, runs: np.ndarray, rate: float) -> np.ndar
     (_bridge): what the transform codes, since the decoder writes the runs back exactly. Without the runs'
     steps, the coder spends nothing on them and the envelope does not count their broadband power."""
     x = digital.astype(np.float64)
-    inside = np.zeros(len(x), bool)
-    for start, length, _ in runs:
-        inside[start:start + length] = True
+    inside = _in_runs(runs, len(x))
     if not inside.any() or inside.all():
         return x
     for a, b in zip(*stretches(inside)):  # each stretch [a, b) of runs side by side
         x[a:b] = _bridge(x, a, b, rate)
     return x
+
+
+def _in_runs(runs: np.ndarray, n: int) -> np.ndarray:
+    """Whether each of the block's n samples lies in one of its constant runs."""
+    inside = np.zeros(n, bool)
+    for start, length, _ in runs:
+        inside[start:start + length] = True
+    return inside
 
 
 def _bridge(x: np.ndarray, a: int, b: int, rate: float) -> np.ndarray:
@@ -191,8 +197,11 @@ def encode_group(digitals: list, signals: list, bitrate: float | None = None, qu
     n, rate = len(digitals[0]), signals[0].sample_rate
     found = [constant_runs(d, s) for d, s in zip(digitals, signals)]
     most = tones.MAX_TONES if bitrate is None else int(TONE_SHARE * bitrate * n / rate / TONE_BITS)
-    lines = [_stationary_tones(d, r, rate, most) for d, r in zip(digitals, found)]
-    digitals = [_without_runs(d - samples, r, rate) for d, r, (_, samples) in zip(digitals, found, lines)]
+    bridged = [_without_runs(d, r, rate) for d, r in zip(digitals, found)]
+    lines = [_stationary_tones(b, ~_in_runs(r, n), rate, most) for b, r in zip(bridged, found)]
+    # with tones, the runs are bridged again from the samples they leave
+    digitals = [_without_runs(d - samples, r, rate) if len(values) else b
+                for d, r, b, (values, samples) in zip(digitals, found, bridged, lines)]
     tone_values = [values for values, _ in lines]
     norms = [block_normalization(d) for d in digitals]
     runs = [_run_values(r, o) for r, (o, _) in zip(found, norms)]
@@ -214,22 +223,19 @@ def encode_group(digitals: list, signals: list, bitrate: float | None = None, qu
                                      rate, bitrate, quality)
 
 
-def _stationary_tones(digital: np.ndarray, runs: np.ndarray, rate: float, most: int) -> tuple[np.ndarray, np.ndarray]:
-    """(the tone values a stream codes (spec 8.5), the tones' samples in digital units) of a block's samples,
-    with the amplitudes rounded as stored. Looked for with the constant runs bridged and fitted outside them
-    (a run holds no tone); the caller takes them out before it bridges the runs and normalizes, so that the
-    transform, the envelope and the profile see the rest."""
-    known = np.ones(len(digital), bool)
-    for start, length, _ in runs:
-        known[start:start + length] = False
-    found = tones.found(_without_runs(digital, runs, rate), rate, min(most, tones.MAX_TONES), known)
+def _stationary_tones(bridged: np.ndarray, known: np.ndarray, rate: float, most: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the tone values a stream codes (spec 8.5), the tones' samples in digital units) of a block's samples
+    with their constant runs bridged, with the amplitudes rounded as stored. Fitted where the samples are
+    `known` (a run holds no tone); the caller takes them out before it bridges the runs and normalizes, so
+    that the transform, the envelope and the profile see the rest."""
+    found = tones.found(bridged, rate, min(most, tones.MAX_TONES), known)
     k = np.array([t[0] for t in found], np.int64)
     q = np.rint(np.array([t[1:] for t in found], np.float64).reshape(-1, 2) * tones.AMPLITUDE_STEPS)
     q = np.clip(q, -tones.MAX_AMPLITUDE, tones.MAX_AMPLITUDE).astype(np.int64)
     keep = np.any(q != 0, axis=1)
     k, q = k[keep], q[keep]
     values = np.column_stack([np.diff(k, prepend=0), q]).reshape(-1)
-    return values, tones.samples(k, q[:, 0], q[:, 1], len(digital)) / tones.AMPLITUDE_STEPS
+    return values, tones.samples(k, q[:, 0], q[:, 1], len(bridged)) / tones.AMPLITUDE_STEPS
 
 
 def _coded_together(z: np.ndarray, norms: list, levels: list, profiles: list, extras: list, scaled: np.ndarray | None,
@@ -535,7 +541,7 @@ class _Synthesized(NamedTuple):
     y: np.ndarray  # the stream's own samples, before any rotation
     runs: np.ndarray  # spec 8.4's run records (format 10), written over the decoded samples
     tones: np.ndarray  # spec 8.5's tones (format 11), rows (k, a, b), added to the decoded samples
-    limiter: int  # format 11: the rail limiter's margin in samples (spec 8's last step); -1 before
+    limited: bool  # format 11: the rail limiter (spec 8's last step)
 
 
 def _synthesized(data: bytes, signal: Signal, n: int, version: int) -> _Synthesized:
@@ -591,8 +597,7 @@ def _synthesized(data: bytes, signal: Signal, n: int, version: int) -> _Synthesi
         raise FormatError("damaged transform stream (edge patch out of range)")
     y = _patched(_inverse(np.split(values, np.cumsum(counts)[:-1]), edges, step), patches, edges, step,
                  signal.sample_rate)
-    limiter = int(round(LIMITER_SECONDS * signal.sample_rate)) if version >= 11 else -1
-    return _Synthesized(offset, scale, levels, time_profile, bands, rules, y, runs, stationary, limiter)
+    return _Synthesized(offset, scale, levels, time_profile, bands, rules, y, runs, stationary, version >= 11)
 
 
 def _runs(values: np.ndarray, offset: float, signal: Signal, n: int) -> np.ndarray:
@@ -640,9 +645,9 @@ def _finished(part: _Synthesized, y: np.ndarray, signal: Signal, first_record: i
     if len(part.tones):  # spec 8.5, in digital units
         k, a, b = part.tones.T
         samples += tones.samples(k, a, b, len(y)) / tones.AMPLITUDE_STEPS
-    if part.limiter >= 0 and (samples.max() > signal.digital_max or samples.min() < signal.digital_min):
+    if part.limited and (samples.max() > signal.digital_max or samples.min() < signal.digital_min):
         # format 11: what passes a rail is pulled back smoothly before it is clipped there
-        samples = _limited(samples, signal.digital_min, signal.digital_max, part.limiter,
+        samples = _limited(samples, signal.digital_min, signal.digital_max, int(round(LIMITER_SECONDS * rate)),
                            int(round(RUN_SECONDS * rate)))
     out = np.clip(np.rint(samples), signal.digital_min, signal.digital_max).astype(np.int32)
     for start, length, value in part.runs:  # spec 8.4: the constant runs, exactly
