@@ -405,18 +405,20 @@ def make_seeds(folder: Path, lossy: bool) -> dict[str, bytes]:
         out = folder / f"seed-{name}.eegz"
         api.compress(SMALL_EDF, out, force=True, device="cpu", **options)
         seeds[name] = out.read_bytes()
-    if not lossy:
-        def flat(signal, digital):  # constant runs (spec 8.4): a flat second and a padded end
-            rate = int(round(signal.sample_rate))
-            digital[rate:2 * rate] = digital[rate]
-            digital[-rate // 2:] = 0
+    def line(signal, digital):  # stationary tones (spec 6.6, 8.5): a 50.3-Hz line in every EEG signal
+        if signal.sample_rate > 110:
+            wave = 40 * np.cos(2 * np.pi * 50.3 * np.arange(len(digital)) / signal.sample_rate)
+            digital[:] = np.clip(digital + np.rint(wave), signal.digital_min, signal.digital_max)
+    if lossy:
+        seeds["lossy-tones"] = _altered_seed(folder, "lossy-tones", line, mode="lossy", codebooks=6)
+        return seeds
 
-        def line(signal, digital):  # stationary tones (spec 8.5): a 50.3-Hz line in every EEG signal
-            if signal.sample_rate > 110:
-                wave = 40 * np.cos(2 * np.pi * 50.3 * np.arange(len(digital)) / signal.sample_rate)
-                digital[:] = np.clip(digital + np.rint(wave), signal.digital_min, signal.digital_max)
-        seeds["transform-runs"] = _altered_seed(folder, "transform-runs", flat, mode="transform")
-        seeds["transform-tones"] = _altered_seed(folder, "transform-tones", line, mode="transform", quality=15.0)
+    def flat(signal, digital):  # constant runs (spec 8.4): a flat second and a padded end
+        rate = int(round(signal.sample_rate))
+        digital[rate:2 * rate] = digital[rate]
+        digital[-rate // 2:] = 0
+    seeds["transform-runs"] = _altered_seed(folder, "transform-runs", flat, mode="transform")
+    seeds["transform-tones"] = _altered_seed(folder, "transform-tones", line, mode="transform", quality=15.0)
     return seeds
 
 

@@ -181,3 +181,133 @@ def test_one_record_that_matches_no_frame_grid_is_one_block(tmp_path):
     decoded, raw = _decoded(tmp_path / "s.eegz", tmp_path)
     assert decoded.digital[0].shape == (n,)
     assert prdn(samples.astype(float) - samples.mean(), decoded.digital[0] - samples.mean()) < 40.0
+
+
+def _example_with_a_line(tmp_path, amplitude: float = 60.0):
+    """The example with a 50.02-Hz line of `amplitude` digital units added to Fp1 (recorded with a 50-Hz notch)."""
+    from eegz.edf import encode_recording
+    rec = read_edf(EXAMPLE)
+    s = rec.header.signals[0]
+    t = np.arange(len(rec.digital[0])) / s.sample_rate
+    rec.digital[0][:] = np.clip(np.rint(rec.digital[0] + amplitude * np.cos(2 * np.pi * 50.02 * t + 0.7)),
+                                s.digital_min, s.digital_max)
+    path = tmp_path / "line.edf"
+    path.write_bytes(encode_recording(rec))
+    return path, rec
+
+
+def _line_power_ratio(x: np.ndarray, y: np.ndarray, rate: float, frequency: float) -> float:
+    from scipy.signal import welch
+    f, px = welch(x.astype(float), rate, nperseg=int(8 * rate))
+    _, py = welch(y.astype(float), rate, nperseg=int(8 * rate))
+    i = int(np.argmin(np.abs(f - frequency)))
+    return float(py[i] / px[i])
+
+
+def _token_streams(path):
+    """(block, index entry, signal, TokenStream) of each token stream of a file."""
+    from eegz.lossy import frame_of, hop_of, token_tables, unpack_tokens
+    from eegz.neural import read_token_counts
+    with Container(path) as c:
+        codec, duration = c.meta["codec"], c.meta["edf"]["record_duration"]
+        tables = token_tables(read_token_counts(codec["model"], codec["weights_sha256"]))
+        rate, hop = codec["config"]["sample_rate"], hop_of(codec["config"])
+        for k, e in enumerate(c.blocks):
+            frames = (frame_of(e.first_record + e.record_count, duration, rate, hop)
+                      - frame_of(e.first_record, duration, rate, hop))
+            for s in c.read_block(k):
+                if s.kind == 3:
+                    yield k, e, s.signal, unpack_tokens(s.data, tables, frames, codec["n_codebooks"], c.version)
+
+
+def test_a_mains_line_comes_back_as_a_tone_in_token_streams(tmp_path, monkeypatch):
+    """Spec 6.6 (format 12): the encoder takes a steady line (60 digital units at 50.02 Hz on the example's Fp1)
+    out of each block before the codec sees it and the stream carries it as a tone (measured: within 0.003 Hz
+    and 0.1 unit of the line). The decoded line holds 0.94 of the original's power. Without tones, as format
+    7 wrote token streams, the codec drops it and the envelope spreads its power as noise: 0.28."""
+    from eegz import lossy, tones
+    path, rec = _example_with_a_line(tmp_path)
+    signal = rec.header.signals[0]
+    others = tuple(s.label for s in rec.header.signals[1:])  # only Fp1 through the codec: quicker
+    api.compress(path, tmp_path / "t.eegz", codebooks=6, device="cpu", exact_labels=others)
+    assert api.info(tmp_path / "t.eegz")["format_version"] == 12
+    streams = list(_token_streams(tmp_path / "t.eegz"))
+    assert len(streams) == 4
+    for _, entry, _, t in streams:
+        n = entry.record_count * signal.samples_per_record
+        (k, a, b), = t.tones
+        step = signal.sample_rate / (tones.FREQUENCY_STEPS * n)
+        assert abs(k * step - 50.02) < 0.005 and abs(np.hypot(a, b) / tones.AMPLITUDE_STEPS - 60.0) < 1.0
+    decoded, _ = _decoded(tmp_path / "t.eegz", tmp_path)
+    assert 0.85 < _line_power_ratio(rec.digital[0], decoded.digital[0], signal.sample_rate, 50.02) < 1.1
+    monkeypatch.setattr(lossy, "TONE_SECONDS", 1e9)  # the writer without tones
+    api.compress(path, tmp_path / "p.eegz", codebooks=6, device="cpu", exact_labels=others)
+    assert all(len(t.tones) == 0 for *_, t in _token_streams(tmp_path / "p.eegz"))
+    plain, _ = _decoded(tmp_path / "p.eegz", tmp_path, "p.edf")
+    assert _line_power_ratio(rec.digital[0], plain.digital[0], signal.sample_rate, 50.02) < 0.45
+
+
+@pytest.mark.parametrize("rows,message", [
+    ([(0, 16, 0)], "tone's frequency"),  # frequency 0
+    ([(900, 16, 0), (900, 0, 16)], "tone's frequency"),  # not strictly ascending
+    ([(900, (1 << 28) + 1, 0)], "amplitude"),
+    (None, "tones"),  # the count says more than the stream holds
+])
+def test_damaged_tones_in_a_token_stream_are_refused(rows, message):
+    from eegz import lossy
+    from eegz.errors import FormatError
+    from eegz.lossy import TokenStream, pack_tokens, token_tables, unpack_tokens
+    tables = token_tables(np.ones((6, 1024), np.int64))
+    codes = np.zeros((3, 8), np.uint16)
+    good = pack_tokens(TokenStream(codes, 0.0, 1.0, b"", np.array([(900, 16, -16)])), tables, 12)
+    assert unpack_tokens(good, tables, 8, 6, 12).tones.tolist() == [[900, 16, -16]]
+    if rows is None:  # the count byte follows the header and the envelope's count (0)
+        at = lossy._TOKENS_V3.size + 1
+        data = good[:at] + bytes([200]) + good[at + 1:]
+    else:
+        data = pack_tokens(TokenStream(codes, 0.0, 1.0, b"", np.array(rows)), tables, 12)
+    with pytest.raises(FormatError, match=message):
+        unpack_tokens(data, tables, 8, 6, 12)
+    at = lossy._TOKENS_V3.size + 2  # a varint longer than 5 bytes
+    with pytest.raises(FormatError, match="tones"):
+        unpack_tokens(good[:at - 1] + b"\x01" + b"\xff" * 6 + b"\x00\x00" + good[at:], tables, 8, 6, 12)
+
+
+def test_a_tone_at_the_nyquist_frequency_is_refused_where_the_block_is_known():
+    """A tone's index is bounded by the block's length, which only the decoder knows (spec 6.6): 128 n is
+    refused, 128 n - 1 decodes."""
+    from eegz.errors import FormatError
+    from eegz.lossy import TokenDecoder, TokenStream
+    from eegz.neural import NeuralCodec
+    signals = read_edf(EXAMPLE).header.signals
+    decoder = TokenDecoder(NeuralCodec.load(None, "cpu"), {"context_frames": 8, "n_codebooks": 9}, signals,
+                           [0] * len(signals), 1.0, 12)
+    n = 16 * signals[0].samples_per_record
+    below = TokenStream(np.zeros((3, 64), np.uint16), 0.0, 100.0, b"", np.array([(128 * n - 1, 16, 0)]))
+    assert decoder.decode(0, 16, {0: below}, {}, {})[0].shape == (n,)
+    with pytest.raises(FormatError, match="Nyquist"):
+        decoder.decode(0, 16, {0: below._replace(tones=np.array([(128 * n, 16, 0)]))}, {}, {})
+
+
+def test_a_file_with_tones_recoded_to_fewer_codebooks_is_the_file_compressing_gives(tmp_path):
+    """Tones do not depend on the codebook count (one per 8 s of a block), so recode's promise holds for them."""
+    path, rec = _example_with_a_line(tmp_path)
+    others = tuple(s.label for s in rec.header.signals[1:])
+    for n in (9, 3):
+        api.compress(path, tmp_path / f"{n}.eegz", codebooks=n, device="cpu", exact_labels=others)
+    api.recode(tmp_path / "9.eegz", tmp_path / "r3.eegz", codebooks=3)
+    assert (tmp_path / "r3.eegz").read_bytes() == (tmp_path / "3.eegz").read_bytes()
+    assert all(len(t.tones) == 1 for *_, t in _token_streams(tmp_path / "r3.eegz"))
+
+
+def test_a_token_file_without_tones_decodes_as_format_7_did(lossy_example, tmp_path, monkeypatch):
+    """Format 12 changes nothing but the tones: the example (recorded through a notch, no lines) written as format
+    7 holds the same tokens and decodes to the same samples (its envelope keeps 6.4's rules, not 8.2's)."""
+    from eegz import encode
+    monkeypatch.setattr(encode, "format_version", lambda *args: 7)
+    api.compress(EXAMPLE, tmp_path / "v7.eegz", codebooks=6, device="cpu")
+    assert api.info(tmp_path / "v7.eegz")["format_version"] == 7 and api.info(lossy_example[6])["format_version"] == 12
+    old, _ = _decoded(tmp_path / "v7.eegz", tmp_path, "v7.edf")
+    new, _ = _decoded(lossy_example[6], tmp_path, "v12.edf")
+    for a, b in zip(old.digital, new.digital):
+        np.testing.assert_array_equal(a, b)

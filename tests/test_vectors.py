@@ -26,7 +26,7 @@ def test_every_stream_kind_and_section_has_a_vector():
                 kinds |= {(s.kind, s.flags) for s in c.read_block(k)}
     assert kinds == {(0, 0), (1, 0), (2, 0), (3, 0), (3, 1), (4, 0), (5, 0), (6, 0)} and identity
     assert {TABLE[n]["mode"] for n in TABLE} == {"lossless", "near-lossless", "lossy", "transform"}
-    assert {TABLE[n]["format_version"] for n in TABLE} == {3, 4, 5, 6, 7, 8, 9, 10, 11}
+    assert {TABLE[n]["format_version"] for n in TABLE} == {3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
 
 
 @pytest.mark.parametrize("name", sorted(TABLE))
@@ -63,3 +63,19 @@ def test_the_tone_vector_carries_a_tone():
     assert transform._HEAD.unpack_from(stream.data, 0)[4] & transform.TONES_FLAG
     (k, _, _), = transform._synthesized(stream.data, signal, n, 11).tones
     assert abs(k * signal.sample_rate / (256 * n) - 50.01) < 0.005
+
+
+def test_the_lossy_tone_vector_carries_a_tone():
+    """lossy_tones_6.eegz exercises spec 6.6: its one token stream carries the 50.01-Hz line as a tone."""
+    from eegz.container import Container
+    from eegz.edf import parse_header
+    from eegz.lossy import token_tables, unpack_tokens
+    from eegz.neural import read_token_counts
+    with Container(VECTORS / "lossy_tones_6.eegz") as c:
+        stream, = [s for s in c.read_block(0) if s.kind == 3]
+        signal = parse_header(c.edf_header).signals[0]
+        codec = c.meta["codec"]
+        tables = token_tables(read_token_counts(codec["model"], codec["weights_sha256"]))
+        t = unpack_tokens(stream.data, tables, 94, codec["n_codebooks"], c.version)
+    n = signal.samples_per_record
+    assert any(abs(k * signal.sample_rate / (256 * n) - 50.01) < 0.005 for k in t.tones[:, 0])

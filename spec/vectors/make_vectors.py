@@ -1,4 +1,4 @@
-"""Write the test vectors of formats 3 to 11 (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled
+"""Write the test vectors of formats 3 to 12 (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled
 example (eegmat Subject17, CC BY 4.0), BioSemi's BDF test file (edge/biosemi, shared data folder) and a Bonn
 segment (bonn/A_Z/Z051.txt there, as a one-record EDF).
 
@@ -131,6 +131,9 @@ VECTORS = {  # file: (source, options, what it exercises)
                                    "format 11: kinds 5 and 6 with the rail limiter (section 8: F8 and Fp1 reach "
                                    "their rails at 51.1 s, where the decoded swing passes them) and constant runs, "
                                    "250 bit/s"),
+    "lossy_tones_6.eegz": ("bonn-Z051", dict(mode="lossy", codebooks=6),
+                           "format 12: kind 3 with stationary tones (section 6.6: the 50.01-Hz mains line of Bonn "
+                           "Z051, one 23.6-s record at 173.61 Hz), DAC-SC, 6 codebooks"),
 }
 
 

@@ -32,21 +32,23 @@ from .errors import EegzError, FormatError, OutputExistsError
 
 MAGIC = b"\x89EEGZ\r\n\x1a"
 FOOTER_MAGIC = b"EEGZEND\x00"
-FORMAT_VERSION = 11  # what this code writes when a file holds transform streams (4 added the band envelope,
+FORMAT_VERSION = 12  # what this code writes when a file holds token streams (4 added the band envelope,
 # 5 moved it to the channel rate, 6 continued its first part's noise filling below 30 Hz, 7 added transform
 # streams and the stream's scale to the noise seed, 8 added rotation streams, 9 the envelope's time profile,
-# 10 the transform streams' constant runs and slope patches, 11 their stationary tones and rail limiter)
-TOKEN_FORMAT_VERSION = 7  # files with token streams are unchanged since format 7: eegz 0.6 reads them
+# 10 the transform streams' constant runs and slope patches, 11 their stationary tones and rail limiter, 12 the
+# token streams' stationary tones)
+TRANSFORM_FORMAT_VERSION = 11  # transform files (they hold no token streams) are unchanged since format 11: eegz 0.10
+# reads them
 EXACT_FORMAT_VERSION = 3  # files with neither are unchanged since format 3: eegz 0.2 reads them
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
 
 
-def format_version(mode: str, coded: bool) -> int:
+def format_version(mode: str, coded: bool, tokens: bool = False) -> int:
     """The version a new file is written as: the oldest whose layout holds what it holds (coded: token or
-    transform streams)."""
+    transform streams; tokens: token streams among them)."""
     if not coded:
         return EXACT_FORMAT_VERSION
-    return FORMAT_VERSION if mode == "transform" else TOKEN_FORMAT_VERSION
+    return TRANSFORM_FORMAT_VERSION if mode == "transform" and not tokens else FORMAT_VERSION
 
 
 PREAMBLE = struct.Struct("<8sHHI")  # magic, version, flags, reserved

@@ -81,6 +81,33 @@ def _steady(x: np.ndarray, columns: np.ndarray, coefs: np.ndarray, known: np.nda
     return ok
 
 
+def as_stored(x: np.ndarray, rate: float, most: int, known: np.ndarray | None = None) -> np.ndarray:
+    """The block's tones as a stream stores them: rows (k, a, b), amplitudes in 1/AMPLITUDE_STEPS digital
+    units (x's units), those that round to nothing dropped (`found`'s arguments)."""
+    lines = found(x, rate, min(most, MAX_TONES), known)
+    k = np.array([t[0] for t in lines], np.int64)
+    q = np.rint(np.array([t[1:] for t in lines], np.float64).reshape(-1, 2) * AMPLITUDE_STEPS)
+    q = np.clip(q, -MAX_AMPLITUDE, MAX_AMPLITUDE).astype(np.int64)
+    keep = np.any(q != 0, axis=1)
+    return np.column_stack([k[keep], q[keep]]).reshape(-1, 3)
+
+
+def synthesized(rows: np.ndarray, n: int) -> np.ndarray:
+    """Stored tones' samples over a block of n samples, in digital units (spec 8.5)."""
+    k, a, b = np.asarray(rows, np.int64).reshape(-1, 3).T
+    return samples(k, a, b, n) / AMPLITUDE_STEPS
+
+
+def in_range(rows: np.ndarray, n: int) -> bool:
+    """Whether stored tones are what a reader accepts (spec 8.5): frequencies strictly ascending, above 0 and
+    below the Nyquist frequency, amplitudes within MAX_AMPLITUDE, a block short enough for exact phases."""
+    k, a, b = np.asarray(rows, np.int64).reshape(-1, 3).T
+    if not len(k):
+        return True
+    return bool(n < MAX_SAMPLES and k[0] > 0 and np.all(np.diff(k) > 0) and k[-1] < FREQUENCY_STEPS * n // 2
+                and np.all(np.abs(a) <= MAX_AMPLITUDE) and np.all(np.abs(b) <= MAX_AMPLITUDE))
+
+
 def samples(k: np.ndarray, a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
     """Σ a cos(2π k t / (256 n)) + b sin(...) over t < n, each angle from the exact integer (k t) mod 256 n."""
     out = np.zeros(n)

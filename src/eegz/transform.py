@@ -31,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _core, envelope, tones
-from .container import FORMAT_VERSION
+from .container import TRANSFORM_FORMAT_VERSION
 from .dsp import part_edges, stretches
 from .edf import Signal
 from .errors import FormatError
@@ -228,14 +228,9 @@ def _stationary_tones(bridged: np.ndarray, known: np.ndarray, rate: float, most:
     with their constant runs bridged, with the amplitudes rounded as stored. Fitted where the samples are
     `known` (a run holds no tone); the caller takes them out before it bridges the runs and normalizes, so
     that the transform, the envelope and the profile see the rest."""
-    found = tones.found(bridged, rate, min(most, tones.MAX_TONES), known)
-    k = np.array([t[0] for t in found], np.int64)
-    q = np.rint(np.array([t[1:] for t in found], np.float64).reshape(-1, 2) * tones.AMPLITUDE_STEPS)
-    q = np.clip(q, -tones.MAX_AMPLITUDE, tones.MAX_AMPLITUDE).astype(np.int64)
-    keep = np.any(q != 0, axis=1)
-    k, q = k[keep], q[keep]
-    values = np.column_stack([np.diff(k, prepend=0), q]).reshape(-1)
-    return values, tones.samples(k, q[:, 0], q[:, 1], len(bridged)) / tones.AMPLITUDE_STEPS
+    rows = tones.as_stored(bridged, rate, most, known)
+    values = np.column_stack([np.diff(rows[:, 0], prepend=0), rows[:, 1:]]).reshape(-1)
+    return values, tones.synthesized(rows, len(bridged))
 
 
 def _coded_together(z: np.ndarray, norms: list, levels: list, profiles: list, extras: list, scaled: np.ndarray | None,
@@ -484,14 +479,14 @@ def _inverse(q: list, edges: list, step: float) -> np.ndarray:
 
 # ---------------------------------------------------------------- decoding
 
-def decode_block(data: bytes, signal: Signal, n: int, first_record: int, version: int = FORMAT_VERSION) -> np.ndarray:
+def decode_block(data: bytes, signal: Signal, n: int, first_record: int, version: int = TRANSFORM_FORMAT_VERSION) -> np.ndarray:
     """A channel-block's digital samples from its transform stream (spec 8): n samples from first_record on."""
     part = _synthesized(data, signal, n, version)
     return _finished(part, part.y, signal, first_record)
 
 
 def decode_streams(streams: dict, rotations: list, signals: list, n_of, first_record: int,
-                   version: int = FORMAT_VERSION) -> dict:
+                   version: int = TRANSFORM_FORMAT_VERSION) -> dict:
     """{signal index: digital samples} of a block's transform streams ({signal index: bytes}) and rotation
     streams ([(signal index, bytes)], spec 8.1) in a file of this format version; n_of(i): the block's
     sample count of signal i."""
@@ -643,8 +638,7 @@ def _finished(part: _Synthesized, y: np.ndarray, signal: Signal, first_record: i
                            (1.0 / scale) ** 2 / 12.0, version=part.rules, time_profile=part.time_profile)
     samples = offset + scale * y
     if len(part.tones):  # spec 8.5, in digital units
-        k, a, b = part.tones.T
-        samples += tones.samples(k, a, b, len(y)) / tones.AMPLITUDE_STEPS
+        samples += tones.synthesized(part.tones, len(y))
     if part.limited and (samples.max() > signal.digital_max or samples.min() < signal.digital_min):
         # format 11: what passes a rail is pulled back smoothly before it is clipped there
         samples = _limited(samples, signal.digital_min, signal.digital_max, int(round(LIMITER_SECONDS * rate)),
