@@ -217,6 +217,9 @@ def test_recode_equals_compressing_at_fewer_codebooks(lossy_example, tmp_path):
     assert recoded.read_bytes() == lossy_example[3].read_bytes()  # the same bytes as compressing at 3
     proc = run_cli("recode", lossy_example[6], "--codebooks", "7", "-o", tmp_path / "x.eegz")
     assert proc.returncode == 2 and "1 to 6" in proc.stderr
+    # a second call in the same process: the pipeline's module must not take the public name's place (it did
+    # while it was eegz/recode.py: the first call imported it as the attribute eegz.recode)
+    assert eegz.recode(lossy_example[9], tmp_path / "again.eegz", codebooks=3)["codebooks"] == 3
 
 
 def test_a_preview_from_fewer_codebooks_equals_the_recoded_file(lossy_example, tmp_path):

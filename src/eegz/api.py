@@ -170,7 +170,7 @@ def _check_codebooks(meta: dict, codebooks: int | None) -> None:
 def recode(in_path, out_path, codebooks: int, model: str | None = None, force: bool = False) -> dict:
     """A lossy file with only its first `codebooks` codebooks kept, without running the encoder (a
     retention tier); the result equals compressing at that many codebooks."""
-    from .recode import recode as run
+    from .recoding import recode as run
     in_path, out_path = Path(in_path), Path(out_path)
     with Container(in_path) as container, open_output(out_path, force, inputs=(in_path,)) as out:
         meta, sizes, blocks = run(container, out, codebooks, model)
