@@ -28,6 +28,33 @@ def shared_param(pattern: str = "**/*"):
     return [pytest.param(p, id=str(p.relative_to(SHARED))) for p in files]
 
 
+def line_power_ratio(x, y, rate: float, frequency: float) -> float:
+    """Decoded (y) over original (x) power at a frequency (Welch, 8-s segments): how much of a line comes back."""
+    import numpy as np
+    from scipy.signal import welch
+    f, px = welch(np.asarray(x, float), rate, nperseg=int(8 * rate))
+    _, py = welch(np.asarray(y, float), rate, nperseg=int(8 * rate))
+    i = int(np.argmin(np.abs(f - frequency)))
+    return float(py[i] / px[i])
+
+
+def token_streams(path):
+    """(block, index entry, signal, TokenStream) of each token stream of a file."""
+    from eegz.container import Container
+    from eegz.lossy import frame_of, hop_of, token_tables, unpack_tokens
+    from eegz.neural import read_token_counts
+    with Container(path) as c:
+        codec, duration = c.meta["codec"], c.meta["edf"]["record_duration"]
+        tables = token_tables(read_token_counts(codec["model"], codec["weights_sha256"]))
+        rate, hop = codec["config"]["sample_rate"], hop_of(codec["config"])
+        for k, e in enumerate(c.blocks):
+            frames = (frame_of(e.first_record + e.record_count, duration, rate, hop)
+                      - frame_of(e.first_record, duration, rate, hop))
+            for s in c.read_block(k):
+                if s.kind == 3:
+                    yield k, e, s.signal, unpack_tokens(s.data, tables, frames, codec["n_codebooks"], c.version)
+
+
 def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "eegz.cli", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd)

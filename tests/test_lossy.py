@@ -9,7 +9,7 @@ from eegz.edf import bytes_to_digital, digital_to_bytes, read_edf
 from eegz.identity import rewrite_annotations
 from eegz.metrics import prdn
 
-from .conftest import EXAMPLE, SHARED, shared_param
+from .conftest import EXAMPLE, SHARED, line_power_ratio, shared_param, token_streams
 
 # Measured on the example (a held-out eegmat subject) with the shipped model; see README and the model
 # card. The thresholds leave a margin over the measurement, not over what we hope for.
@@ -196,31 +196,7 @@ def _example_with_a_line(tmp_path, amplitude: float = 60.0):
     return path, rec
 
 
-def _line_power_ratio(x: np.ndarray, y: np.ndarray, rate: float, frequency: float) -> float:
-    from scipy.signal import welch
-    f, px = welch(x.astype(float), rate, nperseg=int(8 * rate))
-    _, py = welch(y.astype(float), rate, nperseg=int(8 * rate))
-    i = int(np.argmin(np.abs(f - frequency)))
-    return float(py[i] / px[i])
-
-
-def _token_streams(path):
-    """(block, index entry, signal, TokenStream) of each token stream of a file."""
-    from eegz.lossy import frame_of, hop_of, token_tables, unpack_tokens
-    from eegz.neural import read_token_counts
-    with Container(path) as c:
-        codec, duration = c.meta["codec"], c.meta["edf"]["record_duration"]
-        tables = token_tables(read_token_counts(codec["model"], codec["weights_sha256"]))
-        rate, hop = codec["config"]["sample_rate"], hop_of(codec["config"])
-        for k, e in enumerate(c.blocks):
-            frames = (frame_of(e.first_record + e.record_count, duration, rate, hop)
-                      - frame_of(e.first_record, duration, rate, hop))
-            for s in c.read_block(k):
-                if s.kind == 3:
-                    yield k, e, s.signal, unpack_tokens(s.data, tables, frames, codec["n_codebooks"], c.version)
-
-
-def test_a_mains_line_comes_back_as_a_tone_in_token_streams(tmp_path, monkeypatch):
+def test_a_mains_line_comes_back_as_a_tone_intoken_streams(tmp_path, monkeypatch):
     """Spec 6.6 (format 12): the encoder takes a steady line (60 digital units at 50.02 Hz on the example's Fp1)
     out of each block before the codec sees it and the stream carries it as a tone (measured: within 0.003 Hz
     and 0.1 unit of the line). The decoded line holds 0.94 of the original's power. Without tones, as format
@@ -231,7 +207,7 @@ def test_a_mains_line_comes_back_as_a_tone_in_token_streams(tmp_path, monkeypatc
     others = tuple(s.label for s in rec.header.signals[1:])  # only Fp1 through the codec: quicker
     api.compress(path, tmp_path / "t.eegz", codebooks=6, device="cpu", exact_labels=others)
     assert api.info(tmp_path / "t.eegz")["format_version"] == 12
-    streams = list(_token_streams(tmp_path / "t.eegz"))
+    streams = list(token_streams(tmp_path / "t.eegz"))
     assert len(streams) == 4
     for _, entry, _, t in streams:
         n = entry.record_count * signal.samples_per_record
@@ -239,12 +215,12 @@ def test_a_mains_line_comes_back_as_a_tone_in_token_streams(tmp_path, monkeypatc
         step = signal.sample_rate / (tones.FREQUENCY_STEPS * n)
         assert abs(k * step - 50.02) < 0.005 and abs(np.hypot(a, b) / tones.AMPLITUDE_STEPS - 60.0) < 1.0
     decoded, _ = _decoded(tmp_path / "t.eegz", tmp_path)
-    assert 0.85 < _line_power_ratio(rec.digital[0], decoded.digital[0], signal.sample_rate, 50.02) < 1.1
+    assert 0.85 < line_power_ratio(rec.digital[0], decoded.digital[0], signal.sample_rate, 50.02) < 1.1
     monkeypatch.setattr(lossy, "TONE_SECONDS", 1e9)  # the writer without tones
     api.compress(path, tmp_path / "p.eegz", codebooks=6, device="cpu", exact_labels=others)
-    assert all(len(t.tones) == 0 for *_, t in _token_streams(tmp_path / "p.eegz"))
+    assert all(len(t.tones) == 0 for *_, t in token_streams(tmp_path / "p.eegz"))
     plain, _ = _decoded(tmp_path / "p.eegz", tmp_path, "p.edf")
-    assert _line_power_ratio(rec.digital[0], plain.digital[0], signal.sample_rate, 50.02) < 0.45
+    assert line_power_ratio(rec.digital[0], plain.digital[0], signal.sample_rate, 50.02) < 0.45
 
 
 @pytest.mark.parametrize("rows,message", [
@@ -297,7 +273,7 @@ def test_a_file_with_tones_recoded_to_fewer_codebooks_is_the_file_compressing_gi
         api.compress(path, tmp_path / f"{n}.eegz", codebooks=n, device="cpu", exact_labels=others)
     api.recode(tmp_path / "9.eegz", tmp_path / "r3.eegz", codebooks=3)
     assert (tmp_path / "r3.eegz").read_bytes() == (tmp_path / "3.eegz").read_bytes()
-    assert all(len(t.tones) == 1 for *_, t in _token_streams(tmp_path / "r3.eegz"))
+    assert all(len(t.tones) == 1 for *_, t in token_streams(tmp_path / "r3.eegz"))
 
 
 def test_a_token_file_without_tones_decodes_as_format_7_did(lossy_example, tmp_path, monkeypatch):

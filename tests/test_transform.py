@@ -13,7 +13,7 @@ from eegz.edf import read_edf
 from eegz.errors import EegzError, FormatError
 from eegz.metrics import band_power_errors_psd, welch_psd
 
-from .conftest import EXAMPLE, SHARED, run_cli
+from .conftest import EXAMPLE, SHARED, line_power_ratio, run_cli
 
 SECONDS = 62
 
@@ -457,14 +457,6 @@ def _block_with_a_line(amplitude: float):
     return signal, np.rint(digital + amplitude * np.cos(2 * np.pi * 50.02 * t + 0.7)).astype(np.int64)
 
 
-def _line_power_ratio(x: np.ndarray, y: np.ndarray, frequency: float) -> float:
-    from scipy.signal import welch
-    f, px = welch(x.astype(float), 500.0, nperseg=4000)
-    _, py = welch(y.astype(float), 500.0, nperseg=4000)
-    i = int(np.argmin(np.abs(f - frequency)))
-    return float(py[i] / px[i])
-
-
 def test_a_mains_line_comes_back_as_a_tone(monkeypatch):
     """Spec 8.5: a line of 60 digital units (1/130 of the channel's SD) at 250 bit/s is weaker than the step;
     the stream carries it as a tone (frequency to 1/256 of a bin, amplitudes in 1/16 digital unit), and the
@@ -480,13 +472,13 @@ def test_a_mains_line_comes_back_as_a_tone(monkeypatch):
     assert abs(k * 500.0 / (tones.FREQUENCY_STEPS * n) - 50.02) < 0.5 * 500.0 / (tones.FREQUENCY_STEPS * n) + 1e-3
     assert abs(np.hypot(a, b) / tones.AMPLITUDE_STEPS - 60.0) < 1.0
     y = transform.decode_block(data, signal, n, 0)
-    assert 0.9 < _line_power_ratio(x, y, 50.02) < 1.1
+    assert 0.9 < line_power_ratio(x, y, 500.0, 50.02) < 1.1
     with pytest.raises(FormatError, match="coder, bands"):  # a version-10 reader knows no tones
         transform.decode_block(data, signal, n, 0, version=10)
     monkeypatch.setattr(tones, "MAX_TONES", 0)  # the writer without tones
     plain = transform.encode_block(x, signal, bitrate=250.0)
     assert not transform._HEAD.unpack_from(plain, 0)[4] & transform.TONES_FLAG
-    assert _line_power_ratio(x, transform.decode_block(plain, signal, n, 0), 50.02) < 0.4
+    assert line_power_ratio(x, transform.decode_block(plain, signal, n, 0), 500.0, 50.02) < 0.4
 
 
 def test_a_tone_beside_a_constant_run_is_fitted_outside_it():
@@ -500,7 +492,7 @@ def test_a_tone_beside_a_constant_run_is_fitted_outside_it():
     assert coder & transform.RUNS_FLAG and coder & transform.TONES_FLAG and data[at] == 1 and data[at + 1] == 1
     y = transform.decode_block(data, signal, len(x), 0)
     np.testing.assert_array_equal(y[3000:3500], 1234)
-    assert 0.9 < _line_power_ratio(x, y, 50.02) < 1.1
+    assert 0.9 < line_power_ratio(x, y, 500.0, 50.02) < 1.1
 
 
 def test_eeg_rhythms_below_the_envelope_are_no_tones():

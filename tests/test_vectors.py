@@ -8,6 +8,8 @@ import pytest
 
 from eegz import api
 
+from .conftest import token_streams
+
 VECTORS = Path(__file__).parents[1] / "spec" / "vectors"
 TABLE = json.loads((VECTORS / "vectors.json").read_text())
 
@@ -69,13 +71,8 @@ def test_the_lossy_tone_vector_carries_a_tone():
     """lossy_tones_6.eegz exercises spec 6.6: its one token stream carries the 50.01-Hz line as a tone."""
     from eegz.container import Container
     from eegz.edf import parse_header
-    from eegz.lossy import token_tables, unpack_tokens
-    from eegz.neural import read_token_counts
+    (_, entry, _, t), = token_streams(VECTORS / "lossy_tones_6.eegz")
     with Container(VECTORS / "lossy_tones_6.eegz") as c:
-        stream, = [s for s in c.read_block(0) if s.kind == 3]
         signal = parse_header(c.edf_header).signals[0]
-        codec = c.meta["codec"]
-        tables = token_tables(read_token_counts(codec["model"], codec["weights_sha256"]))
-        t = unpack_tokens(stream.data, tables, 94, codec["n_codebooks"], c.version)
-    n = signal.samples_per_record
+    n = entry.record_count * signal.samples_per_record
     assert any(abs(k * signal.sample_rate / (256 * n) - 50.01) < 0.005 for k in t.tones[:, 0])

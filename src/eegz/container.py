@@ -43,12 +43,12 @@ EXACT_FORMAT_VERSION = 3  # files with neither are unchanged since format 3: eeg
 READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
 
 
-def format_version(mode: str, coded: bool, tokens: bool = False) -> int:
-    """The version a new file is written as: the oldest whose layout holds what it holds (coded: token or
-    transform streams; tokens: token streams among them)."""
-    if not coded:
-        return EXACT_FORMAT_VERSION
-    return TRANSFORM_FORMAT_VERSION if mode == "transform" and not tokens else FORMAT_VERSION
+def format_version(mode: str, tokens: bool) -> int:
+    """The version a new file is written as: the oldest whose layout holds what it holds (tokens: whether it
+    holds token streams; a transform file holds none)."""
+    if tokens:
+        return FORMAT_VERSION
+    return TRANSFORM_FORMAT_VERSION if mode == "transform" else EXACT_FORMAT_VERSION
 
 
 PREAMBLE = struct.Struct("<8sHHI")  # magic, version, flags, reserved

@@ -161,8 +161,7 @@ def header_json(source_name: str, header: EdfHeader, roles, bounds, options: Enc
             codec_meta["quality"] = options.quality
     transform = options.transform_header if options.mode == "transform" else None
     return {
-        "format": "eegz",
-        "format_version": format_version(options.mode, codec is not None or options.mode == "transform", codec is not None),
+        "format": "eegz", "format_version": format_version(options.mode, codec is not None),
         "writer": f"eegz {__version__}", "mode": options.mode, **({"transform": transform} if transform else {}),
         "source": {"name": source_name if options.identity == "clear" else "anonymized" + Path(source_name).suffix},
         "identity": options.identity, "annotation_text": "dropped" if options.drop_annotation_text else "kept",
@@ -268,7 +267,7 @@ def encode(reader: EdfReader, out, source_name: str, options: EncodeOptions, qui
     frame_seconds = codec.config.hop / codec.config.sample_rate if codec else None
     per_block = records_per_block(header, frame_seconds, reader.n_records)
     tokens = (TokenEncoder(codec, header.signals, neural, options.stored_codebooks, header.record_duration,
-                           format_version(options.mode, True, True), options.band_envelope, options.quality)
+                           format_version(options.mode, True), options.band_envelope, options.quality)
               if codec else None)
     context = tokens.context if tokens else 0
     meta = header_json(source_name, header, roles, bounds, options, codec, context, per_block)

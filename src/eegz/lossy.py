@@ -199,7 +199,7 @@ def _unpacked_tones(data: bytes, start: int) -> tuple[np.ndarray, int]:
         values.append(value)
     steps, a, b = np.array(values, np.int64).reshape(-1, 3).T
     rows = np.column_stack([np.cumsum(steps), (a >> 1) ^ -(a & 1), (b >> 1) ^ -(b & 1)])
-    if np.any(steps <= 0) or not tones.in_range(rows, tones.MAX_SAMPLES - 1):
+    if not tones.in_range(rows, tones.MAX_SAMPLES - 1):  # steps of 0 leave the indices not ascending
         raise FormatError("damaged token stream (a tone's frequency or amplitude out of range)")
     return rows, at
 
@@ -229,7 +229,8 @@ class TokenEncoder:
         self.tables = token_tables(codec.token_counts)
         self.left: Block | None = None  # the block before the pending run: left context
         self.pending: list[Block] = []
-        self.found: dict[tuple[int, int], np.ndarray] = {}  # (block, signal): its tones, while it is in a span
+        # (block, signal): its tones and their samples (None without tones), while the block is in a span
+        self.found: dict[tuple[int, int], tuple[np.ndarray, np.ndarray | None]] = {}
 
     def push(self, block: Block) -> list[tuple[int, dict]]:
         self.pending.append(block)
@@ -268,14 +269,15 @@ class TokenEncoder:
         for j, ((i, _, parts), c) in enumerate(zip(jobs, codes)):
             for k, (block, offset, scale, own, levels) in enumerate(parts):
                 n = kept[j][k] if kept else self.n_codebooks
-                stream = TokenStream(c[:n, own], offset, scale, levels, self.found.get((block, i), NO_TONES))
+                stream = TokenStream(c[:n, own], offset, scale, levels, self.found[block, i][0])
                 out[block][i] = pack_tokens(stream, self.tables, self.version)
         first = run[-1].index  # the next span starts at this run's last block
-        self.found = {key: rows for key, rows in self.found.items() if key[0] >= first}
+        self.found = {key: entry for key, entry in self.found.items() if key[0] >= first}
         return list(out.items())
 
-    def _tones(self, block: Block, i: int) -> np.ndarray:
-        """Format 12: the stationary tones of signal i in a block (rows k, a, b as stored), found once."""
+    def _tones(self, block: Block, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Format 12: the stationary tones of signal i in a block (rows k, a, b as stored) and their samples in
+        digital units (None without tones), found and synthesized once."""
         key = (block.index, i)
         if key not in self.found:
             digital, s = block.digital[i], self.signals[i]
@@ -283,14 +285,14 @@ class TokenEncoder:
             # every block, coded or kept exactly: one stored exactly is a coded neighbour's context, and its
             # lines are taken out there as its own (whether it is codable costs a median to find out)
             found = self.version >= TOKEN_TONES and most > 0 and len(digital) < tones.MAX_SAMPLES
-            self.found[key] = tones.as_stored(digital.astype(np.float64), s.sample_rate, most) if found else NO_TONES
+            rows = tones.as_stored(digital.astype(np.float64), s.sample_rate, most) if found else NO_TONES
+            self.found[key] = rows, tones.synthesized(rows, len(digital)) if len(rows) else None
         return self.found[key]
 
     def _without_tones(self, block: Block, i: int) -> np.ndarray:
         """Signal i's physical samples in a block, its tones taken out (what the codec and the envelope see)."""
-        s, digital = self.signals[i], block.digital[i]
-        rows = self._tones(block, i)
-        return s.to_physical(digital) - (s.gain * tones.synthesized(rows, len(digital)) if len(rows) else 0.0)
+        s, lines = self.signals[i], self._tones(block, i)[1]
+        return s.to_physical(block.digital[i]) - (0.0 if lines is None else s.gain * lines)
 
     def _frame(self, record: int) -> int:
         return frame_of(record, self.record_duration, self.rate, self.hop)

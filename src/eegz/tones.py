@@ -1,5 +1,6 @@
-"""Stationary tones of a transform stream (spec 8.5): the narrow spectral lines that mains interference, its
-harmonics and their aliases draw in a block, found and fitted by the writer and synthesized by the reader.
+"""Stationary tones of transform and token streams (spec 8.5, 6.6): the narrow spectral lines that mains
+interference, its harmonics and their aliases draw in a block, found and fitted by the writer and synthesized
+by the reader.
 
 A line's energy sits in a few DFT bins; where it is weaker than the transform's step, the quantizer drops
 it and the band envelope spreads its power over the line's whole band as noise (Bonn: the 50-Hz line and

@@ -479,7 +479,8 @@ def _inverse(q: list, edges: list, step: float) -> np.ndarray:
 
 # ---------------------------------------------------------------- decoding
 
-def decode_block(data: bytes, signal: Signal, n: int, first_record: int, version: int = TRANSFORM_FORMAT_VERSION) -> np.ndarray:
+def decode_block(data: bytes, signal: Signal, n: int, first_record: int,
+                 version: int = TRANSFORM_FORMAT_VERSION) -> np.ndarray:
     """A channel-block's digital samples from its transform stream (spec 8): n samples from first_record on."""
     part = _synthesized(data, signal, n, version)
     return _finished(part, part.y, signal, first_record)
@@ -615,14 +616,13 @@ def _tones(values: np.ndarray, n: int) -> np.ndarray:
     """The stream's stationary tones, rows (k, a, b), from their coded values (frequency steps from the one
     before, amplitudes), checked as spec 8.5 requires."""
     steps, a, b = values.reshape(-1, 3).T
-    top = tones.FREQUENCY_STEPS * n // 2  # the channel's Nyquist frequency
-    if np.any(steps <= 0) or np.any(steps >= top) or np.any(np.abs(a) > tones.MAX_AMPLITUDE) \
-            or np.any(np.abs(b) > tones.MAX_AMPLITUDE):  # bounded first, so that the sum cannot overflow
-        raise FormatError("damaged transform stream (a tone's frequency or amplitude out of range)")
-    k = np.cumsum(steps)
-    if len(k) and k[-1] >= top:
-        raise FormatError("damaged transform stream (a tone at or above the Nyquist frequency)")
-    return np.column_stack([k, a, b])
+    if np.any(steps <= 0) or np.any(steps >= tones.FREQUENCY_STEPS * n // 2):  # bounded first: the sum cannot overflow
+        raise FormatError("damaged transform stream (a tone's frequency out of range)")
+    rows = np.column_stack([np.cumsum(steps), a, b])
+    if not tones.in_range(rows, n):
+        raise FormatError("damaged transform stream (a tone at or above the Nyquist frequency, or its amplitude out "
+                          "of range)")
+    return rows
 
 
 def _finished(part: _Synthesized, y: np.ndarray, signal: Signal, first_record: int) -> np.ndarray:
