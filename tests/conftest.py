@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +31,6 @@ def shared_param(pattern: str = "**/*"):
 
 def line_power_ratio(x, y, rate: float, frequency: float) -> float:
     """Decoded (y) over original (x) power at a frequency (Welch, 8-s segments): how much of a line comes back."""
-    import numpy as np
     from scipy.signal import welch
     f, px = welch(np.asarray(x, float), rate, nperseg=int(8 * rate))
     _, py = welch(np.asarray(y, float), rate, nperseg=int(8 * rate))
@@ -70,3 +70,18 @@ def lossy_example(tmp_path_factory):
         out[n] = folder / f"example_{n}.eegz"
         api.compress(EXAMPLE, out[n], codebooks=n, device="cpu")
     return out
+
+
+def assert_near_reference(edf: Path, reference: dict) -> None:
+    """Within one digital unit of the recorded decode at every listed sample, and sums that at most 1 % of
+    the samples differing by one unit could explain."""
+    from eegz.edf import read_edf
+    rec = read_edf(edf)
+    signals = [np.asarray(d, np.int64) for s, d in zip(rec.header.signals, rec.digital) if not s.is_annotation]
+    assert len(signals) == len(reference["samples"]) == len(reference["sums"])
+    for d, listed, (n, total, squares) in zip(signals, reference["samples"], reference["sums"]):
+        assert len(d) == n
+        assert np.max(np.abs(d[::reference["stride"]] - np.array(listed.split(), np.int64))) <= 1
+        flips = n // 100 + 1
+        assert abs(int(d.sum()) - total) <= flips
+        assert abs(int((d * d).sum()) - squares) <= flips * (2 * int(np.max(np.abs(d))) + 1)

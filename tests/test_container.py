@@ -11,6 +11,8 @@ from eegz.container import FOOTER, INDEX_ENTRY, MAGIC, PREAMBLE, SECTION_HEAD, C
 from eegz.edf import SIGNAL_FIELDS, read_edf
 from eegz.errors import FormatError
 
+from .conftest import assert_near_reference
+
 FIXTURES = Path(__file__).parent / "fixtures"
 VECTORS = Path(__file__).parents[1] / "spec" / "vectors"
 SMALL = FIXTURES / "small.edf"
@@ -90,8 +92,9 @@ def test_version_1_files_decode_as_they_did(name, tmp_path):
 
 @pytest.mark.parametrize("name", ["v1/lossy_sc_6.eegz", "v2/lossy_mc_3.eegz"])
 def test_lossy_files_of_versions_1_and_2_decode(name, tmp_path):
-    """The old neural files decode with the models that wrote them (still shipped), to within a digital step
-    of what version 0.1 decoded (float arithmetic may differ in the last bit between machines)."""
+    """The old neural files decode with the models that wrote them (still shipped): as version 0.1 decoded them,
+    or, where float arithmetic differs in the last bit (another CPU), within a digital step of the reference
+    that eegz 0.12 recorded on such a CPU."""
     expected = json.loads((FIXTURES / "old_versions.json").read_text())[name]
     out = tmp_path / "out.edf"
     api.decompress(FIXTURES / name, out, device="cpu")
@@ -102,4 +105,4 @@ def test_lossy_files_of_versions_1_and_2_decode(name, tmp_path):
         assert len(a) == len(b)
     digest = hashlib.sha256(b"".join(np.asarray(d, "<i4").tobytes() for d in decoded.digital)).hexdigest()
     if digest != expected["decoded_digital_sha256"]:  # allowed: last-bit float differences, never more
-        pytest.skip("decoded samples differ from 0.1's in the last bit on this machine")
+        assert_near_reference(out, expected["decoded_reference"])

@@ -3,7 +3,8 @@ example (eegmat Subject17, CC BY 4.0), BioSemi's BDF test file (edge/biosemi, sh
 segment (bonn/A_Z/Z051.txt there, as a one-record EDF).
 
 Run when the format changes, with a new file name for every new vector: vectors already in vectors.json are
-kept as they are (a vector that a released eegz wrote must keep decoding to its recorded checksum).
+kept as they are (a vector that a released eegz wrote must keep decoding to its recorded checksum); a float-decoded
+vector (lossy, transform) that has no decoded_reference yet gets one from a decode here.
     python spec/vectors/make_vectors.py [SHARED_DATA_DIR]
 """
 from __future__ import annotations
@@ -141,6 +142,20 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+REFERENCE_SAMPLES = 64  # listed samples per signal in a float-decoded vector's decoded_reference
+
+
+def decoded_reference(edf: Path) -> dict:
+    """What a float decode is checked against (vectors/README.md): every stride-th digital sample of each
+    signal, and each signal's sample count, sum and sum of squares, which float arithmetic elsewhere may move
+    by one digital unit in a few samples, not more."""
+    rec = read_edf(edf)
+    signals = [np.asarray(d, np.int64) for s, d in zip(rec.header.signals, rec.digital) if not s.is_annotation]
+    stride = max(1, min(len(d) for d in signals) // REFERENCE_SAMPLES)
+    return {"stride": stride, "samples": [" ".join(map(str, d[::stride])) for d in signals],
+            "sums": [[len(d), int(d.sum()), int((d * d).sum())] for d in signals]}
+
+
 def main() -> None:
     shared = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data"
     data = sources(shared)
@@ -149,6 +164,9 @@ def main() -> None:
         tmp = Path(tmp)
         for name, (source, options, what) in VECTORS.items():
             if name in table and (HERE / name).exists():
+                if options["mode"] in ("lossy", "transform") and "decoded_reference" not in table[name]:
+                    api.decompress(HERE / name, tmp / "back.edf", force=True, device="cpu")
+                    table[name]["decoded_reference"] = decoded_reference(tmp / "back.edf")
                 continue
             if source not in data:
                 print(f"skipped {name}: {source} is not available", file=sys.stderr)
@@ -165,6 +183,7 @@ def main() -> None:
                      "source_sha256": sha256(data[source])}
             if options["mode"] in ("lossy", "transform"):
                 entry["decoded_sha256_note"] = "CPU float decode on x86-64 (informative: last bits may differ elsewhere)"
+                entry["decoded_reference"] = decoded_reference(back)
             if "passphrase" in options:
                 api.decompress(out, back, force=True, passphrase=options["passphrase"])
                 entry["passphrase"] = PASSPHRASE
