@@ -10,8 +10,13 @@ travel with the working tree, so `prepare` builds what the run needs in a folder
   its 14 runs (size);
 - whl/, site/: the missing packages (descript-audio-codec and its imports, zstandard, xxhash, constriction);
 - _core.abi3.so: the compiled inner loops, built against the stable ABI so that the machine's Python runs them.
-There (after installing the wheels, with src/ and .gpu/site on PYTHONPATH):
-    python benchmarks/device_run.py run --pack .gpu/pack --out $OUT --seconds 330
+There (after installing the wheels, with src/ and .gpu/site on PYTHONPATH), the command of 2026-11-27:
+    python -m pip install -q --no-index --no-deps --target /tmp/site .gpu/whl/*.whl; cp .gpu/_core.abi3.so src/eegz/
+    PYTHONPATH=$PWD/src:$PWD/.gpu/site:/tmp/site timeout 500 python benchmarks/device_run.py run --pack .gpu/pack \
+        --out $OUT --seconds 360 --stage third; cd $OUT && tar czf logs.tgz *.log *.json && rm -f *.log *.json
+(only 8 files under $OUT come back: four runs' models, cards and logs are 12; a run that goes on from an earlier
+model finds it under .gpu/models/, and the working tree with .gpu must stay under 64 MiB: one model at most.
+Stages: SETTINGS; --names runs some of a stage's settings, --no-check skips the GPU-path check.)
 (1) device_check: compress the example recording with --device cpu and with --device cuda (DAC-SC at 3, 6
 and 9 codebooks, DAC-MC at 6) and compare the token streams byte for byte, and the decoded samples of each
 file on both devices; (2) training: fine-tunes the shipped DAC-SC model in two settings side by side on the
@@ -39,14 +44,32 @@ CHUNK = 4096  # samples per exact-coded group
 EEGMMIDB_RUNS = 7  # of 14: every other run (the pack must fit the 64 MiB that travel)
 WHEELS = ["descript-audio-codec==1.0.0", "descript-audiotools==0.7.2", "docstring_parser==0.18.0",
           "flatten-dict==0.5.0", "ffmpy==1.0.0", "fire==0.7.1", "importlib_resources==7.1.0", "julius==0.2.8",
-          "termcolor==3.3.0", "librosa==0.11.0", "decorator==5.3.1", "pooch==1.9.0", "platformdirs==4.14.8"]
-BINARY_WHEELS = ["xxhash==4.1.0", "zstandard==0.25.0", "constriction==0.5.0", "soundfile==0.14.0"]
+          "termcolor==3.3.0", "librosa==0.11.0", "decorator==5.3.1", "pooch==1.9.0", "platformdirs==4.14.8",
+          "pycparser==3.12"]
+BINARY_WHEELS = ["xxhash==4.1.0", "zstandard==0.25.0", "constriction==0.5.0", "soundfile==0.14.0",
+                 "cffi==2.1.1"]  # soundfile imports cffi's backend, which the lent machine lacked (2026-11-27)
 SDIST_ONLY = ["argbind", "randomname"]  # pure Python, published as sources only: copied from this environment
 # the two training settings run side by side: (name, batch, lr, final lr)
-CHECK_SECONDS = 150
+CHECK_SECONDS = 90
+SC, MC = "eegz-dac-sc-256hz-hop64-lines", "eegz-dac-mc-256hz-hop64"
+# (model, codebooks, TF32): TF32 off is what eegz runs (neural.full_float32); runs 1-2 also measured it on
+CHECK_ROWS = ((SC, 3, False), (SC, 6, False), (SC, 9, False), (MC, 6, False))
+G2 = {"line_weight": 4.0, "excess_weight": 1.0}
 SETTINGS = {"first": (("b128", 128, 1e-4, 1e-5, {}), ("b512", 512, 3e-4, 1e-5, {})),
             # from b512: the same losses, and the line and image losses stronger (b512's validation lines at 57-61 Hz)
-            "second": (("c1", 512, 1e-4, 1e-5, {}), ("c2", 512, 1e-4, 1e-5, {"line_weight": 2.0, "image_weight": 1.0}))}
+            "second": (("c1", 512, 1e-4, 1e-5, {}), ("c2", 512, 1e-4, 1e-5, {"line_weight": 2.0, "image_weight": 1.0})),
+            # from the shipped model, four side by side (the first stages' steps were bound by each process, not the
+            # GPU): the shipped losses; the line loss x4 with the spectral-excess loss (R4's cure for invented
+            # lines, left out of R6 and of the first stages, whose validation lines rose); that with the STFT loss x3
+            # (the texture detector reads 2-Hz bins of 0.5-s windows); that with the image loss
+            "third": tuple((name, 256, 1e-4, 1e-5, {"warmup_steps": 200, **extra}) for name, extra in (
+                ("g1", {}), ("g2", G2), ("g3", {**G2, "stft_weight": 3.0}), ("g4", {**G2, "image_weight": 0.3}))),
+            # lower learning rates: g1 goes on; the shipped model at 3e-5 (its own stage ran at 5e-5, batch 32) with
+            # the shipped losses and with g2's; g1 with g2's losses (g1 gained the most PRDN, its validation lines
+            # rose). "from": under the pack's folder (g1 alone: the working tree must stay under 64 MiB)
+            "fourth": tuple((name, 256, 3e-5, 1e-5, {"warmup_steps": 100, **extra}) for name, extra in (
+                ("h1", {"from": "models/g1.npz"}), ("h2", {"warmup_steps": 200}),
+                ("h3", {"warmup_steps": 200, **G2}), ("h4", {"from": "models/g1.npz", **G2})))}
 
 
 # ---------------------------------------------------------------- here: prepare
@@ -152,9 +175,7 @@ def check_gpu_path(out: Path, log, gpu: str = "cuda") -> dict:
     work.mkdir()
     results = []
     import torch
-    sc, mc = "eegz-dac-sc-256hz-hop64-lines", "eegz-dac-mc-256hz-hop64"
-    for model, codebooks, tf32 in ((sc, 3, True), (sc, 6, True), (sc, 9, True), (mc, 6, True), (sc, 6, False),
-                                   (mc, 6, False)):
+    for model, codebooks, tf32 in CHECK_ROWS:
         # TF32: torch lets cuDNN convolutions round their inputs to 10-bit mantissas unless told not to
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
         row = {"model": model, "codebooks": codebooks, "tf32": tf32}
@@ -232,7 +253,8 @@ def log(message: str) -> None:
 
 def _environment(device: str) -> dict:
     import torch
-    return {"torch": torch.__version__, "cuda": torch.version.cuda,
+    from eegz import __version__
+    return {"eegz": __version__, "torch": torch.__version__, "cuda": torch.version.cuda,
             "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
             "python": sys.version.split()[0], "cpu_threads": torch.get_num_threads()}
 
@@ -248,18 +270,25 @@ def check(out: Path, device: str) -> None:
 
 
 def run(pack: Path, out: Path, seconds: float, device: str = "cuda", stage: str = "first",
-        from_model: Path | None = None) -> None:
+        from_model: Path | None = None, check_path: bool = True, names: list | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     log(json.dumps(_environment(device)))
     try:  # apart, with a time limit: a check that fails or hangs must not cost the training run
-        subprocess.run([sys.executable, __file__, "check", "--out", str(out), "--device", device], timeout=CHECK_SECONDS)
+        if check_path:
+            subprocess.run([sys.executable, __file__, "check", "--out", str(out), "--device", device],
+                           timeout=CHECK_SECONDS)
     except subprocess.TimeoutExpired:
         log(f"the check took over {CHECK_SECONDS} s")
-    workers = [subprocess.Popen([sys.executable, __file__, "train-one", "--pack", str(pack), "--out", str(out),
-                                 "--name", name, "--batch", str(batch), "--lr", str(lr), "--lr-final", str(final),
-                                 "--seconds", str(seconds), "--device", device, "--extra", json.dumps(extra)]
-                                + (["--from-model", str(from_model)] if from_model else []))
-               for name, batch, lr, final, extra in SETTINGS[stage]]
+    workers = []
+    for name, batch, lr, final, extra in SETTINGS[stage]:
+        if names and name not in names:
+            continue
+        extra = dict(extra)
+        start = pack.parent / extra.pop("from") if "from" in extra else from_model
+        workers.append(subprocess.Popen([sys.executable, __file__, "train-one", "--pack", str(pack), "--out", str(out),
+                                         "--name", name, "--batch", str(batch), "--lr", str(lr), "--lr-final",
+                                         str(final), "--seconds", str(seconds), "--device", device, "--extra",
+                                         json.dumps(extra)] + (["--from-model", str(start)] if start else [])))
     for w in workers:
         w.wait()
     log(f"training exits {[w.returncode for w in workers]}")
@@ -286,9 +315,22 @@ def _pipeline_rows(benchmarks: list[Path]) -> list[str]:
     return rows
 
 
-def report(checks: list[Path], trained: list[Path], results: Path, benchmarks: list[Path]) -> None:
-    """benchmarks/results/gpu_path.{md,json} from the runs' device_check.json, gpu_training.md from the cards."""
-    runs = [json.loads(p.read_text()) for p in checks]
+def _losses(s: dict) -> str:
+    """The loss weights and warm-up a run used, beside the waveform and mel terms every run has."""
+    parts = [f"{name} {s[key]:g}" for name, key in (("STFT", "stft_weight"), ("line length", "line_length_weight"),
+                                                     ("lines", "line_weight"), ("excess", "excess_weight"),
+                                                     ("images", "image_weight")) if s.get(key)]
+    return ", ".join(parts + ([f"warm-up {s['warmup_steps']}"] if s.get("warmup_steps") else []))
+
+
+def report(checks: list[Path], trained: list[Path], results: Path, benchmarks: list[Path],
+           name: str = "gpu_training", clinical: str = "clinical_gpu", about: str = "") -> None:
+    """benchmarks/results/gpu_path.{md,json} from the runs' device_check.json (or an earlier gpu_path.json, which
+    holds several), results/<name>.md from the trained models' cards; `clinical`: the tag that clinical.py ran with."""
+    runs = []
+    for p in checks:
+        data = json.loads(p.read_text())
+        runs += data if isinstance(data, list) else [data]
     lines = ["# The GPU path of eegz compress / decompress", "",
              f"Written by `benchmarks/device_run.py` (check) on a lent machine: {_machine(runs[-1]['environment'])}. Recording "
              f"{runs[-1]['recording']} (20 EEG channels at 500 Hz + ECG, 62 s), compressed once with `--device cpu` "
@@ -297,30 +339,31 @@ def report(checks: list[Path], trained: list[Path], results: Path, benchmarks: l
              "(all of them token streams). Decoded difference: the largest |difference| in µV over every EEG sample. "
              "TF32 off is what eegz does since this measurement (neural.full_float32); on is torch's default for "
              "cuDNN convolutions. Seconds: the second GPU call (the first loads the model and chooses kernels).", "",
-             "| run | model | codebooks | TF32 | streams differing | PRDN CPU file / GPU file % | same file, CPU vs GPU decode µV "
+             "| run | eegz | model | codebooks | TF32 | streams differing | PRDN CPU file / GPU file % | same file, CPU vs GPU decode µV "
              "| CPU vs GPU file, decoded on CPU µV | encode s CPU / GPU | decode s CPU / GPU |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for k, run_ in enumerate(runs, 1):
         for r in run_["rows"]:
-            lines.append(f"| {k} | {r['model']} | {r['codebooks']} | {'on' if r.get('tf32', True) else 'off'} | "
+            lines.append(f"| {k} | {run_['environment'].get('eegz', '')} | {r['model']} | {r['codebooks']} | {'on' if r.get('tf32', True) else 'off'} | "
                          f"{r['streams_differing']} of {r['streams']} | {r['prdn_cpu_file']:.2f} / {r['prdn_cuda_file']:.2f} | "
                          f"{r['max_abs_uv_cpu_vs_cuda_decode']:.4f} | {r['max_abs_uv_cpu_vs_cuda_file']:.2f} | "
                          f"{r['encode_s_cpu']:.2f} / {r['encode_s_cuda']:.2f} | "
                          f"{r['decode_s_cpu_file_on_cpu']:.2f} / {r['decode_s_cpu_file_on_cuda']:.2f} |")
     (results / "gpu_path.md").write_text("\n".join(lines) + "\n")
     (results / "gpu_path.json").write_text(json.dumps(runs, indent=1) + "\n")
-    rows = ["# Training on the lent GPU (benchmarks/device_run.py)", "",
+    rows = ["# Training on the lent GPU (benchmarks/device_run.py)", ""] + ([about, ""] if about else []) + [
             "Validation during training: held-out eegmat subjects (Subject14-17) and Bonn segments 051-070, 4-s windows at "
             "256 Hz normalized as compression does; PRDN % at 3 / 6 / 9 codebooks, and the strongest invented line at 6 "
             "(metrics.line_ratio_psd on the windows' mean spectrum).", "",
-            "| run | from | batch | lr | step | seconds | eegmat PRDN 3 / 6 / 9 | Bonn PRDN 3 / 6 / 9 | line x eegmat / Bonn (6) |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "| run | from | batch | lr | losses | step | seconds | eegmat PRDN 3 / 6 / 9 | Bonn PRDN 3 / 6 / 9 | "
+            "line x eegmat / Bonn (6) |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for path in trained:
         card = json.loads(path.read_text())["training"]
         s = card["settings"]
         for h in card["history"]:
             rows.append(f"| {path.stem} | {Path(card.get('from_model') or '').stem} | {s['batch_size']} | "
-                        f"{s['lr']:g} -> {s['lr_final']:g} | {h['step']} | {h.get('seconds', 0):g} | "
+                        f"{s['lr']:g} -> {s['lr_final']:g} | {_losses(s)} | {h['step']} | {h.get('seconds', 0):g} | "
                         + " / ".join(f"{h[f'eegmat_prdn_{n}']:.1f}" for n in (3, 6, 9)) + " | "
                         + " / ".join(f"{h[f'bonn_prdn_{n}']:.1f}" for n in (3, 6, 9)) + " | "
                         f"{h['eegmat_line_ratio_6']:.2f} / {h['bonn_line_ratio_6']:.2f} |")
@@ -330,10 +373,9 @@ def report(checks: list[Path], trained: list[Path], results: Path, benchmarks: l
              "1.69 / 1.23), and where the mean spectrum's lies.", "",
              "| model | codebooks | bit/s/ch | PRDN % | line: worst channel | channel mean | at Hz |",
              "|---|---|---|---|---|---|---|"] + _pipeline_rows(benchmarks) + [
-             "", "Bonn 051-070, both detectors, band errors on 0.5-s windows and lines per set: `results/clinical_gpu.md` "
-             "(benchmarks/clinical.py with EEGZ_BENCH_MODELS=c1=c1.npz,c2=c2.npz and EEGZ_BENCH_TAG=clinical_gpu). The "
-             "trained weights are not in the repository: `device_run.py` makes them again on a lent machine."]
-    (results / "gpu_training.md").write_text("\n".join(rows) + "\n")
+             "", f"Bonn 051-070, both detectors, band errors on 0.5-s windows and lines per set: `results/{clinical}.md` "
+             f"(benchmarks/clinical.py with EEGZ_BENCH_MODELS naming the trained models and EEGZ_BENCH_TAG={clinical})."]
+    (results / f"{name}.md").write_text("\n".join(rows) + "\n")
 
 
 def main() -> None:
@@ -349,10 +391,15 @@ def main() -> None:
     r.add_argument("--device", default="cuda", help="cpu: try the run here first")
     r.add_argument("--stage", default="first", choices=sorted(SETTINGS))
     r.add_argument("--from-model", type=Path)
+    r.add_argument("--names", nargs="*", help="only these of the stage's settings")
+    r.add_argument("--no-check", action="store_true", help="training only (the GPU path was checked in an earlier call)")
     rep = sub.add_parser("report")
     rep.add_argument("--checks", type=Path, nargs="+", required=True)
     rep.add_argument("--trained", type=Path, nargs="+", required=True)
     rep.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    rep.add_argument("--name", default="gpu_training", help="the training table's file under results/ (no suffix)")
+    rep.add_argument("--clinical", default="clinical_gpu", help="the EEGZ_BENCH_TAG clinical.py ran the models with")
+    rep.add_argument("--about", default="", help="a paragraph under the training table's title")
     rep.add_argument("--benchmarks", type=Path, nargs="*", default=[],
                      help="lossy_benchmark.py results (json) of the shipped model and of the trained ones")
     c = sub.add_parser("check")
@@ -372,11 +419,11 @@ def main() -> None:
         build_core_abi3(a.folder)
         fetch_packages(a.folder)
     elif a.command == "report":
-        report(a.checks, a.trained, a.results, a.benchmarks)
+        report(a.checks, a.trained, a.results, a.benchmarks, a.name, a.clinical, a.about)
     elif a.command == "check":
         check(a.out, a.device)
     elif a.command == "run":
-        run(a.pack, a.out, a.seconds, a.device, a.stage, a.from_model)
+        run(a.pack, a.out, a.seconds, a.device, a.stage, a.from_model, not a.no_check, a.names)
     else:
         train_one(a.pack, a.out, a.name, a.batch, a.lr, a.lr_final, a.seconds, a.device, a.from_model, a.extra)
 

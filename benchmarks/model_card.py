@@ -1,7 +1,9 @@
 """Write a shipped model's card (eegz/models/<name>.md) from its JSON card and the benchmark results.
 
 EEGZ_MODEL_NAME picks the model (default: the DAC-SC default model); EEGZ_BENCH_TAG the results to quote
-(lossy.md and baselines.md by default); EEGZ_TRAIN_HOURS the wall-clock training time to state.
+(lossy.md and baselines.md by default); EEGZ_TRAIN_HOURS the wall-clock training time to state, or
+EEGZ_TRAIN_TIME the whole phrase for a run that was not on the 2-core machine; EEGZ_TRAIN_WHERE names the
+machine of a run on a GPU.
 """
 from __future__ import annotations
 
@@ -28,6 +30,10 @@ def main() -> None:
     config = ModelConfig.from_json(cfg)
     hop = config.hop
     mc = config.is_multichannel
+    gpu = st.get("device", "cpu") != "cpu"
+    where = os.environ.get("EEGZ_TRAIN_WHERE", "a GPU") if gpu else "2 CPU cores"
+    took = os.environ.get("EEGZ_TRAIN_TIME") or (f"{os.environ.get('EEGZ_TRAIN_HOURS', '?')} h of wall-clock time on the "
+                                                 "2-core machine, 1-2 threads, shared with development")
     about = ("A multi-channel EEG codec (DAC-MC): the DAC-SC model it was fine-tuned from (`" +
              Path(str(tr.get("from_model"))).stem + "`, encoder and codebooks frozen, so the tokens are that "
              "model's), plus self-attention across the channels of a block and one learned style vector per "
@@ -35,7 +41,7 @@ def main() -> None:
              "on decode. Fine-tuned by `eegz train --variant mc` on 2 CPU cores; "
              f"{tr.get('channels_per_window')} random channels of one recording per training window."
              if mc else "A single-channel EEG codec (DAC-SC): descript-audio-codec's `dac.model.DAC`, " + (
-                 f"fine-tuned from `{Path(str(tr['from_model'])).stem}` by `eegz train` on 2 CPU cores"
+                 f"fine-tuned from `{Path(str(tr['from_model'])).stem}` by `eegz train` on {where}"
                  + (", with balanced decoder upsampling (spec 6.2: no spectral lines at multiples of the frame rate)"
                     if cfg.get("upsampling") == "balanced" else "") + "."
                  if tr.get("from_model") else "trained from scratch on EEG by `eegz train` on 2 CPU cores."))
@@ -65,15 +71,17 @@ def main() -> None:
                     ("stft_weight", "multi-resolution STFT magnitude (linear and log)"),
                     ("line_length_weight", "line-length error"),
                     ("excess_weight", "spectral excess (invented power)"),
-                    ("line_weight", "invented lines on each source's running spectrum")) if st.get(k))
+                    ("line_weight", "invented lines on each source's running spectrum"),
+                    ("image_weight", "upsampling images (the decoder's copies of its input's spectrum)")) if st.get(k))
                 + f"{st['commitment_weight']:g} × commitment + {st['codebook_weight']:g} × codebook; "
                 f"quantizer dropout {st['quantizer_dropout']}; ")
              + "AdamW, betas (0.8, 0.99), "
              + (tr["schedule"] if tr.get("schedule") else f"lr {st['lr']:g}"
-                + (f" decaying along a cosine to {st['lr_final']:g}" if st.get("lr_final") else ""))
+                + (f" decaying along a cosine to {st['lr_final']:g}" if st.get("lr_final") else "")
+                + (f" after a linear warm-up over {st['warmup_steps']} steps" if st.get("warmup_steps") else ""))
              + "; batch "
              f"{st['batch_size']} × {st['window_seconds']:g} s; seed {st['seed']}; no adversarial phase.",
-             f"- Steps: {tr['steps']} ({os.environ.get('EEGZ_TRAIN_HOURS', '?')} h of wall-clock time on the 2-core machine, 1-2 threads, shared with development).", "",
+             f"- Steps: {tr['steps']} ({took}).", "",
              "## Validation during training (held-out subjects, preprocessed 4-s windows at 256 Hz)", "",
              "| step | PRDN 3 cb | PRDN 6 cb | PRDN 9 cb |", "|---|---|---|---|"]
     if mc:
@@ -114,7 +122,7 @@ def main() -> None:
                   "lossless or near-lossless modes for that."]
     elif per_set:
         lines += ["", "## Limits", "",
-                  "Small model, short CPU fine-tuning. Against the 0.2 model it trades waveform error (about 1-2 PRDN "
+                  f"Small model, short {'GPU' if gpu else 'CPU'} fine-tuning. Against the 0.2 model it trades waveform error (about 1-2 PRDN "
                   "points) for a spectrum with far fewer invented lines (benchmarks/results/lossy.md and clinical.md). "
                   + ("Through eegz (with the band envelope) the strongest invented line is at most 1.5x in every "
                      "Bonn set's mean spectrum at 6 and 9 codebooks, and 1.9-2.7x in single channels of held-out "

@@ -55,6 +55,22 @@ def test_train_writes_a_usable_model_and_resumes(two_subjects, tmp_path):
     api.decompress(tmp_path / "x.eegz", tmp_path / "x.edf", model=str(out / "model.npz"), device="cpu")
 
 
+def test_a_warm_up_starts_fine_tuning_with_small_steps(two_subjects, tmp_path):
+    """warmup_steps reaches DAC-SC's optimizer: a trained model under a fresh Adam moves by about lr on its first
+    step whatever the gradient, and by lr / warmup_steps with the warm-up."""
+    base = tmp_path / "base"
+    train([str(two_subjects)], base, TINY, _settings(steps=1), quiet=True, log=lambda m: None)
+    moved = {}
+    for warmup in (0, 10**6):
+        out = tmp_path / f"warmup{warmup}"
+        train([str(two_subjects)], out, ModelConfig(), _settings(steps=1, lr=1e-2, warmup_steps=warmup),
+              from_model=base / "model.npz", quiet=True, log=lambda m: None)
+        with np.load(base / "model.npz") as a, np.load(out / "model.npz") as b:
+            key = "encoder.block.0.weight_v"
+            moved[warmup] = float(np.max(np.abs(a[key] - b[key])))
+    assert moved[0] > 1e-3 and moved[10**6] < 1e-6
+
+
 def test_a_time_limit_fits_the_schedule_and_stops_with_a_saved_model(two_subjects, tmp_path):
     logged = []
     settings = _settings(steps=100000, eval_every=5, checkpoint_every=1000, max_seconds=6.0)

@@ -25,7 +25,7 @@ from .progress import Progress
 
 MODELS_DIR = Path(__file__).parent / "models"
 TOKEN_COUNTS_KEY = "eegz.token_counts"  # (n_codebooks, codebook_size) int64 usage counts, in the .npz
-DEFAULT_MODEL = "eegz-dac-sc-256hz-hop64-lines"
+DEFAULT_MODEL = "eegz-dac-sc-256hz-hop64-lines2"
 GPU_BATCH_SAMPLES = 1 << 22  # per forward pass on a GPU
 MIXING_PREFIX = "mc."  # DAC-MC's channel-mixing tensors in the .npz, beside DAC's own state dict
 

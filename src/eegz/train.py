@@ -53,6 +53,7 @@ class TrainSettings:
     window_seconds: float = 4.0
     lr: float = 3e-4
     lr_final: float | None = None  # cosine decay from lr (at the starting step) to this at the last step
+    warmup_steps: int = 0  # linear lr warm-up: a trained model under a fresh optimizer (full-size first Adam steps)
     waveform_weight: float = 100.0
     mel_weight: float = 1.0
     stft_weight: float = 0.0  # multi-resolution STFT magnitude loss (losses.py)
@@ -470,7 +471,7 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
         save_model(model, config, out_dir / "model.npz", card, token_usage(model, table_windows, config.n_codebooks))
 
     model.train()
-    run = Run({"model": model}, list(model.parameters()), step, evaluate, save, sampler)
+    run = Run({"model": model}, list(model.parameters()), step, evaluate, save, sampler, warmup=settings.warmup_steps)
     return _run(run, settings, out_dir, resume, quiet, log)
 
 
