@@ -69,6 +69,15 @@ def test_a_warm_up_starts_fine_tuning_with_small_steps(two_subjects, tmp_path):
             key = "encoder.block.0.weight_v"
             moved[warmup] = float(np.max(np.abs(a[key] - b[key])))
     assert moved[0] > 1e-3 and moved[10**6] < 1e-6
+    from click.testing import CliRunner
+
+    from eegz.cli import main
+    result = CliRunner().invoke(main, ["train", str(two_subjects), "-o", str(tmp_path / "cli"), "--from-model",
+                                       str(base / "model.npz"), "--steps", "1", "--batch-size", "4", "--window-seconds",
+                                       "2", "--lr", "1e-2", "--warmup-steps", str(10**6), "--device", "cpu", "-q"])
+    assert result.exit_code == 0, result.output
+    with np.load(base / "model.npz") as a, np.load(tmp_path / "cli" / "model.npz") as b:
+        assert float(np.max(np.abs(a["encoder.block.0.weight_v"] - b["encoder.block.0.weight_v"]))) < 1e-6
 
 
 def test_a_time_limit_fits_the_schedule_and_stops_with_a_saved_model(two_subjects, tmp_path):

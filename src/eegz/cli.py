@@ -335,6 +335,9 @@ def eval(reference, candidate, model, device, as_json):
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--lr", type=float, default=3e-4, show_default=True)
 @click.option("--lr-final", type=float, help="decay the learning rate along a half cosine to this by the last step")
+@click.option("--warmup-steps", type=int, default=0, show_default=True,
+              help="DAC-SC: raise the learning rate linearly over the first N steps (fine-tuning a trained model; "
+                   "DAC-MC always warms up over 200)")
 @click.option("--init", type=click.Path(dir_okay=False, path_type=Path),
               help="start from a DAC checkpoint in descript-audio-codec's format (DAC.load)")
 @click.option("--resume", is_flag=True, help="continue from OUT/train_state.pt")
@@ -365,14 +368,15 @@ def eval(reference, candidate, model, device, as_json):
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
 @click.option("--max-seconds", type=float, default=0.0, help="stop (evaluate and save) after this much training time")
 @click.option("-q", "--quiet", is_flag=True)
-def train(inputs, out_dir, steps, batch_size, lr, lr_final, init, resume, from_model, val_subjects, adversarial_steps,
+def train(inputs, out_dir, steps, batch_size, lr, lr_final, warmup_steps, init, resume, from_model, val_subjects, adversarial_steps,
           variant, channels, freeze_decoder, stft_weight, line_length_weight, excess_weight, line_weight, image_weight,
           upsampling, window_seconds, seed, threads, device, max_seconds, quiet):
     """Train or fine-tune the EEG codec on EDF files, Bonn segments, folders or globs."""
     from .neural import ModelConfig
     from .neural import resolve_model_path
     from .train import TrainSettings, train as run, train_multichannel
-    settings = TrainSettings(steps=steps, batch_size=batch_size, lr=lr, lr_final=lr_final, adversarial_steps=adversarial_steps,
+    settings = TrainSettings(steps=steps, batch_size=batch_size, lr=lr, lr_final=lr_final, warmup_steps=warmup_steps,
+                             adversarial_steps=adversarial_steps,
                              stft_weight=stft_weight, line_length_weight=line_length_weight, excess_weight=excess_weight,
                              line_weight=line_weight, image_weight=image_weight, window_seconds=window_seconds, seed=seed, threads=threads,
                              device=device, max_seconds=max_seconds)
