@@ -55,6 +55,7 @@ SC, MC = "eegz-dac-sc-256hz-hop64-lines", "eegz-dac-mc-256hz-hop64"
 # (model, codebooks, TF32): TF32 off is what eegz runs (neural.full_float32); runs 1-2 also measured it on
 CHECK_ROWS = ((SC, 3, False), (SC, 6, False), (SC, 9, False), (MC, 6, False))
 G2 = {"line_weight": 4.0, "excess_weight": 1.0}
+G4 = {**G2, "image_weight": 0.3}
 SETTINGS = {"first": (("b128", 128, 1e-4, 1e-5, {}), ("b512", 512, 3e-4, 1e-5, {})),
             # from b512: the same losses, and the line and image losses stronger (b512's validation lines at 57-61 Hz)
             "second": (("c1", 512, 1e-4, 1e-5, {}), ("c2", 512, 1e-4, 1e-5, {"line_weight": 2.0, "image_weight": 1.0})),
@@ -63,13 +64,20 @@ SETTINGS = {"first": (("b128", 128, 1e-4, 1e-5, {}), ("b512", 512, 3e-4, 1e-5, {
             # lines, left out of R6 and of the first stages, whose validation lines rose); that with the STFT loss x3
             # (the texture detector reads 2-Hz bins of 0.5-s windows); that with the image loss
             "third": tuple((name, 256, 1e-4, 1e-5, {"warmup_steps": 200, **extra}) for name, extra in (
-                ("g1", {}), ("g2", G2), ("g3", {**G2, "stft_weight": 3.0}), ("g4", {**G2, "image_weight": 0.3}))),
+                ("g1", {}), ("g2", G2), ("g3", {**G2, "stft_weight": 3.0}), ("g4", G4))),
             # lower learning rates: g1 goes on; the shipped model at 3e-5 (its own stage ran at 5e-5, batch 32) with
             # the shipped losses and with g2's; g1 with g2's losses (g1 gained the most PRDN, its validation lines
             # rose). "from": under the pack's folder (g1 alone: the working tree must stay under 64 MiB)
             "fourth": tuple((name, 256, 3e-5, 1e-5, {"warmup_steps": 100, **extra}) for name, extra in (
                 ("h1", {"from": "models/g1.npz"}), ("h2", {"warmup_steps": 200}),
-                ("h3", {"warmup_steps": 200, **G2}), ("h4", {"from": "models/g1.npz", **G2})))}
+                ("h3", {"warmup_steps": 200, **G2}), ("h4", {"from": "models/g1.npz", **G2}))),
+            # for the next lent GPU: the single-channel lines of held-out eegmat (2.0-2.6x at 57-63 Hz) that the
+            # line loss, seeing each dataset's mean spectrum, dilutes: batches in groups of one channel and the line
+            # loss per channel (line_group), from eegz 0.12's default (g4), g4's losses; two group sizes, and the
+            # line loss x8
+            "fifth": tuple((name, 256, 1e-4, 1e-5, {"warmup_steps": 200, **G4, **extra}) for name, extra in (
+                ("k1", {"line_group": 16}), ("k2", {"line_group": 32}), ("k3", {"line_group": 16, "line_weight": 8.0}),
+                ("k4", {})))}
 
 
 # ---------------------------------------------------------------- here: prepare

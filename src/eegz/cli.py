@@ -360,6 +360,9 @@ def eval(reference, candidate, model, device, as_json):
               help="weight of the line loss (narrow lines the decoder invents, on each dataset's running mean spectrum)")
 @click.option("--image-weight", type=float, default=0.0, show_default=True,
               help="weight of the image loss (the decoder's upsampling copies of low frequencies, such as alpha at 57 Hz)")
+@click.option("--line-group", type=int, default=0, show_default=True,
+              help="DAC-SC: draw batches in groups of N windows of one channel and keep the line loss per channel "
+                   "(a line one channel carries is diluted in its dataset's mean spectrum)")
 @click.option("--upsampling", type=click.Choice(["dac", "balanced"]), default="balanced", show_default=True,
               help="decoder upsampling: DAC's transposed convolutions, or balanced ones that add no frame-rate lines")
 @click.option("--window-seconds", type=float, default=4.0, show_default=True)
@@ -370,7 +373,7 @@ def eval(reference, candidate, model, device, as_json):
 @click.option("-q", "--quiet", is_flag=True)
 def train(inputs, out_dir, steps, batch_size, lr, lr_final, warmup_steps, init, resume, from_model, val_subjects, adversarial_steps,
           variant, channels, freeze_decoder, stft_weight, line_length_weight, excess_weight, line_weight, image_weight,
-          upsampling, window_seconds, seed, threads, device, max_seconds, quiet):
+          line_group, upsampling, window_seconds, seed, threads, device, max_seconds, quiet):
     """Train or fine-tune the EEG codec on EDF files, Bonn segments, folders or globs."""
     from .neural import ModelConfig
     from .neural import resolve_model_path
@@ -378,7 +381,8 @@ def train(inputs, out_dir, steps, batch_size, lr, lr_final, warmup_steps, init, 
     settings = TrainSettings(steps=steps, batch_size=batch_size, lr=lr, lr_final=lr_final, warmup_steps=warmup_steps,
                              adversarial_steps=adversarial_steps,
                              stft_weight=stft_weight, line_length_weight=line_length_weight, excess_weight=excess_weight,
-                             line_weight=line_weight, image_weight=image_weight, window_seconds=window_seconds, seed=seed, threads=threads,
+                             line_weight=line_weight, image_weight=image_weight, line_group=line_group,
+                             window_seconds=window_seconds, seed=seed, threads=threads,
                              device=device, max_seconds=max_seconds)
     log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
     if variant == "mc":

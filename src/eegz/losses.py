@@ -117,7 +117,8 @@ class RunningLineLoss:
             if key in self.means:
                 old_y, old_x = self.means[key]
                 py, px = self.decay * old_y + (1 - self.decay) * py, self.decay * old_x + (1 - self.decay) * px
-            self.means[key] = (py.detach(), px)
+            if self.decay:  # decay 0: each batch's group of windows of a key stands alone (keys per channel)
+                self.means[key] = (py.detach(), px)
             d = torch.log(_prominence(py + 1e-12)) - torch.log(_prominence(px + 1e-12).clamp_min(1.0))
             first = int(2.0 * x.shape[-1] / self.rate)
             last = int(0.95 * max(tops[i] for i, s in enumerate(sources) if s == key) * x.shape[-1] / self.rate) + 1

@@ -61,6 +61,7 @@ class TrainSettings:
     excess_weight: float = 0.0  # spectral-excess loss: power the decoder invents (losses.py)
     line_weight: float = 0.0  # line loss: narrow lines the decoder invents, on each source's running spectrum (losses.py)
     image_weight: float = 0.0  # image loss: the upsampling layers' copies of the input's spectrum (losses.py)
+    line_group: int = 0  # > 0: batches of groups of this many windows of one channel, the line loss kept per channel
     commitment_weight: float = 0.25
     codebook_weight: float = 1.0
     quantizer_dropout: float = 0.5
@@ -185,17 +186,24 @@ class WindowSampler:
         self.length, self.channels = length, channels
         self.rng = np.random.default_rng(seed)
 
-    def batch(self, n: int) -> tuple[np.ndarray, list[list[str]]]:
-        """(n, channels, length) windows and the labels of their channels."""
+    def batch(self, n: int, group: int = 1) -> tuple[np.ndarray, list[list[str]]]:
+        """(n, channels, length) windows and the labels of their channels; `group` > 1: rows in groups of that
+        many windows of the same channels of one recording at different times (self.channel_keys names each
+        row's recording and channels)."""
         x = np.empty((n, self.channels, self.length), np.float32)
-        labels = []
-        self.drawn = self.rng.choice(len(self.recordings), size=n, p=self.weights)  # each row's recording
+        labels, keys = [], []
+        group = max(1, min(group, n))
+        drawn = self.rng.choice(len(self.recordings), size=-(-n // group), p=self.weights)
+        self.drawn = np.repeat(drawn, group)[:n]  # each row's recording
         for row, k in enumerate(self.drawn):
             rec = self.recordings[k]
-            pick = self.rng.choice(rec.signals.shape[0], size=self.channels, replace=False)
+            if row % group == 0:
+                pick = self.rng.choice(rec.signals.shape[0], size=self.channels, replace=False)
             start = self.rng.integers(0, rec.signals.shape[1] - self.length + 1)
             x[row] = rec.signals[pick, start:start + self.length]
             labels.append([rec.labels[i] for i in pick])
+            keys.append((int(k), *map(int, pick)))
+        self.channel_keys = keys
         return x, labels
 
 
@@ -350,13 +358,16 @@ class Losses:
     def __init__(self, settings: TrainSettings, config: ModelConfig, device: str = "cpu"):
         from .losses import ImageLoss, MultiResolutionSTFTLoss, RunningLineLoss, make_mel_loss
         self.settings, self.rate = settings, config.sample_rate
-        self.lines = RunningLineLoss(self.rate) if settings.line_weight else None
+        # per channel (line_group): a channel comes back too seldom for a running mean; its group stands alone
+        self.lines = (RunningLineLoss(self.rate, decay=0.0 if settings.line_group else 0.9)
+                      if settings.line_weight else None)
         self.images = ImageLoss(self.rate, config.decoder_rates, config.hop) if settings.image_weight else None
         self.mel = make_mel_loss().to(device)
         self.stft = MultiResolutionSTFTLoss().to(device) if settings.stft_weight else None
 
-    def __call__(self, y, x, wave=None, rows=None) -> tuple:
-        """rows: each window's Recording (the line loss keeps a running spectrum per source)."""
+    def __call__(self, y, x, wave=None, rows=None, line_keys=None) -> tuple:
+        """rows: each window's Recording (the line loss keeps a running spectrum per source, or per line_keys[i]
+        where given)."""
         from .losses import line_length_loss, mel_loss, spectral_excess_loss
         s = self.settings
         wave = wave if wave is not None else (y - x).abs().mean()
@@ -376,7 +387,7 @@ class Losses:
             total = total + s.excess_weight * excess
             parts["excess"] = float(excess)
         if self.lines is not None and rows is not None:
-            lines = self.lines(y, x, [r.source for r in rows], [r.nyquist for r in rows])
+            lines = self.lines(y, x, line_keys or [r.source for r in rows], [r.nyquist for r in rows])
             total = total + s.line_weight * lines
             parts["lines"] = float(lines)
         if self.images is not None and rows is not None:
@@ -436,10 +447,11 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
     adversary = {"disc": None, "opt": None, "on": settings.adversarial_steps > 0}
 
     def step(n: int):
-        x = torch.from_numpy(sampler.batch(settings.batch_size)[0]).to(device)
+        x = torch.from_numpy(sampler.batch(settings.batch_size, settings.line_group or 1)[0]).to(device)
         out = model(x)
         y = out["audio"][..., :window]
-        loss, parts = losses(y, x, rows=[sampler.recordings[k] for k in sampler.drawn])
+        loss, parts = losses(y, x, rows=[sampler.recordings[k] for k in sampler.drawn],
+                             line_keys=sampler.channel_keys if settings.line_group else None)
         loss = loss + settings.commitment_weight * out["vq/commitment_loss"] + settings.codebook_weight * out["vq/codebook_loss"]
         if adversary["on"] and n >= settings.steps - settings.adversarial_steps:
             adversary["disc"], adversary["opt"], gan = _adversarial_step(adversary["disc"], adversary["opt"], x, y,
