@@ -8,7 +8,7 @@ import pytest
 from eegz import api
 from eegz.errors import ModelError
 from eegz.neural import ModelConfig, NeuralCodec, build_dac
-from eegz.train import TrainSettings, split_subjects, subject_of, train
+from eegz.train import MIN_FIT_STEPS, TrainSettings, split_subjects, subject_of, train
 
 from .conftest import EXAMPLE, SHARED
 
@@ -85,7 +85,10 @@ def test_a_time_limit_fits_the_schedule_and_stops_with_a_saved_model(two_subject
     settings = _settings(steps=100000, eval_every=5, checkpoint_every=1000, max_seconds=6.0)
     result = train([str(two_subjects)], tmp_path / "run", TINY, settings, quiet=True, log=logged.append)
     fitted = [m for m in logged if "the schedule ends at step" in m]
-    assert fitted and result["step"] == settings.steps < 100000  # the schedule ended where the time ran out
+    assert result["step"] == settings.steps < 100000  # the schedule ended where the time ran out
+    # fitted from the pace once MIN_FIT_STEPS have run (a busy machine may not get that far in 6 s: CI beside a
+    # training run reached fewer)
+    assert bool(fitted) == (result["step"] > MIN_FIT_STEPS)
     card = json.loads((tmp_path / "run" / "model.json").read_text())
     assert card["training"]["steps"] == result["step"] and card["training"]["settings"]["max_seconds"] == 6.0
 

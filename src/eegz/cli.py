@@ -371,8 +371,8 @@ def eval(reference, candidate, model, device, as_json):
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
 @click.option("--max-seconds", type=float, default=0.0, help="stop (evaluate and save) after this much training time")
 @click.option("-q", "--quiet", is_flag=True)
-def train(inputs, out_dir, steps, batch_size, lr, lr_final, warmup_steps, init, resume, from_model, val_subjects, adversarial_steps,
-          variant, channels, freeze_decoder, stft_weight, line_length_weight, excess_weight, line_weight, image_weight,
+def train(inputs, out_dir, steps, batch_size, lr, lr_final, warmup_steps, init, resume, from_model, val_subjects,
+          adversarial_steps, variant, channels, freeze_decoder, stft_weight, line_length_weight, excess_weight, line_weight, image_weight,
           line_group, upsampling, window_seconds, seed, threads, device, max_seconds, quiet):
     """Train or fine-tune the EEG codec on EDF files, Bonn segments, folders or globs."""
     from .neural import ModelConfig
