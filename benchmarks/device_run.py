@@ -10,18 +10,20 @@ travel with the working tree, so `prepare` builds what the run needs in a folder
   its 14 runs (size);
 - whl/, site/: the missing packages (descript-audio-codec and its imports, zstandard, xxhash, constriction);
 - _core.abi3.so: the compiled inner loops, built against the stable ABI so that the machine's Python runs them.
-There (after installing the wheels, with src/ and .gpu/site on PYTHONPATH), the command of 2026-11-27:
+There (after installing the wheels, with src/ and .gpu/site on PYTHONPATH), as on 2026-11-27:
     python -m pip install -q --no-index --no-deps --target /tmp/site .gpu/whl/*.whl; cp .gpu/_core.abi3.so src/eegz/
     PYTHONPATH=$PWD/src:$PWD/.gpu/site:/tmp/site timeout 500 python benchmarks/device_run.py run --pack .gpu/pack \
-        --out $OUT --seconds 360 --stage third; cd $OUT && tar czf logs.tgz *.log *.json && rm -f *.log *.json
-(only 8 files under $OUT come back: four runs' models, cards and logs are 12; a run that goes on from an earlier
-model finds it under .gpu/models/, and the working tree with .gpu must stay under 64 MiB: one model at most.
-Stages: SETTINGS; --names runs some of a stage's settings, --no-check skips the GPU-path check.)
+        --out $OUT --seconds 360 --stage third
+(only 8 files under $OUT come back: four runs' models, cards and logs are 12, so `run` ends by packing the logs
+and cards into logs.tgz; a run cut by the timeout leaves them loose, so keep --seconds well under it. A run that
+goes on from an earlier model finds it under .gpu/models/, and the working tree with .gpu must stay under
+64 MiB: one model at most. Stages: SETTINGS; --names runs some of a stage's settings, --no-check skips the
+GPU-path check.)
 (1) device_check: compress the example recording with --device cpu and with --device cuda (DAC-SC at 3, 6
 and 9 codebooks, DAC-MC at 6) and compare the token streams byte for byte, and the decoded samples of each
-file on both devices; (2) training: fine-tunes the shipped DAC-SC model in two settings side by side on the
-one GPU, each for `--seconds` with its learning-rate schedule fitted to that time; their models, cards and
-logs come back under $OUT.
+file on both devices; (2) training: fine-tunes a DAC-SC model in the stage's settings side by side on the
+one GPU, each for `--seconds` with its learning-rate schedule fitted to that time; their models, and logs.tgz
+with their cards and logs, come back under $OUT.
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from eegz.neural import DEFAULT_MODEL
+
 ROOT = Path(__file__).resolve().parents[1]
 INPUTS = ("eegmat", "eegmmidb", "bonn")
 VAL_SUBJECTS = ("Subject1[4-7]", "bonn-*-051-070")  # the shipped models' validation split
@@ -49,13 +53,13 @@ WHEELS = ["descript-audio-codec==1.0.0", "descript-audiotools==0.7.2", "docstrin
 BINARY_WHEELS = ["xxhash==4.1.0", "zstandard==0.25.0", "constriction==0.5.0", "soundfile==0.14.0",
                  "cffi==2.1.1"]  # soundfile imports cffi's backend, which the lent machine lacked (2026-11-27)
 SDIST_ONLY = ["argbind", "randomname"]  # pure Python, published as sources only: copied from this environment
-# the two training settings run side by side: (name, batch, lr, final lr)
 CHECK_SECONDS = 90
-SC, MC = "eegz-dac-sc-256hz-hop64-lines", "eegz-dac-mc-256hz-hop64"
+SC, MC = DEFAULT_MODEL, "eegz-dac-mc-256hz-hop64"
 # (model, codebooks, TF32): TF32 off is what eegz runs (neural.full_float32); runs 1-2 also measured it on
 CHECK_ROWS = ((SC, 3, False), (SC, 6, False), (SC, 9, False), (MC, 6, False))
 G2 = {"line_weight": 4.0, "excess_weight": 1.0}
 G4 = {**G2, "image_weight": 0.3}
+# per stage, the training settings that run side by side: (name, batch, lr, final lr, TrainSettings fields)
 SETTINGS = {"first": (("b128", 128, 1e-4, 1e-5, {}), ("b512", 512, 3e-4, 1e-5, {})),
             # from b512: the same losses, and the line and image losses stronger (b512's validation lines at 57-61 Hz)
             "second": (("c1", 512, 1e-4, 1e-5, {}), ("c2", 512, 1e-4, 1e-5, {"line_weight": 2.0, "image_weight": 1.0})),
@@ -301,6 +305,18 @@ def run(pack: Path, out: Path, seconds: float, device: str = "cuda", stage: str 
     for w in workers:
         w.wait()
     log(f"training exits {[w.returncode for w in workers]}")
+    _pack_logs(out)
+
+
+def _pack_logs(out: Path) -> None:
+    """The logs and cards under out into logs.tgz: only 8 files come back from a lent machine."""
+    import tarfile
+    loose = sorted(p for p in out.iterdir() if p.suffix in (".log", ".json"))
+    with tarfile.open(out / "logs.tgz", "w:gz") as tar:
+        for p in loose:
+            tar.add(p, arcname=p.name)
+    for p in loose:
+        p.unlink()
 
 
 # ---------------------------------------------------------------- here again: the results
