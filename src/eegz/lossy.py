@@ -52,8 +52,6 @@ MAX_VARINT_BYTES = 5  # a tone's values as LEB128 varints (spec 6.6): 35 bits at
 # the texture detector's agreement 98.8 / 98.2 / 94.4 / 92.0 / 94.3 % -> 99.6 / 98.7 / 95.4 / 93.5 / 94.1 % in sets
 # A-E, PRDN 22.9 / 26.3 -> 22.1 / 24.9 % in A and B, 1 % more bits.
 TONE_SECONDS = 8.0
-
-
 NO_TONES = np.zeros((0, 3), np.int64)
 
 
