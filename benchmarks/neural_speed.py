@@ -1,5 +1,7 @@
 """Speed of the neural path, model loaded: the bundled example (20 EEG channels + ECG, 62 s at 500 Hz)
-and a longer recording of the same kind (eegmat Subject00_1, 182 s), best of three runs each.
+and a longer recording of the same kind (eegmat Subject00_1, 182 s), best of three runs each; beside it in
+the same run, the model with DAC's Snake in torch's operations (eegz 0.12 and before) instead of the compiled
+one, so that the gain reads as a ratio on a noisy machine.
 
 Run it on an otherwise idle machine. Writes benchmarks/results/neural_speed.md (EEGZ_BENCH_MODEL: another
 model .npz, EEGZ_BENCH_TAG: another results name).
@@ -11,6 +13,8 @@ import platform
 import sys
 import tempfile
 import time
+import types
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -34,8 +38,34 @@ def best_of(runs: int, action) -> tuple[float, object]:
     return best, result
 
 
+def torch_snake(self, x):
+    """eegz 0.12's Snake: torch's sin and three more passes."""
+    t = x * self.alpha
+    t.sin_()
+    t.mul_(t)
+    return x.addcmul(t, (self.alpha + 1e-9).reciprocal())
+
+
+@contextmanager
+def snake(forward):
+    """The loaded model (api's cached one) with `forward` as every Snake's, restored afterwards."""
+    from dac.nn.layers import Snake1d
+
+    from eegz.neural import NeuralCodec, _snake_in_place
+    modules = [m for m in NeuralCodec.load(MODEL, "cpu").model.modules() if isinstance(m, Snake1d)]
+    for m in modules:
+        m.forward = types.MethodType(forward, m)
+    try:
+        yield
+    finally:
+        for m in modules:
+            m.forward = types.MethodType(_snake_in_place, m)
+
+
 def main() -> None:
     import torch
+
+    from eegz.neural import _snake_in_place
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         out, back = Path(tmp) / "x.eegz", Path(tmp) / "x.edf"
@@ -44,19 +74,28 @@ def main() -> None:
             if not path.exists():
                 continue
             for n in (3, 6, 9):
-                enc, summary = best_of(3, lambda: api.compress(path, out, codebooks=n, device="cpu", force=True,
-                                                                model=MODEL))
-                dec, _ = best_of(3, lambda: api.decompress(out, back, device="cpu", force=True, model=MODEL))
-                rows.append((path.name, n, summary["duration_s"], enc, dec))
+                times = {}
+                for name, forward in (("compiled", _snake_in_place), ("torch", torch_snake)):
+                    with snake(forward):
+                        enc, summary = best_of(3, lambda: api.compress(path, out, codebooks=n, device="cpu",
+                                                                        force=True, model=MODEL))
+                        dec, _ = best_of(3, lambda: api.decompress(out, back, device="cpu", force=True,
+                                                                   model=MODEL))
+                    times[name] = enc, dec
+                rows.append((path.name, n, summary["duration_s"], *times["compiled"], *times["torch"]))
     lines = [f"# Neural path speed ({date.today()}, {platform.machine()}, {os.cpu_count()} cores, torch "
              f"{torch.__version__}, {torch.get_num_threads()} threads, idle machine, model "
              f"{Path(MODEL).stem if MODEL else 'shipped default'})", "",
              "20 EEG channels coded by the model + 1 ECG channel coded exactly, at 500 Hz; wall-clock of "
-             "`api.compress` / `api.decompress` with the model already loaded, best of 3.", "",
-             "| file | seconds | codebooks | encode s | encode × real time | decode s | decode × real time |",
-             "|---|---|---|---|---|---|---|"]
-    for name, n, dur, enc, dec in rows:
-        lines.append(f"| {name} | {dur:g} | {n} | {enc:.2f} | {dur / enc:.0f} | {dec:.2f} | {dur / dec:.0f} |")
+             "`api.compress` / `api.decompress` with the model already loaded, best of 3. Torch's Snake: the same "
+             "model with DAC's Snake in torch's operations (eegz 0.12), measured beside it; speed-up: its time "
+             "over the compiled Snake's.", "",
+             "| file | seconds | codebooks | encode s | encode × real time | decode s | decode × real time "
+             "| encode × real time, torch's Snake | decode, torch's Snake | encode speed-up | decode speed-up |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, n, dur, enc, dec, enc_t, dec_t in rows:
+        lines.append(f"| {name} | {dur:g} | {n} | {enc:.2f} | {dur / enc:.0f} | {dec:.2f} | {dur / dec:.0f} "
+                     f"| {dur / enc_t:.0f} | {dur / dec_t:.0f} | {enc_t / enc:.2f} | {dec_t / dec:.2f} |")
     out_md = ROOT / "benchmarks" / "results" / f"{TAG}.md"
     out_md.write_text("\n".join(lines) + "\n")
     print(out_md.read_text())
