@@ -59,8 +59,9 @@ def test_fidelity_and_ratio_on_the_example(lossy_example, tmp_path, n):
     assert summary["compression_ratio"] > MIN_RATIO[n]
     assert summary["codebooks"] == n
     # 10-bit codes, 4 frames a second at 256 Hz, hop 64: 40 bit/s per codebook before entropy coding
-    # (+ the band envelope: 10 bytes a 16-s block, 5 bit/s, and the stream headers; measured 136 / 249 / 345)
-    assert 20 * n < summary["bits_per_second_per_channel"] < 40 * n + 20
+    # (+ the band envelope: 22 bytes a 16-s block at 500 Hz in format 13, 11 bit/s, and the stream headers;
+    # measured 143 / 257 / 354)
+    assert 20 * n < summary["bits_per_second_per_channel"] < 40 * n + 25
 
 
 def test_more_codebooks_are_never_worse(lossy_example, tmp_path):
@@ -206,7 +207,7 @@ def test_a_mains_line_comes_back_as_a_tone_intoken_streams(tmp_path, monkeypatch
     signal = rec.header.signals[0]
     others = tuple(s.label for s in rec.header.signals[1:])  # only Fp1 through the codec: quicker
     api.compress(path, tmp_path / "t.eegz", codebooks=6, device="cpu", exact_labels=others)
-    assert api.info(tmp_path / "t.eegz")["format_version"] == 12
+    assert api.info(tmp_path / "t.eegz")["format_version"] == 13
     streams = list(token_streams(tmp_path / "t.eegz"))
     assert len(streams) == 4
     for _, entry, _, t in streams:
@@ -276,17 +277,47 @@ def test_a_file_with_tones_recoded_to_fewer_codebooks_is_the_file_compressing_gi
     assert all(len(t.tones) == 1 for *_, t in token_streams(tmp_path / "r3.eegz"))
 
 
-def test_a_token_file_without_tones_decodes_as_format_7_did(lossy_example, tmp_path, monkeypatch):
+def test_a_token_file_without_tones_decodes_as_format_7_did(tmp_path, monkeypatch):
     """Format 12 changes nothing but the tones: the example (recorded through a notch, no lines) written as format
-    7 holds the same tokens and decodes to the same samples (its envelope keeps 6.4's rules, not 8.2's)."""
+    7 and as format 12 holds the same tokens and decodes to the same samples (its envelope keeps 6.4's rules and
+    bands, not 8.2's)."""
     from eegz import encode
-    monkeypatch.setattr(encode, "format_version", lambda *args: 7)
-    api.compress(EXAMPLE, tmp_path / "v7.eegz", codebooks=6, device="cpu")
-    assert api.info(tmp_path / "v7.eegz")["format_version"] == 7 and api.info(lossy_example[6])["format_version"] == 12
-    old, _ = _decoded(tmp_path / "v7.eegz", tmp_path, "v7.edf")
-    new, _ = _decoded(lossy_example[6], tmp_path, "v12.edf")
-    for a, b in zip(old.digital, new.digital):
+    decoded = {}
+    for version in (7, 12):
+        monkeypatch.setattr(encode, "format_version", lambda *args, v=version: v)
+        api.compress(EXAMPLE, tmp_path / f"v{version}.eegz", codebooks=6, device="cpu")
+        assert api.info(tmp_path / f"v{version}.eegz")["format_version"] == version
+        decoded[version], _ = _decoded(tmp_path / f"v{version}.eegz", tmp_path, f"v{version}.edf")
+    for a, b in zip(decoded[7].digital, decoded[12].digital):
         np.testing.assert_array_equal(a, b)
+
+
+def test_format_13_keeps_a_notch_filters_gap(lossy_example, tmp_path, monkeypatch):
+    """Spec 6.4 (format 13): token streams' envelope in 8.2's 2-Hz bands from 43 to 64 Hz. The example is recorded
+    through a 50-Hz notch; with 6.4's bands, [43, 49.75) and [50.25, 56) filled the gap with noise and left the
+    decoder's own 50-Hz hump standing (measured: 48-52 Hz at 136x the original's power, mean over channels, and
+    52-57 Hz 0.66x, the power it gave the gap); now 1.55x, and 43-48 / 52-57 Hz 0.99 / 1.01x."""
+    from scipy.signal import welch
+
+    from eegz import encode
+    monkeypatch.setattr(encode, "format_version", lambda *args: 12)
+    api.compress(EXAMPLE, tmp_path / "v12.eegz", codebooks=6, device="cpu")
+    original = read_edf(EXAMPLE)
+    idx = [i for i, r in enumerate(channel_roles(original.header.signals)) if r == NEURAL]
+    rate = original.header.signals[idx[0]].sample_rate
+
+    def band_ratios(path, name):
+        decoded, _ = _decoded(path, tmp_path, name)
+        f, po = welch(np.stack([original.digital[i] for i in idx]).astype(float), rate, nperseg=int(4 * rate))
+        _, pd = welch(np.stack([decoded.digital[i] for i in idx]).astype(float), rate, nperseg=int(4 * rate))
+        ratio = lambda lo, hi: float(np.mean(pd[:, (f >= lo) & (f < hi)].sum(1) / po[:, (f >= lo) & (f < hi)].sum(1)))
+        return ratio(48, 52), ratio(43, 48), ratio(52, 57)
+
+    gap13, *sides13 = band_ratios(lossy_example[6], "v13.edf")
+    gap12, *sides12 = band_ratios(tmp_path / "v12.eegz", "v12.edf")
+    assert api.info(lossy_example[6])["format_version"] == 13
+    assert gap13 < 2.2 and gap12 > 50, (gap13, gap12)
+    assert all(0.9 < r < 1.1 for r in sides13) and sides12[1] < 0.75, (sides13, sides12)
 
 
 def test_compiled_snake_is_dacs_snake_within_float_rounding():

@@ -1,4 +1,4 @@
-"""Write the test vectors of formats 3 to 12 (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled
+"""Write the test vectors of formats 3 to 13 (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled
 example (eegmat Subject17, CC BY 4.0), BioSemi's BDF test file (edge/biosemi, shared data folder) and a Bonn
 segment (bonn/A_Z/Z051.txt there, as a one-record EDF).
 
@@ -135,6 +135,12 @@ VECTORS = {  # file: (source, options, what it exercises)
     "lossy_tones_6.eegz": ("bonn-Z051", dict(mode="lossy", codebooks=6),
                            "format 12: kind 3 with stationary tones (section 6.6: the 50.01-Hz mains line of Bonn "
                            "Z051, one 23.6-s record at 173.61 Hz), DAC-SC, 6 codebooks"),
+    "lossy_fine_bands_6.eegz": ("eegmat-40s", dict(mode="lossy", codebooks=6),
+                                "format 13: kind 3 whose band envelope has 8.2's bands and 0.5-Hz parts (section 6.4; "
+                                "22 bands at 500 Hz; the example is recorded through a 50-Hz notch), DAC-SC, 6 codebooks"),
+    "lossy_fine_bands_tones_3.eegz": ("bonn-Z051", dict(mode="lossy", codebooks=3),
+                                      "format 13: kind 3 with stationary tones and 8.2's 18 bands at 173.61 Hz "
+                                      "(sections 6.4, 6.6; Bonn Z051), DAC-SC, 3 codebooks"),
 }
 
 

@@ -42,6 +42,8 @@ TOKEN_PROB_BITS = 15
 _TOKENS_V3 = struct.Struct("<ffBI")  # offset, scale, codebooks, frames (spec 6); formats 4-5: + u8 bands, levels
 CHANNEL_RATE_ENVELOPE = 5  # the format from which the band envelope lives at the channel's rate
 TOKEN_TONES = 12  # the format from which a token stream carries stationary tones (spec 6.6)
+TOKEN_FINE_BANDS = 13  # the format from which token streams' envelope has 8.2's bands (token_bands), 0.5-Hz parts
+# and noise in the mains bands (envelope.FINE_PART_HZ)
 TOKEN_ENVELOPE_RULES = 7  # token streams keep 6.4's envelope in every later format (8.2's and 8.3's are the
 # transform streams': on the neural codec's output its fill ramp halved the noise above 30 Hz where the codec
 # kept some, and held-out eegmat's 30-70 Hz power came back 4 % short instead of 2 %)
@@ -124,6 +126,15 @@ def token_tables(token_counts: np.ndarray) -> tuple[bytes, int, int]:
     return _core.symbol_tables(freqs.astype(np.uint32), rows, size, TOKEN_PROB_BITS), rows, size
 
 
+def token_bands(rate: float, version: int) -> tuple:
+    """The bands of a token stream's envelope at a channel rate (spec 6.4): from format 13 on 8.2's, with 2-Hz
+    bands from 43 to 64 Hz (and parts of 0.5 Hz, envelope.FINE_PART_HZ; 6.4's rules stay). 6.4's [43, 49.75) and
+    [50.25, 56) spread their power into the gap of a 50-Hz notch filter, and let the decoder's own 50- and 60-Hz
+    humps (it learned mains from its training data) stand: the example's 48-52 Hz came back at 136x the
+    original's power."""
+    return envelope.channel_bands(rate, 8 if version >= TOKEN_FINE_BANDS else 5)
+
+
 def pack_tokens(stream: TokenStream, tables: tuple, version: int) -> bytes:
     """A block's token stream (spec 6): header, band envelope (format 4), tones (format 12), codes
     rANS-coded with the model's tables."""
@@ -149,7 +160,10 @@ def unpack_tokens(data: bytes, tables: tuple, n_frames: int, max_codebooks: int,
     start, levels = _TOKENS_V3.size, b""
     if version >= 4:
         n_bands = data[start]
-        allowed = n_bands <= len(envelope.BANDS_HZ) if version >= CHANNEL_RATE_ENVELOPE else n_bands in (0, len(envelope.BANDS_V4))
+        if version >= CHANNEL_RATE_ENVELOPE:
+            allowed = n_bands <= len(envelope.BANDS_V8 if version >= TOKEN_FINE_BANDS else envelope.BANDS_HZ)
+        else:
+            allowed = n_bands in (0, len(envelope.BANDS_V4))
         if not allowed or len(data) < start + 1 + n_bands:
             raise FormatError("damaged token stream (band envelope)")
         levels, start = bytes(data[start + 1:start + 1 + n_bands]), start + 1 + n_bands
@@ -303,7 +317,7 @@ class TokenEncoder:
         block = next(b for b in run if b.index == index)
         rate = signal.sample_rate
         return envelope.levels((self._without_tones(block, i) - offset) / scale, rate, rate / 2,
-                               envelope.channel_bands(rate))
+                               token_bands(rate, self.version))
 
     def _fewest_codebooks(self, jobs: list, codes: list[np.ndarray]) -> list[list[int]]:
         """--quality: for each job's blocks, the fewest codebooks from MIN_QUALITY_CODEBOOKS up whose decoded
@@ -504,14 +518,15 @@ class TokenDecoder:
         return seed_of(first_record, signal, t.scale if self.version >= SCALE_SEED else None)
 
     def _channel_rate_envelope(self, phys: np.ndarray, t: TokenStream, s: Signal, seed: int) -> np.ndarray:
-        """Formats 5-6 (spec 6.4): the block's own samples at the channel's rate brought to the stored band
-        powers, in the block's normalization."""
-        rate = s.sample_rate
-        bands = envelope.channel_bands(rate)
+        """Formats 5 and later (spec 6.4): the block's own samples at the channel's rate brought to the stored
+        band powers, in the block's normalization."""
+        rate, fine = s.sample_rate, self.version >= TOKEN_FINE_BANDS
+        bands = token_bands(rate, self.version)
         if len(t.envelope) != len(bands):
             raise FormatError("damaged token stream (band envelope)")
         y = envelope.apply((phys - t.offset) / t.scale, t.envelope, rate, rate / 2, seed, bands, _rounding(s, t),
-                           version=min(self.version, TOKEN_ENVELOPE_RULES))
+                           version=min(self.version, TOKEN_ENVELOPE_RULES),
+                           part_hz=envelope.FINE_PART_HZ if fine else envelope.SUB_BAND_HZ, mains_noise=fine)
         return y * t.scale + t.offset
 
     def _codec_rate_envelope(self, wave: np.ndarray, n_left: int, n_frames: int, t: TokenStream, s: Signal,

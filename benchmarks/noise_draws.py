@@ -1,0 +1,96 @@
+"""Lossy mode's Bonn checks over several draws of the band envelope's noise, format 12 against format 13.
+
+clinical.py runs each setting once, with the one noise that the format's seed gives; the texture detector's
+agreement and a set's strongest invented line move with that draw (by about 1 point and 0.15x on 20 segments).
+Here every Bonn segment 051-070 is coded with the default model as format 12 (6.4's bands) and as format 13
+(8.2's bands, 0.5-Hz parts, noise in the mains bands; spec 6.4) with the seed shifted by k x 7919 for
+draw k = 0 .. DRAWS-1 (draw 0 is the file's own noise), and each set's texture agreement and strongest line
+(metrics.line_ratio_psd on the set's mean spectrum) are given per draw and as their mean.
+
+Usage: python benchmarks/noise_draws.py [DATA_DIR]; EEGZ_BENCH_DRAWS (default 4), EEGZ_BENCH_CODEBOOKS
+(default 3,6,9). Writes benchmarks/results/noise_draws.{json,md}.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the benchmarks package; eegz is the installed one
+
+from benchmarks import clinical  # noqa: E402
+from eegz import encode, lossy  # noqa: E402
+from eegz.metrics import line_ratio_psd, welch_psd  # noqa: E402
+
+DRAWS = int(os.environ.get("EEGZ_BENCH_DRAWS", "4"))
+CODEBOOKS = [int(n) for n in os.environ.get("EEGZ_BENCH_CODEBOOKS", "3,6,9").split(",")]
+FORMATS = (12, 13)
+SEED_STEP = 7919
+
+
+def one_draw(segments: dict, texture, keys: list, folder: Path, codebooks: int) -> tuple[float, float]:
+    """(texture agreement, strongest line of the set's mean spectrum) of one set with the current format and seed."""
+    agree, xs, ys = [], [], []
+    for key in keys:
+        x = segments[key][0]
+        y, _ = clinical.coded(x, folder, {"codebooks": codebooks})
+        agree += list(texture.predict(clinical.texture_features(x)) == texture.predict(clinical.texture_features(y)))
+        xs.append(np.asarray(x, np.float64))
+        ys.append(y)
+    f, px = welch_psd(np.stack(xs), clinical.RATE)
+    _, py = welch_psd(np.stack(ys), clinical.RATE)
+    return float(np.mean(agree)), line_ratio_psd((f, px), (f, py), clinical.RATE)[0]
+
+
+def main() -> None:
+    data = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data"
+    segments, _, texture = clinical.train_detectors(data)
+    sets = sorted({k[0] for k in segments})
+    own_version, own_seed = encode.format_version, lossy.seed_of
+    results = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for n in CODEBOOKS:
+                for folder in sets:
+                    keys = sorted(k for k in segments if k[0] == folder and k[1] > 50)
+                    for version in FORMATS:
+                        encode.format_version = lambda *args, v=version: v
+                        draws = []
+                        for k in range(DRAWS):
+                            lossy.seed_of = lambda *args, s=k * SEED_STEP: (own_seed(*args) + s) % 2 ** 64
+                            draws.append(one_draw(segments, texture, keys, Path(tmp), n))
+                        results.append({"codebooks": n, "set": folder[0], "format": version,
+                                        "texture": [d[0] for d in draws], "line": [d[1] for d in draws]})
+                        print(n, folder[0], version, draws, file=sys.stderr, flush=True)
+    finally:
+        encode.format_version, lossy.seed_of = own_version, own_seed
+    write(results)
+
+
+def write(results: list) -> None:
+    out = ROOT / "benchmarks" / "results"
+    (out / "noise_draws.json").write_text(json.dumps({"date": str(date.today()), "draws": DRAWS,
+                                                       "results": results}, indent=1))
+    lines = [f"# Lossy mode over {DRAWS} draws of the envelope's noise: format 12 against 13 ({date.today()})", "",
+             "Bonn segments 051-070, default model; each set's texture-detector agreement (%) and strongest invented "
+             "line in its mean spectrum, per draw (draw 0: the file's own noise) and their mean. Format 12: 6.4's "
+             "bands; format 13: 8.2's bands, 0.5-Hz parts, noise in the mains bands (spec 6.4). "
+             "benchmarks/noise_draws.py.", "",
+             "| codebooks | set | format | texture agreement per draw | mean | line per draw | mean |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['codebooks']} | {r['set']} | {r['format']} | "
+                     f"{' / '.join(f'{100 * t:.1f}' for t in r['texture'])} | {100 * np.mean(r['texture']):.2f} | "
+                     f"{' / '.join(f'{v:.2f}' for v in r['line'])} | {np.mean(r['line']):.2f} |")
+    (out / "noise_draws.md").write_text("\n".join(lines) + "\n")
+    print((out / "noise_draws.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
