@@ -279,3 +279,30 @@ def test_windows_in_groups_of_one_channel_keep_the_line_loss_per_channel():
     loss = RunningLineLoss(256, decay=0.0)
     kept = float(loss(y, x, per_channel, tops)) * len(set(per_channel))  # the one channel's own sum
     assert kept > 1.5 and kept > 4 * diluted and loss.means == {}  # measured 2.27 and 0.38
+
+
+def test_training_windows_hold_no_line_that_the_encoder_takes_out(tmp_path):
+    """The encoder takes each block's stationary tones out before the codec sees it (spec 6.6), so training does
+    too (train.without_tones): a steady 50.02-Hz line of 60 digital units added to the example's Fp1 (recorded
+    through a notch) is gone from the training signal at the codec rate. Measured: 49.5-50.5 Hz holds 0.92x the
+    power it holds without the line, 13x with the line left in."""
+    from scipy.signal import welch
+
+    from eegz.dsp import resample
+    from eegz.edf import encode_recording, read_edf
+    from eegz.train import codec_rate_channels
+    rec = read_edf(EXAMPLE)
+    plain = codec_rate_channels(EXAMPLE, 256)[0][2]
+    s = rec.header.signals[0]
+    t = np.arange(len(rec.digital[0])) / s.sample_rate
+    rec.digital[0][:] = np.clip(np.rint(rec.digital[0] + 60.0 * np.cos(2 * np.pi * 50.02 * t + 0.7)),
+                                s.digital_min, s.digital_max)
+    (tmp_path / "line.edf").write_bytes(encode_recording(rec))
+    label, rate, lined = codec_rate_channels(tmp_path / "line.edf", 256)[0]
+    assert (label, rate, len(lined)) == (s.label, s.sample_rate, len(plain))
+    left_in = resample(s.to_physical(rec.digital[0]), s.sample_rate, 256)
+    f, p_plain = welch(plain, 256, nperseg=1024)
+    band = (f >= 49.5) & (f <= 50.5)
+    ratio = {name: welch(x, 256, nperseg=1024)[1][band].sum() / p_plain[band].sum()
+             for name, x in (("taken out", lined), ("left in", left_in))}
+    assert ratio["taken out"] < 1.2 and ratio["left in"] > 10, ratio

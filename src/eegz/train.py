@@ -32,7 +32,8 @@ import numpy as np
 from .channels import NEURAL, channel_role
 from .dsp import resample
 from .edf import EdfError, read_edf
-from .lossy import BLOCK_SECONDS, block_normalization
+from . import tones
+from .lossy import BLOCK_SECONDS, TONE_SECONDS, block_normalization
 from .metrics import band_power_errors_psd, line_ratio_psd, prdn_windows, welch_psd
 from .neural import ModelConfig, _quiet_imports, build_dac, load_state_into, pick_device, save_model
 from .progress import Progress
@@ -97,14 +98,32 @@ def bonn_key(path: Path) -> str | None:
 
 
 def codec_rate_channels(path: Path, codec_rate: int) -> list[tuple[str, np.ndarray]]:
-    """(label, own rate, signal at the codec rate) of each EEG channel of a file that lasts at least 4 s."""
+    """(label, own rate, signal at the codec rate) of each EEG channel of a file that lasts at least 4 s, its
+    stationary tones taken out (without_tones)."""
     if bonn_key(path):
-        x = np.loadtxt(path, dtype=np.float64, ndmin=1)
+        x = without_tones(np.loadtxt(path, dtype=np.float64, ndmin=1), BONN_RATE)
         return [("EEG", BONN_RATE, resample(x, BONN_RATE, codec_rate))] if len(x) >= 4 * BONN_RATE else []
     rec = read_edf(path)
-    return [(s.label, s.sample_rate, resample(s.to_physical(d), s.sample_rate, codec_rate))
+    return [(s.label, s.sample_rate, resample(s.to_physical(without_tones(d, s.sample_rate)), s.sample_rate, codec_rate))
             for s, d in zip(rec.header.signals, rec.digital)
             if channel_role(s) == NEURAL and len(d) >= 4 * s.sample_rate]
+
+
+def without_tones(digital: np.ndarray, rate: float) -> np.ndarray:
+    """A channel's samples (digital units) with each BLOCK_SECONDS block's stationary tones taken out, as the
+    encoder takes them out of a block before the codec sees it (spec 6.6): the model learns the signal it will
+    be given. Trained on mains lines that its input never holds at inference, the decoder had learned to make
+    a 49.6-50.3 Hz hump of its own."""
+    out = np.asarray(digital, np.float64).copy()
+    n = max(1, int(round(BLOCK_SECONDS * rate)))
+    for start in range(0, len(out), n):
+        part = out[start:start + n]  # a view: the tones are taken out in place
+        most = int(len(part) / rate / TONE_SECONDS)  # the encoder's limit: one tone per TONE_SECONDS
+        if most and len(part) < tones.MAX_SAMPLES:
+            rows = tones.as_stored(part, rate, most)
+            if len(rows):
+                part -= tones.synthesized(rows, len(part))
+    return out
 
 
 def normalize_blocks(x: np.ndarray, block: int) -> np.ndarray:
