@@ -215,7 +215,8 @@ def _snake_in_place(self, x):
     """DAC's Snake, x + sin²(αx)/α, in two temporaries instead of five: it was half the encoder's time.
     On the CPU one compiled pass (_core.snake) does it: torch's sin and three more passes were a fifth."""
     from torch import float32
-    if x.device.type == "cpu" and x.dtype == self.alpha.dtype == float32 and x.is_contiguous():
+    compiled = x.device.type == "cpu" and x.dtype == self.alpha.dtype == float32 and x.is_contiguous()
+    if compiled and not x.requires_grad:  # (numpy views need tensors outside autograd)
         out = x.new_empty(x.shape)
         _core.snake(x.numpy(), self.alpha.detach().reshape(-1).contiguous().numpy(), out.numpy(), x.shape[-1])
         return out
