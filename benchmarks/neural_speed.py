@@ -34,13 +34,11 @@ RUNS = 5  # best of five, the two Snakes taking turns
 NEIGHBOUR = os.environ.get("EEGZ_BENCH_NEIGHBOUR", "idle machine")  # e.g. "beside a busy loop on one core"
 
 
-def best_of(runs: int, action) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        result = action()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
+def timed(action) -> tuple[float, object]:
+    """(seconds, result) of one call."""
+    t0 = time.perf_counter()
+    result = action()
+    return time.perf_counter() - t0, result
 
 
 def torch_snake(self, x):
@@ -83,10 +81,9 @@ def main() -> None:
                 for _ in range(RUNS):  # the two in turn, so that a slow spell of the machine hits both
                     for name, forward in (("compiled", _snake_in_place), ("torch", torch_snake)):
                         with snake(forward):
-                            enc, summary = best_of(1, lambda: api.compress(path, out, codebooks=n, device="cpu",
-                                                                            force=True, model=MODEL))
-                            dec, _ = best_of(1, lambda: api.decompress(out, back, device="cpu", force=True,
-                                                                       model=MODEL))
+                            enc, summary = timed(lambda: api.compress(path, out, codebooks=n, device="cpu",
+                                                                      force=True, model=MODEL))
+                            dec, _ = timed(lambda: api.decompress(out, back, device="cpu", force=True, model=MODEL))
                         times[name] = [min(times[name][0], enc), min(times[name][1], dec)]
                 rows.append((path.name, n, summary["duration_s"], *times["compiled"], *times["torch"]))
     lines = [f"# Neural path speed ({date.today()}, {platform.machine()}, {os.cpu_count()} cores, torch "

@@ -126,6 +126,15 @@ def token_tables(token_counts: np.ndarray) -> tuple[bytes, int, int]:
     return _core.symbol_tables(freqs.astype(np.uint32), rows, size, TOKEN_PROB_BITS), rows, size
 
 
+def block_tones(digital: np.ndarray, rate: float, seconds: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """Format 12: the stationary tones of one channel's block of `seconds` (rows k, a, b as a stream stores
+    them; at most one per TONE_SECONDS) and their samples in digital units (None without tones)."""
+    most = int(seconds / TONE_SECONDS)
+    found = most > 0 and len(digital) < tones.MAX_SAMPLES
+    rows = tones.as_stored(np.asarray(digital, np.float64), rate, most) if found else NO_TONES
+    return rows, tones.synthesized(rows, len(digital)) if len(rows) else None
+
+
 def token_bands(rate: float, version: int) -> tuple:
     """The bands of a token stream's envelope at a channel rate (spec 6.4): from format 13 on 8.2's, with 2-Hz
     bands from 43 to 64 Hz (and parts of 0.5 Hz, envelope.FINE_PART_HZ; 6.4's rules stay). 6.4's [43, 49.75) and
@@ -292,13 +301,11 @@ class TokenEncoder:
         digital units (None without tones), found and synthesized once."""
         key = (block.index, i)
         if key not in self.found:
-            digital, s = block.digital[i], self.signals[i]
-            most = int(block.record_count * self.record_duration / TONE_SECONDS)
             # every block, coded or kept exactly: one stored exactly is a coded neighbour's context, and its
             # lines are taken out there as its own (whether it is codable costs a median to find out)
-            found = self.version >= TOKEN_TONES and most > 0 and len(digital) < tones.MAX_SAMPLES
-            rows = tones.as_stored(digital.astype(np.float64), s.sample_rate, most) if found else NO_TONES
-            self.found[key] = rows, tones.synthesized(rows, len(digital)) if len(rows) else None
+            self.found[key] = (block_tones(block.digital[i], self.signals[i].sample_rate,
+                                           block.record_count * self.record_duration)
+                               if self.version >= TOKEN_TONES else (NO_TONES, None))
         return self.found[key]
 
     def _without_tones(self, block: Block, i: int) -> np.ndarray:

@@ -32,8 +32,7 @@ import numpy as np
 from .channels import NEURAL, channel_role
 from .dsp import resample
 from .edf import EdfError, read_edf
-from . import tones
-from .lossy import BLOCK_SECONDS, TONE_SECONDS, block_normalization
+from .lossy import BLOCK_SECONDS, block_normalization, block_tones
 from .metrics import band_power_errors_psd, line_ratio_psd, prdn_windows, welch_psd
 from .neural import ModelConfig, _quiet_imports, build_dac, load_state_into, pick_device, save_model
 from .progress import Progress
@@ -118,11 +117,9 @@ def without_tones(digital: np.ndarray, rate: float) -> np.ndarray:
     n = max(1, int(round(BLOCK_SECONDS * rate)))
     for start in range(0, len(out), n):
         part = out[start:start + n]  # a view: the tones are taken out in place
-        most = int(len(part) / rate / TONE_SECONDS)  # the encoder's limit: one tone per TONE_SECONDS
-        if most and len(part) < tones.MAX_SAMPLES:
-            rows = tones.as_stored(part, rate, most)
-            if len(rows):
-                part -= tones.synthesized(rows, len(part))
+        lines = block_tones(part, rate, len(part) / rate)[1]
+        if lines is not None:
+            part -= lines
     return out
 
 
