@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from eegz import api, transform
+from eegz import api, runs, transform
 from eegz.channels import NEURAL, channel_roles
 from eegz.container import Container
 from eegz.edf import read_edf
@@ -361,7 +361,7 @@ def _block_with_runs():
 
 def test_constant_runs_decode_exactly_and_the_rest_as_before():
     signal, digital = _block_with_runs()
-    np.testing.assert_array_equal(transform.constant_runs(digital, signal),
+    np.testing.assert_array_equal(runs.constant_runs(digital, signal),
                                   [[1000, 500, 1234], [3700, 300, signal.digital_max]])
     data = transform.encode_block(digital, signal, bitrate=250.0)
     assert transform._HEAD.unpack_from(data, 0)[4] & transform.RUNS_FLAG and data[transform._HEAD.size] == 2
@@ -372,7 +372,7 @@ def test_constant_runs_decode_exactly_and_the_rest_as_before():
     x, y = digital[rest].astype(float), decoded[rest].astype(float)
     assert np.linalg.norm(x - y) / np.linalg.norm(x - x.mean()) < 0.2  # measured 0.167 (0.168 coding the original)
     # what the transform codes instead: a bridge that keeps value and slope, so no step and no bend
-    bridged = transform._without_runs(digital, transform.constant_runs(digital, signal), signal.sample_rate)
+    bridged = runs.bridged(digital, runs.constant_runs(digital, signal), signal.sample_rate)
     assert abs(np.diff(bridged[995:1505])).max() <= abs(np.diff(digital[990:1000].astype(float))).max() + 1
     with pytest.raises(FormatError, match="coder, bands"):  # a version-9 reader knows no runs
         transform.decode_block(data, signal, len(digital), 0, version=9)

@@ -141,6 +141,10 @@ VECTORS = {  # file: (source, options, what it exercises)
     "lossy_fine_bands_tones_3.eegz": ("bonn-Z051", dict(mode="lossy", codebooks=3),
                                       "format 13: kind 3 with stationary tones and 8.2's 18 bands at 173.61 Hz "
                                       "(sections 6.4, 6.6; Bonn Z051), DAC-SC, 3 codebooks"),
+    "lossy_runs_6.eegz": ("eegmat-last-16s", dict(mode="lossy", codebooks=6),
+                          "format 14: kind 3 with constant runs (section 6.7: the recording's padding, 0 then another "
+                          "constant, in every channel), the line padding of 6.1 at the recording's ends and 6.4's "
+                          "exact filling, DAC-SC, 6 codebooks"),
 }
 
 

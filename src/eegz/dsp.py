@@ -37,13 +37,15 @@ def rate_ratio(from_rate: float, to_rate: float) -> tuple[int, int]:
     return ratio.numerator, ratio.denominator
 
 
-def resample(x: np.ndarray, from_rate: float, to_rate: float) -> np.ndarray:
-    """Polyphase resampling along the last axis; the identity when the rates are equal."""
+def resample(x: np.ndarray, from_rate: float, to_rate: float, padtype: str = "constant") -> np.ndarray:
+    """Polyphase resampling along the last axis; the identity when the rates are equal. `padtype`: what the
+    filter assumes beyond the ends (scipy's: "constant" is zeros, "line" the straight line through the first
+    and last samples)."""
     up, down = rate_ratio(from_rate, to_rate)
     if up == down:
         return np.asarray(x, dtype=np.float64)
     from scipy.signal import resample_poly
-    return resample_poly(np.asarray(x, dtype=np.float64), up, down, axis=-1)
+    return resample_poly(np.asarray(x, dtype=np.float64), up, down, axis=-1, padtype=padtype)
 
 
 def alignment_period(channel_rate: float, codec_rate: float) -> int:

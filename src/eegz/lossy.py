@@ -30,6 +30,7 @@ from .edf import Signal
 from .container import AUX_TOKENS, NEURAL_TOKENS
 from .errors import FormatError
 from .neural import ABSENT_CODE
+from .runs import NO_RUNS, bridged, checked, constant_runs, in_runs, written
 
 # normalized = (x - median) / (16 σ): about the amplitude the model was trained at (µV / 200 for EEG of
 # σ ≈ 12 µV). Measured on held-out eegmat at 3/6/9 codebooks: PRDN 31.7/22.2/19.8 % against 32.9/23.5/20.8
@@ -44,6 +45,19 @@ CHANNEL_RATE_ENVELOPE = 5  # the format from which the band envelope lives at th
 TOKEN_TONES = 12  # the format from which a token stream carries stationary tones (spec 6.6)
 TOKEN_FINE_BANDS = 13  # the format from which token streams' envelope has 8.2's bands (token_bands), 0.5-Hz parts
 # and noise in the mains bands (envelope.FINE_PART_HZ)
+# format 14: token streams carry the block's constant runs (spec 6.7, runs.py), as transform streams have since
+# format 10. Decoded, the padding at a recording's end (1-2 s in every eegmat file) held the codec's own output and
+# the last block's noise: over the held-out eegmat recordings Subject14-17 (both runs) at 6 codebooks the strongest
+# invented line of 146 of their 168 channels stood above 1.5x and of 39 above 2x, most at 100-250 Hz, where EEG is
+# quietest (means over three noise draws; with runs, line padding and exact filling: 42 and 0)
+TOKEN_RUNS = 14
+# Format 14 also resamples the decoded wave to the channel's rate as if it went on along the straight line through
+# its ends (scipy's padtype "line") instead of falling to 0 past them: at a recording's first and last samples
+# (where no neighbour's context lies beyond) the filter pulled the wave towards 0, and the band envelope, which
+# works on the whole block, spread that step's broadband power over the first and last blocks (the example's last
+# block: 150-240 Hz at 3.7x the original's power, median over channels; 1.35x along the line)
+LINE_PADDING = 14
+EXACT_FILL = 14  # the format from which a token stream's filled envelope parts lose the noise's cross term
 TOKEN_ENVELOPE_RULES = 7  # token streams keep 6.4's envelope in every later format (8.2's and 8.3's are the
 # transform streams': on the neural codec's output its fill ramp halved the noise above 30 Hz where the codec
 # kept some, and held-out eegmat's 30-70 Hz power came back 4 % short instead of 2 %)
@@ -59,12 +73,14 @@ NO_TONES = np.zeros((0, 3), np.int64)
 
 class TokenStream(NamedTuple):
     """One channel-block's tokens as stored: codes (codebooks × frames), normalization, band envelope
-    (b"" in formats 1-3), stationary tones (rows k, a, b; none before format 12)."""
+    (b"" in formats 1-3), stationary tones (rows k, a, b; none before format 12), constant runs (rows start,
+    length, value; none before format 14)."""
     codes: np.ndarray
     offset: float
     scale: float
     envelope: bytes = b""
     tones: np.ndarray = NO_TONES
+    runs: np.ndarray = NO_RUNS
 
 
 def block_is_codable(digital: np.ndarray, signal: Signal) -> bool:
@@ -126,13 +142,31 @@ def token_tables(token_counts: np.ndarray) -> tuple[bytes, int, int]:
     return _core.symbol_tables(freqs.astype(np.uint32), rows, size, TOKEN_PROB_BITS), rows, size
 
 
-def block_tones(digital: np.ndarray, rate: float, seconds: float) -> tuple[np.ndarray, np.ndarray | None]:
+def block_tones(digital: np.ndarray, rate: float, seconds: float,
+                known: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Format 12: the stationary tones of one channel's block of `seconds` (rows k, a, b as a stream stores
-    them; at most one per TONE_SECONDS) and their samples in digital units (None without tones)."""
+    them; at most one per TONE_SECONDS) and their samples in digital units (None without tones); fitted where
+    the samples are `known` (not in a constant run)."""
     most = int(seconds / TONE_SECONDS)
     found = most > 0 and len(digital) < tones.MAX_SAMPLES
-    rows = tones.as_stored(np.asarray(digital, np.float64), rate, most) if found else NO_TONES
+    rows = tones.as_stored(np.asarray(digital, np.float64), rate, most, known) if found else NO_TONES
     return rows, tones.synthesized(rows, len(digital)) if len(rows) else None
+
+
+def block_input(digital: np.ndarray, signal: Signal, seconds: float, version: int) -> tuple:
+    """What a token stream stores of one channel's block beside its codes, and what the codec and the envelope
+    see: (its tones (format 12), their samples in digital units (None without), its constant runs (format 14),
+    its digital samples with the tones taken out and the runs bridged over (None without runs)). As transform
+    streams do (spec 8.4, 8.5): tones are fitted outside the runs, and the runs bridged again from what the
+    tones leave."""
+    rate = signal.sample_rate
+    found = constant_runs(digital, signal) if version >= TOKEN_RUNS else NO_RUNS
+    smooth = bridged(digital, found, rate) if len(found) else digital
+    rows, samples = (block_tones(smooth, rate, seconds, ~in_runs(found, len(smooth)) if len(found) else None)
+                     if version >= TOKEN_TONES else (NO_TONES, None))
+    if not len(found):
+        return rows, samples, found, None
+    return rows, samples, found, smooth if samples is None else bridged(digital - samples, found, rate)
 
 
 def token_bands(rate: float, version: int) -> tuple:
@@ -155,6 +189,8 @@ def pack_tokens(stream: TokenStream, tables: tuple, version: int) -> bytes:
         head += bytes([len(stream.envelope)]) + stream.envelope
     if version >= TOKEN_TONES:
         head += bytes([len(stream.tones)]) + _tone_bytes(stream.tones)
+    if version >= TOKEN_RUNS:
+        head += bytes([len(stream.runs)]) + _run_bytes(stream.runs)
     return head + body
 
 
@@ -176,53 +212,97 @@ def unpack_tokens(data: bytes, tables: tuple, n_frames: int, max_codebooks: int,
         if not allowed or len(data) < start + 1 + n_bands:
             raise FormatError("damaged token stream (band envelope)")
         levels, start = bytes(data[start + 1:start + 1 + n_bands]), start + 1 + n_bands
-    lines = NO_TONES
+    lines, found = NO_TONES, NO_RUNS
     if version >= TOKEN_TONES:
         lines, start = _unpacked_tones(data, start)
+    if version >= TOKEN_RUNS:
+        found, start = _unpacked_runs(data, start)
     try:
         codes = _core.decode_symbols(data[start:], n_q, frames, table, rows, size, TOKEN_PROB_BITS)
     except ValueError as e:
         raise FormatError(str(e)) from None
-    return TokenStream(np.frombuffer(codes, np.uint16).reshape(n_q, frames), offset, scale, levels, lines)
+    return TokenStream(np.frombuffer(codes, np.uint16).reshape(n_q, frames), offset, scale, levels, lines, found)
+
+
+def _zigzag(v: int) -> int:
+    return 2 * v if v >= 0 else -2 * v - 1
+
+
+def _varint_bytes(values) -> bytes:
+    """Unsigned LEB128 varints."""
+    out = bytearray()
+    for value in values:
+        while value >= 0x80:
+            out.append(0x80 | (value & 0x7F))
+            value >>= 7
+        out.append(value)
+    return bytes(out)
 
 
 def _tone_bytes(rows: np.ndarray) -> bytes:
     """Tones as spec 6.6 stores them: per tone the step from the previous frequency index (from 0) as an
     unsigned LEB128 varint, then both amplitudes zigzag-mapped (v >= 0: 2v, else -2v - 1) as such varints."""
-    out, previous = bytearray(), 0
+    values, previous = [], 0
     for k, a, b in np.asarray(rows, np.int64).tolist():
-        for value in (k - previous, 2 * a if a >= 0 else -2 * a - 1, 2 * b if b >= 0 else -2 * b - 1):
-            while value >= 0x80:
-                out.append(0x80 | (value & 0x7F))
-                value >>= 7
-            out.append(value)
+        values += [k - previous, _zigzag(a), _zigzag(b)]
         previous = k
-    return bytes(out)
+    return _varint_bytes(values)
 
 
-def _unpacked_tones(data: bytes, start: int) -> tuple[np.ndarray, int]:
-    """Format 12's tones at `start` (spec 6.6) and where the words begin; the bound that the block's length
-    sets is checked where it is known (TokenDecoder)."""
+def _run_bytes(rows: np.ndarray) -> bytes:
+    """Constant runs as spec 6.7 stores them: per run its gap from the previous run's end (the block's start
+    for the first) and its length less 1 as unsigned LEB128 varints, then its digital value zigzag-mapped."""
+    values, end = [], 0
+    for start, length, value in np.asarray(rows, np.int64).tolist():
+        values += [start - end, length - 1, _zigzag(value)]
+        end = start + length
+    return _varint_bytes(values)
+
+
+def _varints(data: bytes, start: int, what: str) -> tuple[np.ndarray, int]:
+    """A count byte at `start` and 3 × count LEB128 varints after it: (count rows of 3 values, where the next
+    field begins)."""
     if len(data) < start + 1:
-        raise FormatError("damaged token stream (tones)")
+        raise FormatError(f"damaged token stream ({what})")
     count, at = data[start], start + 1
     values = []
     for _ in range(3 * count):
         value, shift = 0, 0
         while True:
             if at >= len(data) or shift >= 7 * MAX_VARINT_BYTES:
-                raise FormatError("damaged token stream (tones)")
+                raise FormatError(f"damaged token stream ({what})")
             byte, at = data[at], at + 1
             value |= (byte & 0x7F) << shift
             shift += 7
             if not byte & 0x80:
                 break
         values.append(value)
-    steps, a, b = np.array(values, np.int64).reshape(-1, 3).T
-    rows = np.column_stack([np.cumsum(steps), (a >> 1) ^ -(a & 1), (b >> 1) ^ -(b & 1)])
+    return np.array(values, np.int64).reshape(-1, 3), at
+
+
+def _unzigzag(v: np.ndarray) -> np.ndarray:
+    return (v >> 1) ^ -(v & 1)
+
+
+def _unpacked_tones(data: bytes, start: int) -> tuple[np.ndarray, int]:
+    """Format 12's tones at `start` (spec 6.6) and where the next field begins; the bound that the block's
+    length sets is checked where it is known (TokenDecoder)."""
+    values, at = _varints(data, start, "tones")
+    steps, a, b = values.T
+    rows = np.column_stack([np.cumsum(steps), _unzigzag(a), _unzigzag(b)])
     if not tones.in_range(rows, tones.MAX_SAMPLES - 1):  # steps of 0 leave the indices not ascending
         raise FormatError("damaged token stream (a tone's frequency or amplitude out of range)")
     return rows, at
+
+
+def _unpacked_runs(data: bytes, start: int) -> tuple[np.ndarray, int]:
+    """Format 14's constant runs at `start` (spec 6.7), rows (start, length, value), and where the words begin;
+    the block's length and the digital range are checked where they are known (TokenDecoder)."""
+    values, at = _varints(data, start, "constant runs")
+    gaps, lengths, value = values.T
+    lengths = lengths + 1
+    starts = np.cumsum(gaps + np.concatenate(([0], lengths[:-1]))) if len(gaps) else gaps
+    return np.column_stack([starts, lengths, _unzigzag(value)]).reshape(-1, 3), at
 
 
 # ---------------------------------------------------------------- encoding
@@ -250,8 +330,9 @@ class TokenEncoder:
         self.tables = token_tables(codec.token_counts)
         self.left: Block | None = None  # the block before the pending run: left context
         self.pending: list[Block] = []
-        # (block, signal): its tones and their samples (None without tones), while the block is in a span
-        self.found: dict[tuple[int, int], tuple[np.ndarray, np.ndarray | None]] = {}
+        # (block, signal): its block_input (tones, their samples, constant runs, bridged samples), while the
+        # block is in a span
+        self.found: dict[tuple[int, int], tuple] = {}
 
     def push(self, block: Block) -> list[tuple[int, dict]]:
         self.pending.append(block)
@@ -277,7 +358,7 @@ class TokenEncoder:
                 continue
             span = [self.left] if self.left is not None else []
             span += run + ([right] if right is not None else [])
-            x = np.concatenate([self._without_tones(b, i) for b in span])
+            x = np.concatenate([self._physical_input(b, i) for b in span])
             center = float(np.median(x))
             u = resample(x - center, s.sample_rate, self.rate) + center
             start_frame = self._frame(span[0].first_record)
@@ -290,27 +371,30 @@ class TokenEncoder:
         for j, ((i, _, parts), c) in enumerate(zip(jobs, codes)):
             for k, (block, offset, scale, own, levels) in enumerate(parts):
                 n = kept[j][k] if kept else self.n_codebooks
-                stream = TokenStream(c[:n, own], offset, scale, levels, self.found[block, i][0])
+                lines, _, found, _ = self.found[block, i]
+                stream = TokenStream(c[:n, own], offset, scale, levels, lines, found)
                 out[block][i] = pack_tokens(stream, self.tables, self.version)
         first = run[-1].index  # the next span starts at this run's last block
         self.found = {key: entry for key, entry in self.found.items() if key[0] >= first}
         return list(out.items())
 
-    def _tones(self, block: Block, i: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Format 12: the stationary tones of signal i in a block (rows k, a, b as stored) and their samples in
-        digital units (None without tones), found and synthesized once."""
+    def _input(self, block: Block, i: int) -> tuple:
+        """Signal i's block_input: its tones, their samples, its constant runs and its samples without them,
+        found once."""
         key = (block.index, i)
         if key not in self.found:
             # every block, coded or kept exactly: one stored exactly is a coded neighbour's context, and its
             # lines are taken out there as its own (whether it is codable costs a median to find out)
-            self.found[key] = (block_tones(block.digital[i], self.signals[i].sample_rate,
-                                           block.record_count * self.record_duration)
-                               if self.version >= TOKEN_TONES else (NO_TONES, None))
+            self.found[key] = block_input(block.digital[i], self.signals[i],
+                                          block.record_count * self.record_duration, self.version)
         return self.found[key]
 
-    def _without_tones(self, block: Block, i: int) -> np.ndarray:
-        """Signal i's physical samples in a block, its tones taken out (what the codec and the envelope see)."""
-        s, lines = self.signals[i], self._tones(block, i)[1]
+    def _physical_input(self, block: Block, i: int) -> np.ndarray:
+        """Signal i's physical samples in a block, its tones taken out and its constant runs bridged (what the
+        codec and the envelope see)."""
+        s, (_, lines, _, smooth) = self.signals[i], self._input(block, i)
+        if smooth is not None:
+            return s.to_physical(smooth)
         return s.to_physical(block.digital[i]) - (0.0 if lines is None else s.gain * lines)
 
     def _frame(self, record: int) -> int:
@@ -323,7 +407,7 @@ class TokenEncoder:
             return b""
         block = next(b for b in run if b.index == index)
         rate = signal.sample_rate
-        return envelope.levels((self._without_tones(block, i) - offset) / scale, rate, rate / 2,
+        return envelope.levels((self._physical_input(block, i) - offset) / scale, rate, rate / 2,
                                token_bands(rate, self.version))
 
     def _fewest_codebooks(self, jobs: list, codes: list[np.ndarray]) -> list[list[int]]:
@@ -432,14 +516,15 @@ def with_context(codes: np.ndarray, left: np.ndarray | None, right: np.ndarray |
 
 def to_channel_samples(wave: np.ndarray, n_left: int, offset: float, scale: float, first_frame: int,
                        signal: Signal, first_sample: int, n_samples: int, codec_rate: int,
-                       hop: int) -> np.ndarray:
-    """Physical samples [first_sample, first_sample + n_samples) of one channel from a decoded block."""
+                       hop: int, padtype: str = "constant") -> np.ndarray:
+    """Physical samples [first_sample, first_sample + n_samples) of one channel from a decoded block.
+    `padtype` (dsp.resample): "line" from format 14 (see LINE_PADDING)."""
     wave = wave * scale + offset
     start_codec = (first_frame - n_left) * hop  # absolute codec-rate index of wave[0]
     period = alignment_period(signal.sample_rate, codec_rate)
     aligned = -(-start_codec // period) * period
     up, down = rate_ratio(codec_rate, signal.sample_rate)
-    channel = resample(wave[aligned - start_codec:], codec_rate, signal.sample_rate)
+    channel = resample(wave[aligned - start_codec:], codec_rate, signal.sample_rate, padtype)
     begin = first_sample - aligned * up // down
     out = channel[begin:begin + n_samples]
     if len(out) < n_samples:  # the very end of a recording: hold the last value
@@ -511,7 +596,8 @@ class TokenDecoder:
                 wave = self._codec_rate_envelope(wave, n_left, n_frames, t, s, self._seed(first_record, i, t))
             spr = s.samples_per_record
             phys = to_channel_samples(wave, n_left, t.offset, t.scale, first_frame, s, first_record * spr,
-                                      record_count * spr, self.rate, self.hop)
+                                      record_count * spr, self.rate, self.hop,
+                                      "line" if self.version >= LINE_PADDING else "constant")
             if t.envelope and self.version >= CHANNEL_RATE_ENVELOPE:
                 phys = self._channel_rate_envelope(phys, t, s, self._seed(first_record, i, t))
             if len(t.tones):  # format 12 (spec 6.6): in digital units, before re-quantizing
@@ -519,6 +605,10 @@ class TokenDecoder:
                     raise FormatError("damaged token stream (a tone at or above the Nyquist frequency)")
                 phys = phys + s.gain * tones.synthesized(t.tones, len(phys))
             out[i] = s.to_digital(phys)
+            if len(t.runs):  # format 14 (spec 6.7): the constant runs, exactly
+                if not checked(t.runs, len(phys), s):
+                    raise FormatError("damaged token stream (a constant run outside the block or the digital range)")
+                out[i] = written(out[i], t.runs)
         return out
 
     def _seed(self, first_record: int, signal: int, t: TokenStream) -> int:
@@ -533,7 +623,8 @@ class TokenDecoder:
             raise FormatError("damaged token stream (band envelope)")
         y = envelope.apply((phys - t.offset) / t.scale, t.envelope, rate, rate / 2, seed, bands, _rounding(s, t),
                            version=min(self.version, TOKEN_ENVELOPE_RULES),
-                           part_hz=envelope.FINE_PART_HZ if fine else envelope.SUB_BAND_HZ, mains_noise=fine)
+                           part_hz=envelope.FINE_PART_HZ if fine else envelope.SUB_BAND_HZ, mains_noise=fine,
+                           exact_fill=self.version >= EXACT_FILL)
         return y * t.scale + t.offset
 
     def _codec_rate_envelope(self, wave: np.ndarray, n_left: int, n_frames: int, t: TokenStream, s: Signal,

@@ -30,9 +30,10 @@ from typing import Callable
 import numpy as np
 
 from .channels import NEURAL, channel_role
+from .container import FORMAT_VERSION
 from .dsp import resample
-from .edf import EdfError, read_edf
-from .lossy import BLOCK_SECONDS, block_normalization, block_tones
+from .edf import EdfError, Signal, read_edf
+from .lossy import BLOCK_SECONDS, block_input, block_normalization
 from .metrics import band_power_errors_psd, line_ratio_psd, prdn_windows, welch_psd
 from .neural import ModelConfig, _quiet_imports, build_dac, load_state_into, pick_device, save_model
 from .progress import Progress
@@ -97,29 +98,33 @@ def bonn_key(path: Path) -> str | None:
 
 
 def codec_rate_channels(path: Path, codec_rate: int) -> list[tuple[str, np.ndarray]]:
-    """(label, own rate, signal at the codec rate) of each EEG channel of a file that lasts at least 4 s, its
-    stationary tones taken out (without_tones)."""
+    """(label, own rate, signal at the codec rate) of each EEG channel of a file that lasts at least 4 s, as the
+    encoder gives it to the codec (encoder_input)."""
     if bonn_key(path):
-        x = without_tones(np.loadtxt(path, dtype=np.float64, ndmin=1), BONN_RATE)
+        x = np.loadtxt(path, dtype=np.float64, ndmin=1)
+        x = encoder_input(x, Signal(0, "EEG", "", "uV", -32768.0, 32767.0, -32768, 32767, "", len(x), BONN_RATE))
         return [("EEG", BONN_RATE, resample(x, BONN_RATE, codec_rate))] if len(x) >= 4 * BONN_RATE else []
     rec = read_edf(path)
-    return [(s.label, s.sample_rate, resample(s.to_physical(without_tones(d, s.sample_rate)), s.sample_rate, codec_rate))
+    return [(s.label, s.sample_rate, resample(s.to_physical(encoder_input(d, s)), s.sample_rate, codec_rate))
             for s, d in zip(rec.header.signals, rec.digital)
             if channel_role(s) == NEURAL and len(d) >= 4 * s.sample_rate]
 
 
-def without_tones(digital: np.ndarray, rate: float) -> np.ndarray:
-    """A channel's samples (digital units) with each BLOCK_SECONDS block's stationary tones taken out, as the
-    encoder takes them out of a block before the codec sees it (spec 6.6): the model learns the signal it will
-    be given. Trained on mains lines that its input never holds at inference, the decoder had learned to make
-    a 49.6-50.3 Hz hump of its own."""
+def encoder_input(digital: np.ndarray, signal: Signal) -> np.ndarray:
+    """A channel's samples (digital units) as the encoder gives each BLOCK_SECONDS block to the codec
+    (lossy.block_input): its stationary tones taken out (spec 6.6) and its constant runs bridged over (6.7). The
+    model learns the signal it will be given: trained on mains lines that its input never holds at inference,
+    the decoder had learned to make a 49.6-50.3 Hz hump of its own."""
+    rate = signal.sample_rate
     out = np.asarray(digital, np.float64).copy()
     n = max(1, int(round(BLOCK_SECONDS * rate)))
     for start in range(0, len(out), n):
-        part = out[start:start + n]  # a view: the tones are taken out in place
-        lines = block_tones(part, rate, len(part) / rate)[1]
-        if lines is not None:
-            part -= lines
+        part = np.asarray(digital[start:start + n])
+        _, lines, _, smooth = block_input(part, signal, len(part) / rate, FORMAT_VERSION)
+        if smooth is not None:
+            out[start:start + n] = smooth
+        elif lines is not None:
+            out[start:start + n] -= lines
     return out
 
 

@@ -36,6 +36,7 @@ from .dsp import part_edges, stretches
 from .edf import Signal
 from .errors import FormatError
 from .lossy import block_normalization, meets_quality, seed_of
+from .runs import RUN_SECONDS, bridged, constant_runs, in_runs, written
 
 # Measured at 250 bit/s: eegmat Subject14-17 mean PRDN without the envelope / Bonn 051-070's strongest
 # invented line with it: one window per block (16 s; Bonn 23.6 s) 14.3 % / 1.71x (set D, 36 Hz), 8-s
@@ -84,14 +85,9 @@ MAX_CONDITION = 4.0  # a rounded matrix farther from orthogonal would turn one c
 # a channel: PRDN 25.1 -> 28.6 %.
 PROFILE_BITS, PROFILE_SHARE = 3.0, 0.05
 PROFILE_FLAG = 0x80  # in the coder byte of a format-9 (or later) stream: a time profile follows the levels
-# Constant runs (spec 8.4, format 10): a stretch of one digital value this long or longer is stored exactly
-# and left out of what the transform codes. EDF writers pad a recording's last record with a constant (every
-# eegmat file ends in 1-2 s of it, every eegmmidb run in 0.5 s), and a flat or saturated stretch is what a
-# reader must see as flat: coded, its step rang over its window and its broadband power went into the
-# envelope's noise.
-RUN_SECONDS, MIN_RUN = 0.1, 8
-BRIDGE_SECONDS = 0.02  # how far the coded signal goes on in the slope it had where runs end the block
-MAX_RUNS = 255  # the run count's u8
+# Constant runs (spec 8.4, format 10; runs.py): a stretch of one digital value of at least RUN_SECONDS is stored
+# exactly and left out of what the transform codes (every eegmat file ends in 1-2 s of a writer's padding, every
+# eegmmidb run in 0.5 s).
 RUNS_FLAG = 0x40  # in the coder byte of a format-10 stream: a run count follows the header
 TONES_FLAG = 0x20  # in the coder byte of a format-11 stream: a tone count follows (spec 8.5)
 # A tone costs about TONE_BITS (8-10 bytes in the residual coder, its frequency index about 2^18); a stream at a
@@ -106,57 +102,6 @@ TONE_BITS, TONE_SHARE = 72.0, 0.05
 LIMITER_SECONDS = 0.02  # excursions up to RUN_SECONDS long: a longer one is a saturation, clipped as before
 _HEAD = struct.Struct("<fffBBBI")  # offset, scale, step, windows, coder (family + 4 × start), bands, coefficients
 _ROTATION_HEAD = struct.Struct("<BBH")  # bits, coder, members
-
-
-def constant_runs(digital: np.ndarray, signal: Signal) -> np.ndarray:
-    """The block's stretches of one digital value (within the signal's digital range) of at least RUN_SECONDS
-    and MIN_RUN samples, in order: rows (start, length, value), the first MAX_RUNS of them."""
-    n = len(digital)
-    starts = np.concatenate(([0], np.flatnonzero(digital[1:] != digital[:-1]) + 1)) if n else np.zeros(0, np.int64)
-    lengths = np.diff(np.append(starts, n))
-    values = digital[starts]
-    keep = np.flatnonzero((lengths >= max(MIN_RUN, round(RUN_SECONDS * signal.sample_rate)))
-                          & (values >= signal.digital_min) & (values <= signal.digital_max))[:MAX_RUNS]
-    return np.column_stack([starts[keep], lengths[keep], values[keep]]).astype(np.int64).reshape(-1, 3)
-
-
-def _without_runs(digital: np.ndarray, runs: np.ndarray, rate: float) -> np.ndarray:
-    """The block's samples with each stretch of runs replaced by a smooth bridge from the samples around it
-    (_bridge): what the transform codes, since the decoder writes the runs back exactly. Without the runs'
-    steps, the coder spends nothing on them and the envelope does not count their broadband power."""
-    x = digital.astype(np.float64)
-    inside = _in_runs(runs, len(x))
-    if not inside.any() or inside.all():
-        return x
-    for a, b in zip(*stretches(inside)):  # each stretch [a, b) of runs side by side
-        x[a:b] = _bridge(x, a, b, rate)
-    return x
-
-
-def _in_runs(runs: np.ndarray, n: int) -> np.ndarray:
-    """Whether each of the block's n samples lies in one of its constant runs."""
-    inside = np.zeros(n, bool)
-    for start, length, _ in runs:
-        inside[start:start + length] = True
-    return inside
-
-
-def _bridge(x: np.ndarray, a: int, b: int, rate: float) -> np.ndarray:
-    """Samples for [a, b) that continue x's value and slope from both sides (a cubic Hermite curve), or from
-    the one side there is, the slope fading out over BRIDGE_SECONDS: a bend there would add broadband power
-    of its own, which the envelope would count."""
-    def slope(i, j):
-        return x[i] - x[j] if 0 <= j < len(x) and 0 <= i < len(x) else 0.0
-    t = np.arange(1, b - a + 1, dtype=np.float64)
-    if a > 0 and b < len(x):
-        u, span = t / (b - a + 1), float(b - a + 1)
-        d0, d1 = slope(a - 1, a - 2) * span, slope(b + 1, b) * span
-        return ((2 * u ** 3 - 3 * u ** 2 + 1) * x[a - 1] + (u ** 3 - 2 * u ** 2 + u) * d0
-                + (-2 * u ** 3 + 3 * u ** 2) * x[b] + (u ** 3 - u ** 2) * d1)
-    tau = BRIDGE_SECONDS * rate
-    if a > 0:  # the block ends in runs
-        return x[a - 1] + slope(a - 1, a - 2) * tau * (1.0 - np.exp(-t / tau))
-    return (x[b] - slope(b + 1, b) * tau * (1.0 - np.exp(-t / tau)))[::-1]  # the block starts with runs
 
 
 def _run_values(runs: np.ndarray, offset: float) -> np.ndarray:
@@ -197,11 +142,11 @@ def encode_group(digitals: list, signals: list, bitrate: float | None = None, qu
     n, rate = len(digitals[0]), signals[0].sample_rate
     found = [constant_runs(d, s) for d, s in zip(digitals, signals)]
     most = tones.MAX_TONES if bitrate is None else int(TONE_SHARE * bitrate * n / rate / TONE_BITS)
-    bridged = [_without_runs(d, r, rate) for d, r in zip(digitals, found)]
-    lines = [_stationary_tones(b, ~_in_runs(r, n), rate, most) for b, r in zip(bridged, found)]
+    smooth = [bridged(d, r, rate) for d, r in zip(digitals, found)]
+    lines = [_stationary_tones(b, ~in_runs(r, n), rate, most) for b, r in zip(smooth, found)]
     # with tones, the runs are bridged again from the samples they leave
-    digitals = [_without_runs(d - samples, r, rate) if len(values) else b
-                for d, r, b, (values, samples) in zip(digitals, found, bridged, lines)]
+    digitals = [bridged(d - samples, r, rate) if len(values) else b
+                for d, r, b, (values, samples) in zip(digitals, found, smooth, lines)]
     tone_values = [values for values, _ in lines]
     norms = [block_normalization(d) for d in digitals]
     runs = [_run_values(r, o) for r, (o, _) in zip(found, norms)]
@@ -223,14 +168,14 @@ def encode_group(digitals: list, signals: list, bitrate: float | None = None, qu
                                      rate, bitrate, quality)
 
 
-def _stationary_tones(bridged: np.ndarray, known: np.ndarray, rate: float, most: int) -> tuple[np.ndarray, np.ndarray]:
+def _stationary_tones(smooth: np.ndarray, known: np.ndarray, rate: float, most: int) -> tuple[np.ndarray, np.ndarray]:
     """(the tone values a stream codes (spec 8.5), the tones' samples in digital units) of a block's samples
     with their constant runs bridged, with the amplitudes rounded as stored. Fitted where the samples are
     `known` (a run holds no tone); the caller takes them out before it bridges the runs and normalizes, so
     that the transform, the envelope and the profile see the rest."""
-    rows = tones.as_stored(bridged, rate, most, known)
+    rows = tones.as_stored(smooth, rate, most, known)
     values = np.column_stack([np.diff(rows[:, 0], prepend=0), rows[:, 1:]]).reshape(-1)
-    return values, tones.synthesized(rows, len(bridged))
+    return values, tones.synthesized(rows, len(smooth))
 
 
 def _coded_together(z: np.ndarray, norms: list, levels: list, profiles: list, extras: list, scaled: np.ndarray | None,
@@ -644,9 +589,7 @@ def _finished(part: _Synthesized, y: np.ndarray, signal: Signal, first_record: i
         samples = _limited(samples, signal.digital_min, signal.digital_max, int(round(LIMITER_SECONDS * rate)),
                            int(round(RUN_SECONDS * rate)))
     out = np.clip(np.rint(samples), signal.digital_min, signal.digital_max).astype(np.int32)
-    for start, length, value in part.runs:  # spec 8.4: the constant runs, exactly
-        out[start:start + length] = value
-    return out
+    return written(out, part.runs)  # spec 8.4: the constant runs, exactly
 
 
 def _limited(x: np.ndarray, low: float, high: float, margin: int, longest: int) -> np.ndarray:
