@@ -399,7 +399,9 @@ def test_format_14_stores_constant_runs_and_writes_them_back_exactly(lossy_examp
     """Spec 6.7: the example ends in 0.97 s of a writer's padding (one constant), which token streams now store as
     a run in every channel and decode exactly. Decoded without runs (format 13), the padding held the codec's
     output and the last block's noise, and the strongest invented line of the example's channels (measured): worst
-    2.45x, mean 1.71x; format 14 (with 6.1's line padding and 6.4's exact filling): 1.88x, 1.46x."""
+    2.45x, mean 1.71x; format 14: 2.24x (Pz at 81.75 Hz, where the codec makes 100-680 times the original's power
+    and the block's faded edges keep some of it; 1.88x before 6.1's blended normalization changed its tokens),
+    mean 1.51x."""
     from eegz import encode
     original = read_edf(EXAMPLE)
     streams = list(token_streams(lossy_example[6]))
@@ -416,8 +418,8 @@ def test_format_14_stores_constant_runs_and_writes_them_back_exactly(lossy_examp
     assert all(len(t.runs) == 0 for *_, t in token_streams(tmp_path / "v13.eegz"))
     lines = {14: _strongest_lines(original, decoded),
              13: _strongest_lines(original, _decoded(tmp_path / "v13.eegz", tmp_path, "v13.edf")[0])}
-    assert max(lines[14]) < 2.05 and np.mean(lines[14]) < 1.55, lines[14]
-    assert max(lines[13]) > 2.2 and np.mean(lines[13]) > 1.6, lines[13]
+    assert max(lines[14]) < 2.4 and np.mean(lines[14]) < 1.6, lines[14]
+    assert max(lines[13]) > 2.4 and np.mean(lines[13]) > 1.65, lines[13]
 
 
 def test_format_14_resamples_a_recordings_last_samples_along_a_line(lossy_example, tmp_path, monkeypatch):
@@ -481,3 +483,32 @@ def test_a_run_past_the_block_or_the_digital_range_is_refused_where_they_are_kno
     for bad in ((n - 10, 11, 5), (0, 10, s.digital_max + 1)):
         with pytest.raises(FormatError, match="constant run"):
             decoder.decode(0, 16, {0: stream._replace(runs=np.array([bad]))}, {}, {})
+
+
+def test_format_14_blends_the_normalization_across_block_seams(lossy_example, tmp_path, monkeypatch):
+    """Spec 6.1: a block's first half second passes from its left neighbour's offset and scale to its own. With a
+    jump at each seam the codec rebuilt a step that the recording does not hold, and the decoded signal kept one.
+    The example at 6 codebooks (3 seams x 20 channels), the error's change across a seam over its typical
+    sample-to-sample change (measured): at most 3.4 (none above 5) blended, 7.8 (5 above 5) with a jump; a plain
+    80-250 Hz event detector's invented events 43 against 65."""
+    from eegz import lossy
+    from eegz.metrics import ripple_errors
+    original = read_edf(EXAMPLE)
+    idx = [i for i, r in enumerate(channel_roles(original.header.signals)) if r == NEURAL]
+    block = 16 * original.header.signals[idx[0]].samples_per_record
+
+    def seams_and_ripples(path, name):
+        decoded, _ = _decoded(path, tmp_path, name)
+        steps, invented = [], 0
+        for i in idx:
+            x, y = original.digital[i].astype(float), decoded.digital[i].astype(float)
+            change = np.abs(np.diff(y - x))
+            steps += [change[k * block - 1] / np.median(change) for k in (1, 2, 3)]
+            invented += ripple_errors(x, y, original.header.signals[i].sample_rate)["invented"]
+        return max(steps), invented
+
+    blended = seams_and_ripples(lossy_example[6], "blended.edf")
+    monkeypatch.setattr(lossy, "NORMALIZATION_BLEND", 99)  # each block in its own values, as format 13
+    api.compress(EXAMPLE, tmp_path / "jumps.eegz", codebooks=6, device="cpu")
+    jumps = seams_and_ripples(tmp_path / "jumps.eegz", "jumps.edf")
+    assert blended[0] < 5.0 < jumps[0] and blended[1] < 52 < 55 < jumps[1], (blended, jumps)

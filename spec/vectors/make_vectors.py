@@ -145,6 +145,9 @@ VECTORS = {  # file: (source, options, what it exercises)
                           "format 14: kind 3 with constant runs (section 6.7: the recording's padding, 0 then another "
                           "constant, in every channel), the line padding of 6.1 at the recording's ends and 6.4's "
                           "exact filling, DAC-SC, 6 codebooks"),
+    "lossy_blend_6.eegz": ("eegmat-40s", dict(mode="lossy", codebooks=6),
+                           "format 14: kind 3 over 3 blocks whose normalization passes from block to block over "
+                           "half a second (section 6.1), with 6.4's exact filling, DAC-SC, 6 codebooks"),
 }
 
 

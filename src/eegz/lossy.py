@@ -58,6 +58,16 @@ TOKEN_RUNS = 14
 # block: 150-240 Hz at 3.7x the original's power, median over channels; 1.35x along the line)
 LINE_PADDING = 14
 EXACT_FILL = 14  # the format from which a token stream's filled envelope parts lose the noise's cross term
+# Format 14: a block's first BLEND_SECONDS at the codec rate are normalized with values that pass from its left
+# neighbour's offset and scale to its own along a raised cosine (where that neighbour holds a token stream for the
+# channel). With a jump at each seam, the codec had to rebuild a step that the original does not hold, and the
+# decoder's version of it, undone with each block's own values, left a step in the decoded signal
+NORMALIZATION_BLEND = 14
+BLEND_SECONDS = 0.5
+
+
+def blend_samples(codec_rate: float) -> int:
+    return int(round(BLEND_SECONDS * codec_rate))
 TOKEN_ENVELOPE_RULES = 7  # token streams keep 6.4's envelope in every later format (8.2's and 8.3's are the
 # transform streams': on the neural codec's output its fill ramp halved the noise above 30 Hz where the codec
 # kept some, and held-out eegmat's 30-70 Hz power came back 4 % short instead of 2 %)
@@ -102,6 +112,28 @@ def block_normalization(own: np.ndarray) -> tuple[float, float]:
     offset = float(np.float32(np.median(own)))
     scale = float(np.float32(max(SCALE_FACTOR * robust_std(own), 1e-30)))
     return offset, scale
+
+
+def blend_weights(n: int) -> np.ndarray:
+    """Format 14: the weight of a block's own normalization over its first n codec samples (spec 6.1), the rest
+    being its left neighbour's: a raised cosine from 0 to 1."""
+    return 0.5 - 0.5 * np.cos(np.pi * (np.arange(n) + 0.5) / n)
+
+
+def normalization_curve(pieces: list, blend: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample (offsets, scales) over consecutive pieces (length, offset, scale, the previous piece's
+    (offset, scale) to blend from over the piece's first `blend` samples, or None)."""
+    offsets, scales = [], []
+    for length, offset, scale, left in pieces:
+        o, s = np.full(length, offset), np.full(length, scale)
+        if left is not None and length > 0:
+            m = min(blend, length)
+            w = blend_weights(m)
+            o[:m] = (1.0 - w) * left[0] + w * offset
+            s[:m] = (1.0 - w) * left[1] + w * scale
+        offsets.append(o)
+        scales.append(s)
+    return (np.concatenate(offsets), np.concatenate(scales)) if offsets else (np.zeros(0), np.zeros(0))
 
 
 def hop_of(config: dict) -> int:
@@ -333,6 +365,7 @@ class TokenEncoder:
         # (block, signal): its block_input (tones, their samples, constant runs, bridged samples), while the
         # block is in a span
         self.found: dict[tuple[int, int], tuple] = {}
+        self.norms: dict[tuple[int, int], tuple[float, float]] = {}  # (block, signal): its stored offset and scale
 
     def push(self, block: Block) -> list[tuple[int, dict]]:
         self.pending.append(block)
@@ -363,7 +396,7 @@ class TokenEncoder:
             u = resample(x - center, s.sample_rate, self.rate) + center
             start_frame = self._frame(span[0].first_record)
             for part in block_runs([b.index for b in codable], MAX_RUN_BLOCKS):
-                segment, parts = self._job(u, start_frame, [b for b in run if b.index in part])
+                segment, parts = self._job(u, start_frame, [b for b in run if b.index in part], i, right)
                 jobs.append((i, segment, [(*p, self._levels(run, p[0], s, i, p[1], p[2])) for p in parts]))
         codes = self.codec.encode([segment for _, segment, _ in jobs], self.n_codebooks)
         kept = self._fewest_codebooks(jobs, codes) if self.quality is not None else None
@@ -376,6 +409,7 @@ class TokenEncoder:
                 out[block][i] = pack_tokens(stream, self.tables, self.version)
         first = run[-1].index  # the next span starts at this run's last block
         self.found = {key: entry for key, entry in self.found.items() if key[0] >= first}
+        self.norms = {key: entry for key, entry in self.norms.items() if key[0] >= first}
         return list(out.items())
 
     def _input(self, block: Block, i: int) -> tuple:
@@ -428,29 +462,40 @@ class TokenEncoder:
                         kept[j][k] = n
         return [[self.n_codebooks if n is None else n for n in row] for row in kept]
 
-    def _job(self, u: np.ndarray, start_frame: int, blocks: list[Block]):
-        """The normalized encoder input of consecutive blocks, with `context` frames of the signal beside
-        them normalized like the block next to them; and where each block's own frames lie in it."""
+    def _job(self, u: np.ndarray, start_frame: int, blocks: list[Block], i: int, right: Block | None):
+        """The normalized encoder input of consecutive blocks of signal i, with `context` frames of the signal
+        beside them normalized like the blocks there (or, where those hold no token stream, like the block next to
+        them); from format 14 each block's first BLEND_SECONDS pass from its left neighbour's values to its own
+        (normalization_curve). And where each block's own frames lie in it."""
         hop, n_frames = self.hop, len(u) // self.hop
         edges = [self._frame(b.first_record) - start_frame for b in blocks]
         edges.append(self._frame(blocks[-1].first_record + blocks[-1].record_count) - start_frame)
         s0, s1 = max(0, edges[0] - self.context), min(n_frames, edges[-1] + self.context)
-        segment = np.empty((s1 - s0) * hop)
+        blend = blend_samples(self.rate) if self.version >= NORMALIZATION_BLEND else 0
+        norms = [block_normalization(self._own(u, b0, b1)) for b0, b1 in zip(edges[:-1], edges[1:])]
+        left = self.norms.get((blocks[0].index - 1, i)) if blend else None
+        after = None
+        if blend and right is not None and right.index == blocks[-1].index + 1 \
+                and block_is_codable(right.digital[i], self.signals[i]):  # an estimate: its own span decides
+            r0 = self._frame(right.first_record) - start_frame
+            after = block_normalization(self._own(u, r0, self._frame(right.first_record + right.record_count) - start_frame))
+        pieces = [((edges[0] - s0) * hop, *(left or norms[0]), None)]
+        pieces += [((b1 - b0) * hop, *norm, (left if k == 0 else norms[k - 1]) if blend else None)
+                   for k, (b0, b1, norm) in enumerate(zip(edges[:-1], edges[1:], norms))]
+        pieces.append(((s1 - edges[-1]) * hop, *(after or norms[-1]), norms[-1] if after else None))
+        offsets, scales = normalization_curve(pieces, blend)
+        segment = (self._own(u, s0, s1) - offsets) / scales
         parts = []
-        for k, b in enumerate(blocks):
-            b0, b1 = edges[k], edges[k + 1]
-            own = u[b0 * hop:b1 * hop]
-            if len(own) < (b1 - b0) * hop:  # the very end of a recording: hold the last value
-                own = np.concatenate([own, np.full((b1 - b0) * hop - len(own), own[-1] if len(own) else 0.0)])
-            offset, scale = block_normalization(own)
-            lo = s0 if k == 0 else b0  # the run's ends take their context in the edge block's units
-            hi = s1 if k == len(blocks) - 1 else b1
-            piece = u[lo * hop:hi * hop]
-            if len(piece) < (hi - lo) * hop:
-                piece = np.concatenate([piece, np.full((hi - lo) * hop - len(piece), piece[-1] if len(piece) else 0.0)])
-            segment[(lo - s0) * hop:(hi - s0) * hop] = (piece - offset) / scale
+        for b, b0, b1, (offset, scale) in zip(blocks, edges[:-1], edges[1:], norms):
+            self.norms[b.index, i] = (offset, scale)
             parts.append((b.index, offset, scale, slice(b0 - s0, b1 - s0)))
         return segment, parts
+
+    def _own(self, u: np.ndarray, f0: int, f1: int) -> np.ndarray:
+        """u's samples of frames [f0, f1), holding its last value where the recording ends before them."""
+        part = u[f0 * self.hop:f1 * self.hop]
+        missing = (f1 - f0) * self.hop - len(part)
+        return np.concatenate([part, np.full(missing, part[-1] if len(part) else 0.0)]) if missing > 0 else part
 
 
 MIN_QUALITY_CODEBOOKS = 3
@@ -514,11 +559,12 @@ def with_context(codes: np.ndarray, left: np.ndarray | None, right: np.ndarray |
     return np.concatenate([left_part, codes, right_part], axis=1), left_part.shape[1]
 
 
-def to_channel_samples(wave: np.ndarray, n_left: int, offset: float, scale: float, first_frame: int,
+def to_channel_samples(wave: np.ndarray, n_left: int, offset, scale, first_frame: int,
                        signal: Signal, first_sample: int, n_samples: int, codec_rate: int,
                        hop: int, padtype: str = "constant") -> np.ndarray:
-    """Physical samples [first_sample, first_sample + n_samples) of one channel from a decoded block.
-    `padtype` (dsp.resample): "line" from format 14 (see LINE_PADDING)."""
+    """Physical samples [first_sample, first_sample + n_samples) of one channel from a decoded block; `offset`
+    and `scale` undo its normalization (per sample from format 14). `padtype` (dsp.resample): "line" from format
+    14 (see LINE_PADDING)."""
     wave = wave * scale + offset
     start_codec = (first_frame - n_left) * hop  # absolute codec-rate index of wave[0]
     period = alignment_period(signal.sample_rate, codec_rate)
@@ -528,7 +574,7 @@ def to_channel_samples(wave: np.ndarray, n_left: int, offset: float, scale: floa
     begin = first_sample - aligned * up // down
     out = channel[begin:begin + n_samples]
     if len(out) < n_samples:  # the very end of a recording: hold the last value
-        out = np.concatenate([out, np.full(n_samples - len(out), out[-1] if len(out) else offset)])
+        out = np.concatenate([out, np.full(n_samples - len(out), out[-1] if len(out) else np.ravel(offset)[-1])])
     return out
 
 
@@ -587,15 +633,16 @@ class TokenDecoder:
             l, r = left.get(i), right.get(i)
             full, n_left = with_context(t.codes, l.codes if l else None, r.codes if r else None, self.context,
                                         partial=self.version >= CHANNEL_RATE_ENVELOPE)
-            jobs.append((i, full, n_left, t))
-        waves = self.codec.decode_block([(c, n_left, self.styles[i] or 0) for i, c, n_left, _ in jobs])
+            jobs.append((i, full, n_left, t, l, r))
+        waves = self.codec.decode_block([(c, n_left, self.styles[i] or 0) for i, c, n_left, *_ in jobs])
         out = {}
-        for (i, _, n_left, t), wave in zip(jobs, waves):
+        for (i, full, n_left, t, l, r), wave in zip(jobs, waves):
             s = self.signals[i]
             if t.envelope and self.version < CHANNEL_RATE_ENVELOPE:
                 wave = self._codec_rate_envelope(wave, n_left, n_frames, t, s, self._seed(first_record, i, t))
             spr = s.samples_per_record
-            phys = to_channel_samples(wave, n_left, t.offset, t.scale, first_frame, s, first_record * spr,
+            offset, scale = self._normalization(len(wave), n_left, n_frames, t, l, r)
+            phys = to_channel_samples(wave, n_left, offset, scale, first_frame, s, first_record * spr,
                                       record_count * spr, self.rate, self.hop,
                                       "line" if self.version >= LINE_PADDING else "constant")
             if t.envelope and self.version >= CHANNEL_RATE_ENVELOPE:
@@ -610,6 +657,22 @@ class TokenDecoder:
                     raise FormatError("damaged token stream (a constant run outside the block or the digital range)")
                 out[i] = written(out[i], t.runs)
         return out
+
+    def _normalization(self, n: int, n_left: int, n_frames: int, t: TokenStream, l: TokenStream | None,
+                       r: TokenStream | None) -> tuple:
+        """The offset and scale that undo the encoder's normalization of a decoded wave of n samples (spec 6.1):
+        the block's own; from format 14 per sample, the context frames with their own block's values and each
+        block's first BLEND_SECONDS blended from its left neighbour's (normalization_curve)."""
+        if self.version < NORMALIZATION_BLEND:
+            return t.offset, t.scale
+        hop, blend = self.hop, blend_samples(self.rate)
+        own = n_frames * hop
+        right = n - n_left * hop - own
+        pieces = [(n_left * hop, l.offset, l.scale, None) if l is not None else (n_left * hop, t.offset, t.scale, None),
+                  (own, t.offset, t.scale, (l.offset, l.scale) if l is not None else None),
+                  (right, r.offset, r.scale, (t.offset, t.scale)) if r is not None and right > 0
+                  else (right, t.offset, t.scale, None)]
+        return normalization_curve(pieces, blend)
 
     def _seed(self, first_record: int, signal: int, t: TokenStream) -> int:
         return seed_of(first_record, signal, t.scale if self.version >= SCALE_SEED else None)

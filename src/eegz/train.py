@@ -33,7 +33,7 @@ from .channels import NEURAL, channel_role
 from .container import FORMAT_VERSION
 from .dsp import resample
 from .edf import EdfError, Signal, read_edf
-from .lossy import BLOCK_SECONDS, block_input, block_normalization
+from .lossy import BLOCK_SECONDS, blend_samples, block_input, block_normalization, normalization_curve
 from .metrics import band_power_errors_psd, line_ratio_psd, prdn_windows, welch_psd
 from .neural import ModelConfig, _quiet_imports, build_dac, load_state_into, pick_device, save_model
 from .progress import Progress
@@ -128,14 +128,16 @@ def encoder_input(digital: np.ndarray, signal: Signal) -> np.ndarray:
     return out
 
 
-def normalize_blocks(x: np.ndarray, block: int) -> np.ndarray:
-    """The signal as the encoder sees it: each block of `block` samples normalized by its own values."""
-    out = np.empty(len(x), np.float32)
+def normalize_blocks(x: np.ndarray, block: int, blend: int = 0) -> np.ndarray:
+    """The signal as the encoder sees it: each block of `block` samples normalized by its own values, its first
+    `blend` samples passing from the block before's (lossy.normalization_curve, format 14)."""
+    pieces, left = [], None
     for start in range(0, len(x), block):
-        own = x[start:start + block]
-        offset, scale = block_normalization(own)
-        out[start:start + block] = (own - offset) / scale
-    return out
+        norm = block_normalization(x[start:start + block])
+        pieces.append((len(x[start:start + block]), *norm, left if blend else None))
+        left = norm
+    offsets, scales = normalization_curve(pieces, blend)
+    return ((x - offsets) / scales).astype(np.float32)
 
 
 @dataclass
@@ -174,7 +176,7 @@ def load_recordings(inputs: list[str], codec_rate: int) -> list[Recording]:
         if not channels:
             continue
         n = min(len(x) for _, _, x in channels)
-        signals = np.stack([normalize_blocks(x[:n], block) for _, _, x in channels])
+        signals = np.stack([normalize_blocks(x[:n], block, blend_samples(codec_rate)) for _, _, x in channels])
         nyquist = min(min(rate for _, rate, _ in channels), codec_rate) / 2
         recordings.append(Recording(source, subject_of(path), [label for label, _, _ in channels], signals, nyquist))
     return recordings
