@@ -1,14 +1,16 @@
-"""Lossy mode's Bonn checks over several draws of the band envelope's noise, format 12 against format 13.
+"""Lossy mode's Bonn checks over several draws of the band envelope's noise, one format against another.
 
 clinical.py runs each setting once, with the one noise that the format's seed gives; the texture detector's
 agreement and a set's strongest invented line move with that draw (by about 1 point and 0.15x on 20 segments).
-Here every Bonn segment 051-070 is coded with the default model as format 12 (6.4's bands) and as format 13
-(8.2's bands, 0.5-Hz parts, noise in the mains bands; spec 6.4) with the seed shifted by k x 7919 for
-draw k = 0 .. DRAWS-1 (draw 0 is the file's own noise), and each set's texture agreement and strongest line
-(metrics.line_ratio_psd on the set's mean spectrum) are given per draw and as their mean.
+Here every Bonn segment 051-070 is coded with the default model as each format of EEGZ_BENCH_FORMATS (default
+13,14: format 14 adds constant runs, the line padding at a recording's ends and exact filling, spec 6.1, 6.4,
+6.7; 12 against 13 is results/noise_draws.md: 8.2's bands, 0.5-Hz parts, noise in the mains bands) with the seed
+shifted by k x 7919 for draw k = 0 .. DRAWS-1 (draw 0 is the file's own noise), and each set's texture agreement
+and strongest line (metrics.line_ratio_psd on the set's mean spectrum) are given per draw and as their mean.
 
 Usage: python benchmarks/noise_draws.py [DATA_DIR]; EEGZ_BENCH_DRAWS (default 4), EEGZ_BENCH_CODEBOOKS
-(default 3,6,9). Writes benchmarks/results/noise_draws.{json,md}.
+(default 3,6,9), EEGZ_BENCH_FORMATS (default 13,14). Writes benchmarks/results/noise_draws_<formats>.{json,md}
+(noise_draws.* for 12,13).
 """
 from __future__ import annotations
 
@@ -30,7 +32,10 @@ from eegz.metrics import line_ratio_psd, welch_psd  # noqa: E402
 
 DRAWS = int(os.environ.get("EEGZ_BENCH_DRAWS", "4"))
 CODEBOOKS = [int(n) for n in os.environ.get("EEGZ_BENCH_CODEBOOKS", "3,6,9").split(",")]
-FORMATS = (12, 13)
+FORMATS = tuple(int(v) for v in os.environ.get("EEGZ_BENCH_FORMATS", "13,14").split(","))
+TAG = "noise_draws" if FORMATS == (12, 13) else "noise_draws_" + "_".join(map(str, FORMATS))
+WHAT = {12: "6.4's bands", 13: "8.2's bands, 0.5-Hz parts, noise in the mains bands (spec 6.4)",
+        14: "format 13 with constant runs (6.7), line padding at a recording's ends (6.1) and exact filling (6.4)"}
 SEED_STEP = 7919
 
 
@@ -75,21 +80,21 @@ def main() -> None:
 
 def write(results: list) -> None:
     out = ROOT / "benchmarks" / "results"
-    (out / "noise_draws.json").write_text(json.dumps({"date": str(date.today()), "draws": DRAWS,
+    (out / f"{TAG}.json").write_text(json.dumps({"date": str(date.today()), "draws": DRAWS,
                                                        "results": results}, indent=1))
-    lines = [f"# Lossy mode over {DRAWS} draws of the envelope's noise: format 12 against 13 ({date.today()})", "",
+    lines = [f"# Lossy mode over {DRAWS} draws of the envelope's noise: format {' against '.join(map(str, FORMATS))} "
+             f"({date.today()})", "",
              "Bonn segments 051-070, default model; each set's texture-detector agreement (%) and strongest invented "
-             "line in its mean spectrum, per draw (draw 0: the file's own noise) and their mean. Format 12: 6.4's "
-             "bands; format 13: 8.2's bands, 0.5-Hz parts, noise in the mains bands (spec 6.4). "
-             "benchmarks/noise_draws.py.", "",
+             "line in its mean spectrum, per draw (draw 0: the file's own noise) and their mean. "
+             + "; ".join(f"Format {v}: {WHAT.get(v, '')}" for v in FORMATS) + ". benchmarks/noise_draws.py.", "",
              "| codebooks | set | format | texture agreement per draw | mean | line per draw | mean |",
              "|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r['codebooks']} | {r['set']} | {r['format']} | "
                      f"{' / '.join(f'{100 * t:.1f}' for t in r['texture'])} | {100 * np.mean(r['texture']):.2f} | "
                      f"{' / '.join(f'{v:.2f}' for v in r['line'])} | {np.mean(r['line']):.2f} |")
-    (out / "noise_draws.md").write_text("\n".join(lines) + "\n")
-    print((out / "noise_draws.md").read_text())
+    (out / f"{TAG}.md").write_text("\n".join(lines) + "\n")
+    print((out / f"{TAG}.md").read_text())
 
 
 if __name__ == "__main__":

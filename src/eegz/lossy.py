@@ -48,8 +48,8 @@ TOKEN_FINE_BANDS = 13  # the format from which token streams' envelope has 8.2's
 # format 14: token streams carry the block's constant runs (spec 6.7, runs.py), as transform streams have since
 # format 10. Decoded, the padding at a recording's end (1-2 s in every eegmat file) held the codec's own output and
 # the last block's noise: over the held-out eegmat recordings Subject14-17 (both runs) at 6 codebooks the strongest
-# invented line of 146 of their 168 channels stood above 1.5x and of 39 above 2x, most at 100-250 Hz, where EEG is
-# quietest (means over three noise draws; with runs, line padding and exact filling: 42 and 0)
+# invented line of 146 of their 160 EEG channels stood above 1.5x and of 35 above 2x, most at 100-250 Hz, where EEG
+# is quietest (means over three noise draws; format 14: 42 and 1; benchmarks/results/channel_lines.md)
 TOKEN_RUNS = 14
 # Format 14 also resamples the decoded wave to the channel's rate as if it went on along the straight line through
 # its ends (scipy's padtype "line") instead of falling to 0 past them: at a recording's first and last samples

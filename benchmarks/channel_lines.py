@@ -1,0 +1,110 @@
+"""Invented lines on single channels of held-out eegmat, one format against another, over noise draws.
+
+The line measure of issue 11 (metrics.line_ratio_psd: a decoded bin's prominence over its neighbours, divided by
+the original's) on each EEG channel of eegmat Subject14-17, both runs (168 channels; 62-s task and 182-s rest
+recordings at 500 Hz, never trained on). Each recording is compressed with the default model as each format of
+EEGZ_BENCH_FORMATS (default 13,14; 14 adds constant runs, spec 6.7, the blended normalization and line
+padding of 6.1 and exact filling, 6.4) at 3, 6 and 9 codebooks and decoded with the band envelope's seed shifted by
+k x 7919 for draw k = 0 .. DRAWS-1 (draw 0 is the file's own noise). Per format and codebook count: the worst
+channel's strongest line, how many channels stand above 1.5x and 2x, the median channel, and the mean PRDN over
+channels, each as the mean over draws.
+
+Usage: python benchmarks/channel_lines.py [DATA_DIR]; EEGZ_BENCH_DRAWS (default 3), EEGZ_BENCH_FORMATS.
+Writes benchmarks/results/channel_lines.{json,md}.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the benchmarks package; eegz is the installed one
+
+from eegz import api, encode, lossy  # noqa: E402
+from eegz.channels import NEURAL, channel_roles  # noqa: E402
+from eegz.edf import read_edf  # noqa: E402
+from eegz.metrics import line_ratio_psd, prdn, welch_psd  # noqa: E402
+
+DRAWS = int(os.environ.get("EEGZ_BENCH_DRAWS", "3"))
+FORMATS = tuple(int(v) for v in os.environ.get("EEGZ_BENCH_FORMATS", "13,14").split(","))
+CODEBOOKS = (3, 6, 9)
+RECORDINGS = [f"Subject{n}_{run}.edf" for n in (14, 15, 16, 17) for run in (1, 2)]
+SEED_STEP = 7919
+
+
+def channel_lines(source: Path, coded: Path, folder: Path) -> tuple[list[float], list[float]]:
+    """(each EEG channel's strongest invented line, its PRDN) of one decode."""
+    api.decompress(coded, folder / "d.edf", device="cpu", force=True)
+    original, decoded = read_edf(source), read_edf(folder / "d.edf")
+    lines, errors = [], []
+    for s, role in zip(original.header.signals, channel_roles(original.header.signals)):
+        if role != NEURAL:
+            continue
+        x, y = original.digital[s.index].astype(np.float64), decoded.digital[s.index].astype(np.float64)
+        lines.append(line_ratio_psd(welch_psd(x, s.sample_rate), welch_psd(y, s.sample_rate), s.sample_rate)[0])
+        errors.append(prdn(x, y))
+    return lines, errors
+
+
+def main() -> None:
+    data = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data"
+    own_version, own_seed = encode.format_version, lossy.seed_of
+    results = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            for version in FORMATS:
+                encode.format_version = lambda *args, v=version: v
+                for n in CODEBOOKS:
+                    for name in RECORDINGS:
+                        lossy.seed_of = own_seed
+                        api.compress(data / "eegmat" / name, folder / f"{name}.eegz", codebooks=n, device="cpu",
+                                     force=True)
+                    draws = []
+                    for k in range(DRAWS):
+                        lossy.seed_of = lambda *args, s=k * SEED_STEP: (own_seed(*args) + s) % 2 ** 64
+                        lines, errors = [], []
+                        for name in RECORDINGS:
+                            l, e = channel_lines(data / "eegmat" / name, folder / f"{name}.eegz", folder)
+                            lines += l
+                            errors += e
+                        r = np.array(lines)
+                        draws.append({"worst": float(r.max()), "above_1_5": int((r > 1.5).sum()),
+                                      "above_2": int((r > 2.0).sum()), "median": float(np.median(r)),
+                                      "prdn": float(np.mean(errors)), "channels": len(r)})
+                        print(version, n, k, draws[-1], file=sys.stderr, flush=True)
+                    results.append({"format": version, "codebooks": n, "draws": draws})
+    finally:
+        encode.format_version, lossy.seed_of = own_version, own_seed
+    write(results)
+
+
+def write(results: list) -> None:
+    out = ROOT / "benchmarks" / "results"
+    (out / "channel_lines.json").write_text(json.dumps({"date": str(date.today()), "draws": DRAWS,
+                                                         "results": results}, indent=1) + "\n")
+    lines = [f"# Invented lines on single channels of held-out eegmat, format {' against '.join(map(str, FORMATS))} "
+             f"({date.today()})", "",
+             f"eegmat Subject14-17, both runs ({results[0]['draws'][0]['channels']} EEG channels at 500 Hz), default "
+             f"model; the strongest invented line of each channel (metrics.line_ratio_psd; goal <= 1.5x), means over "
+             f"{DRAWS} draws of the band envelope's noise. Format 14 adds constant runs (spec 6.7), the blended "
+             "normalization at block seams and the line padding of a recording's ends (6.1) and exact filling (6.4). "
+             "benchmarks/channel_lines.py.", "",
+             "| format | codebooks | worst channel | channels above 1.5x | above 2x | median channel | PRDN % |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results:
+        mean = {key: np.mean([d[key] for d in r["draws"]]) for key in ("worst", "above_1_5", "above_2", "median", "prdn")}
+        lines.append(f"| {r['format']} | {r['codebooks']} | {mean['worst']:.2f} | {mean['above_1_5']:.1f} | "
+                     f"{mean['above_2']:.1f} | {mean['median']:.2f} | {mean['prdn']:.2f} |")
+    (out / "channel_lines.md").write_text("\n".join(lines) + "\n")
+    print((out / "channel_lines.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
