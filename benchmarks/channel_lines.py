@@ -7,7 +7,9 @@ EEGZ_BENCH_FORMATS (default 13,14; 14 adds constant runs, spec 6.7, the blended 
 padding of 6.1 and exact filling, 6.4) at 3, 6 and 9 codebooks and decoded with the band envelope's seed shifted by
 k x 7919 for draw k = 0 .. DRAWS-1 (draw 0 is the file's own noise). Per format and codebook count: the worst
 channel's strongest line, how many channels stand above 1.5x and 2x, the median channel, and the mean PRDN over
-channels, each as the mean over draws.
+channels, each as the mean over draws. Beside them, the chance reference of lossy_benchmark.py: each 16-s block of
+each channel with its spectrum kept exactly and the phases above 30 Hz drawn at random (seed k): what the measure
+reads for a coder that carries the spectrum, not the waveform, above beta.
 
 Usage: python benchmarks/channel_lines.py [DATA_DIR]; EEGZ_BENCH_DRAWS (default 3), EEGZ_BENCH_FORMATS.
 Writes benchmarks/results/channel_lines.{json,md}.
@@ -26,6 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the benchmarks package; eegz is the installed one
 
+from benchmarks.clinical_references import random_phase_above  # noqa: E402
 from eegz import api, encode, lossy  # noqa: E402
 from eegz.channels import NEURAL, channel_roles  # noqa: E402
 from eegz.edf import read_edf  # noqa: E402
@@ -52,6 +55,27 @@ def channel_lines(source: Path, coded: Path, folder: Path) -> tuple[list[float],
     return lines, errors
 
 
+def chance_lines(source: Path, rng: np.random.Generator, edge_hz: float = 30.0, block_s: float = 16.0) -> list[float]:
+    """Each EEG channel's strongest line for the chance reference (random_phase_above per 16-s block)."""
+    original = read_edf(source)
+    lines = []
+    for s, role in zip(original.header.signals, channel_roles(original.header.signals)):
+        if role != NEURAL:
+            continue
+        x = original.digital[s.index].astype(np.float64)
+        y, n = x.copy(), int(block_s * s.sample_rate)
+        for start in range(0, len(x) - n + 1, n):
+            y[start:start + n] = random_phase_above(x[start:start + n], s.sample_rate, edge_hz, rng)
+        lines.append(line_ratio_psd(welch_psd(x, s.sample_rate), welch_psd(y, s.sample_rate), s.sample_rate)[0])
+    return lines
+
+
+def summary(lines: list[float], errors: list[float]) -> dict:
+    r = np.array(lines)
+    return {"worst": float(r.max()), "above_1_5": int((r > 1.5).sum()), "above_2": int((r > 2.0).sum()),
+            "median": float(np.median(r)), "prdn": float(np.mean(errors)) if errors else None, "channels": len(r)}
+
+
 def main() -> None:
     data = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data"
     own_version, own_seed = encode.format_version, lossy.seed_of
@@ -74,14 +98,14 @@ def main() -> None:
                             l, e = channel_lines(data / "eegmat" / name, folder / f"{name}.eegz", folder)
                             lines += l
                             errors += e
-                        r = np.array(lines)
-                        draws.append({"worst": float(r.max()), "above_1_5": int((r > 1.5).sum()),
-                                      "above_2": int((r > 2.0).sum()), "median": float(np.median(r)),
-                                      "prdn": float(np.mean(errors)), "channels": len(r)})
+                        draws.append(summary(lines, errors))
                         print(version, n, k, draws[-1], file=sys.stderr, flush=True)
                     results.append({"format": version, "codebooks": n, "draws": draws})
     finally:
         encode.format_version, lossy.seed_of = own_version, own_seed
+    draws = [summary([v for name in RECORDINGS for v in chance_lines(data / "eegmat" / name, np.random.default_rng(k))], [])
+             for k in range(DRAWS)]
+    results.append({"format": "chance", "codebooks": None, "draws": draws})
     write(results)
 
 
@@ -95,13 +119,17 @@ def write(results: list) -> None:
              f"model; the strongest invented line of each channel (metrics.line_ratio_psd; goal <= 1.5x), means over "
              f"{DRAWS} draws of the band envelope's noise. Format 14 adds constant runs (spec 6.7), the blended "
              "normalization at block seams and the line padding of a recording's ends (6.1) and exact filling (6.4). "
+             "Last row: a reference that keeps each 16-s block's spectrum exactly and draws the phases above 30 Hz at "
+             "random (what the measure reads for a coder that carries the spectrum, not the waveform, above beta). "
              "benchmarks/channel_lines.py.", "",
              "| format | codebooks | worst channel | channels above 1.5x | above 2x | median channel | PRDN % |",
              "|---|---|---|---|---|---|---|"]
     for r in results:
-        mean = {key: np.mean([d[key] for d in r["draws"]]) for key in ("worst", "above_1_5", "above_2", "median", "prdn")}
-        lines.append(f"| {r['format']} | {r['codebooks']} | {mean['worst']:.2f} | {mean['above_1_5']:.1f} | "
-                     f"{mean['above_2']:.1f} | {mean['median']:.2f} | {mean['prdn']:.2f} |")
+        mean = {key: np.mean([d[key] for d in r["draws"]]) for key in ("worst", "above_1_5", "above_2", "median")}
+        prdn_cell = f"{np.mean([d['prdn'] for d in r['draws']]):.2f}" if r["draws"][0]["prdn"] is not None else "-"
+        name = "chance: spectrum kept, phases above 30 Hz random" if r["format"] == "chance" else r["format"]
+        lines.append(f"| {name} | {r['codebooks'] or '-'} | {mean['worst']:.2f} | {mean['above_1_5']:.1f} | "
+                     f"{mean['above_2']:.1f} | {mean['median']:.2f} | {prdn_cell} |")
     (out / "channel_lines.md").write_text("\n".join(lines) + "\n")
     print((out / "channel_lines.md").read_text())
 
