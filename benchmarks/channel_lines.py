@@ -28,7 +28,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the benchmarks package; eegz is the installed one
 
-from benchmarks.clinical_references import random_phase_above  # noqa: E402
+from benchmarks.clinical_references import spectrum_only  # noqa: E402
+from benchmarks.noise_draws import SEED_STEP  # noqa: E402
 from eegz import api, encode, lossy  # noqa: E402
 from eegz.channels import NEURAL, channel_roles  # noqa: E402
 from eegz.edf import read_edf  # noqa: E402
@@ -38,7 +39,6 @@ DRAWS = int(os.environ.get("EEGZ_BENCH_DRAWS", "3"))
 FORMATS = tuple(int(v) for v in os.environ.get("EEGZ_BENCH_FORMATS", "13,14").split(","))
 CODEBOOKS = (3, 6, 9)
 RECORDINGS = [f"Subject{n}_{run}.edf" for n in (14, 15, 16, 17) for run in (1, 2)]
-SEED_STEP = 7919
 
 
 def channel_lines(source: Path, coded: Path, folder: Path) -> tuple[list[float], list[float]]:
@@ -56,16 +56,14 @@ def channel_lines(source: Path, coded: Path, folder: Path) -> tuple[list[float],
 
 
 def chance_lines(source: Path, rng: np.random.Generator, edge_hz: float = 30.0, block_s: float = 16.0) -> list[float]:
-    """Each EEG channel's strongest line for the chance reference (random_phase_above per 16-s block)."""
+    """Each EEG channel's strongest line for the chance reference (clinical_references.spectrum_only)."""
     original = read_edf(source)
     lines = []
     for s, role in zip(original.header.signals, channel_roles(original.header.signals)):
         if role != NEURAL:
             continue
         x = original.digital[s.index].astype(np.float64)
-        y, n = x.copy(), int(block_s * s.sample_rate)
-        for start in range(0, len(x) - n + 1, n):
-            y[start:start + n] = random_phase_above(x[start:start + n], s.sample_rate, edge_hz, rng)
+        y = spectrum_only(x, s.sample_rate, rng, edge_hz, block_s)
         lines.append(line_ratio_psd(welch_psd(x, s.sample_rate), welch_psd(y, s.sample_rate), s.sample_rate)[0])
     return lines
 

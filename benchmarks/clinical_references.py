@@ -40,6 +40,16 @@ def random_phase_above(x: np.ndarray, rate: float, edge: float, rng: np.random.G
     return np.fft.irfft(spectrum, len(x)) + x.mean()
 
 
+def spectrum_only(x: np.ndarray, rate: float, rng: np.random.Generator, edge: float = 30.0,
+                  block_s: float = 16.0) -> np.ndarray:
+    """x with each whole block of `block_s` through random_phase_above (the last, partial block as it is): a
+    coder that keeps each block's spectrum exactly and carries no waveform above `edge` Hz."""
+    y, n = np.array(x, np.float64), int(block_s * rate)
+    for start in range(0, len(y) - n + 1, n):
+        y[start:start + n] = random_phase_above(y[start:start + n], rate, edge, rng)
+    return y
+
+
 def low_passed(x: np.ndarray, edge: float) -> np.ndarray:
     spectrum = np.fft.rfft(x - x.mean())
     spectrum[np.fft.rfftfreq(len(x), 1.0 / RATE) > edge] = 0

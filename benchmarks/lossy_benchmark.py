@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))  # the benchmarks package; eegz is the installed o
 
 from eegz import api  # noqa: E402
 from eegz.edf import read_edf  # noqa: E402
-from benchmarks.clinical_references import random_phase_above  # noqa: E402
+from benchmarks.clinical_references import spectrum_only  # noqa: E402
 from eegz.channels import NEURAL, channel_roles  # noqa: E402
 from eegz.dsp import microvolt_factor  # noqa: E402
 from eegz.metrics import evaluate_arrays, evaluate_files  # noqa: E402
@@ -79,9 +79,7 @@ def spectrum_only_lines(path: Path, edge_hz: float = 30.0, block_s: float = 16.0
         if role != NEURAL:
             continue
         x = s.to_physical(x)
-        y, n = x.copy(), int(block_s * s.sample_rate)
-        for start in range(0, len(x) - n + 1, n):
-            y[start:start + n] = random_phase_above(x[start:start + n], s.sample_rate, edge_hz, rng)
+        y = spectrum_only(x, s.sample_rate, rng, edge_hz, block_s)
         channels.append((s.label, s.sample_rate, microvolt_factor(s.physical_dimension) or 1.0, x, y))
     overall = evaluate_arrays(channels)["overall"]
     return {"chance_line_ratio": overall["spectral_line"]["ratio"],

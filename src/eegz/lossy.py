@@ -30,7 +30,7 @@ from .edf import Signal
 from .container import AUX_TOKENS, NEURAL_TOKENS
 from .errors import FormatError
 from .neural import ABSENT_CODE
-from .runs import NO_RUNS, bridged, checked, constant_runs, in_runs, written
+from .runs import NO_RUNS, as_gaps, checked, constant_runs, from_gaps, tones_outside, written
 
 # normalized = (x - median) / (16 σ): about the amplitude the model was trained at (µV / 200 for EEG of
 # σ ≈ 12 µV). Measured on held-out eegmat at 3/6/9 codebooks: PRDN 31.7/22.2/19.8 % against 32.9/23.5/20.8
@@ -120,20 +120,27 @@ def blend_weights(n: int) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(np.pi * (np.arange(n) + 0.5) / n)
 
 
-def normalization_curve(pieces: list, blend: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample (offsets, scales) over consecutive pieces (length, offset, scale, the previous piece's
-    (offset, scale) to blend from over the piece's first `blend` samples, or None)."""
+def normalization(blocks: list, blend: int, before: tuple = (0, None), after: tuple = (0, None)) -> tuple:
+    """Per-sample (offsets, scales) over consecutive codec samples (spec 6.1): `before` samples of left context,
+    then `blocks` [(samples, (offset, scale))], then `after` samples of right context; each context as
+    (samples, the (offset, scale) of the block it lies in, or None where that block holds no token stream: then
+    the block next to it lends its own). With `blend` (format 14), each block's first `blend` samples pass from
+    the block before's values (the first block's from the left context's, where known) along blend_weights, and
+    the right context's from the last block's."""
+    pieces = [(before[0], before[1] or blocks[0][1], None)]
+    pieces += [(length, norm, blocks[k - 1][1] if k else before[1]) for k, (length, norm) in enumerate(blocks)]
+    pieces.append((after[0], after[1] or blocks[-1][1], blocks[-1][1] if after[1] else None))
     offsets, scales = [], []
-    for length, offset, scale, left in pieces:
+    for length, (offset, scale), left in pieces:
         o, s = np.full(length, offset), np.full(length, scale)
-        if left is not None and length > 0:
-            m = min(blend, length)
+        m = min(blend, length) if left is not None else 0
+        if m:
             w = blend_weights(m)
             o[:m] = (1.0 - w) * left[0] + w * offset
             s[:m] = (1.0 - w) * left[1] + w * scale
         offsets.append(o)
         scales.append(s)
-    return (np.concatenate(offsets), np.concatenate(scales)) if offsets else (np.zeros(0), np.zeros(0))
+    return np.concatenate(offsets), np.concatenate(scales)
 
 
 def hop_of(config: dict) -> int:
@@ -191,14 +198,12 @@ def block_input(digital: np.ndarray, signal: Signal, seconds: float, version: in
     its digital samples with the tones taken out and the runs bridged over (None without runs)). As transform
     streams do (spec 8.4, 8.5): tones are fitted outside the runs, and the runs bridged again from what the
     tones leave."""
+    if version < TOKEN_TONES:
+        return NO_TONES, None, NO_RUNS, None
     rate = signal.sample_rate
     found = constant_runs(digital, signal) if version >= TOKEN_RUNS else NO_RUNS
-    smooth = bridged(digital, found, rate) if len(found) else digital
-    rows, samples = (block_tones(smooth, rate, seconds, ~in_runs(found, len(smooth)) if len(found) else None)
-                     if version >= TOKEN_TONES else (NO_TONES, None))
-    if not len(found):
-        return rows, samples, found, None
-    return rows, samples, found, smooth if samples is None else bridged(digital - samples, found, rate)
+    rows, samples, rest = tones_outside(digital, found, rate, lambda x, known: block_tones(x, rate, seconds, known))
+    return rows, samples, found, rest if len(found) else None
 
 
 def token_bands(rate: float, version: int) -> tuple:
@@ -284,11 +289,7 @@ def _tone_bytes(rows: np.ndarray) -> bytes:
 def _run_bytes(rows: np.ndarray) -> bytes:
     """Constant runs as spec 6.7 stores them: per run its gap from the previous run's end (the block's start
     for the first) and its length less 1 as unsigned LEB128 varints, then its digital value zigzag-mapped."""
-    values, end = [], 0
-    for start, length, value in np.asarray(rows, np.int64).tolist():
-        values += [start - end, length - 1, _zigzag(value)]
-        end = start + length
-    return _varint_bytes(values)
+    return _varint_bytes(v for gap, length, value in as_gaps(rows).tolist() for v in (gap, length, _zigzag(value)))
 
 
 def _varints(data: bytes, start: int, what: str) -> tuple[np.ndarray, int]:
@@ -332,9 +333,7 @@ def _unpacked_runs(data: bytes, start: int) -> tuple[np.ndarray, int]:
     the block's length and the digital range are checked where they are known (TokenDecoder)."""
     values, at = _varints(data, start, "constant runs")
     gaps, lengths, value = values.T
-    lengths = lengths + 1
-    starts = np.cumsum(gaps + np.concatenate(([0], lengths[:-1]))) if len(gaps) else gaps
-    return np.column_stack([starts, lengths, _unzigzag(value)]).reshape(-1, 3), at
+    return from_gaps(gaps, lengths, _unzigzag(value)), at
 
 
 # ---------------------------------------------------------------- encoding
@@ -466,7 +465,7 @@ class TokenEncoder:
         """The normalized encoder input of consecutive blocks of signal i, with `context` frames of the signal
         beside them normalized like the blocks there (or, where those hold no token stream, like the block next to
         them); from format 14 each block's first BLEND_SECONDS pass from its left neighbour's values to its own
-        (normalization_curve). And where each block's own frames lie in it."""
+        (normalization). And where each block's own frames lie in it."""
         hop, n_frames = self.hop, len(u) // self.hop
         edges = [self._frame(b.first_record) - start_frame for b in blocks]
         edges.append(self._frame(blocks[-1].first_record + blocks[-1].record_count) - start_frame)
@@ -479,11 +478,8 @@ class TokenEncoder:
                 and block_is_codable(right.digital[i], self.signals[i]):  # an estimate: its own span decides
             r0 = self._frame(right.first_record) - start_frame
             after = block_normalization(self._own(u, r0, self._frame(right.first_record + right.record_count) - start_frame))
-        pieces = [((edges[0] - s0) * hop, *(left or norms[0]), None)]
-        pieces += [((b1 - b0) * hop, *norm, (left if k == 0 else norms[k - 1]) if blend else None)
-                   for k, (b0, b1, norm) in enumerate(zip(edges[:-1], edges[1:], norms))]
-        pieces.append(((s1 - edges[-1]) * hop, *(after or norms[-1]), norms[-1] if after else None))
-        offsets, scales = normalization_curve(pieces, blend)
+        offsets, scales = normalization([((b1 - b0) * hop, norm) for b0, b1, norm in zip(edges[:-1], edges[1:], norms)],
+                                        blend, ((edges[0] - s0) * hop, left), ((s1 - edges[-1]) * hop, after))
         segment = (self._own(u, s0, s1) - offsets) / scales
         parts = []
         for b, b0, b1, (offset, scale) in zip(blocks, edges[:-1], edges[1:], norms):
@@ -662,17 +658,13 @@ class TokenDecoder:
                        r: TokenStream | None) -> tuple:
         """The offset and scale that undo the encoder's normalization of a decoded wave of n samples (spec 6.1):
         the block's own; from format 14 per sample, the context frames with their own block's values and each
-        block's first BLEND_SECONDS blended from its left neighbour's (normalization_curve)."""
+        block's first BLEND_SECONDS blended from its left neighbour's (normalization)."""
         if self.version < NORMALIZATION_BLEND:
             return t.offset, t.scale
-        hop, blend = self.hop, blend_samples(self.rate)
-        own = n_frames * hop
-        right = n - n_left * hop - own
-        pieces = [(n_left * hop, l.offset, l.scale, None) if l is not None else (n_left * hop, t.offset, t.scale, None),
-                  (own, t.offset, t.scale, (l.offset, l.scale) if l is not None else None),
-                  (right, r.offset, r.scale, (t.offset, t.scale)) if r is not None and right > 0
-                  else (right, t.offset, t.scale, None)]
-        return normalization_curve(pieces, blend)
+        own = n_frames * self.hop
+        return normalization([(own, (t.offset, t.scale))], blend_samples(self.rate),
+                             (n_left * self.hop, (l.offset, l.scale) if l is not None else None),
+                             (n - n_left * self.hop - own, (r.offset, r.scale) if r is not None else None))
 
     def _seed(self, first_record: int, signal: int, t: TokenStream) -> int:
         return seed_of(first_record, signal, t.scale if self.version >= SCALE_SEED else None)

@@ -52,6 +52,30 @@ def in_runs(runs: np.ndarray, n: int) -> np.ndarray:
     return inside
 
 
+def tones_outside(digital: np.ndarray, runs: np.ndarray, rate: float, fit) -> tuple:
+    """A block's stationary tones fitted around its runs (spec 8.4, 8.5; 6.6, 6.7): fit(samples with the runs
+    bridged, where they are known) gives (tones, their samples in digital units or None); returns (tones, their
+    samples, the block's samples with the tones taken out and the runs bridged again from what they leave)."""
+    smooth = bridged(digital, runs, rate)
+    found, samples = fit(smooth, ~in_runs(runs, len(smooth)))
+    return found, samples, smooth if samples is None else bridged(digital - samples, runs, rate)
+
+
+def as_gaps(runs: np.ndarray) -> np.ndarray:
+    """Runs (start, length, value) as streams code them: rows (gap from the previous run's end, from the
+    block's start for the first; length less 1; value)."""
+    runs = np.asarray(runs, np.int64).reshape(-1, 3)
+    ends = runs[:, 0] + runs[:, 1]
+    return np.column_stack([runs[:, 0] - np.concatenate(([0], ends[:-1])), runs[:, 1] - 1, runs[:, 2]])
+
+
+def from_gaps(gaps: np.ndarray, lengths_less_1: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """as_gaps undone: rows (start, length, value)."""
+    lengths = lengths_less_1 + 1
+    starts = np.cumsum(gaps + np.concatenate(([0], lengths[:-1]))) if len(gaps) else gaps
+    return np.column_stack([starts, lengths, values]).reshape(-1, 3)
+
+
 def written(digital: np.ndarray, runs: np.ndarray) -> np.ndarray:
     """Decoded digital samples with each run's samples set to its value."""
     for start, length, value in runs:

@@ -33,7 +33,7 @@ from .channels import NEURAL, channel_role
 from .container import FORMAT_VERSION
 from .dsp import resample
 from .edf import EdfError, Signal, read_edf
-from .lossy import BLOCK_SECONDS, blend_samples, block_input, block_normalization, normalization_curve
+from .lossy import BLOCK_SECONDS, blend_samples, block_input, block_normalization, normalization
 from .metrics import band_power_errors_psd, line_ratio_psd, prdn_windows, welch_psd
 from .neural import ModelConfig, _quiet_imports, build_dac, load_state_into, pick_device, save_model
 from .progress import Progress
@@ -130,13 +130,9 @@ def encoder_input(digital: np.ndarray, signal: Signal) -> np.ndarray:
 
 def normalize_blocks(x: np.ndarray, block: int, blend: int = 0) -> np.ndarray:
     """The signal as the encoder sees it: each block of `block` samples normalized by its own values, its first
-    `blend` samples passing from the block before's (lossy.normalization_curve, format 14)."""
-    pieces, left = [], None
-    for start in range(0, len(x), block):
-        norm = block_normalization(x[start:start + block])
-        pieces.append((len(x[start:start + block]), *norm, left if blend else None))
-        left = norm
-    offsets, scales = normalization_curve(pieces, blend)
+    `blend` samples passing from the block before's (lossy.normalization, format 14)."""
+    parts = [x[start:start + block] for start in range(0, len(x), block)]
+    offsets, scales = normalization([(len(p), block_normalization(p)) for p in parts], blend)
     return ((x - offsets) / scales).astype(np.float32)
 
 

@@ -36,7 +36,7 @@ from .dsp import part_edges, stretches
 from .edf import Signal
 from .errors import FormatError
 from .lossy import block_normalization, meets_quality, seed_of
-from .runs import RUN_SECONDS, bridged, constant_runs, in_runs, written
+from .runs import RUN_SECONDS, as_gaps, checked, constant_runs, from_gaps, tones_outside, written
 
 # Measured at 250 bit/s: eegmat Subject14-17 mean PRDN without the envelope / Bonn 051-070's strongest
 # invented line with it: one window per block (16 s; Bonn 23.6 s) 14.3 % / 1.71x (set D, 36 Hz), 8-s
@@ -107,9 +107,7 @@ _ROTATION_HEAD = struct.Struct("<BBH")  # bits, coder, members
 def _run_values(runs: np.ndarray, offset: float) -> np.ndarray:
     """What the residual coder codes of the runs (spec 8.4): per run its gap from the previous run's end (the
     block's start for the first), its length less 1, its value less the stream's offset rounded."""
-    ends = runs[:, 0] + runs[:, 1]
-    gaps = runs[:, 0] - np.concatenate(([0], ends[:-1]))
-    return np.column_stack([gaps, runs[:, 1] - 1, runs[:, 2] - int(np.rint(offset))]).reshape(-1)
+    return (as_gaps(runs) - [0, 0, int(np.rint(offset))]).reshape(-1)
 
 
 def envelope_rules(version: int) -> int:
@@ -142,12 +140,10 @@ def encode_group(digitals: list, signals: list, bitrate: float | None = None, qu
     n, rate = len(digitals[0]), signals[0].sample_rate
     found = [constant_runs(d, s) for d, s in zip(digitals, signals)]
     most = tones.MAX_TONES if bitrate is None else int(TONE_SHARE * bitrate * n / rate / TONE_BITS)
-    smooth = [bridged(d, r, rate) for d, r in zip(digitals, found)]
-    lines = [_stationary_tones(b, ~in_runs(r, n), rate, most) for b, r in zip(smooth, found)]
-    # with tones, the runs are bridged again from the samples they leave
-    digitals = [bridged(d - samples, r, rate) if len(values) else b
-                for d, r, b, (values, samples) in zip(digitals, found, smooth, lines)]
-    tone_values = [values for values, _ in lines]
+    fitted = [tones_outside(d, r, rate, lambda x, known: _stationary_tones(x, known, rate, most))
+              for d, r in zip(digitals, found)]
+    tone_values = [values for values, _, _ in fitted]
+    digitals = [rest for _, _, rest in fitted]
     norms = [block_normalization(d) for d in digitals]
     runs = [_run_values(r, o) for r, (o, _) in zip(found, norms)]
     z = np.array([(d - o) / s for d, (o, s) in zip(digitals, norms)])
@@ -168,14 +164,14 @@ def encode_group(digitals: list, signals: list, bitrate: float | None = None, qu
                                      rate, bitrate, quality)
 
 
-def _stationary_tones(smooth: np.ndarray, known: np.ndarray, rate: float, most: int) -> tuple[np.ndarray, np.ndarray]:
-    """(the tone values a stream codes (spec 8.5), the tones' samples in digital units) of a block's samples
-    with their constant runs bridged, with the amplitudes rounded as stored. Fitted where the samples are
-    `known` (a run holds no tone); the caller takes them out before it bridges the runs and normalizes, so
-    that the transform, the envelope and the profile see the rest."""
+def _stationary_tones(smooth: np.ndarray, known: np.ndarray, rate: float, most: int) -> tuple:
+    """(the tone values a stream codes (spec 8.5), the tones' samples in digital units or None) of a block's
+    samples with their constant runs bridged, with the amplitudes rounded as stored. Fitted where the samples
+    are `known` (a run holds no tone); runs.tones_outside takes them out before the runs are bridged again and
+    the block normalized, so that the transform, the envelope and the profile see the rest."""
     rows = tones.as_stored(smooth, rate, most, known)
     values = np.column_stack([np.diff(rows[:, 0], prepend=0), rows[:, 1:]]).reshape(-1)
-    return values, tones.synthesized(rows, len(smooth))
+    return values, tones.synthesized(rows, len(smooth)) if len(rows) else None
 
 
 def _coded_together(z: np.ndarray, norms: list, levels: list, profiles: list, extras: list, scaled: np.ndarray | None,
@@ -550,11 +546,10 @@ def _runs(values: np.ndarray, offset: float, signal: Signal, n: int) -> np.ndarr
     if np.any(gaps < 0) or np.any(gaps > n) or np.any(lengths < 0) or np.any(lengths >= n) \
             or not abs(offset) < 2.0 ** 40:  # bounded first, so that the sums below cannot overflow
         raise FormatError("damaged transform stream (a constant run outside the block)")
-    lengths, values = lengths + 1, values + int(np.rint(offset))
-    starts = np.cumsum(gaps + np.concatenate(([0], lengths[:-1])))
-    if starts[-1] + lengths[-1] > n or np.any(values < signal.digital_min) or np.any(values > signal.digital_max):
+    runs = from_gaps(gaps, lengths, values + int(np.rint(offset)))
+    if not checked(runs, n, signal):
         raise FormatError("damaged transform stream (a constant run outside the block or the digital range)")
-    return np.column_stack([starts, lengths, values])
+    return runs
 
 
 def _tones(values: np.ndarray, n: int) -> np.ndarray:
