@@ -3,8 +3,7 @@
 The line measure of issue 11 (metrics.line_ratio_psd: a decoded bin's prominence over its neighbours, divided by
 the original's) on each EEG channel of eegmat Subject14-17, both runs (168 channels; 62-s task and 182-s rest
 recordings at 500 Hz, never trained on). Each recording is compressed with the default model as each format of
-EEGZ_BENCH_FORMATS (default 13,14; 14 adds constant runs, spec 6.7, the blended normalization and line
-padding of 6.1 and exact filling, 6.4) at 3, 6 and 9 codebooks and decoded with the band envelope's seed shifted by
+EEGZ_BENCH_FORMATS (default 14,15; WHAT says what each adds) at 3, 6 and 9 codebooks and decoded with the band envelope's seed shifted by
 k x 7919 for draw k = 0 .. DRAWS-1 (draw 0 is the file's own noise). Per format and codebook count: the worst
 channel's strongest line, how many channels stand above 1.5x and 2x, the median channel, and the mean PRDN over
 channels, each as the mean over draws. Beside them, the chance reference of lossy_benchmark.py: each 16-s block of
@@ -12,7 +11,7 @@ each channel with its spectrum kept exactly and the phases above 30 Hz drawn at 
 reads for a coder that carries the spectrum, not the waveform, above beta.
 
 Usage: python benchmarks/channel_lines.py [DATA_DIR]; EEGZ_BENCH_DRAWS (default 3), EEGZ_BENCH_FORMATS.
-Writes benchmarks/results/channel_lines.{json,md}.
+Writes benchmarks/results/channel_lines.{json,md} for formats 13,14, else channel_lines_<formats>.{json,md}.
 """
 from __future__ import annotations
 
@@ -36,7 +35,12 @@ from eegz.edf import read_edf  # noqa: E402
 from eegz.metrics import line_ratio_psd, prdn, welch_psd  # noqa: E402
 
 DRAWS = int(os.environ.get("EEGZ_BENCH_DRAWS", "3"))
-FORMATS = tuple(int(v) for v in os.environ.get("EEGZ_BENCH_FORMATS", "13,14").split(","))
+FORMATS = tuple(int(v) for v in os.environ.get("EEGZ_BENCH_FORMATS", "14,15").split(","))
+TAG = "channel_lines" if FORMATS == (13, 14) else "channel_lines_" + "_".join(map(str, FORMATS))
+WHAT = {14: "Format 14 adds constant runs (spec 6.7), the blended normalization at block seams and the line padding of a "
+            "recording's ends (6.1) and exact filling (6.4).",
+        15: "Format 15 pulls a decoded swing past the digital range back smoothly before clipping it (spec 6.1, 8's rail "
+            "limiter); its tokens are format 14's."}
 CODEBOOKS = (3, 6, 9)
 RECORDINGS = [f"Subject{n}_{run}.edf" for n in (14, 15, 16, 17) for run in (1, 2)]
 
@@ -109,15 +113,14 @@ def main() -> None:
 
 def write(results: list) -> None:
     out = ROOT / "benchmarks" / "results"
-    (out / "channel_lines.json").write_text(json.dumps({"date": str(date.today()), "draws": DRAWS,
+    (out / f"{TAG}.json").write_text(json.dumps({"date": str(date.today()), "draws": DRAWS,
                                                          "results": results}, indent=1) + "\n")
     lines = [f"# Invented lines on single channels of held-out eegmat, format {' against '.join(map(str, FORMATS))} "
              f"({date.today()})", "",
              f"eegmat Subject14-17, both runs ({results[0]['draws'][0]['channels']} EEG channels at 500 Hz), default "
              f"model; the strongest invented line of each channel (metrics.line_ratio_psd; goal <= 1.5x), means over "
-             f"{DRAWS} draws of the band envelope's noise. Format 14 adds constant runs (spec 6.7), the blended "
-             "normalization at block seams and the line padding of a recording's ends (6.1) and exact filling (6.4). "
-             "Last row: a reference that keeps each 16-s block's spectrum exactly and draws the phases above 30 Hz at "
+             f"{DRAWS} draws of the band envelope's noise. " + " ".join(WHAT[v] for v in FORMATS if v in WHAT)
+             + " Last row: a reference that keeps each 16-s block's spectrum exactly and draws the phases above 30 Hz at "
              "random (what the measure reads for a coder that carries the spectrum, not the waveform, above beta). "
              "benchmarks/channel_lines.py.", "",
              "| format | codebooks | worst channel | channels above 1.5x | above 2x | median channel | PRDN % |",
@@ -128,8 +131,8 @@ def write(results: list) -> None:
         name = "chance: spectrum kept, phases above 30 Hz random" if r["format"] == "chance" else r["format"]
         lines.append(f"| {name} | {r['codebooks'] or '-'} | {mean['worst']:.2f} | {mean['above_1_5']:.1f} | "
                      f"{mean['above_2']:.1f} | {mean['median']:.2f} | {prdn_cell} |")
-    (out / "channel_lines.md").write_text("\n".join(lines) + "\n")
-    print((out / "channel_lines.md").read_text())
+    (out / f"{TAG}.md").write_text("\n".join(lines) + "\n")
+    print((out / f"{TAG}.md").read_text())
 
 
 if __name__ == "__main__":

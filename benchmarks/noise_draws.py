@@ -35,7 +35,8 @@ CODEBOOKS = [int(n) for n in os.environ.get("EEGZ_BENCH_CODEBOOKS", "3,6,9").spl
 FORMATS = tuple(int(v) for v in os.environ.get("EEGZ_BENCH_FORMATS", "13,14").split(","))
 TAG = "noise_draws" if FORMATS == (12, 13) else "noise_draws_" + "_".join(map(str, FORMATS))
 WHAT = {12: "6.4's bands", 13: "8.2's bands, 0.5-Hz parts, noise in the mains bands (spec 6.4)",
-        14: "format 13 with constant runs (6.7), line padding at a recording's ends (6.1) and exact filling (6.4)"}
+        14: "format 13 with constant runs (6.7), line padding at a recording's ends (6.1) and exact filling (6.4)",
+        15: "format 14 with the rail limiter before clipping (6.1, 8)"}
 SEED_STEP = 7919
 
 

@@ -93,7 +93,8 @@ def test_the_envelope_restores_gamma_power_on_the_example(lossy_example, tmp_pat
     """Measured on the held-out example (500 Hz) at 6 codebooks with the default model (2026-11-26, format 5):
     gamma (30-70 Hz) power error 0.03 with the envelope, 0.68 without; high gamma (70-250 Hz) 0.45 against
     0.89 (format 4, at the codec rate: 0.86; the rest is a burst in the last 3 s and clicks at block seams,
-    which a block's stationary noise does not place in time); PRDN 24.8 % against 21.8 %."""
+    which a block's stationary noise does not place in time); PRDN 24.8 % against 21.8 %. Format 15 (its rail
+    limiter takes the clicks of clipping out of both): gamma 0.03 against 0.62, high gamma 0.26 against 0.77."""
     plain = tmp_path / "plain.eegz"
     api.compress(EXAMPLE, plain, codebooks=6, device="cpu", band_envelope=False)
     x, rate = _eeg(read_edf(EXAMPLE))
@@ -105,9 +106,9 @@ def test_the_envelope_restores_gamma_power_on_the_example(lossy_example, tmp_pat
         results[name] = (np.mean([e["gamma"] for e in errors]), np.mean([e["high_gamma"] for e in errors]),
                          prdn((x - x.mean(1, keepdims=True)).ravel(), (y - x.mean(1, keepdims=True)).ravel()))
     assert results["envelope"][0] < 0.10 < 0.5 < results["plain"][0], results
-    assert results["envelope"][1] < 0.6 < 0.8 < results["plain"][1], results
+    assert results["envelope"][1] < 0.6 < 0.7 < results["plain"][1], results
     assert results["envelope"][2] < results["plain"][2] + 5.0, results
-    assert api.info(lossy_example[6])["format_version"] == 14
+    assert api.info(lossy_example[6])["format_version"] == 15
     # the envelope's bytes: 2.9 % of the file (format 13's 22 bands at 500 Hz; format 12's 16 bands: 2.1 %)
     assert plain.stat().st_size < lossy_example[6].stat().st_size < plain.stat().st_size * 1.035
 

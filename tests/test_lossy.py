@@ -207,7 +207,7 @@ def test_a_mains_line_comes_back_as_a_tone_intoken_streams(tmp_path, monkeypatch
     signal = rec.header.signals[0]
     others = tuple(s.label for s in rec.header.signals[1:])  # only Fp1 through the codec: quicker
     api.compress(path, tmp_path / "t.eegz", codebooks=6, device="cpu", exact_labels=others)
-    assert api.info(tmp_path / "t.eegz")["format_version"] == 14
+    assert api.info(tmp_path / "t.eegz")["format_version"] == 15
     streams = list(token_streams(tmp_path / "t.eegz"))
     assert len(streams) == 4
     for _, entry, _, t in streams:
@@ -296,7 +296,8 @@ def test_format_13_keeps_a_notch_filters_gap(lossy_example, tmp_path, monkeypatc
     """Spec 6.4 (format 13): token streams' envelope in 8.2's 2-Hz bands from 43 to 64 Hz. The example is recorded
     through a 50-Hz notch; with 6.4's bands, [43, 49.75) and [50.25, 56) filled the gap with noise and left the
     decoder's own 50-Hz hump standing (measured: 48-52 Hz at 136x the original's power, mean over channels, and
-    52-57 Hz 0.66x, the power it gave the gap); now 1.55x, and 43-48 / 52-57 Hz 0.99 / 1.01x."""
+    52-57 Hz 0.66x, the power it gave the gap); now 1.55x (format 14: 1.64x, format 15: 1.49x), and 43-48 / 52-57 Hz
+    0.99 / 1.01x."""
     from scipy.signal import welch
 
     from eegz import encode
@@ -315,7 +316,7 @@ def test_format_13_keeps_a_notch_filters_gap(lossy_example, tmp_path, monkeypatc
 
     gap13, *sides13 = band_ratios(lossy_example[6], "v13.edf")
     gap12, *sides12 = band_ratios(tmp_path / "v12.eegz", "v12.edf")
-    assert api.info(lossy_example[6])["format_version"] == 14
+    assert api.info(lossy_example[6])["format_version"] == 15
     assert gap13 < 2.2 and gap12 > 50, (gap13, gap12)
     assert all(0.9 < r < 1.1 for r in sides13) and sides12[1] < 0.75, (sides13, sides12)
 
@@ -399,9 +400,8 @@ def test_format_14_stores_constant_runs_and_writes_them_back_exactly(lossy_examp
     """Spec 6.7: the example ends in 0.97 s of a writer's padding (one constant), which token streams now store as
     a run in every channel and decode exactly. Decoded without runs (format 13), the padding held the codec's
     output and the last block's noise, and the strongest invented line of the example's channels (measured): worst
-    2.45x, mean 1.71x; format 14: 2.24x (Pz at 81.75 Hz, where the codec makes 100-680 times the original's power
-    and the block's faded edges keep some of it; 1.88x before 6.1's blended normalization changed its tokens),
-    mean 1.51x."""
+    2.45x, mean 1.71x; format 14: 2.24x (Pz at 81.75 Hz: the decoded wave overshoots the digital range there, and
+    clipping it to the range leaves clicks; 1.32x decoded without clipping), mean 1.53x; format 15 (its rail limiter): 1.80x, 1.48x."""
     from eegz import encode
     original = read_edf(EXAMPLE)
     streams = list(token_streams(lossy_example[6]))
@@ -490,7 +490,8 @@ def test_format_14_blends_the_normalization_across_block_seams(lossy_example, tm
     jump at each seam the codec rebuilt a step that the recording does not hold, and the decoded signal kept one.
     The example at 6 codebooks (3 seams x 20 channels), the error's change across a seam over its typical
     sample-to-sample change (measured): at most 3.4 (none above 5) blended, 7.8 (5 above 5) with a jump; a plain
-    80-250 Hz event detector's invented events 43 against 65."""
+    80-250 Hz event detector's invented events 43 against 65 in format 14, 24 against 46 with format 15's rail
+    limiter."""
     from eegz import lossy
     from eegz.metrics import ripple_errors
     original = read_edf(EXAMPLE)
@@ -511,4 +512,37 @@ def test_format_14_blends_the_normalization_across_block_seams(lossy_example, tm
     monkeypatch.setattr(lossy, "NORMALIZATION_BLEND", 99)  # each block in its own values, as format 13
     api.compress(EXAMPLE, tmp_path / "jumps.eegz", codebooks=6, device="cpu")
     jumps = seams_and_ripples(tmp_path / "jumps.eegz", "jumps.edf")
-    assert blended[0] < 5.0 < jumps[0] and blended[1] < 52 < 55 < jumps[1], (blended, jumps)
+    assert blended[0] < 5.0 < jumps[0] and blended[1] < 30 < 38 < jumps[1], (blended, jumps)
+
+
+def test_format_15_pulls_swings_past_the_rails_back_before_clipping(lossy_example, tmp_path, monkeypatch):
+    """Version 15 token streams: the decoded values pass spec 8's rail limiter before they are clipped (6.1), as
+    transform streams' have since format 11. eegmat's writer scales each channel's digital range to its extremes,
+    and clipping cut clicks into every decoded swing that passed a rail. The example at 6 codebooks (measured): the
+    strongest invented line of its 20 EEG channels, worst 2.24x -> 1.80x (Pz at 81.75 Hz), mean 1.53x -> 1.48x; a
+    plain 80-250 Hz event detector's invented events 43 -> 24; the tokens are the same."""
+    from eegz import encode
+    from eegz.metrics import ripple_errors
+    original = read_edf(EXAMPLE)
+    idx = [i for i, r in enumerate(channel_roles(original.header.signals)) if r == NEURAL]
+
+    def measures(path, name):
+        decoded, _ = _decoded(path, tmp_path, name)
+        invented = sum(ripple_errors(original.digital[i].astype(float), decoded.digital[i].astype(float),
+                                     original.header.signals[i].sample_rate)["invented"] for i in idx)
+        s = [original.header.signals[i] for i in idx]
+        rails = sum(int(np.sum((decoded.digital[i] == g.digital_min) | (decoded.digital[i] == g.digital_max)))
+                    for i, g in zip(idx, s))
+        return _strongest_lines(original, decoded), invented, rails
+
+    v15 = measures(lossy_example[6], "v15.edf")
+    monkeypatch.setattr(encode, "format_version", lambda *args: 14)
+    api.compress(EXAMPLE, tmp_path / "v14.eegz", codebooks=6, device="cpu")
+    assert api.info(tmp_path / "v14.eegz")["format_version"] == 14
+    v14 = measures(tmp_path / "v14.eegz", "v14.edf")
+    assert max(v15[0]) < 1.95 < 2.2 < max(v14[0]), (max(v15[0]), max(v14[0]))
+    assert np.mean(v15[0]) < 1.505 < 1.52 < np.mean(v14[0]), (np.mean(v15[0]), np.mean(v14[0]))
+    assert v15[1] < 30 < 38 < v14[1], (v15[1], v14[1])
+    assert [t.codes.tolist() for *_, t in token_streams(tmp_path / "v14.eegz")] \
+        == [t.codes.tolist() for *_, t in token_streams(lossy_example[6])]
+    assert v15[2] < v14[2] / 3, (v15[2], v14[2])  # samples clipped at a rail

@@ -541,10 +541,10 @@ def test_an_overshoot_past_a_rail_is_pulled_back_smoothly():
 
 def test_the_limiter_keeps_a_flat_top_and_fades_over_its_margin():
     x = np.array([0, 1, 2, 5, 7, 6, 3, 1, 0, 0], float)
-    out = transform._limited(x, -10.0, 4.0, 2, 3)
+    out = runs._limited(x, -10.0, 4.0, 2, 3)
     np.testing.assert_allclose(out, x - 3 * np.array([0, 0, 0.5, 1, 1, 1, 0.5, 0, 0, 0]))
     assert out.max() == 4.0
-    np.testing.assert_array_equal(transform._limited(x, -10.0, 4.0, 2, 2), x)  # longer than 2: left to the clip
+    np.testing.assert_array_equal(runs._limited(x, -10.0, 4.0, 2, 2), x)  # longer than 2: left to the clip
 
 
 def test_flat_short_or_slow_blocks_have_no_tones():

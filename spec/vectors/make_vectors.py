@@ -1,4 +1,4 @@
-"""Write the test vectors of formats 3 to 13 (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled
+"""Write the test vectors of formats 3 to 15 (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled
 example (eegmat Subject17, CC BY 4.0), BioSemi's BDF test file (edge/biosemi, shared data folder) and a Bonn
 segment (bonn/A_Z/Z051.txt there, as a one-record EDF).
 
@@ -148,6 +148,9 @@ VECTORS = {  # file: (source, options, what it exercises)
     "lossy_blend_6.eegz": ("eegmat-40s", dict(mode="lossy", codebooks=6),
                            "format 14: kind 3 over 3 blocks whose normalization passes from block to block over "
                            "half a second (section 6.1), with 6.4's exact filling, DAC-SC, 6 codebooks"),
+    "lossy_limiter_6.eegz": ("eegmat-40s", dict(mode="lossy", codebooks=6),
+                             "format 15: lossy_blend_6's recording, whose decoded swings past the digital range go "
+                             "through the rail limiter (sections 6.1, 8), DAC-SC, 6 codebooks"),
 }
 
 

@@ -32,16 +32,16 @@ from .errors import EegzError, FormatError, OutputExistsError
 
 MAGIC = b"\x89EEGZ\r\n\x1a"
 FOOTER_MAGIC = b"EEGZEND\x00"
-FORMAT_VERSION = 14  # what this code writes when a file holds token streams (4 added the band envelope,
+FORMAT_VERSION = 15  # what this code writes when a file holds token streams (4 added the band envelope,
 # 5 moved it to the channel rate, 6 continued its first part's noise filling below 30 Hz, 7 added transform
 # streams and the stream's scale to the noise seed, 8 added rotation streams, 9 the envelope's time profile,
 # 10 the transform streams' constant runs and slope patches, 11 their stationary tones and rail limiter, 12 the
 # token streams' stationary tones, 13 their envelope in 8.2's bands, with 0.5-Hz parts and noise in the mains bands,
-# 14 their constant runs)
+# 14 their constant runs, 15 their envelope's shorter fades)
 TRANSFORM_FORMAT_VERSION = 11  # transform files (they hold no token streams) are unchanged since format 11: eegz 0.10
 # reads them
 EXACT_FORMAT_VERSION = 3  # files with neither are unchanged since format 3: eegz 0.2 reads them
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14)
+READABLE_VERSIONS = tuple(range(1, FORMAT_VERSION + 1))
 
 
 def format_version(mode: str, tokens: bool) -> int:

@@ -63,8 +63,15 @@ class Signal:
         """Re-quantize with the original gain and offset, clipped to the digital range."""
         if self.gain == 0.0:
             return np.full(np.shape(physical), self.digital_min, dtype=np.int32)
-        digital = np.round((np.asarray(physical, np.float64) - self.physical_min) / self.gain + self.digital_min)
-        return np.clip(digital, self.digital_min, self.digital_max).astype(np.int32)
+        return self.requantized(self.digital_values(physical))
+
+    def digital_values(self, physical: np.ndarray) -> np.ndarray:
+        """Physical values in digital units, not yet rounded (gain must not be 0)."""
+        return (np.asarray(physical, np.float64) - self.physical_min) / self.gain + self.digital_min
+
+    def requantized(self, values: np.ndarray) -> np.ndarray:
+        """Digital-unit values rounded (half to even) and clipped to the digital range."""
+        return np.clip(np.round(values), self.digital_min, self.digital_max).astype(np.int32)
 
 
 @dataclass

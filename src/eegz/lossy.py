@@ -30,7 +30,7 @@ from .edf import Signal
 from .container import AUX_TOKENS, NEURAL_TOKENS
 from .errors import FormatError
 from .neural import ABSENT_CODE
-from .runs import NO_RUNS, as_gaps, checked, constant_runs, from_gaps, tones_outside, written
+from .runs import NO_RUNS, as_gaps, checked, constant_runs, from_gaps, rail_limited, tones_outside, written
 
 # normalized = (x - median) / (16 σ): about the amplitude the model was trained at (µV / 200 for EEG of
 # σ ≈ 12 µV). Measured on held-out eegmat at 3/6/9 codebooks: PRDN 31.7/22.2/19.8 % against 32.9/23.5/20.8
@@ -64,6 +64,10 @@ EXACT_FILL = 14  # the format from which a token stream's filled envelope parts 
 # decoder's version of it, undone with each block's own values, left a step in the decoded signal
 NORMALIZATION_BLEND = 14
 BLEND_SECONDS = 0.5
+# Format 15 re-quantizes a token stream's samples through spec 8's rail limiter, as transform streams since
+# format 11 (runs.rail_limited): clipping cut corners into a decoded swing that passed a rail, and half the
+# invented 80-250 Hz events left on held-out eegmat were those clicks (see runs.LIMITER_SECONDS)
+TOKEN_RAIL_LIMITER = 15
 
 
 def blend_samples(codec_rate: float) -> int:
@@ -647,7 +651,7 @@ class TokenDecoder:
                 if not tones.in_range(t.tones, len(phys)):
                     raise FormatError("damaged token stream (a tone at or above the Nyquist frequency)")
                 phys = phys + s.gain * tones.synthesized(t.tones, len(phys))
-            out[i] = s.to_digital(phys)
+            out[i] = self._requantized(phys, s)
             if len(t.runs):  # format 14 (spec 6.7): the constant runs, exactly
                 if not checked(t.runs, len(phys), s):
                     raise FormatError("damaged token stream (a constant run outside the block or the digital range)")
@@ -665,6 +669,12 @@ class TokenDecoder:
         return normalization([(own, (t.offset, t.scale))], blend_samples(self.rate),
                              (n_left * self.hop, (l.offset, l.scale) if l is not None else None),
                              (n - n_left * self.hop - own, (r.offset, r.scale) if r is not None else None))
+
+    def _requantized(self, phys: np.ndarray, s: Signal) -> np.ndarray:
+        """The channel's digital samples (spec 6.1's last step); from format 15 through the rail limiter."""
+        if self.version < TOKEN_RAIL_LIMITER or s.gain == 0.0:
+            return s.to_digital(phys)
+        return s.requantized(rail_limited(s.digital_values(phys), s))
 
     def _seed(self, first_record: int, signal: int, t: TokenStream) -> int:
         return seed_of(first_record, signal, t.scale if self.version >= SCALE_SEED else None)

@@ -32,11 +32,11 @@ import numpy as np
 
 from . import _core, envelope, tones
 from .container import TRANSFORM_FORMAT_VERSION
-from .dsp import part_edges, stretches
+from .dsp import part_edges
 from .edf import Signal
 from .errors import FormatError
 from .lossy import block_normalization, meets_quality, seed_of
-from .runs import RUN_SECONDS, as_gaps, checked, constant_runs, from_gaps, tones_outside, written
+from .runs import as_gaps, checked, constant_runs, from_gaps, rail_limited, tones_outside, written
 
 # Measured at 250 bit/s: eegmat Subject14-17 mean PRDN without the envelope / Bonn 051-070's strongest
 # invented line with it: one window per block (16 s; Bonn 23.6 s) 14.3 % / 1.71x (set D, 36 Hz), 8-s
@@ -95,11 +95,6 @@ TONES_FLAG = 0x20  # in the coder byte of a format-11 stream: a tone count follo
 # and 138, 2 at 250). At 60 bit/s one a block took eegmat Subject15's PRDN from 45.6 to 48.0 %, eegmmidb
 # S001R03's from 26.2 to 26.7 %.
 TONE_BITS, TONE_SHARE = 72.0, 0.05
-# Format 11's decoder pulls a decoded excursion past a rail back by its peak, fading over LIMITER_SECONDS on
-# each side, before clipping: the original reaches its rail at the top of a smooth swing, and the clipped
-# overshoot's corners were broadband bursts. Held-out eegmat Subject14-17 at 251 bit/s: invented ripples 166 ->
-# 123 (10 ms: 127, 50 ms: 123), high gamma over the recording 0.16 -> 0.15 in Subject17, PRDN unchanged.
-LIMITER_SECONDS = 0.02  # excursions up to RUN_SECONDS long: a longer one is a saturation, clipped as before
 _HEAD = struct.Struct("<fffBBBI")  # offset, scale, step, windows, coder (family + 4 × start), bands, coefficients
 _ROTATION_HEAD = struct.Struct("<BBH")  # bits, coder, members
 
@@ -579,35 +574,7 @@ def _finished(part: _Synthesized, y: np.ndarray, signal: Signal, first_record: i
     samples = offset + scale * y
     if len(part.tones):  # spec 8.5, in digital units
         samples += tones.synthesized(part.tones, len(y))
-    if part.limited and (samples.max() > signal.digital_max or samples.min() < signal.digital_min):
-        # format 11: what passes a rail is pulled back smoothly before it is clipped there
-        samples = _limited(samples, signal.digital_min, signal.digital_max, int(round(LIMITER_SECONDS * rate)),
-                           int(round(RUN_SECONDS * rate)))
+    if part.limited:  # format 11: what passes a rail is pulled back smoothly before it is clipped there
+        samples = rail_limited(samples, signal)
     out = np.clip(np.rint(samples), signal.digital_min, signal.digital_max).astype(np.int32)
     return written(out, part.runs)  # spec 8.4: the constant runs, exactly
-
-
-def _limited(x: np.ndarray, low: float, high: float, margin: int, longest: int) -> np.ndarray:
-    """x with each excursion past a rail of at most `longest` samples pulled back smoothly (spec 8): by its peak
-    excess over the excursion, falling to 0 over `margin` samples on each side as a raised cosine. Excursions
-    and peaks are x's own; a longer one (a saturation) is left to the clipping."""
-    out = x.copy()
-    t = np.arange(len(x))
-    for side, rail in ((1.0, high), (-1.0, low)):
-        for a, b in zip(*stretches(side * (x - rail) > 0)):
-            peak = float(np.max(side * (x[a:b] - rail)))
-            if b - a > longest or not math.isfinite(peak):
-                continue
-            lo, hi = max(0, a - margin), min(len(x), b + margin)
-            out[lo:hi] -= side * peak * _flat_top(t[lo:hi], a, b, margin)
-    return out
-
-
-def _flat_top(t: np.ndarray, a: int, b: int, margin: int) -> np.ndarray:
-    """1 over [a, b), falling to 0 over `margin` samples on each side as a raised cosine (spec 8)."""
-    out = np.ones(len(t))
-    if margin > 0:
-        before, after = t < a, t >= b
-        out[before] = 0.5 * (1 - np.cos(np.pi * (t[before] - a + margin) / margin))
-        out[after] = 0.5 * (1 - np.cos(np.pi * (b - 1 + margin - t[after]) / margin))
-    return out
