@@ -5,6 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
+import eegz
 from eegz import api
 from eegz.errors import ModelError
 from eegz.neural import ModelConfig, NeuralCodec, build_dac
@@ -53,6 +54,28 @@ def test_train_writes_a_usable_model_and_resumes(two_subjects, tmp_path):
         api.decompress(tmp_path / "x.eegz", tmp_path / "y.edf", device="cpu")
     assert not (tmp_path / "y.edf").exists()
     api.decompress(tmp_path / "x.eegz", tmp_path / "x.edf", model=str(out / "model.npz"), device="cpu")
+
+
+def test_a_frozen_encoder_trains_the_decoder_and_keeps_every_token(two_subjects, tmp_path):
+    """freeze_encoder (`eegz train --freeze-encoder`): DAC-SC fine-tunes only its decoder, so a file compressed
+    with the new model holds the same tokens as with the model it started from."""
+    first = tmp_path / "first"
+    train([str(two_subjects)], first, TINY, _settings(), quiet=True, log=lambda m: None)
+    out = tmp_path / "decoder"
+    train([str(two_subjects)], out, TINY, _settings(lr=1e-2, freeze_encoder=True), from_model=first / "model.npz",
+          quiet=True, log=lambda m: None)
+    with np.load(first / "model.npz") as a, np.load(out / "model.npz") as b:
+        frozen = [k for k in a.files if k.startswith(("encoder.", "quantizer."))]
+        trained = [k for k in a.files if k.startswith("decoder.")]
+        assert frozen and trained
+        assert all(np.array_equal(a[k], b[k]) for k in frozen)
+        assert sum(not np.array_equal(a[k], b[k]) for k in trained) > len(trained) // 2
+    codes = []
+    for name, model in (("a", first / "model.npz"), ("b", out / "model.npz")):
+        api.compress(EXAMPLE, tmp_path / f"{name}.eegz", codebooks=3, model=str(model), device="cpu")
+        with eegz.open(tmp_path / f"{name}.eegz", model=str(model), device="cpu") as f:
+            codes.append([f.tokens(c) for c in ("EEG Fp1", "EEG O2")])
+    assert all(np.array_equal(a, b) and (a >= 0).any() for a, b in zip(*codes))
 
 
 def test_a_warm_up_starts_fine_tuning_with_small_steps(two_subjects, tmp_path):

@@ -350,6 +350,8 @@ def eval(reference, candidate, model, device, as_json):
               help="mc: fine-tune DAC-MC (channel mixing + style vectors) from the --from-model DAC-SC model")
 @click.option("--channels", type=int, default=16, show_default=True, help="DAC-MC: channels per training window")
 @click.option("--freeze-decoder", is_flag=True, help="DAC-MC: train only the channel mixing and style vectors")
+@click.option("--freeze-encoder", is_flag=True,
+              help="DAC-SC: train only the decoder (with --from-model: the model's tokens stay exactly as they are)")
 @click.option("--stft-weight", type=float, default=0.0, show_default=True,
               help="weight of the multi-resolution STFT magnitude loss")
 @click.option("--line-length-weight", type=float, default=0.0, show_default=True,
@@ -372,7 +374,7 @@ def eval(reference, candidate, model, device, as_json):
 @click.option("--max-seconds", type=float, default=0.0, help="stop (evaluate and save) after this much training time")
 @click.option("-q", "--quiet", is_flag=True)
 def train(inputs, out_dir, steps, batch_size, lr, lr_final, warmup_steps, init, resume, from_model, val_subjects,
-          adversarial_steps, variant, channels, freeze_decoder, stft_weight, line_length_weight, excess_weight, line_weight, image_weight,
+          adversarial_steps, variant, channels, freeze_decoder, freeze_encoder, stft_weight, line_length_weight, excess_weight, line_weight, image_weight,
           line_group, upsampling, window_seconds, seed, threads, device, max_seconds, quiet):
     """Train or fine-tune the EEG codec on EDF files, Bonn segments, folders or globs."""
     from .neural import ModelConfig
@@ -383,7 +385,7 @@ def train(inputs, out_dir, steps, batch_size, lr, lr_final, warmup_steps, init, 
                              stft_weight=stft_weight, line_length_weight=line_length_weight, excess_weight=excess_weight,
                              line_weight=line_weight, image_weight=image_weight, line_group=line_group,
                              window_seconds=window_seconds, seed=seed, threads=threads,
-                             device=device, max_seconds=max_seconds)
+                             device=device, max_seconds=max_seconds, freeze_encoder=freeze_encoder)
     log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
     if variant == "mc":
         result = _run(lambda: train_multichannel(

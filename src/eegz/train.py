@@ -74,6 +74,7 @@ class TrainSettings:
     threads: int = 0  # 0: torch's default
     device: str = "cpu"  # cpu, cuda or auto (neural.pick_device)
     max_seconds: float = 0.0  # stop (evaluate, save) once training has run this long; 0: no limit
+    freeze_encoder: bool = False  # DAC-SC: train the decoder only; encoder and quantizer (so every token) stay as loaded
 
 
 # ---------------------------------------------------------------- data
@@ -502,7 +503,11 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
         save_model(model, config, out_dir / "model.npz", card, token_usage(model, table_windows, config.n_codebooks))
 
     model.train()
-    run = Run({"model": model}, list(model.parameters()), step, evaluate, save, sampler, warmup=settings.warmup_steps)
+    trained = model.decoder if settings.freeze_encoder else model
+    if settings.freeze_encoder:  # the files a frozen encoder writes are the loaded model's, token for token
+        for module in (model.encoder, model.quantizer):
+            module.requires_grad_(False)
+    run = Run({"model": model}, list(trained.parameters()), step, evaluate, save, sampler, warmup=settings.warmup_steps)
     return _run(run, settings, out_dir, resume, quiet, log)
 
 
