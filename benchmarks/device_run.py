@@ -82,7 +82,16 @@ SETTINGS = {"first": (("b128", 128, 1e-4, 1e-5, {}), ("b512", 512, 3e-4, 1e-5, {
             # spectrum-only reference's 1.50-1.69x) but PRDN at 6 codebooks from 23.7 to 28.1 %: lighter weights here
             "fifth": tuple((name, 256, 1e-4, 1e-5, {"warmup_steps": 200, **G4, **extra}) for name, extra in (
                 ("k1", {"line_group": 16, "line_weight": 1.0}), ("k2", {"line_group": 16, "line_weight": 2.0}),
-                ("k3", {"line_group": 32, "line_weight": 1.0}), ("k4", {})))}
+                ("k3", {"line_group": 32, "line_weight": 1.0}), ("k4", {}))),
+            # decoder only (freeze_encoder: every file keeps the default model's tokens, so a new model changes no
+            # bit rate and can be judged on decoding alone): g4's losses and g1's (g1 gained 0.6 PRDN points at 6
+            # codebooks on this GPU but raised eegmat's lines), at two learning rates. On 2 CPU cores at batch 32
+            # (session 25, 5000 steps at lr 2e-5, g4's losses), through the codec at 6 codebooks: held-out eegmat
+            # channels above 1.5x 43 -> 40 of 160, invented events 0.68 -> 0.54 a channel-minute, PRDN +0.3 points;
+            # Bonn texture within a point, lines mixed: the trade of every CPU run, which batch 256 may not have
+            "sixth": tuple((name, 256, lr, 1e-5, {"warmup_steps": 200, "freeze_encoder": True, **extra})
+                           for name, lr, extra in (("d1", 1e-4, G4), ("d2", 3e-5, G4), ("d3", 1e-4, {}),
+                                                   ("d4", 3e-5, {})))}
 
 
 # ---------------------------------------------------------------- here: prepare
