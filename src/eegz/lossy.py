@@ -30,7 +30,7 @@ from .edf import Signal
 from .container import AUX_TOKENS, NEURAL_TOKENS
 from .errors import FormatError
 from .neural import ABSENT_CODE
-from .runs import NO_RUNS, as_gaps, checked, constant_runs, from_gaps, rail_limited, tones_outside, written
+from .runs import NO_RUNS, as_gaps, checked, constant_runs, from_gaps, requantized, tones_outside, written
 
 # normalized = (x - median) / (16 σ): about the amplitude the model was trained at (µV / 200 for EEG of
 # σ ≈ 12 µV). Measured on held-out eegmat at 3/6/9 codebooks: PRDN 31.7/22.2/19.8 % against 32.9/23.5/20.8
@@ -65,13 +65,10 @@ EXACT_FILL = 14  # the format from which a token stream's filled envelope parts 
 NORMALIZATION_BLEND = 14
 BLEND_SECONDS = 0.5
 # Format 15 re-quantizes a token stream's samples through spec 8's rail limiter, as transform streams since
-# format 11 (runs.rail_limited): clipping cut corners into a decoded swing that passed a rail, and half the
+# format 11 (runs.requantized): clipping cut corners into a decoded swing that passed a rail, and half the
 # invented 80-250 Hz events left on held-out eegmat were those clicks (see runs.LIMITER_SECONDS)
 TOKEN_RAIL_LIMITER = 15
 
-
-def blend_samples(codec_rate: float) -> int:
-    return int(round(BLEND_SECONDS * codec_rate))
 TOKEN_ENVELOPE_RULES = 7  # token streams keep 6.4's envelope in every later format (8.2's and 8.3's are the
 # transform streams': on the neural codec's output its fill ramp halved the noise above 30 Hz where the codec
 # kept some, and held-out eegmat's 30-70 Hz power came back 4 % short instead of 2 %)
@@ -116,6 +113,11 @@ def block_normalization(own: np.ndarray) -> tuple[float, float]:
     offset = float(np.float32(np.median(own)))
     scale = float(np.float32(max(SCALE_FACTOR * robust_std(own), 1e-30)))
     return offset, scale
+
+
+def blend_samples(codec_rate: float) -> int:
+    """Format 14: how many codec samples at a block's start blend its left neighbour's normalization into its own."""
+    return int(round(BLEND_SECONDS * codec_rate))
 
 
 def blend_weights(n: int) -> np.ndarray:
@@ -651,11 +653,9 @@ class TokenDecoder:
                 if not tones.in_range(t.tones, len(phys)):
                     raise FormatError("damaged token stream (a tone at or above the Nyquist frequency)")
                 phys = phys + s.gain * tones.synthesized(t.tones, len(phys))
-            out[i] = self._requantized(phys, s)
-            if len(t.runs):  # format 14 (spec 6.7): the constant runs, exactly
-                if not checked(t.runs, len(phys), s):
-                    raise FormatError("damaged token stream (a constant run outside the block or the digital range)")
-                out[i] = written(out[i], t.runs)
+            if not checked(t.runs, len(phys), s):  # format 14 (spec 6.7)
+                raise FormatError("damaged token stream (a constant run outside the block or the digital range)")
+            out[i] = self._requantized(phys, s, t.runs)
         return out
 
     def _normalization(self, n: int, n_left: int, n_frames: int, t: TokenStream, l: TokenStream | None,
@@ -670,11 +670,12 @@ class TokenDecoder:
                              (n_left * self.hop, (l.offset, l.scale) if l is not None else None),
                              (n - n_left * self.hop - own, (r.offset, r.scale) if r is not None else None))
 
-    def _requantized(self, phys: np.ndarray, s: Signal) -> np.ndarray:
-        """The channel's digital samples (spec 6.1's last step); from format 15 through the rail limiter."""
-        if self.version < TOKEN_RAIL_LIMITER or s.gain == 0.0:
-            return s.to_digital(phys)
-        return s.requantized(rail_limited(s.digital_values(phys), s))
+    def _requantized(self, phys: np.ndarray, s: Signal, runs: np.ndarray) -> np.ndarray:
+        """The channel's digital samples (spec 6.1's last step): from format 15 through the rail limiter, then
+        the constant runs (format 14), exactly."""
+        if s.gain == 0.0:
+            return written(s.to_digital(phys), runs)
+        return requantized(s.digital_values(phys), s, runs, self.version >= TOKEN_RAIL_LIMITER)
 
     def _seed(self, first_record: int, signal: int, t: TokenStream) -> int:
         return seed_of(first_record, signal, t.scale if self.version >= SCALE_SEED else None)

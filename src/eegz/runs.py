@@ -124,6 +124,13 @@ def _bridge(x: np.ndarray, a: int, b: int, rate: float) -> np.ndarray:
     return (x[b] - slope(b + 1, b) * tau * (1.0 - np.exp(-t / tau)))[::-1]  # the block starts with runs
 
 
+def requantized(values: np.ndarray, signal: Signal, runs: np.ndarray, limit: bool) -> np.ndarray:
+    """A lossy stream's decoded values in digital units as the samples it stores (the last step of spec 6.1 and
+    8): through the rail limiter where `limit`, rounded half to even and clipped to the digital range, then each
+    constant run's samples set to its value."""
+    return written(signal.requantized(rail_limited(values, signal) if limit else values), runs)
+
+
 def rail_limited(values: np.ndarray, signal: Signal) -> np.ndarray:
     """Decoded values in digital units, not yet rounded, with each excursion past the signal's digital range of
     at most RUN_SECONDS pulled back smoothly (spec 8's rail limiter); unchanged where none passes it."""

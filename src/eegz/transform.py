@@ -36,7 +36,7 @@ from .dsp import part_edges
 from .edf import Signal
 from .errors import FormatError
 from .lossy import block_normalization, meets_quality, seed_of
-from .runs import as_gaps, checked, constant_runs, from_gaps, rail_limited, tones_outside, written
+from .runs import as_gaps, checked, constant_runs, from_gaps, requantized, tones_outside
 
 # Measured at 250 bit/s: eegmat Subject14-17 mean PRDN without the envelope / Bonn 051-070's strongest
 # invented line with it: one window per block (16 s; Bonn 23.6 s) 14.3 % / 1.71x (set D, 36 Hz), 8-s
@@ -574,7 +574,5 @@ def _finished(part: _Synthesized, y: np.ndarray, signal: Signal, first_record: i
     samples = offset + scale * y
     if len(part.tones):  # spec 8.5, in digital units
         samples += tones.synthesized(part.tones, len(y))
-    if part.limited:  # format 11: what passes a rail is pulled back smoothly before it is clipped there
-        samples = rail_limited(samples, signal)
-    out = np.clip(np.rint(samples), signal.digital_min, signal.digital_max).astype(np.int32)
-    return written(out, part.runs)  # spec 8.4: the constant runs, exactly
+    # format 11's rail limiter, then the constant runs of spec 8.4, exactly
+    return requantized(samples, signal, part.runs, part.limited)
