@@ -52,7 +52,8 @@ def token_streams(path):
                       - frame_of(e.first_record, duration, rate, hop))
             for s in c.read_block(k):
                 if s.kind == 3:
-                    yield k, e, s.signal, unpack_tokens(s.data, tables, frames, codec["n_codebooks"], c.version)
+                    yield k, e, s.signal, unpack_tokens(s.data, tables, frames, codec["n_codebooks"], c.version,
+                                                        e.record_count * duration)
 
 
 def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:

@@ -19,7 +19,7 @@ from .conftest import EXAMPLE, SHARED, line_power_ratio, shared_param, token_str
 # 30.7 / 21.8 / 17.5; the 0.4 default (+ the line loss, 5000 steps) with format 5's envelope: PRDN
 # 33.5 / 23.7 / 21.3 %, ratio 30.4 / 21.6 / 17.4; with format 6's envelope skirt: PRDN 33.9 / 23.9 / 21.5 %.
 MAX_PRDN = {3: 36.0, 6: 26.5, 9: 24.0}
-MIN_RATIO = {3: 29.0, 6: 20.5, 9: 16.5}
+MIN_RATIO = {3: 28.5, 6: 20.5, 9: 16.5}
 
 
 def _decoded(path, tmp_path, name="out.edf", **kw):
@@ -59,9 +59,9 @@ def test_fidelity_and_ratio_on_the_example(lossy_example, tmp_path, n):
     assert summary["compression_ratio"] > MIN_RATIO[n]
     assert summary["codebooks"] == n
     # 10-bit codes, 4 frames a second at 256 Hz, hop 64: 40 bit/s per codebook before entropy coding
-    # (+ the band envelope: 22 bytes a 16-s block at 500 Hz in format 13, 11 bit/s, and the stream headers;
-    # measured 143 / 257 / 354)
-    assert 20 * n < summary["bits_per_second_per_channel"] < 40 * n + 25
+    # (+ the band envelope: 22 bytes a 16-s block at 500 Hz in format 13, 11 bit/s, format 16's time profile, about
+    # 7 bit/s, and the stream headers; measured 150 / 267 / 363)
+    assert 20 * n < summary["bits_per_second_per_channel"] < 40 * n + 35
 
 
 def test_more_codebooks_are_never_worse(lossy_example, tmp_path):
@@ -207,7 +207,7 @@ def test_a_mains_line_comes_back_as_a_tone_intoken_streams(tmp_path, monkeypatch
     signal = rec.header.signals[0]
     others = tuple(s.label for s in rec.header.signals[1:])  # only Fp1 through the codec: quicker
     api.compress(path, tmp_path / "t.eegz", codebooks=6, device="cpu", exact_labels=others)
-    assert api.info(tmp_path / "t.eegz")["format_version"] == 15
+    assert api.info(tmp_path / "t.eegz")["format_version"] == 16
     streams = list(token_streams(tmp_path / "t.eegz"))
     assert len(streams) == 4
     for _, entry, _, t in streams:
@@ -316,7 +316,7 @@ def test_format_13_keeps_a_notch_filters_gap(lossy_example, tmp_path, monkeypatc
 
     gap13, *sides13 = band_ratios(lossy_example[6], "v13.edf")
     gap12, *sides12 = band_ratios(tmp_path / "v12.eegz", "v12.edf")
-    assert api.info(lossy_example[6])["format_version"] == 15
+    assert api.info(lossy_example[6])["format_version"] == 16
     assert gap13 < 2.2 and gap12 > 50, (gap13, gap12)
     assert all(0.9 < r < 1.1 for r in sides13) and sides12[1] < 0.75, (sides13, sides12)
 
@@ -535,7 +535,9 @@ def test_format_15_pulls_swings_past_the_rails_back_before_clipping(lossy_exampl
                     for i, g in zip(idx, s))
         return _strongest_lines(original, decoded), invented, rails
 
-    v15 = measures(lossy_example[6], "v15.edf")
+    monkeypatch.setattr(encode, "format_version", lambda *args: 15)
+    api.compress(EXAMPLE, tmp_path / "v15.eegz", codebooks=6, device="cpu")
+    v15 = measures(tmp_path / "v15.eegz", "v15.edf")
     monkeypatch.setattr(encode, "format_version", lambda *args: 14)
     api.compress(EXAMPLE, tmp_path / "v14.eegz", codebooks=6, device="cpu")
     assert api.info(tmp_path / "v14.eegz")["format_version"] == 14
@@ -546,3 +548,86 @@ def test_format_15_pulls_swings_past_the_rails_back_before_clipping(lossy_exampl
     assert [t.codes.tolist() for *_, t in token_streams(tmp_path / "v14.eegz")] \
         == [t.codes.tolist() for *_, t in token_streams(lossy_example[6])]
     assert v15[2] < v14[2] / 3, (v15[2], v14[2])  # samples clipped at a rail
+
+
+def test_format_16_shapes_the_30_70_hz_band_in_time(lossy_example, tmp_path, monkeypatch):
+    """Version 16 token streams carry each block's 30-70 Hz time profile (spec 6.8): the decoder scales the parts
+    where the original was quieter than its share down and gives those where it held a burst fresh noise. The
+    example at 6 codebooks against a format-15 file of it (measured): the 30-70 Hz power error of 0.5-s windows at
+    the 90th percentile, median over its 20 EEG channels, 1.22 -> 0.94; strongest invented line worst 1.80 ->
+    1.86x, mean 1.48 -> 1.51x; invented 80-250 Hz events 24 -> 23; 2.2 % more bytes; the tokens are the same."""
+    from eegz import encode, envelope
+    from eegz.metrics import ripple_errors, window_band_errors
+    original = read_edf(EXAMPLE)
+    idx = [i for i, r in enumerate(channel_roles(original.header.signals)) if r == NEURAL]
+
+    def measures(path, name):
+        decoded, _ = _decoded(path, tmp_path, name)
+        pairs = [(original.digital[i].astype(float), decoded.digital[i].astype(float),
+                  original.header.signals[i].sample_rate) for i in idx]
+        gamma = np.median([window_band_errors(x, y, rate)["gamma"]["p90"] for x, y, rate in pairs])
+        invented = sum(ripple_errors(x, y, rate)["invented"] for x, y, rate in pairs)
+        return gamma, _strongest_lines(original, decoded), invented
+
+    v16 = measures(lossy_example[6], "v16.edf")
+    monkeypatch.setattr(encode, "format_version", lambda *args: 15)
+    api.compress(EXAMPLE, tmp_path / "v15.eegz", codebooks=6, device="cpu")
+    v15 = measures(tmp_path / "v15.eegz", "v15.edf")
+    assert v16[0] < 1.0 < 1.15 < v15[0], (v16[0], v15[0])
+    assert max(v16[1]) < 1.95 and np.mean(v16[1]) < 1.53, (max(v16[1]), np.mean(v16[1]))
+    assert v16[2] <= v15[2] + 2, (v16[2], v15[2])
+    streams, old = list(token_streams(lossy_example[6])), list(token_streams(tmp_path / "v15.eegz"))
+    assert [t.codes.tolist() for *_, t in streams] == [t.codes.tolist() for *_, t in old]
+    rate = original.header.signals[idx[0]].sample_rate
+    assert all(len(t.profile) == envelope.profile_count(e.record_count * int(rate), rate) for _, e, _, t in streams)
+    assert all(not len(t.profile) for *_, t in old)
+    assert lossy_example[6].stat().st_size < 1.03 * (tmp_path / "v15.eegz").stat().st_size
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("coder", "time profile"),  # p above 16: no such coder
+    ("count", "time profile"),  # more values than the block's seconds allow
+    ("length", "time profile"),  # its words run past the stream
+    ("value", "out of range"),  # |v| > 40
+    ("envelope", "without a band envelope"),
+])
+def test_damaged_time_profiles_in_a_token_stream_are_refused(damage, message):
+    from eegz import lossy
+    from eegz.errors import FormatError
+    from eegz.lossy import TokenStream, pack_tokens, token_tables, unpack_tokens
+    tables = token_tables(np.ones((6, 1024), np.int64))
+    codes, levels, profile = np.zeros((3, 8), np.uint16), bytes(range(200, 219)), np.array([3, -2, 0, 5])
+    stream = TokenStream(codes, 0.0, 1.0, levels, lossy.NO_TONES, lossy.NO_RUNS, profile)
+    good = pack_tokens(stream, tables, 16)
+    assert unpack_tokens(good, tables, 8, 6, 16, 2.0).profile.tolist() == profile.tolist()
+    at = lossy._TOKENS_V3.size + 1 + len(levels) + 2  # after the envelope, the tone count and the run count
+    data, seconds = good, 2.0
+    if damage == "coder":
+        data = good[:at] + bytes([17]) + good[at + 1:]
+    elif damage == "count":
+        seconds = 1.0
+    elif damage == "length":
+        data = good[:at + 2] + bytes([127]) + good[at + 3:]
+    elif damage == "value":
+        data = pack_tokens(stream._replace(profile=np.array([3, 41, 0, 5])), tables, 16)
+    else:
+        data = pack_tokens(stream._replace(envelope=b""), tables, 16)
+    with pytest.raises(FormatError, match=message):
+        unpack_tokens(data, tables, 8, 6, 16, seconds)
+
+
+def test_a_time_profile_of_another_length_than_the_block_is_refused_where_it_is_known():
+    """The profile's count must be the block's 0.5-s part count at the channel's rate (spec 6.8), which only the
+    decoder knows."""
+    from eegz.errors import FormatError
+    from eegz.lossy import TokenDecoder, TokenStream, token_bands
+    from eegz.neural import NeuralCodec
+    signals = read_edf(EXAMPLE).header.signals
+    decoder = TokenDecoder(NeuralCodec.load(None, "cpu"), {"context_frames": 8, "n_codebooks": 9}, signals,
+                           [0] * len(signals), 1.0, 16)
+    s = signals[0]
+    levels = bytes([200] * len(token_bands(s.sample_rate, 16)))
+    stream = TokenStream(np.zeros((3, 64), np.uint16), 0.0, 100.0, levels, profile=np.arange(32) % 5 - 2)
+    assert decoder.decode(0, 16, {0: stream}, {}, {})[0].shape == (16 * s.samples_per_record,)
+    with pytest.raises(FormatError, match="time profile count"):
+        decoder.decode(0, 16, {0: stream._replace(profile=np.arange(31) % 5 - 2)}, {}, {})

@@ -1,4 +1,4 @@
-"""Write the test vectors of formats 3 to 15 (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled
+"""Write the test vectors of formats 3 to 16 (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled
 example (eegmat Subject17, CC BY 4.0), BioSemi's BDF test file (edge/biosemi, shared data folder) and a Bonn
 segment (bonn/A_Z/Z051.txt there, as a one-record EDF).
 
@@ -151,6 +151,9 @@ VECTORS = {  # file: (source, options, what it exercises)
     "lossy_limiter_6.eegz": ("eegmat-40s", dict(mode="lossy", codebooks=6),
                              "format 15: lossy_blend_6's recording, whose decoded swings past the digital range go "
                              "through the rail limiter (sections 6.1, 8), DAC-SC, 6 codebooks"),
+    "lossy_profile_6.eegz": ("eegmat-40s", dict(mode="lossy", codebooks=6),
+                             "format 16: lossy_blend_6's recording with each block's 30-70 Hz time profile "
+                             "(section 6.8), DAC-SC, 6 codebooks"),
 }
 
 

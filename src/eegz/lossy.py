@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _core, envelope, tones
+from . import _core, envelope, residuals, tones
 from .dsp import alignment_period, rate_ratio, resample, robust_std
 from .edf import Signal
 from .container import AUX_TOKENS, NEURAL_TOKENS
@@ -68,6 +68,11 @@ BLEND_SECONDS = 0.5
 # format 11 (runs.requantized): clipping cut corners into a decoded swing that passed a rail, and half the
 # invented 80-250 Hz events left on held-out eegmat were those clicks (see runs.LIMITER_SECONDS)
 TOKEN_RAIL_LIMITER = 15
+# Format 16: a token stream may carry its block's 30-70 Hz time profile (spec 6.8, envelope.follow_gamma_profile):
+# the envelope gives a band its power over the block, and the decoder's content and the fill noise spread it
+# evenly, where the original holds it in bursts. About 13 bytes a 16-s block (residual coder, 3.2 bits a value)
+TOKEN_PROFILE = 16
+NO_PROFILE = np.zeros(0, np.int64)
 
 TOKEN_ENVELOPE_RULES = 7  # token streams keep 6.4's envelope in every later format (8.2's and 8.3's are the
 # transform streams': on the neural codec's output its fill ramp halved the noise above 30 Hz where the codec
@@ -85,13 +90,14 @@ NO_TONES = np.zeros((0, 3), np.int64)
 class TokenStream(NamedTuple):
     """One channel-block's tokens as stored: codes (codebooks × frames), normalization, band envelope
     (b"" in formats 1-3), stationary tones (rows k, a, b; none before format 12), constant runs (rows start,
-    length, value; none before format 14)."""
+    length, value; none before format 14), 30-70 Hz time profile (none before format 16)."""
     codes: np.ndarray
     offset: float
     scale: float
     envelope: bytes = b""
     tones: np.ndarray = NO_TONES
     runs: np.ndarray = NO_RUNS
+    profile: np.ndarray = NO_PROFILE
 
 
 def block_is_codable(digital: np.ndarray, signal: Signal) -> bool:
@@ -234,11 +240,15 @@ def pack_tokens(stream: TokenStream, tables: tuple, version: int) -> bytes:
         head += bytes([len(stream.tones)]) + _tone_bytes(stream.tones)
     if version >= TOKEN_RUNS:
         head += bytes([len(stream.runs)]) + _run_bytes(stream.runs)
+    if version >= TOKEN_PROFILE:
+        head += _profile_bytes(stream.profile)
     return head + body
 
 
-def unpack_tokens(data: bytes, tables: tuple, n_frames: int, max_codebooks: int, version: int) -> TokenStream:
-    """A format 3 or 4 token stream that must hold n_frames frames."""
+def unpack_tokens(data: bytes, tables: tuple, n_frames: int, max_codebooks: int, version: int,
+                  seconds: float = 0.0) -> TokenStream:
+    """A format 3 or later token stream that must hold n_frames frames (and, from format 16, a time profile
+    that a block of this many seconds can hold)."""
     table, rows, size = tables
     if len(data) < _TOKENS_V3.size + (version >= 4):
         raise FormatError("damaged token stream (shorter than its header)")
@@ -260,11 +270,17 @@ def unpack_tokens(data: bytes, tables: tuple, n_frames: int, max_codebooks: int,
         lines, start = _unpacked_tones(data, start)
     if version >= TOKEN_RUNS:
         found, start = _unpacked_runs(data, start)
+    time_profile = NO_PROFILE
+    if version >= TOKEN_PROFILE:
+        time_profile, start = _unpacked_profile(data, start, math.ceil(seconds / envelope.PROFILE_SECONDS) + 1)
+        if len(time_profile) and not levels:
+            raise FormatError("damaged token stream (a time profile without a band envelope)")
     try:
         codes = _core.decode_symbols(data[start:], n_q, frames, table, rows, size, TOKEN_PROB_BITS)
     except ValueError as e:
         raise FormatError(str(e)) from None
-    return TokenStream(np.frombuffer(codes, np.uint16).reshape(n_q, frames), offset, scale, levels, lines, found)
+    return TokenStream(np.frombuffer(codes, np.uint16).reshape(n_q, frames), offset, scale, levels, lines, found,
+                       time_profile)
 
 
 def _zigzag(v: int) -> int:
@@ -298,6 +314,15 @@ def _run_bytes(rows: np.ndarray) -> bytes:
     return _varint_bytes(v for gap, length, value in as_gaps(rows).tolist() for v in (gap, length, _zigzag(value)))
 
 
+def _profile_bytes(values: np.ndarray) -> bytes:
+    """A time profile as spec 6.8 stores it: 0 for none, else 1 + the residual coder byte, the value count and
+    the words' length as unsigned LEB128 varints, then the words."""
+    if not len(values):
+        return b"\0"
+    coder, words = residuals.encoded(values)
+    return bytes([1 + coder]) + _varint_bytes([len(values), len(words)]) + words
+
+
 def _varints(data: bytes, start: int, what: str) -> tuple[np.ndarray, int]:
     """A count byte at `start` and 3 × count LEB128 varints after it: (count rows of 3 values, where the next
     field begins)."""
@@ -306,17 +331,22 @@ def _varints(data: bytes, start: int, what: str) -> tuple[np.ndarray, int]:
     count, at = data[start], start + 1
     values = []
     for _ in range(3 * count):
-        value, shift = 0, 0
-        while True:
-            if at >= len(data) or shift >= 7 * MAX_VARINT_BYTES:
-                raise FormatError(f"damaged token stream ({what})")
-            byte, at = data[at], at + 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
+        value, at = _varint(data, at, what)
         values.append(value)
     return np.array(values, np.int64).reshape(-1, 3), at
+
+
+def _varint(data: bytes, at: int, what: str) -> tuple[int, int]:
+    """The unsigned LEB128 varint at `at` (at most MAX_VARINT_BYTES) and where the next field begins."""
+    value, shift = 0, 0
+    while True:
+        if at >= len(data) or shift >= 7 * MAX_VARINT_BYTES:
+            raise FormatError(f"damaged token stream ({what})")
+        byte, at = data[at], at + 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, at
 
 
 def _unzigzag(v: np.ndarray) -> np.ndarray:
@@ -332,6 +362,26 @@ def _unpacked_tones(data: bytes, start: int) -> tuple[np.ndarray, int]:
     if not tones.in_range(rows, tones.MAX_SAMPLES - 1):  # steps of 0 leave the indices not ascending
         raise FormatError("damaged token stream (a tone's frequency or amplitude out of range)")
     return rows, at
+
+
+def _unpacked_profile(data: bytes, start: int, most: int) -> tuple[np.ndarray, int]:
+    """Format 16's time profile at `start` (spec 6.8), of at most `most` values, and where the words begin; its
+    count against the channel's samples is checked where those are known (TokenDecoder)."""
+    if len(data) < start + 1 or data[start] > residuals.CODERS:
+        raise FormatError("damaged token stream (time profile)")
+    if not data[start]:
+        return NO_PROFILE, start + 1
+    count, at = _varint(data, start + 1, "time profile")
+    size, at = _varint(data, at, "time profile")
+    if not 2 <= count <= most or at + size > len(data):
+        raise FormatError("damaged token stream (time profile)")
+    try:
+        values = residuals.decoded(data[at:at + size], count, data[start] - 1)
+    except ValueError as e:
+        raise FormatError(f"damaged token stream (time profile: {e})") from None
+    if np.any(np.abs(values) > envelope.PROFILE_MAX):
+        raise FormatError("damaged token stream (a time profile value out of range)")
+    return values, at + size
 
 
 def _unpacked_runs(data: bytes, start: int) -> tuple[np.ndarray, int]:
@@ -402,15 +452,15 @@ class TokenEncoder:
             start_frame = self._frame(span[0].first_record)
             for part in block_runs([b.index for b in codable], MAX_RUN_BLOCKS):
                 segment, parts = self._job(u, start_frame, [b for b in run if b.index in part], i, right)
-                jobs.append((i, segment, [(*p, self._levels(run, p[0], s, i, p[1], p[2])) for p in parts]))
+                jobs.append((i, segment, [(*p, *self._envelope(run, p[0], s, i, p[1], p[2])) for p in parts]))
         codes = self.codec.encode([segment for _, segment, _ in jobs], self.n_codebooks)
         kept = self._fewest_codebooks(jobs, codes) if self.quality is not None else None
         out: dict[int, dict] = {b.index: {} for b in run}
         for j, ((i, _, parts), c) in enumerate(zip(jobs, codes)):
-            for k, (block, offset, scale, own, levels) in enumerate(parts):
+            for k, (block, offset, scale, own, levels, time_profile) in enumerate(parts):
                 n = kept[j][k] if kept else self.n_codebooks
                 lines, _, found, _ = self.found[block, i]
-                stream = TokenStream(c[:n, own], offset, scale, levels, lines, found)
+                stream = TokenStream(c[:n, own], offset, scale, levels, lines, found, time_profile)
                 out[block][i] = pack_tokens(stream, self.tables, self.version)
         first = run[-1].index  # the next span starts at this run's last block
         self.found = {key: entry for key, entry in self.found.items() if key[0] >= first}
@@ -439,15 +489,18 @@ class TokenEncoder:
     def _frame(self, record: int) -> int:
         return frame_of(record, self.record_duration, self.rate, self.hop)
 
-    def _levels(self, run: list[Block], index: int, signal: Signal, i: int, offset: float, scale: float) -> bytes:
-        """The band envelope of block `index` of signal i: its own samples at the channel's rate, in the
-        block's normalization (spec 6.4)."""
+    def _envelope(self, run: list[Block], index: int, signal: Signal, i: int, offset: float,
+                  scale: float) -> tuple[bytes, np.ndarray]:
+        """The band envelope of block `index` of signal i (spec 6.4) and from format 16 its 30-70 Hz time profile
+        (6.8, where it has one): of its own samples at the channel's rate, in the block's normalization."""
         if not self.band_envelope:
-            return b""
+            return b"", NO_PROFILE
         block = next(b for b in run if b.index == index)
         rate = signal.sample_rate
-        return envelope.levels((self._physical_input(block, i) - offset) / scale, rate, rate / 2,
-                               token_bands(rate, self.version))
+        x = (self._physical_input(block, i) - offset) / scale
+        time_profile = envelope.gamma_profile(x, rate) if self.version >= TOKEN_PROFILE else None
+        return (envelope.levels(x, rate, rate / 2, token_bands(rate, self.version)),
+                NO_PROFILE if time_profile is None else time_profile)
 
     def _fewest_codebooks(self, jobs: list, codes: list[np.ndarray]) -> list[list[int]]:
         """--quality: for each job's blocks, the fewest codebooks from MIN_QUALITY_CODEBOOKS up whose decoded
@@ -620,7 +673,8 @@ class TokenDecoder:
         """One channel-block's token stream."""
         frames = self.frames(first_record, record_count)
         if self.version >= 3:
-            return self._kept(unpack_tokens(data, self.tables, frames, self.n_codebooks, self.version))
+            return self._kept(unpack_tokens(data, self.tables, frames, self.n_codebooks, self.version,
+                                            record_count * self.record_duration))
         from .legacy.tokens import unpack_tokens_v1
         return self._kept(TokenStream(*unpack_tokens_v1(data, self.codec.config.bits_per_code, self.n_codebooks,
                                                         self.codec.token_counts, frames)))
@@ -682,7 +736,8 @@ class TokenDecoder:
 
     def _channel_rate_envelope(self, phys: np.ndarray, t: TokenStream, s: Signal, seed: int) -> np.ndarray:
         """Formats 5 and later (spec 6.4): the block's own samples at the channel's rate brought to the stored
-        band powers, in the block's normalization."""
+        band powers, in the block's normalization; from format 16 their 30-70 Hz part then follows the stored time
+        profile (6.8)."""
         rate, fine = s.sample_rate, self.version >= TOKEN_FINE_BANDS
         bands = token_bands(rate, self.version)
         if len(t.envelope) != len(bands):
@@ -691,6 +746,10 @@ class TokenDecoder:
                            version=min(self.version, TOKEN_ENVELOPE_RULES),
                            part_hz=envelope.FINE_PART_HZ if fine else envelope.SUB_BAND_HZ, mains_noise=fine,
                            exact_fill=self.version >= EXACT_FILL)
+        if len(t.profile):  # format 16 (spec 6.8)
+            if len(t.profile) != envelope.profile_count(len(y), rate):
+                raise FormatError("damaged token stream (time profile count)")
+            y = envelope.follow_gamma_profile(y, t.profile, rate, seed)
         return y * t.scale + t.offset
 
     def _codec_rate_envelope(self, wave: np.ndarray, n_left: int, n_frames: int, t: TokenStream, s: Signal,

@@ -202,7 +202,8 @@ class EegzFile:
                     raise EegzError("tokens() reads format 3 files; recode older ones with eegz 0.2 first")
                 if tables is None:
                     tables = token_tables(_token_counts(meta, self._model))
-                codes = unpack_tokens(s.data, tables, f1 - f0, n_codebooks, self._container.version).codes
+                codes = unpack_tokens(s.data, tables, f1 - f0, n_codebooks, self._container.version,
+                                      entry.record_count * self.record_duration).codes
                 out[f0:f1, :codes.shape[0]] = codes.T
         return out
 

@@ -40,7 +40,8 @@ def recode(container: Container, out, codebooks: int, model: str | None = None) 
         streams = []
         for s in container.read_block(k):
             if s.kind == NEURAL_TOKENS:
-                t = unpack_tokens(s.data, tables, frames, codec["n_codebooks"], container.version)
+                t = unpack_tokens(s.data, tables, frames, codec["n_codebooks"], container.version,
+                                  entry.record_count * duration)
                 t = t._replace(codes=t.codes[:codebooks])  # the envelope stays: it is the input's, not the codes'
                 s = Stream(s.signal, s.kind, pack_tokens(t, tables, container.version), s.flags)
             streams.append(s)

@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _core, envelope, tones
+from . import envelope, residuals, tones
 from .container import TRANSFORM_FORMAT_VERSION
 from .dsp import part_edges
 from .edf import Signal
@@ -64,7 +64,6 @@ PATCH_SECONDS = 0.05
 # invented 216 -> 171, missed 39 -> 6 of 205, PRDN +0.03-0.15 points (10 ms: 218 / 7; 50 ms: 156 / 4 but PRDN
 # +0.1-0.3).
 SLOPE_SECONDS = 0.02
-STARTS = (0, 16, 256, 4096)  # the residual coder's context starts a stream may name
 ENVELOPE_RULES = 9  # the band envelope this code writes (spec 8.2: 6.4 with finer bands, partial parts filled
 # less; 8.3: the block's fast part shaped in time by its profile)
 # Rotation (format 8): measured on eegmat Subject14 / 17 at 250 bit/s without the envelope, PRDN 10.8 / 14.1 %
@@ -188,7 +187,7 @@ def _coded_together(z: np.ndarray, norms: list, levels: list, profiles: list, ex
         for row, c, lv, pf, ex in zip(y, coefs, levels, profiles, extras):
             q = [_quantized(v, step, cut) for v in c]
             patches = _edge_patches(row, q, ends, fades, edges, step)
-            out.append((q, patches, *_residuals(_sequence(q, patches, lv, pf, *ex), every_start=final)[::-1]))
+            out.append((q, patches, *residuals.encoded(_sequence(q, patches, lv, pf, *ex), every_start=final)[::-1]))
         return out
 
     def streams(step: float, cut: int) -> list[bytes]:
@@ -232,7 +231,7 @@ def principal_axes(z: np.ndarray) -> np.ndarray | None:
 
 def _rotation_stream(members: list[int], matrix: np.ndarray) -> bytes:
     """A rotation stream (spec 8.1): the precision, the coder, the members, the matrix row by row."""
-    coder, words = _residuals(matrix.reshape(-1))
+    coder, words = residuals.encoded(matrix.reshape(-1))
     return _ROTATION_HEAD.pack(ROTATION_BITS, coder, len(members)) + struct.pack(f"<{len(members)}H", *members) + words
 
 
@@ -334,15 +333,6 @@ def _sequence(q: list, patches: np.ndarray, levels: bytes, time_profile: np.ndar
     envelope_part = np.diff(np.frombuffer(levels, np.uint8).astype(np.int64), prepend=0)
     parts = [np.array([len(v) for v in q], np.int64), patches, envelope_part, time_profile, *q, runs, tone_values]
     return np.ascontiguousarray(np.concatenate(parts), np.int64)
-
-
-def _residuals(values: np.ndarray, every_start: bool = True) -> tuple[int, bytes]:
-    """(coder byte, words): the values as a residual stream (spec 5.3) of the family that codes them best,
-    from the context start that gives the fewest words (or from 0 while the step is searched: the final
-    stream is then never larger)."""
-    family = int(np.argmin(_core.residual_costs(values))) if len(values) else 0
-    starts = enumerate(STARTS if every_start else STARTS[:1])
-    return min(((family + 4 * j, _core.encode_residuals(values, family, s0)) for j, s0 in starts), key=lambda t: len(t[1]))
 
 
 def _f32(v: float) -> float:
@@ -447,16 +437,16 @@ def parse_rotation(data: bytes) -> tuple[list[int], np.ndarray]:
         raise FormatError("damaged rotation stream (shorter than its header)")
     bits, coder, count = _ROTATION_HEAD.unpack_from(data, 0)
     body = _ROTATION_HEAD.size + 2 * count
-    if not 1 <= bits <= 24 or coder >= 4 * len(STARTS) or count < 2 or len(data) < body:
+    if not 1 <= bits <= 24 or coder >= residuals.CODERS or count < 2 or len(data) < body:
         raise FormatError("damaged rotation stream (precision, coder or members)")
     members = list(struct.unpack_from(f"<{count}H", data, _ROTATION_HEAD.size))
     if any(b <= a for a, b in zip(members, members[1:])):
         raise FormatError("damaged rotation stream (members not in ascending order)")
     try:
-        values = _core.decode_residuals(data[body:], count * count, coder % 4, STARTS[coder // 4])
+        values = residuals.decoded(data[body:], count * count, coder)
     except ValueError as e:
         raise FormatError(f"damaged rotation stream ({e})") from None
-    matrix = np.frombuffer(values, np.int64).reshape(count, count)
+    matrix = values.reshape(count, count)
     if np.any(np.abs(matrix) > MAX_ENTRY):
         raise FormatError("damaged rotation stream (an entry out of range)")
     return members, matrix.astype(np.float64) * 2.0 ** -bits
@@ -502,18 +492,16 @@ def _synthesized(data: bytes, signal: Signal, n: int, version: int) -> _Synthesi
     if has_tones and (not n_tones or n >= tones.MAX_SAMPLES):
         raise FormatError("damaged transform stream (tone count missing or 0, or tones in too long a block)")
     words = at + has_tones
-    if not 1 <= w <= min(MAX_WINDOWS, n) or coder >= 4 * len(STARTS) or n_bands not in (0, len(bands)) or total > n \
+    if not 1 <= w <= min(MAX_WINDOWS, n) or coder >= residuals.CODERS or n_bands not in (0, len(bands)) or total > n \
             or (profiled and not n_bands):
         raise FormatError("damaged transform stream (windows, coder, bands or coefficient count)")
     n_profile = envelope.profile_count(n, signal.sample_rate) if profiled else 0
     per = 4 if version >= 10 else 2  # edge patches a window (format 10: with slopes)
     head = (1 + per) * w + n_bands + n_profile
     try:
-        values = _core.decode_residuals(data[words:], head + total + 3 * (n_runs + n_tones), coder % 4,
-                                        STARTS[coder // 4])
+        values = residuals.decoded(data[words:], head + total + 3 * (n_runs + n_tones), coder)
     except ValueError as e:
         raise FormatError(f"damaged transform stream ({e})") from None
-    values = np.frombuffer(values, np.int64)
     counts, patches = values[:w], values[w:(1 + per) * w]
     levels = np.cumsum(values[(1 + per) * w:(1 + per) * w + n_bands])
     time_profile = values[(1 + per) * w + n_bands:head] if profiled else None
