@@ -40,7 +40,9 @@ TAG = "channel_lines" if FORMATS == (13, 14) else "channel_lines_" + "_".join(ma
 WHAT = {14: "Format 14 adds constant runs (spec 6.7), the blended normalization at block seams and the line padding of a "
             "recording's ends (6.1) and exact filling (6.4).",
         15: "Format 15 pulls a decoded swing past the digital range back smoothly before clipping it (spec 6.1, 8's rail "
-            "limiter); its tokens are format 14's."}
+            "limiter); its tokens are format 14's.",
+        16: "Format 16 shapes each block's 30-70 Hz part in time by its stored profile (spec 6.8); its tokens are format "
+            "15's."}
 CODEBOOKS = (3, 6, 9)
 RECORDINGS = [f"Subject{n}_{run}.edf" for n in (14, 15, 16, 17) for run in (1, 2)]
 

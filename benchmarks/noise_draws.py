@@ -36,7 +36,8 @@ FORMATS = tuple(int(v) for v in os.environ.get("EEGZ_BENCH_FORMATS", "13,14").sp
 TAG = "noise_draws" if FORMATS == (12, 13) else "noise_draws_" + "_".join(map(str, FORMATS))
 WHAT = {12: "6.4's bands", 13: "8.2's bands, 0.5-Hz parts, noise in the mains bands (spec 6.4)",
         14: "format 13 with constant runs (6.7), line padding at a recording's ends (6.1) and exact filling (6.4)",
-        15: "format 14 with the rail limiter before clipping (6.1, 8)"}
+        15: "format 14 with the rail limiter before clipping (6.1, 8)",
+        16: "format 15 with each block's 30-70 Hz time profile (6.8)"}
 SEED_STEP = 7919
 
 

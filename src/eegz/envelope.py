@@ -72,7 +72,7 @@ MAX_PROFILE_GAIN = 4.0  # a part brought up at most 12 dB: what the decoder hold
 # eegmat channels 2.9x), so a part is only ever scaled down; what a part lacks comes as fresh noise of the block's
 # own 30-70 Hz spectrum, and each 0.5-Hz part of 26-74 Hz is then brought back to the block power the envelope
 # gave it, so the block's spectrum stays the envelope's. Held-out eegmat Subject14-17 and Bonn 051-070 at 6
-# codebooks: 30-70 Hz power error on 0.5-s windows at the 90th percentile 1.24 -> 0.90 and 0.69-2.03 (from
+# codebooks: 30-70 Hz power error on 0.5-s windows at the 90th percentile 1.24 -> 0.90 and 0.71-1.96 (from
 # 0.99-3.53); the same change not faded at the block's ends put a click at a quarter of the seams
 GAMMA_PROFILE_HZ = (30.0, 70.0)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
