@@ -13,6 +13,8 @@ just below the channel's. Format 4 did it at the codec rate, with the first ten 
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from .dsp import part_edges, straight_line
@@ -160,7 +162,9 @@ def follow_gamma_profile(y: np.ndarray, time_profile: np.ndarray, rate: float, s
     power there, and the change faded in and out at the block's ends as the envelope's."""
     n = len(y)
     y = np.asarray(y, np.float64)
-    band = _fast(y, rate, GAMMA_PROFILE_HZ[1])
+    before = _spectrum(y)
+    spectrum = before * _band_mask(n, rate, GAMMA_PROFILE_HZ[1])
+    band = np.fft.irfft(spectrum, n)
     edges = np.array(part_edges(n, len(time_profile)))
     lengths = np.diff(edges)
     have = _part_power(band, edges)
@@ -169,13 +173,15 @@ def follow_gamma_profile(y: np.ndarray, time_profile: np.ndarray, rate: float, s
     weight = 10.0 ** (np.asarray(time_profile, np.float64) * PROFILE_DB / 10.0)
     target = weight * np.sum(have * lengths) / np.sum(weight * lengths)
     gain = np.minimum(np.sqrt(np.divide(target, have, out=np.ones_like(have), where=have > 0)), 1.0)
-    spectrum = np.fft.rfft(band)
-    noise = np.fft.irfft(np.abs(spectrum) * np.exp(1j * _angles(splitmix64(_profile_seed(seed), len(spectrum)))), n)
+    magnitude = np.abs(spectrum)  # |rfft(band)|: the band's own spectrum, whose Nyquist bin is real
+    if n % 2 == 0:
+        magnitude[-1] = abs(spectrum[-1].real)
+    noise = np.fft.irfft(magnitude * np.exp(1j * _angles(splitmix64(_profile_seed(seed), len(spectrum)))), n)
     power = float(np.mean(noise ** 2))
     lack = np.sqrt(np.maximum(target - have, 0.0) / power) if power > 0 else np.zeros_like(have)
     centres, t = (edges[:-1] + edges[1:] - 1) / 2.0, np.arange(n)
     shaped = y + band * (np.interp(t, centres, gain) - 1.0) + noise * np.interp(t, centres, lack)
-    return y + (_band_powers_kept(y, shaped, rate) - y) * _edge_taper(n, _edge(n, rate))
+    return y + (_band_powers_kept(before, shaped, rate) - y) * _edge_taper(n, _edge(n, rate))
 
 
 def _profile_seed(seed: int) -> int:
@@ -183,12 +189,12 @@ def _profile_seed(seed: int) -> int:
     return (seed + (1 << 62)) & 0xFFFFFFFFFFFFFFFF
 
 
-def _band_powers_kept(y: np.ndarray, shaped: np.ndarray, rate: float) -> np.ndarray:
+def _band_powers_kept(before: np.ndarray, shaped: np.ndarray, rate: float) -> np.ndarray:
     """`shaped` with each FINE_PART_HZ part of its bins from PROFILE_LOW_HZ - PROFILE_CROSSOVER_HZ to the band's
-    top plus the crossover scaled to hold y's power there (both without their end-to-start jump)."""
-    n = len(y)
+    top plus the crossover scaled to hold the power that `before` (a spectrum of _spectrum's) holds there."""
+    n = len(shaped)
     ramp = straight_line(shaped)
-    before, after = np.fft.rfft(y - straight_line(y)), np.fft.rfft(shaped - ramp)
+    after = np.fft.rfft(shaped - ramp)
     f = np.fft.rfftfreq(n, 1.0 / rate)
     low = PROFILE_LOW_HZ - PROFILE_CROSSOVER_HZ
     k = np.flatnonzero((f >= low) & (f < GAMMA_PROFILE_HZ[1] + PROFILE_CROSSOVER_HZ))
@@ -310,8 +316,18 @@ def _part_power(fast: np.ndarray, edges: np.ndarray) -> np.ndarray:
 def _fast(x: np.ndarray, rate: float, top: float | None = None) -> np.ndarray:
     """x's part from PROFILE_LOW_HZ up (the FFT of the block without its end-to-start jump, as apply); up to
     `top` (format 16: GAMMA_PROFILE_HZ's), with the same crossover there."""
-    n = len(x)
+    return np.fft.irfft(_spectrum(x) * _band_mask(len(x), rate, top), len(x))
+
+
+def _spectrum(x: np.ndarray) -> np.ndarray:
+    """rfft of x without its end-to-start jump (its straight line from first to last sample taken out)."""
     x = np.asarray(x, np.float64)
+    return np.fft.rfft(x - straight_line(x))
+
+
+@lru_cache(maxsize=16)
+def _band_mask(n: int, rate: float, top: float | None) -> np.ndarray:
+    """_fast's gains on the rfft bins of n samples (read-only; every block of a channel has the same)."""
     f = np.fft.rfftfreq(n, 1.0 / rate)
     # a raised cosine over PROFILE_LOW_HZ ± PROFILE_CROSSOVER_HZ: shaped at once above a sharp edge, the fast part's
     # sidebands spilled below it and left a step there (Bonn D at 242 bit/s: a 1.89x line at 29.8 Hz)
@@ -319,7 +335,8 @@ def _fast(x: np.ndarray, rate: float, top: float | None = None) -> np.ndarray:
     mask = 0.5 - 0.5 * np.cos(np.pi * ramp_in)
     if top is not None:
         mask *= 0.5 + 0.5 * np.cos(np.pi * np.clip((f - top + PROFILE_CROSSOVER_HZ) / (2.0 * PROFILE_CROSSOVER_HZ), 0.0, 1.0))
-    return np.fft.irfft(np.fft.rfft(x - straight_line(x)) * mask, n)
+    mask.setflags(write=False)
+    return mask
 
 
 def _parts(bins_of: list, stored: bytes, f: np.ndarray, bands: tuple, version: int, part_hz: float) -> tuple:
