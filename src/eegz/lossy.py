@@ -13,7 +13,8 @@ and gives exactly what a full decode gives. Memory holds a handful of blocks, wh
 From format 4 on, each stream also carries the block's band envelope (envelope.py): the decoder brings
 the power of its output above beta to what the input held (format 5: at the channel's own rate). From
 format 12 on, a stream also carries the block's stationary tones (tones.py, mains lines): the encoder takes
-them out before the codec sees the block, and the decoder adds them back exactly.
+them out before the codec sees the block, and the decoder adds them back exactly. From format 16 on, it also
+carries the block's 30-70 Hz time profile, which the decoder's fast part then follows in time (envelope.py).
 """
 from __future__ import annotations
 
