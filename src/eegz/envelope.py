@@ -145,13 +145,13 @@ def _relative_part_power(fast: np.ndarray, count: int) -> np.ndarray:
     return np.clip(np.rint(steps), -PROFILE_MAX, PROFILE_MAX).astype(np.int64)
 
 
-def gamma_profile(x: np.ndarray, rate: float) -> np.ndarray | None:
+def gamma_profile(x: np.ndarray, rate: float) -> np.ndarray:
     """Format 16: the block's 30-70 Hz power in each of its profile_count parts, relative to the block's own,
-    in PROFILE_DB steps within ±PROFILE_MAX; None where there is nothing to shape (fewer than two parts, or no
+    in PROFILE_DB steps within ±PROFILE_MAX; empty where there is nothing to shape (fewer than two parts, or no
     power in the band)."""
     count, band = profile_count(len(x), rate), _fast(x, rate, GAMMA_PROFILE_HZ[1])
     if count < 2 or not np.mean(band ** 2) > 0:
-        return None
+        return np.zeros(0, np.int64)
     return _relative_part_power(band, count)
 
 
@@ -165,22 +165,16 @@ def follow_gamma_profile(y: np.ndarray, time_profile: np.ndarray, rate: float, s
     before = _spectrum(y)
     spectrum = before * _band_mask(n, rate, GAMMA_PROFILE_HZ[1])
     band = np.fft.irfft(spectrum, n)
-    edges = np.array(part_edges(n, len(time_profile)))
-    lengths = np.diff(edges)
-    have = _part_power(band, edges)
+    edges, have, target = _part_targets(band, time_profile)
     if not np.sum(have) > 0:
         return y
-    weight = 10.0 ** (np.asarray(time_profile, np.float64) * PROFILE_DB / 10.0)
-    target = weight * np.sum(have * lengths) / np.sum(weight * lengths)
-    gain = np.minimum(np.sqrt(np.divide(target, have, out=np.ones_like(have), where=have > 0)), 1.0)
     magnitude = np.abs(spectrum)  # |rfft(band)|: the band's own spectrum, whose Nyquist bin is real
     if n % 2 == 0:
         magnitude[-1] = abs(spectrum[-1].real)
     noise = np.fft.irfft(magnitude * np.exp(1j * _angles(splitmix64(_profile_seed(seed), len(spectrum)))), n)
     power = float(np.mean(noise ** 2))
     lack = np.sqrt(np.maximum(target - have, 0.0) / power) if power > 0 else np.zeros_like(have)
-    centres, t = (edges[:-1] + edges[1:] - 1) / 2.0, np.arange(n)
-    shaped = y + band * (np.interp(t, centres, gain) - 1.0) + noise * np.interp(t, centres, lack)
+    shaped = y + band * (_along(edges, _gains(target, have, 1.0)) - 1.0) + noise * _along(edges, lack)
     return y + (_band_powers_kept(before, shaped, rate) - y) * _edge_taper(n, _edge(n, rate))
 
 
@@ -296,16 +290,29 @@ def shaped_in_time(x: np.ndarray, time_profile: np.ndarray, rate: float) -> np.n
     block's fast power: per part, the gain sqrt(target / have) (at most MAX_PROFILE_GAIN; 1 where the part
     holds nothing), linear between the parts' centres. What the coder spreads over a window (the ringing of
     a transient, the error at window and block edges) and the noise of a burst leave the quiet parts."""
-    n = len(x)
     fast = _fast(x, rate)
-    edges = np.array(part_edges(n, len(time_profile)))
+    edges, have, target = _part_targets(fast, time_profile)
+    return x + fast * (_along(edges, _gains(target, have, MAX_PROFILE_GAIN)) - 1.0)
+
+
+def _part_targets(band: np.ndarray, time_profile: np.ndarray) -> tuple:
+    """(the profile's part edges over `band`, each part's mean power, each part's target: the block's power in
+    the band shared out by the profile's weights, spec 8.3 and 6.8)."""
+    edges = np.array(part_edges(len(band), len(time_profile)))
     lengths = np.diff(edges)
-    have = _part_power(fast, edges)
+    have = _part_power(band, edges)
     weight = 10.0 ** (np.asarray(time_profile, np.float64) * PROFILE_DB / 10.0)
-    target = weight * np.sum(have * lengths) / np.sum(weight * lengths)  # the block's fast power, shared out
-    gain = np.minimum(np.sqrt(np.divide(target, have, out=np.ones_like(have), where=have > 0)), MAX_PROFILE_GAIN)
-    centres = (edges[:-1] + edges[1:] - 1) / 2.0
-    return x + fast * (np.interp(np.arange(n), centres, gain) - 1.0)
+    return edges, have, weight * np.sum(have * lengths) / np.sum(weight * lengths)
+
+
+def _gains(target: np.ndarray, have: np.ndarray, most: float) -> np.ndarray:
+    """Per part the amplitude gain sqrt(target / have), at most `most` (1 where the part holds nothing)."""
+    return np.minimum(np.sqrt(np.divide(target, have, out=np.ones_like(have), where=have > 0)), most)
+
+
+def _along(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per-part values at every sample of the block: linear between the parts' centres, constant beyond."""
+    return np.interp(np.arange(edges[-1]), (edges[:-1] + edges[1:] - 1) / 2.0, values)
 
 
 def _part_power(fast: np.ndarray, edges: np.ndarray) -> np.ndarray:

@@ -499,9 +499,8 @@ class TokenEncoder:
         block = next(b for b in run if b.index == index)
         rate = signal.sample_rate
         x = (self._physical_input(block, i) - offset) / scale
-        time_profile = envelope.gamma_profile(x, rate) if self.version >= TOKEN_PROFILE else None
         return (envelope.levels(x, rate, rate / 2, token_bands(rate, self.version)),
-                NO_PROFILE if time_profile is None else time_profile)
+                envelope.gamma_profile(x, rate) if self.version >= TOKEN_PROFILE else NO_PROFILE)
 
     def _fewest_codebooks(self, jobs: list, codes: list[np.ndarray]) -> list[list[int]]:
         """--quality: for each job's blocks, the fewest codebooks from MIN_QUALITY_CODEBOOKS up whose decoded
