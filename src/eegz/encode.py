@@ -24,7 +24,7 @@ from .dsp import microvolt_factor
 from .edf import EdfHeader, EdfReader, split_records
 from .errors import EegzError
 from .exact import ExactItem, encode_group
-from .lossy import BLOCK_SECONDS, MAX_RUN_BLOCKS, Block, TokenEncoder, block_is_codable
+from .lossy import BLOCK_SECONDS, MAX_RUN_BLOCKS, Block, TokenEncoder
 from .parallel import cpu_budget
 from .progress import Progress
 
@@ -188,7 +188,7 @@ class _Coder:
         """The signals of this block that lossy mode codes with tokens (codable neural channels)."""
         if not self.lossy:
             return set()
-        return {i for i in self.neural if block_is_codable(block.digital[i], self.header.signals[i])}
+        return {i for i in self.neural if block.is_codable(i, self.header.signals[i])}
 
     def exact_streams(self, block: Block, raw: bytes, coded_by_tokens: set[int]) -> list[Stream]:
         """Annotation, exact and transform streams of a block, in signal order (tokens are added later)."""
@@ -224,7 +224,7 @@ class _Coder:
         target = self.options.transform_target
         groups: dict[int, list[int]] = {}
         for i in self.transform:
-            if block_is_codable(block.digital[i], self.header.signals[i]):
+            if block.is_codable(i, self.header.signals[i]):
                 groups.setdefault(self.header.signals[i].samples_per_record, []).append(i)
         coded, rotations = {}, {}
         for members in groups.values():

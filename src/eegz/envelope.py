@@ -85,11 +85,18 @@ def channel_bands(channel_rate: float, version: int = 5) -> tuple:
     return tuple((lo, hi) for lo, hi in (BANDS_V8 if version >= 8 else BANDS_HZ) if lo < channel_rate / 2)
 
 
-def _band_bins(f: np.ndarray, rate: float, limit: float, bands: tuple) -> list[np.ndarray]:
-    """Each band's rfft bins (`f`: the bins' frequencies), below `limit` (the channel's own Nyquist
-    frequency: what lies above it is gone once the output is at the channel's rate)."""
+@lru_cache(maxsize=32)
+def _band_bins(n: int, rate: float, limit: float, bands: tuple) -> tuple[range, ...]:
+    """Each band's rfft bins of an n-sample block, below `limit` (the channel's own Nyquist frequency: what
+    lies above it is gone once the output is at the channel's rate). Runs of bins, found once per block
+    length: every block of a recording but its last has the same."""
+    f = np.fft.rfftfreq(n, 1.0 / rate)
     top = min(rate / 2, limit)
-    return [np.flatnonzero((f >= lo) & (f < min(hi, top)) & (f > 0)) for lo, hi in bands]
+    out = []
+    for lo, hi in bands:
+        bins = np.flatnonzero((f >= lo) & (f < min(hi, top)) & (f > 0))
+        out.append(range(int(bins[0]), int(bins[-1]) + 1) if len(bins) else range(0))
+    return tuple(out)
 
 
 def _power(spectrum: np.ndarray, n: int) -> float:
@@ -115,11 +122,12 @@ def _edge(n: int, rate: float) -> int:
 def levels(x: np.ndarray, rate: float, limit: float, bands: tuple, version: int = 5) -> bytes:
     """One byte per band: the band's power in x (the block's own normalized samples at `rate`) below
     `limit` Hz."""
-    spectrum = _windowed(x, rate, version >= 5)
+    n = len(x)
+    squared = np.abs(_windowed(x, rate, version >= 5)) ** 2
     out = []
-    for bins in _band_bins(np.fft.rfftfreq(len(x), 1.0 / rate), rate, limit, bands):
-        p = _power(spectrum[bins], len(x)) if len(bins) else 0.0
-        out.append(0 if p <= 0 else int(np.clip(np.rint(20.0 * np.log10(p)) + LEVEL_OFFSET, 1, 255)))
+    for bins in _band_bins(n, rate, limit, bands):
+        p = float(2.0 * np.sum(squared[bins.start:bins.stop]) / (n * n)) if len(bins) else 0.0  # as _power
+        out.append(0 if p <= 0 else min(max(int(np.rint(20.0 * np.log10(p))) + LEVEL_OFFSET, 1), 255))
     return bytes(out)
 
 
@@ -238,7 +246,7 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     ramp = straight_line(y)
     spectrum, measured = np.fft.rfft(y - ramp), _windowed(y, rate, version >= 5)
     f = np.fft.rfftfreq(n, 1.0 / rate)
-    bins_of = _band_bins(f, rate, limit, bands)
+    bins_of = [np.arange(b.start, b.stop) for b in _band_bins(n, rate, limit, bands)]
     counted = sum(len(b) for b in bins_of)
     skirt = np.flatnonzero((f >= bands[0][0] - SKIRT_HZ) & (f < bands[0][0]) & (f > 0)) if version >= 6 else []
     phases = _angles(splitmix64(seed, counted + len(skirt)))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -402,6 +402,14 @@ class Block:
     first_record: int
     record_count: int
     digital: list  # per signal: int32 samples of the block's records
+    _codable: dict = field(default_factory=dict, repr=False)
+
+    def is_codable(self, i: int, signal: Signal) -> bool:
+        """block_is_codable for signal i, found once: the encoder asks it of a block in two runs and for
+        each mode's streams (two medians of the block each time)."""
+        if i not in self._codable:
+            self._codable[i] = block_is_codable(self.digital[i], signal)
+        return self._codable[i]
 
 
 class TokenEncoder:
@@ -442,7 +450,7 @@ class TokenEncoder:
         jobs = []  # (signal, segment, [(block, offset, scale, own frames)])
         for i in self.neural:
             s = self.signals[i]
-            codable = [b for b in run if block_is_codable(b.digital[i], s)]
+            codable = [b for b in run if b.is_codable(i, s)]
             if not codable:
                 continue
             span = [self.left] if self.left is not None else []
@@ -534,7 +542,7 @@ class TokenEncoder:
         left = self.norms.get((blocks[0].index - 1, i)) if blend else None
         after = None
         if blend and right is not None and right.index == blocks[-1].index + 1 \
-                and block_is_codable(right.digital[i], self.signals[i]):  # an estimate: its own span decides
+                and right.is_codable(i, self.signals[i]):  # an estimate: its own span decides
             r0 = self._frame(right.first_record) - start_frame
             after = block_normalization(self._own(u, r0, self._frame(right.first_record + right.record_count) - start_frame))
         offsets, scales = normalization([((b1 - b0) * hop, norm) for b0, b1, norm in zip(edges[:-1], edges[1:], norms)],
