@@ -447,21 +447,7 @@ class TokenEncoder:
 
     def _encode(self, run: list[Block], right: Block | None) -> list[tuple[int, dict]]:
         """Token streams of a run of consecutive blocks, {block index: {signal: stream}}."""
-        jobs = []  # (signal, segment, [(block, offset, scale, own frames)])
-        for i in self.neural:
-            s = self.signals[i]
-            codable = [b for b in run if b.is_codable(i, s)]
-            if not codable:
-                continue
-            span = [self.left] if self.left is not None else []
-            span += run + ([right] if right is not None else [])
-            x = np.concatenate([self._physical_input(b, i) for b in span])
-            center = float(np.median(x))
-            u = resample(x - center, s.sample_rate, self.rate) + center
-            start_frame = self._frame(span[0].first_record)
-            for part in block_runs([b.index for b in codable], MAX_RUN_BLOCKS):
-                segment, parts = self._job(u, start_frame, [b for b in run if b.index in part], i, right)
-                jobs.append((i, segment, [(*p, *self._envelope(run, p[0], s, i, p[1], p[2])) for p in parts]))
+        jobs = [job for i in self.neural for job in self._signal_jobs(run, right, i)]
         codes = self.codec.encode([segment for _, segment, _ in jobs], self.n_codebooks)
         kept = self._fewest_codebooks(jobs, codes) if self.quality is not None else None
         out: dict[int, dict] = {b.index: {} for b in run}
@@ -475,6 +461,25 @@ class TokenEncoder:
         self.found = {key: entry for key, entry in self.found.items() if key[0] >= first}
         self.norms = {key: entry for key, entry in self.norms.items() if key[0] >= first}
         return list(out.items())
+
+    def _signal_jobs(self, run: list[Block], right: Block | None, i: int) -> list[tuple]:
+        """Signal i's encoder inputs for a run: (signal, segment, [(block, offset, scale, own frames, band
+        envelope, time profile)]) for each stretch of its codable blocks."""
+        s = self.signals[i]
+        codable = [b for b in run if b.is_codable(i, s)]
+        if not codable:
+            return []
+        span = [self.left] if self.left is not None else []
+        span += run + ([right] if right is not None else [])
+        x = np.concatenate([self._physical_input(b, i) for b in span])
+        center = float(np.median(x))
+        u = resample(x - center, s.sample_rate, self.rate) + center
+        start_frame = self._frame(span[0].first_record)
+        jobs = []
+        for part in block_runs([b.index for b in codable], MAX_RUN_BLOCKS):
+            segment, parts = self._job(u, start_frame, [b for b in run if b.index in part], i, right)
+            jobs.append((i, segment, [(*p, *self._envelope(run, p[0], s, i, p[1], p[2])) for p in parts]))
+        return jobs
 
     def _input(self, block: Block, i: int) -> tuple:
         """Signal i's block_input: its tones, their samples, its constant runs and its samples without them,
