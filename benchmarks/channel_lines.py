@@ -42,7 +42,9 @@ WHAT = {14: "Format 14 adds constant runs (spec 6.7), the blended normalization 
         15: "Format 15 pulls a decoded swing past the digital range back smoothly before clipping it (spec 6.1, 8's rail "
             "limiter); its tokens are format 14's.",
         16: "Format 16 shapes each block's 30-70 Hz part in time by its stored profile (spec 6.8); its tokens are format "
-            "15's."}
+            "15's.",
+        17: "Format 17 scales and fills the band envelope's parts, and rescales the profile's, 0.25 Hz at a time instead "
+            "of 0.5 Hz (spec 6.4, 6.8); its streams are format 16's."}
 CODEBOOKS = (3, 6, 9)
 RECORDINGS = [f"Subject{n}_{run}.edf" for n in (14, 15, 16, 17) for run in (1, 2)]
 

@@ -37,7 +37,8 @@ TAG = "noise_draws" if FORMATS == (12, 13) else "noise_draws_" + "_".join(map(st
 WHAT = {12: "6.4's bands", 13: "8.2's bands, 0.5-Hz parts, noise in the mains bands (spec 6.4)",
         14: "format 13 with constant runs (6.7), line padding at a recording's ends (6.1) and exact filling (6.4)",
         15: "format 14 with the rail limiter before clipping (6.1, 8)",
-        16: "format 15 with each block's 30-70 Hz time profile (6.8)"}
+        16: "format 15 with each block's 30-70 Hz time profile (6.8)",
+        17: "format 16 with the envelope's parts and the profile's rescaling parts 0.25 Hz wide (6.4, 6.8)"}
 SEED_STEP = 7919
 
 

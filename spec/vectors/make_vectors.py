@@ -154,6 +154,9 @@ VECTORS = {  # file: (source, options, what it exercises)
     "lossy_profile_6.eegz": ("eegmat-40s", dict(mode="lossy", codebooks=6),
                              "format 16: lossy_blend_6's recording with each block's 30-70 Hz time profile "
                              "(section 6.8), DAC-SC, 6 codebooks"),
+    "lossy_quarter_parts_6.eegz": ("eegmat-40s", dict(mode="lossy", codebooks=6),
+                                   "format 17: lossy_profile_6's streams, decoded with 0.25-Hz parts in the band "
+                                   "envelope and the time profile's rescaling (sections 6.4, 6.8), DAC-SC, 6 codebooks"),
 }
 
 

@@ -74,6 +74,8 @@ TOKEN_RAIL_LIMITER = 15
 # evenly, where the original holds it in bursts. About 13 bytes a 16-s block (residual coder, 3.2 bits a value)
 TOKEN_PROFILE = 16
 NO_PROFILE = np.zeros(0, np.int64)
+TOKEN_QUARTER_PARTS = 17  # format 17: the envelope's parts and the profile's rescaling parts are 0.25 Hz wide
+# (envelope.QUARTER_PART_HZ); the streams are laid out as in format 16
 
 TOKEN_ENVELOPE_RULES = 7  # token streams keep 6.4's envelope in every later format (8.2's and 8.3's are the
 # transform streams': on the neural codec's output its fill ramp halved the noise above 30 Hz where the codec
@@ -752,17 +754,17 @@ class TokenDecoder:
         band powers, in the block's normalization; from format 16 their 30-70 Hz part then follows the stored time
         profile (6.8)."""
         rate, fine = s.sample_rate, self.version >= TOKEN_FINE_BANDS
-        bands = token_bands(rate, self.version)
+        bands, part_hz = token_bands(rate, self.version), _part_hz(self.version)
         if len(t.envelope) != len(bands):
             raise FormatError("damaged token stream (band envelope)")
         y = envelope.apply((phys - t.offset) / t.scale, t.envelope, rate, rate / 2, seed, bands, _rounding(s, t),
                            version=min(self.version, TOKEN_ENVELOPE_RULES),
-                           part_hz=envelope.FINE_PART_HZ if fine else envelope.SUB_BAND_HZ, mains_noise=fine,
+                           part_hz=part_hz, mains_noise=fine,
                            exact_fill=self.version >= EXACT_FILL)
         if len(t.profile):  # format 16 (spec 6.8)
             if len(t.profile) != envelope.profile_count(len(y), rate):
                 raise FormatError("damaged token stream (time profile count)")
-            y = envelope.follow_gamma_profile(y, t.profile, rate, seed)
+            y = envelope.follow_gamma_profile(y, t.profile, rate, seed, part_hz)
         return y * t.scale + t.offset
 
     def _codec_rate_envelope(self, wave: np.ndarray, n_left: int, n_frames: int, t: TokenStream, s: Signal,
@@ -773,6 +775,13 @@ class TokenDecoder:
         wave[own_part] = envelope.apply(wave[own_part], t.envelope, self.rate, s.sample_rate / 2, seed,
                                         envelope.BANDS_V4, _rounding(s, t), version=4)
         return wave
+
+
+def _part_hz(version: int) -> float:
+    """The width of a token stream's envelope parts (spec 6.4), and from format 16 of its profile's rescaling (6.8)."""
+    if version >= TOKEN_QUARTER_PARTS:
+        return envelope.QUARTER_PART_HZ
+    return envelope.FINE_PART_HZ if version >= TOKEN_FINE_BANDS else envelope.SUB_BAND_HZ
 
 
 def _rounding(s: Signal, t: TokenStream) -> float:
