@@ -4,7 +4,9 @@ past the time limit, memory beyond a fixed headroom, or a wrong answer the oracl
 
 - a byte change with no checksum recomputed that is accepted (every byte of a .eegz is checked);
 - a lossless compress whose decode is not byte-identical to its input;
-- a near-lossless compress whose decode leaves its bound.
+- a near-lossless compress whose decode leaves its bound;
+- a NaN cast to samples (numpy's "invalid value encountered in cast" is raised as an error in the workers): a
+  decoded or re-quantized sample that no rule chose (seed 18 found a token stream with scale 0 so).
 
 Structure-aware mutators rebuild every checksum, offset and index entry after changing a field, so the
 parser behind the checksums is what gets tested: JSON members set to values of other types and hostile
@@ -31,6 +33,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -469,8 +472,14 @@ def _cap_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (size + HEADROOM, resource.RLIM_INFINITY))
 
 
+def nan_casts_are_errors() -> None:
+    """A NaN that reaches an integer cast (a sample no rule chose) raises instead of warning."""
+    warnings.filterwarnings("error", message="invalid value encountered in cast", category=RuntimeWarning)
+
+
 def worker(target: str, seed: int, first: int, stop: int, progress, results) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    nan_casts_are_errors()
     import torch  # noqa: F401 - loaded before the cap so that its libraries count as warm-up
     torch.set_num_threads(1)
     folder = Path(tempfile.mkdtemp(prefix="eegz-fuzz-"))
@@ -543,6 +552,7 @@ def fuzz(total: int, seed: int, log=lambda s: None, targets=None) -> dict:
 
 
 def replay(target: str, seed: int, k: int) -> str:
+    nan_casts_are_errors()
     folder = Path(tempfile.mkdtemp(prefix="eegz-replay-"))
     seeds = make_seeds(folder, lossy=TARGETS[target][1] and target.startswith("eegz"))
     kind, data, extra = case(target, seeds, seed, k)

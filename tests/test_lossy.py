@@ -640,6 +640,20 @@ def test_damaged_time_profiles_in_a_token_stream_are_refused(damage, message):
         unpack_tokens(data, tables, 8, 6, 16, seconds)
 
 
+@pytest.mark.parametrize("scale", [0.0, -1.0, float("nan")])
+def test_a_token_stream_without_a_positive_finite_scale_is_refused(scale):
+    """Spec 6: writers store a positive scale; a hostile stream with scale 0 decoded, before eegz 0.17, through
+    the envelope's 0 / 0 to samples that a cast of NaN chose (fuzz seed 18)."""
+    from eegz import lossy
+    from eegz.errors import FormatError
+    from eegz.lossy import TokenStream, pack_tokens, token_tables, unpack_tokens
+    tables = token_tables(np.ones((6, 1024), np.int64))
+    stream = TokenStream(np.zeros((3, 8), np.uint16), 0.0, 1.0, bytes(range(200, 219)), lossy.NO_TONES, lossy.NO_RUNS)
+    assert unpack_tokens(pack_tokens(stream, tables, 17), tables, 8, 6, 17, 2.0).scale == 1.0
+    with pytest.raises(FormatError, match="normalization out of range"):
+        unpack_tokens(pack_tokens(stream._replace(scale=scale), tables, 17), tables, 8, 6, 17, 2.0)
+
+
 def test_a_time_profile_of_another_length_than_the_block_is_refused_where_it_is_known():
     """The profile's count must be the block's 0.5-s part count at the channel's rate (spec 6.8), which only the
     decoder knows."""

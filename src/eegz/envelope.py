@@ -37,14 +37,16 @@ SUB_BAND_HZ = 1.0  # format 5 brings each 1-Hz part of a band to its share of th
 # format 13 (token streams, with 8.2's bands): parts of 0.5 Hz. What the decoder makes of its own inside a part
 # (a hump beside 50 Hz that it learned from mains) survives the part's scaling; halving the parts took the
 # strongest line of Bonn set E at 6 codebooks from 1.63x to 1.48x and held-out eegmat's worst channel from 2.51x
-# to 2.42x (0.25-Hz parts: no better)
+# to 2.42x (0.25-Hz parts: no better then, with format 13's other rules)
 FINE_PART_HZ = 0.5
 # format 17 (token streams): parts of 0.25 Hz, in the envelope and in the time profile's rescaling (6.8). What the
 # decoder makes of its own inside a 0.5-Hz part (a bump at 55 Hz that it learned from its eegmat training data's
 # notch filter, one at 44.5 Hz) kept its shape there, and the line measure's 0.25-Hz bins read it. Held-out eegmat
-# Subject14-17 at 6 codebooks, format 16 against 17: channels whose strongest line stands above 1.5x 41 -> 32 of 160,
-# the worst 2.15 -> 1.87x; Bonn 051-070 over four noise draws: set D's line 1.47 (at most 1.57) -> 1.38 (1.48)x, B
-# 1.31 -> 1.20x; PRDN +0.05 points. Parts of 0.125 Hz (two bins of a 16-s block): 35 channels, PRDN +0.2
+# Subject14-17 (160 channels, two noise draws), format 16 against 17 at 3 / 6 / 9 codebooks: channels whose strongest
+# line stands above 1.5x 49.5 / 44.5 / 44.5 -> 38.5 / 35.5 / 34.0, the worst 1.97 / 2.04 / 2.17 -> 1.93 / 1.92 /
+# 2.03x, PRDN +0.01-0.10 points (benchmarks/results/channel_lines_16_17.md); Bonn 051-070 at 6 codebooks over four
+# draws: set D's line 1.47 (at most 1.57) -> 1.38 (1.48)x. Parts of 0.125 Hz (two bins of a 16-s block): 35 channels
+# above 1.5x at 6 codebooks (one draw), PRDN +0.2
 QUARTER_PART_HZ = 0.25
 # format 13 (token streams) also drops what the decoder puts in the two mains bands: it is its own (a hump at
 # 49.6-50.3 Hz that it learned from mains; on Bonn set E 5-13x the original's power there), and the band's stored
@@ -106,11 +108,6 @@ def _band_bins(n: int, rate: float, limit: float, bands: tuple) -> tuple[range, 
     return tuple(out)
 
 
-def _power(spectrum: np.ndarray, n: int) -> float:
-    """Mean power per sample that rfft bins (neither DC nor Nyquist) contribute to a signal of n samples."""
-    return float(2.0 * np.sum(np.abs(spectrum) ** 2) / (n * n))
-
-
 def _windowed(x: np.ndarray, rate: float, tapered: bool) -> np.ndarray:
     """The spectrum of x under a window that goes to 0 at both ends, scaled to keep power: without one, the
     jump between a block's last and first sample leaks into the high bands more power than quiet EEG holds.
@@ -133,7 +130,8 @@ def levels(x: np.ndarray, rate: float, limit: float, bands: tuple, version: int 
     squared = np.abs(_windowed(x, rate, version >= 5)) ** 2
     out = []
     for bins in _band_bins(n, rate, limit, bands):
-        p = float(2.0 * np.sum(squared[bins.start:bins.stop]) / (n * n)) if len(bins) else 0.0  # as _power
+        # the mean power per sample that the band's bins (neither DC nor Nyquist) give a signal of n samples
+        p = float(2.0 * np.sum(squared[bins.start:bins.stop]) / (n * n)) if len(bins) else 0.0
         out.append(0 if p <= 0 else min(max(int(np.rint(20.0 * np.log10(p))) + LEVEL_OFFSET, 1), 255))
     return bytes(out)
 

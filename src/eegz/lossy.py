@@ -256,7 +256,9 @@ def unpack_tokens(data: bytes, tables: tuple, n_frames: int, max_codebooks: int,
     if len(data) < _TOKENS_V3.size + (version >= 4):
         raise FormatError("damaged token stream (shorter than its header)")
     offset, scale, n_q, frames = _TOKENS_V3.unpack_from(data, 0)
-    if frames != n_frames or not 1 <= n_q <= min(rows, max_codebooks) or not (math.isfinite(offset) and math.isfinite(scale)):
+    # a scale of 0 (no writer stores one) left the envelope 0 / 0 and the samples to a cast of NaN
+    if frames != n_frames or not 1 <= n_q <= min(rows, max_codebooks) or not (math.isfinite(offset) and math.isfinite(scale)) \
+            or not scale > 0:
         raise FormatError("damaged token stream (frames, codebooks or normalization out of range)")
     start, levels = _TOKENS_V3.size, b""
     if version >= 4:
