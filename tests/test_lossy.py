@@ -1,4 +1,6 @@
 """The neural (DAC) path end to end on real EEG, with the shipped model."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -515,13 +517,28 @@ def test_format_14_blends_the_normalization_across_block_seams(lossy_example, tm
     assert blended[0] < 5.0 < jumps[0] and blended[1] < 30 < 38 < jumps[1], (blended, jumps)
 
 
-def test_format_15_pulls_swings_past_the_rails_back_before_clipping(lossy_example, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def example_as(tmp_path_factory):
+    """The example at 6 codebooks written as an older format version, once per version for the tests below."""
+    from eegz import encode
+    folder, written = tmp_path_factory.mktemp("versions"), {}
+
+    def as_version(version: int) -> Path:
+        if version not in written:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(encode, "format_version", lambda *args: version)
+                api.compress(EXAMPLE, folder / f"v{version}.eegz", codebooks=6, device="cpu")
+            written[version] = folder / f"v{version}.eegz"
+        return written[version]
+    return as_version
+
+
+def test_format_15_pulls_swings_past_the_rails_back_before_clipping(lossy_example, tmp_path, example_as):
     """Version 15 token streams: the decoded values pass spec 8's rail limiter before they are clipped (6.1), as
     transform streams' have since format 11. eegmat's writer scales each channel's digital range to its extremes,
     and clipping cut clicks into every decoded swing that passed a rail. The example at 6 codebooks (measured): the
     strongest invented line of its 20 EEG channels, worst 2.24x -> 1.80x (Pz at 81.75 Hz), mean 1.53x -> 1.48x; a
     plain 80-250 Hz event detector's invented events 43 -> 24; the tokens are the same."""
-    from eegz import encode
     from eegz.metrics import ripple_errors
     original = read_edf(EXAMPLE)
     idx = [i for i, r in enumerate(channel_roles(original.header.signals)) if r == NEURAL]
@@ -535,28 +552,24 @@ def test_format_15_pulls_swings_past_the_rails_back_before_clipping(lossy_exampl
                     for i, g in zip(idx, s))
         return _strongest_lines(original, decoded), invented, rails
 
-    monkeypatch.setattr(encode, "format_version", lambda *args: 15)
-    api.compress(EXAMPLE, tmp_path / "v15.eegz", codebooks=6, device="cpu")
-    v15 = measures(tmp_path / "v15.eegz", "v15.edf")
-    monkeypatch.setattr(encode, "format_version", lambda *args: 14)
-    api.compress(EXAMPLE, tmp_path / "v14.eegz", codebooks=6, device="cpu")
-    assert api.info(tmp_path / "v14.eegz")["format_version"] == 14
-    v14 = measures(tmp_path / "v14.eegz", "v14.edf")
+    v15 = measures(example_as(15), "v15.edf")
+    assert api.info(example_as(14))["format_version"] == 14
+    v14 = measures(example_as(14), "v14.edf")
     assert max(v15[0]) < 1.95 < 2.2 < max(v14[0]), (max(v15[0]), max(v14[0]))
     assert np.mean(v15[0]) < 1.505 < 1.52 < np.mean(v14[0]), (np.mean(v15[0]), np.mean(v14[0]))
     assert v15[1] < 30 < 38 < v14[1], (v15[1], v14[1])
-    assert [t.codes.tolist() for *_, t in token_streams(tmp_path / "v14.eegz")] \
+    assert [t.codes.tolist() for *_, t in token_streams(example_as(14))] \
         == [t.codes.tolist() for *_, t in token_streams(lossy_example[6])]
     assert v15[2] < v14[2] / 3, (v15[2], v14[2])  # samples clipped at a rail
 
 
-def test_format_16_shapes_the_30_70_hz_band_in_time(lossy_example, tmp_path, monkeypatch):
+def test_format_16_shapes_the_30_70_hz_band_in_time(lossy_example, tmp_path, example_as):
     """Version 16 token streams carry each block's 30-70 Hz time profile (spec 6.8): the decoder scales the parts
     where the original was quieter than its share down and gives those where it held a burst fresh noise. The
     example at 6 codebooks against a format-15 file of it (measured): the 30-70 Hz power error of 0.5-s windows at
     the 90th percentile, median over its 20 EEG channels, 1.22 -> 0.94; strongest invented line worst 1.80 ->
     1.86x, mean 1.48 -> 1.51x; invented 80-250 Hz events 24 -> 23; 2.2 % more bytes; the tokens are the same."""
-    from eegz import encode, envelope
+    from eegz import envelope
     from eegz.metrics import ripple_errors, window_band_errors
     original = read_edf(EXAMPLE)
     idx = [i for i, r in enumerate(channel_roles(original.header.signals)) if r == NEURAL]
@@ -569,39 +582,32 @@ def test_format_16_shapes_the_30_70_hz_band_in_time(lossy_example, tmp_path, mon
         invented = sum(ripple_errors(x, y, rate)["invented"] for x, y, rate in pairs)
         return gamma, _strongest_lines(original, decoded), invented
 
-    monkeypatch.setattr(encode, "format_version", lambda *args: 16)
-    api.compress(EXAMPLE, tmp_path / "v16.eegz", codebooks=6, device="cpu")
-    v16 = measures(tmp_path / "v16.eegz", "v16.edf")
-    monkeypatch.setattr(encode, "format_version", lambda *args: 15)
-    api.compress(EXAMPLE, tmp_path / "v15.eegz", codebooks=6, device="cpu")
-    v15 = measures(tmp_path / "v15.eegz", "v15.edf")
+    v16 = measures(example_as(16), "v16.edf")
+    v15 = measures(example_as(15), "v15.edf")
     assert v16[0] < 1.0 < 1.15 < v15[0], (v16[0], v15[0])
     assert max(v16[1]) < 1.95 and np.mean(v16[1]) < 1.53, (max(v16[1]), np.mean(v16[1]))
     assert v16[2] <= v15[2] + 2, (v16[2], v15[2])
-    streams, old = list(token_streams(tmp_path / "v16.eegz")), list(token_streams(tmp_path / "v15.eegz"))
+    streams, old = list(token_streams(example_as(16))), list(token_streams(example_as(15)))
     assert [t.codes.tolist() for *_, t in streams] == [t.codes.tolist() for *_, t in old]
     rate = original.header.signals[idx[0]].sample_rate
     assert all(len(t.profile) == envelope.profile_count(e.record_count * int(rate), rate) for _, e, _, t in streams)
     assert all(not len(t.profile) for *_, t in old)
-    assert (tmp_path / "v16.eegz").stat().st_size < 1.03 * (tmp_path / "v15.eegz").stat().st_size
+    assert example_as(16).stat().st_size < 1.03 * example_as(15).stat().st_size
 
 
-def test_format_17_scales_the_envelope_a_quarter_hertz_at_a_time(lossy_example, tmp_path, monkeypatch):
+def test_format_17_scales_the_envelope_a_quarter_hertz_at_a_time(lossy_example, tmp_path, example_as):
     """Spec 6.4 and 6.8 (format 17): the band envelope's parts and the time profile's rescaling parts are 0.25 Hz
     wide, so what the decoder makes of its own inside a 0.5-Hz part (a bump at 55 Hz it learned from its training
     data's notch filter) is brought to the envelope's shape too. The streams are format 16's. The example at 6
     codebooks (measured): strongest invented line of its 20 EEG channels worst 1.86 -> 1.80x, mean 1.509 -> 1.483x;
     PRDN +0.17 points (mean over channels)."""
-    from eegz import encode
-    monkeypatch.setattr(encode, "format_version", lambda *args: 16)
-    api.compress(EXAMPLE, tmp_path / "v16.eegz", codebooks=6, device="cpu")
     original = read_edf(EXAMPLE)
-    v17, v16 = _decoded(lossy_example[6], tmp_path, "v17.edf")[0], _decoded(tmp_path / "v16.eegz", tmp_path, "v16.edf")[0]
+    v17, v16 = _decoded(lossy_example[6], tmp_path, "v17.edf")[0], _decoded(example_as(16), tmp_path, "v16.edf")[0]
     lines17, lines16 = _strongest_lines(original, v17), _strongest_lines(original, v16)
     assert max(lines17) < 1.84 and np.mean(lines17) < np.mean(lines16) - 0.015, (max(lines17), np.mean(lines17),
                                                                                  max(lines16), np.mean(lines16))
     assert _eeg_prdn(original, v17) < _eeg_prdn(original, v16) + 0.5
-    new, old = list(token_streams(lossy_example[6])), list(token_streams(tmp_path / "v16.eegz"))
+    new, old = list(token_streams(lossy_example[6])), list(token_streams(example_as(16)))
     assert len(new) == len(old) > 0
     for (*_, a), (*_, b) in zip(new, old):
         assert a.codes.tolist() == b.codes.tolist() and a.envelope == b.envelope

@@ -309,9 +309,9 @@ def test_a_time_profile_out_of_range_is_refused():
     n, head = len(digital), transform._HEAD
     offset, scale, step, w, coder, n_bands, total = head.unpack_from(data, 0)
     assert coder & transform.PROFILE_FLAG and not coder & transform.RUNS_FLAG
-    family, start = (coder & 0x7F) % 4, residuals.STARTS[(coder & 0x7F) // 4]
     count = 5 * w + n_bands + envelope.profile_count(n, 500.0) + total
-    v10 = np.frombuffer(_core.decode_residuals(data[head.size:], count, family, start), np.int64).copy()
+    v10 = residuals.decoded(data[head.size:], count, coder & 0x7F).copy()
+    family = (coder & 0x7F) % 4
     values_patches = np.concatenate([v10[w + 4 * j:w + 4 * j + 2] for j in range(w)])  # without the slopes
     v9 = np.concatenate([v10[:w], values_patches, v10[5 * w:]])
     transform.decode_block(data, signal, n, 0, version=10)
@@ -386,8 +386,7 @@ def _rewritable(data: bytes, n: int, flag: int, tail: int):
     offset, scale, step, w, coder, n_bands, total = head.unpack_from(data, 0)
     plain = coder & ~(flag | transform.PROFILE_FLAG)
     count = 5 * w + n_bands + envelope_count(n, coder) + total + tail
-    values = np.frombuffer(_core.decode_residuals(data[head.size + 1:], count, plain % 4,
-                                                  residuals.STARTS[plain // 4]), np.int64).copy()
+    values = residuals.decoded(data[head.size + 1:], count, plain).copy()
 
     def stream(last: list[int], count_byte: int) -> bytes:
         body = np.concatenate([values[:-tail], last]).astype(np.int64)
@@ -432,8 +431,7 @@ def test_slope_patches_keep_a_steep_join_smooth():
     head = transform._HEAD
     offset, scale, step, w, coder, n_bands, total = head.unpack_from(data, 0)
     assert w == 2 and n_bands == 0
-    values = np.frombuffer(_core.decode_residuals(data[head.size:], 5 * w + total, coder % 4,
-                                                  residuals.STARTS[coder // 4]), np.int64).copy()
+    values = residuals.decoded(data[head.size:], 5 * w + total, coder).copy()
     assert np.any(values[w + 2:w + 4] != 0)  # the first window's slope patches
     flat = values.copy()
     for j in range(w):

@@ -787,5 +787,6 @@ def _part_hz(version: int) -> float:
 
 
 def _rounding(s: Signal, t: TokenStream) -> float:
-    """The power of re-quantizing to the channel's digital steps (step² / 12) in the block's normalized units."""
-    return (s.gain / t.scale) ** 2 / 12.0 if t.scale > 0 else 0.0
+    """The power of re-quantizing to the channel's digital steps (step² / 12) in the block's normalized units (a
+    stream with an envelope is format 4 or later, whose scale unpack_tokens has found positive)."""
+    return (s.gain / t.scale) ** 2 / 12.0
