@@ -7,7 +7,7 @@ import pytest
 
 import eegz
 from eegz import api
-from eegz.errors import ModelError
+from eegz.errors import EegzError, ModelError
 from eegz.neural import ModelConfig, NeuralCodec, build_dac
 from eegz.train import MIN_FIT_STEPS, TrainSettings, split_subjects, subject_of, train
 
@@ -76,6 +76,31 @@ def test_a_frozen_encoder_trains_the_decoder_and_keeps_every_token(two_subjects,
         with eegz.open(tmp_path / f"{name}.eegz", model=str(model), device="cpu") as f:
             codes.append([f.tokens(c) for c in ("EEG Fp1", "EEG O2")])
     assert all(np.array_equal(a, b) and (a >= 0).any() for a, b in zip(*codes))
+
+
+def test_a_frozen_decoder_trains_the_encoder_and_keeps_what_each_token_means(two_subjects, tmp_path):
+    """freeze_decoder on DAC-SC (`eegz train --freeze-decoder`): only the encoder and the projections that pick
+    the codes learn; codebooks and decoder stay, so the same tokens decode to the same signal with either model."""
+    first = tmp_path / "first"
+    train([str(two_subjects)], first, TINY, _settings(), quiet=True, log=lambda m: None)
+    out = tmp_path / "encoder"
+    train([str(two_subjects)], out, TINY, _settings(lr=1e-2, freeze_decoder=True), from_model=first / "model.npz",
+          quiet=True, log=lambda m: None)
+    with np.load(first / "model.npz") as a, np.load(out / "model.npz") as b:
+        trained = [k for k in a.files if k.startswith("encoder.") or ".in_proj." in k]
+        frozen = [k for k in a.files if k.startswith("decoder.") or (k.startswith("quantizer.") and ".in_proj." not in k)]
+        assert trained and any(".codebook." in k for k in frozen) and any(".out_proj." in k for k in frozen)
+        assert all(np.array_equal(a[k], b[k]) for k in frozen)
+        assert sum(not np.array_equal(a[k], b[k]) for k in trained) > len(trained) // 2
+    old, new = (NeuralCodec.load(str(m), device="cpu") for m in (first / "model.npz", out / "model.npz"))
+    x = np.sin(np.arange(TINY.hop * 32) / 5.0).astype(np.float32) * 0.3
+    codes = old.encode([x], 3)[0]
+    assert not np.array_equal(codes, new.encode([x], 3)[0])  # the encoder learned
+    a, b = old.decode([codes])[0], new.decode([codes])[0]
+    assert np.array_equal(a, b) and np.ptp(a) > 0
+    with pytest.raises(EegzError, match="not both"):
+        train([str(two_subjects)], tmp_path / "both", TINY, _settings(freeze_decoder=True, freeze_encoder=True),
+              from_model=first / "model.npz", quiet=True, log=lambda m: None)
 
 
 def test_a_warm_up_starts_fine_tuning_with_small_steps(two_subjects, tmp_path):

@@ -349,7 +349,9 @@ def eval(reference, candidate, model, device, as_json):
 @click.option("--variant", type=click.Choice(["sc", "mc"]), default="sc", show_default=True,
               help="mc: fine-tune DAC-MC (channel mixing + style vectors) from the --from-model DAC-SC model")
 @click.option("--channels", type=int, default=16, show_default=True, help="DAC-MC: channels per training window")
-@click.option("--freeze-decoder", is_flag=True, help="DAC-MC: train only the channel mixing and style vectors")
+@click.option("--freeze-decoder", is_flag=True,
+              help="DAC-MC: train only the channel mixing and style vectors; DAC-SC: train only the encoder (with "
+                   "--from-model: codebooks and decoder stay as they are, so every token decodes as before)")
 @click.option("--freeze-encoder", is_flag=True,
               help="DAC-SC: train only the decoder (with --from-model: the model's tokens stay exactly as they are)")
 @click.option("--stft-weight", type=float, default=0.0, show_default=True,
@@ -385,7 +387,8 @@ def train(inputs, out_dir, steps, batch_size, lr, lr_final, warmup_steps, init, 
                              stft_weight=stft_weight, line_length_weight=line_length_weight, excess_weight=excess_weight,
                              line_weight=line_weight, image_weight=image_weight, line_group=line_group,
                              window_seconds=window_seconds, seed=seed, threads=threads,
-                             device=device, max_seconds=max_seconds, freeze_encoder=freeze_encoder)
+                             device=device, max_seconds=max_seconds, freeze_encoder=freeze_encoder,
+                             freeze_decoder=freeze_decoder and variant == "sc")
     log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
     if variant == "mc":
         result = _run(lambda: train_multichannel(

@@ -33,6 +33,7 @@ from .channels import NEURAL, channel_role
 from .container import FORMAT_VERSION
 from .dsp import resample
 from .edf import EdfError, Signal, read_edf
+from .errors import EegzError
 from .lossy import BLOCK_SECONDS, blend_samples, block_input, block_normalization, normalization
 from .metrics import band_power_errors_psd, line_ratio_psd, prdn_windows, welch_psd
 from .neural import ModelConfig, _quiet_imports, build_dac, load_state_into, pick_device, save_model
@@ -75,6 +76,8 @@ class TrainSettings:
     device: str = "cpu"  # cpu, cuda or auto (neural.pick_device)
     max_seconds: float = 0.0  # stop (evaluate, save) once training has run this long; 0: no limit
     freeze_encoder: bool = False  # DAC-SC: train the decoder only; encoder and quantizer (so every token) stay as loaded
+    freeze_decoder: bool = False  # DAC-SC: train the encoder only (and each codebook's input projection, which picks
+    # the codes); codebooks and decoder stay as loaded, so every token decodes to the same signal as before
 
 
 # ---------------------------------------------------------------- data
@@ -445,6 +448,8 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
           val_fraction: float = 0.2, val_subjects: tuple[str, ...] = (), quiet: bool = False, log=print,
           recordings: list[Recording] | None = None) -> dict:
     """recordings: already loaded (load_recordings), for a machine that holds no copy of the inputs."""
+    if settings.freeze_encoder and settings.freeze_decoder:
+        raise EegzError("freeze the encoder or the decoder, not both")
     out_dir = Path(out_dir)
     torch = _start(settings, out_dir)
     device = settings.device
@@ -503,12 +508,25 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
         save_model(model, config, out_dir / "model.npz", card, token_usage(model, table_windows, config.n_codebooks))
 
     model.train()
-    trained = model.decoder if settings.freeze_encoder else model
-    if settings.freeze_encoder:  # the files a frozen encoder writes are the loaded model's, token for token
-        for module in (model.encoder, model.quantizer):
-            module.requires_grad_(False)
-    run = Run({"model": model}, list(trained.parameters()), step, evaluate, save, sampler, warmup=settings.warmup_steps)
+    run = Run({"model": model}, _trained_parameters(model, settings), step, evaluate, save, sampler,
+              warmup=settings.warmup_steps)
     return _run(run, settings, out_dir, resume, quiet, log)
+
+
+def _trained_parameters(model, settings: TrainSettings) -> list:
+    """The parameters a DAC-SC run updates; the others stop taking gradients."""
+    if settings.freeze_encoder:  # the files a frozen encoder writes are the loaded model's, token for token
+        frozen = (model.encoder, model.quantizer)
+    elif settings.freeze_decoder:  # a token means what it meant: only the choice of tokens learns
+        frozen = (model.quantizer, model.decoder)
+    else:
+        return list(model.parameters())
+    for module in frozen:
+        module.requires_grad_(False)
+    if settings.freeze_decoder:
+        for layer in model.quantizer.quantizers:
+            layer.in_proj.requires_grad_(True)
+    return [p for p in model.parameters() if p.requires_grad]
 
 
 def token_usage(model, windows: np.ndarray, n_codebooks: int, batch: int = 64) -> np.ndarray:
