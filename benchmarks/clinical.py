@@ -20,7 +20,8 @@ neither; agreement on both is what matters.
 Usage: python benchmarks/clinical.py [DATA_DIR]; EEGZ_BENCH_MODELS="label=model name or path.npz,..." adds
 models (default: the default DAC-SC); EEGZ_BENCH_TAG names the result files (default clinical).
 EEGZ_BENCH_CODEC=transform measures mode transform instead, at the bits per second the default model
-spends at 3, 6 and 9 codebooks (from results/clinical.json), into results/clinical_transform.*.
+spends at 3, 6 and 9 codebooks (from results/clinical.json), into results/clinical_transform.*;
+EEGZ_BENCH_BITRATES="500,1000,..." at those bits per second instead (what the window goals cost).
 """
 from __future__ import annotations
 
@@ -43,7 +44,9 @@ from eegz.edf import read_edf  # noqa: E402
 from eegz.metrics import band_power_errors, line_ratio_psd, prdn, transient_errors, welch_psd, window_band_errors  # noqa: E402
 
 CODEC = os.environ.get("EEGZ_BENCH_CODEC", "neural")
-TAG = os.environ.get("EEGZ_BENCH_TAG", "clinical" if CODEC == "neural" else f"clinical_{CODEC}")
+BITRATES = [float(b) for b in filter(None, os.environ.get("EEGZ_BENCH_BITRATES", "").split(","))]
+TAG = os.environ.get("EEGZ_BENCH_TAG", "clinical" if CODEC == "neural" else
+                     f"clinical_{CODEC}" + ("_rates" if BITRATES else ""))
 WINDOW = int(round(RATE))  # 1-s detector windows
 DETECTOR_BANDS = {"delta": (0.5, 4), "theta": (4, 8), "alpha": (8, 13), "beta": (13, 30), "gamma": (30, 70),
                   "high_gamma": (70, 87)}
@@ -122,7 +125,10 @@ def eegz_bits() -> dict[int, float]:
 
 
 def transform_settings() -> dict:
-    """Mode transform at the default model's bits per second at 3, 6 and 9 codebooks on these segments."""
+    """Mode transform at the default model's bits per second at 3, 6 and 9 codebooks on these segments (or
+    at EEGZ_BENCH_BITRATES)."""
+    if BITRATES:
+        return {f"transform at {bits:g} bit/s": {"mode": "transform", "bitrate": bits} for bits in BITRATES}
     out = {}
     for n, bits in eegz_bits().items():
         out[f"transform at {bits:.0f} bit/s (the neural codec's at {n} codebooks)"] = {"mode": "transform", "bitrate": bits}
