@@ -256,16 +256,9 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     counted = sum(len(b) for b in bins_of)
     skirt = np.flatnonzero((f >= bands[0][0] - SKIRT_HZ) & (f < bands[0][0]) & (f > 0)) if version >= 6 else []
     phases = _angles(splitmix64(seed, counted + len(skirt)))
-    targets = _targets(stored, bands, bins_of, rate, limit, rounding)
-    shape = _spectral_shape(targets, bands, rate, limit, f) if version >= 5 else np.ones(len(f))
-    k, numbers, part_of, band_of, first = _parts(bins_of, stored, f, bands, version, part_hz)
+    shape, (k, numbers, part_of, band_of, first), part_band, have, want, part_shape = _part_budget(
+        measured, n, stored, rate, limit, bands, rounding, version, part_hz, bins_of)
     if len(k):  # every part of every band at once (the spec's loop over bands and parts, vectorized)
-        have = 2.0 * np.bincount(part_of, np.abs(measured[k]) ** 2) / (n * n)
-        part_shape = np.bincount(part_of, shape[k])
-        band_shape = np.bincount(band_of, shape[k], minlength=len(bands))
-        part_band = np.zeros(len(have), np.int64)
-        part_band[part_of] = band_of
-        want = np.asarray(targets)[part_band] * part_shape / band_shape[part_band]
         if mains_noise:
             mains = np.array([hi - lo < SUB_BAND_HZ for lo, hi in bands])[part_band]
             have[mains] = 0.0
@@ -297,6 +290,43 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     change = np.fft.irfft(spectrum, n) + ramp - y
     out = y + change * _edge_taper(n, _edge(n, rate))
     return out if time_profile is None else shaped_in_time(out, time_profile, rate)
+
+
+def _part_budget(measured: np.ndarray, n: int, stored: bytes, rate: float, limit: float, bands: tuple,
+                 rounding: float, version: int, part_hz: float, bins_of: list) -> tuple:
+    """What apply brings each part of a block of n samples to: (the spectral shape per bin, _parts' tuple, each
+    part's band, its power now (from the tapered spectrum `measured`), the power it wants, the sum of its shape)."""
+    f = np.fft.rfftfreq(n, 1.0 / rate)
+    targets = _targets(stored, bands, bins_of, rate, limit, rounding)
+    shape = _spectral_shape(targets, bands, rate, limit, f) if version >= 5 else np.ones(len(f))
+    parts = _part_layout(n, rate, limit, bands, bytes(bool(level) for level in stored), version, part_hz)
+    k, part_of, band_of = parts[0], parts[2], parts[3]
+    if not len(k):
+        return shape, parts, np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0)
+    have = 2.0 * np.bincount(part_of, np.abs(measured[k]) ** 2) / (n * n)
+    part_shape = np.bincount(part_of, shape[k])
+    band_shape = np.bincount(band_of, shape[k], minlength=len(bands))
+    part_band = np.zeros(len(have), np.int64)
+    part_band[part_of] = band_of
+    want = np.asarray(targets)[part_band] * part_shape / band_shape[part_band]
+    return shape, parts, part_band, have, want, part_shape
+
+
+def part_powers(y: np.ndarray, stored: bytes, rate: float, limit: float, bands: tuple, rounding: float = 0.0,
+                version: int = 9) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A writer's estimate of what apply does to a block y, without drawing the noise or shaping in time
+    (1-Hz parts; format 8's partial filling from version 8): over the parts of the bands with a level, in
+    apply's order, (each part's band index, its power in y, the power apply leaves in it on average)."""
+    n = len(y)
+    empty = np.zeros(0)
+    if n < 2 or not any(stored):
+        return np.zeros(0, np.int64), empty, empty
+    bins_of = [np.arange(b.start, b.stop) for b in _band_bins(n, rate, limit, bands)]
+    _, _, part_band, have, want, _ = _part_budget(
+        _windowed(np.asarray(y, np.float64), rate, version >= 5), n, stored, rate, limit, bands, rounding, version,
+        SUB_BAND_HZ, bins_of)
+    gain = np.clip((1.0 - have / np.where(want > 0, want, 1.0)) / (1.0 - FILL_RAMP), 0.0, 1.0) if version >= 8 else 1.0
+    return part_band, have, np.where(have > want, want, have + gain * np.maximum(want - have, 0.0))
 
 
 def shaped_in_time(x: np.ndarray, time_profile: np.ndarray, rate: float) -> np.ndarray:
@@ -358,6 +388,14 @@ def _band_mask(n: int, rate: float, top: float | None) -> np.ndarray:
         mask *= 0.5 + 0.5 * np.cos(np.pi * np.clip((f - top + PROFILE_CROSSOVER_HZ) / (2.0 * PROFILE_CROSSOVER_HZ), 0.0, 1.0))
     mask.setflags(write=False)
     return mask
+
+
+@lru_cache(maxsize=64)
+def _part_layout(n: int, rate: float, limit: float, bands: tuple, active: bytes, version: int, part_hz: float) -> tuple:
+    """_parts for a block length and the bands that hold a level (`active`: 1 or 0 per band), found once: every
+    block of a recording but its last has the same."""
+    bins_of = [np.arange(b.start, b.stop) for b in _band_bins(n, rate, limit, bands)]
+    return _parts(bins_of, active, np.fft.rfftfreq(n, 1.0 / rate), bands, version, part_hz)
 
 
 def _parts(bins_of: list, stored: bytes, f: np.ndarray, bands: tuple, version: int, part_hz: float) -> tuple:
