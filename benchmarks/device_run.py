@@ -88,7 +88,10 @@ SETTINGS = {"first": (("b128", 128, 1e-4, 1e-5, {}), ("b512", 512, 3e-4, 1e-5, {
             # codebooks on this GPU but raised eegmat's lines), at two learning rates. On 2 CPU cores at batch 32
             # (session 25, 5000 steps at lr 2e-5, g4's losses), through the codec at 6 codebooks: held-out eegmat
             # channels above 1.5x 43 -> 40 of 160, invented events 0.68 -> 0.54 a channel-minute, PRDN +0.3 points;
-            # Bonn texture within a point, lines mixed: the trade of every CPU run, which batch 256 may not have
+            # Bonn texture within a point, lines mixed: the trade of every CPU run, which batch 256 may not have.
+            # Session 28 ran d2 and d4 on 1 CPU thread at batch 256 for 500 steps (training_ablation.md D2, D4): d4
+            # eegmat PRDN 23.45 -> 23.25 % through the codec but channels above 1.5x 32 -> 42 and Bonn D's line
+            # 1.33 -> 1.64x; d2 PRDN 23.45 -> 24.13 %: the same trade at batch 256, so this stage is the last to run
             "sixth": tuple((name, 256, lr, 1e-5, {"warmup_steps": 200, "freeze_encoder": True, **extra})
                            for name, lr, extra in (("d1", 1e-4, G4), ("d2", 3e-5, G4), ("d3", 1e-4, {}),
                                                    ("d4", 3e-5, {})))}
