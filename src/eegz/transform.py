@@ -250,6 +250,8 @@ def _worthwhile_envelope(z: np.ndarray, u: np.ndarray, stored: bytes, profile: n
     part_band, wanted, _ = envelope.part_powers(z, stored, rate, rate / 2, bands, rounding, ENVELOPE_RULES)
     _, coded, whole = envelope.part_powers(u, stored, rate, rate / 2, bands, rounding, ENVELOPE_RULES)
     held = wanted > 0
+    if not held.any():  # nothing from 30 Hz up to compare
+        return stored, profile
 
     def errors(power: np.ndarray) -> np.ndarray:
         return np.abs(np.log(np.maximum(power[held], 1e-3 * wanted[held]) / wanted[held]))
