@@ -8,7 +8,7 @@ import pytest
 import eegz
 from eegz import api
 from eegz.errors import EegzError, ModelError
-from eegz.neural import ModelConfig, NeuralCodec, build_dac
+from eegz.neural import TOKEN_COUNTS_KEY, ModelConfig, NeuralCodec, build_dac
 from eegz.train import MIN_FIT_STEPS, TrainSettings, split_subjects, subject_of, train
 
 from .conftest import EXAMPLE, SHARED
@@ -56,22 +56,28 @@ def test_train_writes_a_usable_model_and_resumes(two_subjects, tmp_path):
     api.decompress(tmp_path / "x.eegz", tmp_path / "x.edf", model=str(out / "model.npz"), device="cpu")
 
 
-def test_a_frozen_encoder_trains_the_decoder_and_keeps_every_token(two_subjects, tmp_path):
-    """freeze_encoder (`eegz train --freeze-encoder`): DAC-SC fine-tunes only its decoder, so a file compressed
-    with the new model holds the same tokens as with the model it started from."""
-    first = tmp_path / "first"
+def _fine_tuned(two_subjects, tmp_path, is_frozen, **freeze) -> tuple:
+    """A tiny model, then one fine-tuned from it with `freeze`: (the first's weights, the second's). Asserts that
+    the tensors `is_frozen(key)` names stay as they were and that more than half of the others moved."""
+    first, out = tmp_path / "first", tmp_path / "tuned"
     train([str(two_subjects)], first, TINY, _settings(), quiet=True, log=lambda m: None)
-    out = tmp_path / "decoder"
-    train([str(two_subjects)], out, TINY, _settings(lr=1e-2, freeze_encoder=True), from_model=first / "model.npz",
+    train([str(two_subjects)], out, TINY, _settings(lr=1e-2, **freeze), from_model=first / "model.npz",
           quiet=True, log=lambda m: None)
     with np.load(first / "model.npz") as a, np.load(out / "model.npz") as b:
-        frozen = [k for k in a.files if k.startswith(("encoder.", "quantizer."))]
-        trained = [k for k in a.files if k.startswith("decoder.")]
+        frozen = [k for k in a.files if k != TOKEN_COUNTS_KEY and is_frozen(k)]
+        trained = [k for k in a.files if k != TOKEN_COUNTS_KEY and not is_frozen(k)]
         assert frozen and trained
         assert all(np.array_equal(a[k], b[k]) for k in frozen)
         assert sum(not np.array_equal(a[k], b[k]) for k in trained) > len(trained) // 2
+        return first / "model.npz", out / "model.npz", frozen
+
+
+def test_a_frozen_encoder_trains_the_decoder_and_keeps_every_token(two_subjects, tmp_path):
+    """freeze_encoder (`eegz train --freeze-encoder`): DAC-SC fine-tunes only its decoder, so a file compressed
+    with the new model holds the same tokens as with the model it started from."""
+    first, out, _ = _fine_tuned(two_subjects, tmp_path, lambda k: not k.startswith("decoder."), freeze_encoder=True)
     codes = []
-    for name, model in (("a", first / "model.npz"), ("b", out / "model.npz")):
+    for name, model in (("a", first), ("b", out)):
         api.compress(EXAMPLE, tmp_path / f"{name}.eegz", codebooks=3, model=str(model), device="cpu")
         with eegz.open(tmp_path / f"{name}.eegz", model=str(model), device="cpu") as f:
             codes.append([f.tokens(c) for c in ("EEG Fp1", "EEG O2")])
@@ -81,18 +87,10 @@ def test_a_frozen_encoder_trains_the_decoder_and_keeps_every_token(two_subjects,
 def test_a_frozen_decoder_trains_the_encoder_and_keeps_what_each_token_means(two_subjects, tmp_path):
     """freeze_decoder on DAC-SC (`eegz train --freeze-decoder`): only the encoder and the projections that pick
     the codes learn; codebooks and decoder stay, so the same tokens decode to the same signal with either model."""
-    first = tmp_path / "first"
-    train([str(two_subjects)], first, TINY, _settings(), quiet=True, log=lambda m: None)
-    out = tmp_path / "encoder"
-    train([str(two_subjects)], out, TINY, _settings(lr=1e-2, freeze_decoder=True), from_model=first / "model.npz",
-          quiet=True, log=lambda m: None)
-    with np.load(first / "model.npz") as a, np.load(out / "model.npz") as b:
-        trained = [k for k in a.files if k.startswith("encoder.") or ".in_proj." in k]
-        frozen = [k for k in a.files if k.startswith("decoder.") or (k.startswith("quantizer.") and ".in_proj." not in k)]
-        assert trained and any(".codebook." in k for k in frozen) and any(".out_proj." in k for k in frozen)
-        assert all(np.array_equal(a[k], b[k]) for k in frozen)
-        assert sum(not np.array_equal(a[k], b[k]) for k in trained) > len(trained) // 2
-    old, new = (NeuralCodec.load(str(m), device="cpu") for m in (first / "model.npz", out / "model.npz"))
+    first, out, frozen = _fine_tuned(two_subjects, tmp_path,
+                                     lambda k: not (k.startswith("encoder.") or ".in_proj." in k), freeze_decoder=True)
+    assert any(".codebook." in k for k in frozen) and any(".out_proj." in k for k in frozen)
+    old, new = (NeuralCodec.load(str(m), device="cpu") for m in (first, out))
     x = np.sin(np.arange(TINY.hop * 32) / 5.0).astype(np.float32) * 0.3
     codes = old.encode([x], 3)[0]
     assert not np.array_equal(codes, new.encode([x], 3)[0])  # the encoder learned

@@ -252,12 +252,11 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     ramp = straight_line(y)
     spectrum, measured = np.fft.rfft(y - ramp), _windowed(y, rate, version >= 5)
     f = np.fft.rfftfreq(n, 1.0 / rate)
-    bins_of = [np.arange(b.start, b.stop) for b in _band_bins(n, rate, limit, bands)]
-    counted = sum(len(b) for b in bins_of)
+    counted = sum(len(b) for b in _band_bins(n, rate, limit, bands))
     skirt = np.flatnonzero((f >= bands[0][0] - SKIRT_HZ) & (f < bands[0][0]) & (f > 0)) if version >= 6 else []
     phases = _angles(splitmix64(seed, counted + len(skirt)))
     shape, (k, numbers, part_of, band_of, first), part_band, have, want, part_shape = _part_budget(
-        measured, n, stored, rate, limit, bands, rounding, version, part_hz, bins_of)
+        measured, n, f, stored, rate, limit, bands, rounding, version, part_hz)
     if len(k):  # every part of every band at once (the spec's loop over bands and parts, vectorized)
         if mains_noise:
             mains = np.array([hi - lo < SUB_BAND_HZ for lo, hi in bands])[part_band]
@@ -292,12 +291,12 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     return out if time_profile is None else shaped_in_time(out, time_profile, rate)
 
 
-def _part_budget(measured: np.ndarray, n: int, stored: bytes, rate: float, limit: float, bands: tuple,
-                 rounding: float, version: int, part_hz: float, bins_of: list) -> tuple:
-    """What apply brings each part of a block of n samples to: (the spectral shape per bin, _parts' tuple, each
-    part's band, its power now (from the tapered spectrum `measured`), the power it wants, the sum of its shape)."""
-    f = np.fft.rfftfreq(n, 1.0 / rate)
-    targets = _targets(stored, bands, bins_of, rate, limit, rounding)
+def _part_budget(measured: np.ndarray, n: int, f: np.ndarray, stored: bytes, rate: float, limit: float,
+                 bands: tuple, rounding: float, version: int, part_hz: float) -> tuple:
+    """What apply brings each part of a block of n samples to (`f`: its rfft frequencies): (the spectral shape per
+    bin, _parts' tuple, each part's band, its power now (from the tapered spectrum `measured`), the power it
+    wants, the sum of its shape)."""
+    targets = _targets(stored, bands, _band_bins(n, rate, limit, bands), rate, limit, rounding)
     shape = _spectral_shape(targets, bands, rate, limit, f) if version >= 5 else np.ones(len(f))
     parts = _part_layout(n, rate, limit, bands, bytes(bool(level) for level in stored), version, part_hz)
     k, part_of, band_of = parts[0], parts[2], parts[3]
@@ -321,10 +320,9 @@ def part_powers(y: np.ndarray, stored: bytes, rate: float, limit: float, bands: 
     empty = np.zeros(0)
     if n < 2 or not any(stored):
         return np.zeros(0, np.int64), empty, empty
-    bins_of = [np.arange(b.start, b.stop) for b in _band_bins(n, rate, limit, bands)]
     _, _, part_band, have, want, _ = _part_budget(
-        _windowed(np.asarray(y, np.float64), rate, version >= 5), n, stored, rate, limit, bands, rounding, version,
-        SUB_BAND_HZ, bins_of)
+        _windowed(np.asarray(y, np.float64), rate, version >= 5), n, np.fft.rfftfreq(n, 1.0 / rate), stored,
+        rate, limit, bands, rounding, version, SUB_BAND_HZ)
     gain = np.clip((1.0 - have / np.where(want > 0, want, 1.0)) / (1.0 - FILL_RAMP), 0.0, 1.0) if version >= 8 else 1.0
     return part_band, have, np.where(have > want, want, have + gain * np.maximum(want - have, 0.0))
 

@@ -182,14 +182,18 @@ def _coded_together(z: np.ndarray, norms: list, levels: list, profiles: list, ex
     ends = [_edge_rows(b - a) for a, b in zip(edges, edges[1:])]
     fades = [_fade(_patch_length(b - a, rate)) for a, b in zip(edges, edges[1:])]
 
+    def quantized(step: float, cut: int) -> list[tuple[list, np.ndarray]]:
+        """Per row: (quantized windows, edge patches) at this float32 step."""
+        out = []
+        for row, c in zip(y, coefs):
+            q = [_quantized(v, step, cut) for v in c]
+            out.append((q, _edge_patches(row, q, ends, fades, edges, step)))
+        return out
+
     def coded(step: float, cut: int, final: bool = False) -> list[tuple[list, np.ndarray, bytes, int]]:
         """Per row: (quantized windows, edge patches, words, coder byte) at this float32 step."""
-        out = []
-        for row, c, lv, pf, ex in zip(y, coefs, levels, profiles, extras):
-            q = [_quantized(v, step, cut) for v in c]
-            patches = _edge_patches(row, q, ends, fades, edges, step)
-            out.append((q, patches, *residuals.encoded(_sequence(q, patches, lv, pf, *ex), every_start=final)[::-1]))
-        return out
+        return [(q, patches, *residuals.encoded(_sequence(q, patches, lv, pf, *ex), every_start=final)[::-1])
+                for (q, patches), lv, pf, ex in zip(quantized(step, cut), levels, profiles, extras)]
 
     def streams(step: float, cut: int) -> list[bytes]:
         return [_HEAD.pack(o, s, step, len(edges) - 1, coder | (PROFILE_FLAG if len(pf) else 0)
@@ -202,7 +206,7 @@ def _coded_together(z: np.ndarray, norms: list, levels: list, profiles: list, ex
     def decoded(step: float, cut: int) -> np.ndarray:
         """The channels' normalized samples as a decoder rebuilds them before the band envelope."""
         return rotated(np.array([_patched(_inverse(q, edges, step), p, edges, step, rate)
-                                 for q, p, _, _ in coded(step, cut)]), scaled)
+                                 for q, p in quantized(step, cut)]), scaled)
 
     def keep_worthwhile_envelopes(step: float, cut: int) -> bool:
         """Each channel's envelope cut to what pays at this step; whether any changed."""
