@@ -1,12 +1,14 @@
-"""Invented lines on single channels of held-out eegmat, one format against another, over noise draws.
+"""Invented lines and high-gamma power on single channels of held-out eegmat, one format against another, over
+noise draws.
 
 The line measure of issue 11 (metrics.line_ratio_psd: a decoded bin's prominence over its neighbours, divided by
 the original's) on each EEG channel of eegmat Subject14-17, both runs (168 channels; 62-s task and 182-s rest
 recordings at 500 Hz, never trained on). Each recording is compressed with the default model as each format of
 EEGZ_BENCH_FORMATS (default 14,15; WHAT says what each adds) at 3, 6 and 9 codebooks and decoded with the band envelope's seed shifted by
 k x 7919 for draw k = 0 .. DRAWS-1 (draw 0 is the file's own noise). Per format and codebook count: the worst
-channel's strongest line, how many channels stand above 1.5x and 2x, the median channel, and the mean PRDN over
-channels, each as the mean over draws. Beside them, the chance reference of lossy_benchmark.py: each 16-s block of
+channel's strongest line, how many channels stand above 1.5x and 2x, the median channel, the mean PRDN over
+channels, and high gamma's (70-250 Hz) relative power error over each recording (mean and worst channel) and at
+the 90th percentile of its 0.5-s windows (mean over channels), each as the mean over draws. Beside them, the chance reference of lossy_benchmark.py: each 16-s block of
 each channel with its spectrum kept exactly and the phases above 30 Hz drawn at random (seed k): what the measure
 reads for a coder that carries the spectrum, not the waveform, above beta.
 
@@ -32,7 +34,7 @@ from benchmarks.noise_draws import SEED_STEP  # noqa: E402
 from eegz import api, encode, lossy  # noqa: E402
 from eegz.channels import NEURAL, channel_roles  # noqa: E402
 from eegz.edf import read_edf  # noqa: E402
-from eegz.metrics import line_ratio_psd, prdn, welch_psd  # noqa: E402
+from eegz.metrics import band_power_errors, line_ratio_psd, prdn, welch_psd, window_band_errors  # noqa: E402
 
 DRAWS = int(os.environ.get("EEGZ_BENCH_DRAWS", "3"))
 FORMATS = tuple(int(v) for v in os.environ.get("EEGZ_BENCH_FORMATS", "14,15").split(","))
@@ -44,23 +46,28 @@ WHAT = {14: "Format 14 adds constant runs (spec 6.7), the blended normalization 
         16: "Format 16 shapes each block's 30-70 Hz part in time by its stored profile (spec 6.8); its tokens are format "
             "15's.",
         17: "Format 17 scales and fills the band envelope's parts, and rescales the profile's, 0.25 Hz at a time instead "
-            "of 0.5 Hz (spec 6.4, 6.8); its streams are format 16's."}
+            "of 0.5 Hz (spec 6.4, 6.8); its streams are format 16's.",
+        18: "Format 18 splits the band envelope's [64, 74) at 70 Hz (spec 6.4); its codes and other levels are format "
+            "17's."}
 CODEBOOKS = (3, 6, 9)
 RECORDINGS = [f"Subject{n}_{run}.edf" for n in (14, 15, 16, 17) for run in (1, 2)]
 
 
-def channel_lines(source: Path, coded: Path, folder: Path) -> tuple[list[float], list[float]]:
-    """(each EEG channel's strongest invented line, its PRDN) of one decode."""
+def channel_lines(source: Path, coded: Path, folder: Path) -> tuple[list[float], list[float], list[tuple]]:
+    """(each EEG channel's strongest invented line, its PRDN, its high-gamma errors (recording, 0.5-s p90)) of one
+    decode."""
     api.decompress(coded, folder / "d.edf", device="cpu", force=True)
     original, decoded = read_edf(source), read_edf(folder / "d.edf")
-    lines, errors = [], []
+    lines, errors, fast = [], [], []
     for s, role in zip(original.header.signals, channel_roles(original.header.signals)):
         if role != NEURAL:
             continue
         x, y = original.digital[s.index].astype(np.float64), decoded.digital[s.index].astype(np.float64)
         lines.append(line_ratio_psd(welch_psd(x, s.sample_rate), welch_psd(y, s.sample_rate), s.sample_rate)[0])
         errors.append(prdn(x, y))
-    return lines, errors
+        fast.append((band_power_errors(x, y, s.sample_rate)["high_gamma"],
+                     window_band_errors(x, y, s.sample_rate)["high_gamma"]["p90"]))
+    return lines, errors, fast
 
 
 def chance_lines(source: Path, rng: np.random.Generator, edge_hz: float = 30.0, block_s: float = 16.0) -> list[float]:
@@ -76,10 +83,13 @@ def chance_lines(source: Path, rng: np.random.Generator, edge_hz: float = 30.0, 
     return lines
 
 
-def summary(lines: list[float], errors: list[float]) -> dict:
+def summary(lines: list[float], errors: list[float], fast: list[tuple] = ()) -> dict:
     r = np.array(lines)
+    whole, windows = (np.array([v[0] for v in fast]), np.array([v[1] for v in fast])) if fast else (None, None)
     return {"worst": float(r.max()), "above_1_5": int((r > 1.5).sum()), "above_2": int((r > 2.0).sum()),
-            "median": float(np.median(r)), "prdn": float(np.mean(errors)) if errors else None, "channels": len(r)}
+            "median": float(np.median(r)), "prdn": float(np.mean(errors)) if errors else None, "channels": len(r),
+            "high_gamma": float(whole.mean()) if fast else None, "high_gamma_worst": float(whole.max()) if fast else None,
+            "high_gamma_p90": float(windows.mean()) if fast else None}
 
 
 def main() -> None:
@@ -99,12 +109,13 @@ def main() -> None:
                     draws = []
                     for k in range(DRAWS):
                         lossy.seed_of = lambda *args, s=k * SEED_STEP: (own_seed(*args) + s) % 2 ** 64
-                        lines, errors = [], []
+                        lines, errors, fast = [], [], []
                         for name in RECORDINGS:
-                            l, e = channel_lines(data / "eegmat" / name, folder / f"{name}.eegz", folder)
+                            l, e, g = channel_lines(data / "eegmat" / name, folder / f"{name}.eegz", folder)
                             lines += l
                             errors += e
-                        draws.append(summary(lines, errors))
+                            fast += g
+                        draws.append(summary(lines, errors, fast))
                         print(version, n, k, draws[-1], file=sys.stderr, flush=True)
                     results.append({"format": version, "codebooks": n, "draws": draws})
     finally:
@@ -119,22 +130,29 @@ def write(results: list) -> None:
     out = ROOT / "benchmarks" / "results"
     (out / f"{TAG}.json").write_text(json.dumps({"date": str(date.today()), "draws": DRAWS,
                                                          "results": results}, indent=1) + "\n")
-    lines = [f"# Invented lines on single channels of held-out eegmat, format {' against '.join(map(str, FORMATS))} "
+    lines = [f"# Invented lines and high gamma on single channels of held-out eegmat, format {' against '.join(map(str, FORMATS))} "
              f"({date.today()})", "",
              f"eegmat Subject14-17, both runs ({results[0]['draws'][0]['channels']} EEG channels at 500 Hz), default "
              f"model; the strongest invented line of each channel (metrics.line_ratio_psd; goal <= 1.5x), means over "
              f"{DRAWS} draws of the band envelope's noise. " + " ".join(WHAT[v] for v in FORMATS if v in WHAT)
              + " Last row: a reference that keeps each 16-s block's spectrum exactly and draws the phases above 30 Hz at "
              "random (what the measure reads for a coder that carries the spectrum, not the waveform, above beta). "
-             "benchmarks/channel_lines.py.", "",
-             "| format | codebooks | worst channel | channels above 1.5x | above 2x | median channel | PRDN % |",
-             "|---|---|---|---|---|---|---|"]
+             "High gamma: the relative 70-250 Hz power error over each recording (metrics.band_power_errors; mean over "
+             "channels and the worst channel) and its 90th percentile over 0.5-s windows (metrics.window_band_errors; "
+             "mean over channels); goal <= 0.10 and <= 0.20. benchmarks/channel_lines.py.", "",
+             "| format | codebooks | worst channel | channels above 1.5x | above 2x | median channel | PRDN % | "
+             "high gamma: recording, mean / worst | 0.5-s p90 |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         mean = {key: np.mean([d[key] for d in r["draws"]]) for key in ("worst", "above_1_5", "above_2", "median")}
         prdn_cell = f"{np.mean([d['prdn'] for d in r['draws']]):.2f}" if r["draws"][0]["prdn"] is not None else "-"
+        fast = {key: np.mean([d[key] for d in r["draws"]]) if r["draws"][0].get(key) is not None else None
+                for key in ("high_gamma", "high_gamma_worst", "high_gamma_p90")}
+        fast_cells = (f"{fast['high_gamma']:.3f} / {fast['high_gamma_worst']:.2f} | {fast['high_gamma_p90']:.2f}"
+                      if fast["high_gamma"] is not None else "- | -")
         name = "chance: spectrum kept, phases above 30 Hz random" if r["format"] == "chance" else r["format"]
         lines.append(f"| {name} | {r['codebooks'] or '-'} | {mean['worst']:.2f} | {mean['above_1_5']:.1f} | "
-                     f"{mean['above_2']:.1f} | {mean['median']:.2f} | {prdn_cell} |")
+                     f"{mean['above_2']:.1f} | {mean['median']:.2f} | {prdn_cell} | {fast_cells} |")
     (out / f"{TAG}.md").write_text("\n".join(lines) + "\n")
     print((out / f"{TAG}.md").read_text())
 

@@ -108,7 +108,7 @@ def test_the_envelope_restores_gamma_power_on_the_example(lossy_example, tmp_pat
     assert results["envelope"][0] < 0.10 < 0.5 < results["plain"][0], results
     assert results["envelope"][1] < 0.6 < 0.7 < results["plain"][1], results
     assert results["envelope"][2] < results["plain"][2] + 5.0, results
-    assert api.info(lossy_example[6])["format_version"] == 17
+    assert api.info(lossy_example[6])["format_version"] == 18
     # the envelope's bytes and format 16's time profile's (which needs the envelope): 5.1 % of the file (format 13's
     # 22 bands at 500 Hz alone: 2.9 %; format 12's 16 bands: 2.1 %)
     assert plain.stat().st_size < lossy_example[6].stat().st_size < plain.stat().st_size * 1.06

@@ -76,6 +76,7 @@ TOKEN_PROFILE = 16
 NO_PROFILE = np.zeros(0, np.int64)
 TOKEN_QUARTER_PARTS = 17  # format 17: the envelope's parts and the profile's rescaling parts are 0.25 Hz wide
 # (envelope.QUARTER_PART_HZ); the streams are laid out as in format 16
+TOKEN_70HZ_EDGE = 18  # format 18: the envelope's band [64, 74) split at 70 Hz (envelope.BANDS_V18), one byte more
 
 TOKEN_ENVELOPE_RULES = 7  # token streams keep 6.4's envelope in every later format (8.2's and 8.3's are the
 # transform streams': on the neural codec's output its fill ramp halved the noise above 30 Hz where the codec
@@ -226,7 +227,9 @@ def token_bands(rate: float, version: int) -> tuple:
     bands from 43 to 64 Hz (and parts of 0.5 Hz, envelope.FINE_PART_HZ; 6.4's rules stay). 6.4's [43, 49.75) and
     [50.25, 56) spread their power into the gap of a 50-Hz notch filter, and let the decoder's own 50- and 60-Hz
     humps (it learned mains from its training data) stand: the example's 48-52 Hz came back at 136x the
-    original's power."""
+    original's power. From format 18, with [64, 74) split at 70 Hz (envelope.BANDS_V18)."""
+    if version >= TOKEN_70HZ_EDGE:
+        return envelope.channel_bands(rate, TOKEN_70HZ_EDGE)
     return envelope.channel_bands(rate, 8 if version >= TOKEN_FINE_BANDS else 5)
 
 
@@ -264,7 +267,7 @@ def unpack_tokens(data: bytes, tables: tuple, n_frames: int, max_codebooks: int,
     if version >= 4:
         n_bands = data[start]
         if version >= CHANNEL_RATE_ENVELOPE:
-            allowed = n_bands <= len(envelope.BANDS_V8 if version >= TOKEN_FINE_BANDS else envelope.BANDS_HZ)
+            allowed = n_bands <= len(token_bands(math.inf, version))
         else:
             allowed = n_bands in (0, len(envelope.BANDS_V4))
         if not allowed or len(data) < start + 1 + n_bands:
