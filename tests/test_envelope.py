@@ -257,3 +257,35 @@ def test_exact_filling_takes_out_the_noises_cross_term():
     spread = {k: float(np.mean(p.std(0) / p.mean(0))) for k, p in power.items()}
     assert spread[True] < 0.08 and spread[False] > 0.12, spread
     assert abs(power[True].mean() / power[False].mean() - 1) < 0.03
+
+
+def test_the_slow_band_ceiling_lowers_only_what_holds_too_much_and_lowers_the_error():
+    """Spec 6.9: a decoder's error added to the waveform below 30 Hz (here noise in 13-30 Hz with the signal's own
+    power there: 3 dB too much) is taken down towards the stored power by a gain smooth in frequency (linear between
+    the bands' centres, so the bands' edges keep some of it); a band the decoder left weaker (8-13 Hz, at half power)
+    is not raised, and nothing above 30 Hz moves."""
+    rng = np.random.default_rng(7)
+    n = 4096
+    f = np.fft.rfftfreq(n, 1 / RATE)
+    x = np.fft.irfft(np.fft.rfft(rng.standard_normal(n)) / np.maximum(f, 1.0), n)  # 1/f EEG-like
+    spectrum = np.fft.rfft(x)
+    spectrum[(f >= 8) & (f < 13)] *= np.sqrt(0.5)
+    error = np.fft.rfft(rng.standard_normal(n))
+    error[(f < 13) | (f >= 30)] = 0.0
+    band = (f >= 13) & (f < 30)
+    error *= np.sqrt(np.sum(np.abs(spectrum[band]) ** 2) / np.sum(np.abs(error) ** 2))
+    y = np.fft.irfft(spectrum + error, n)
+    stored = envelope.ceiling(x, RATE)
+    z = envelope.under_ceiling(y, stored, RATE)
+
+    def powers(v):
+        return np.array([(lv - envelope.LEVEL_OFFSET) / 2.0 for lv in envelope.ceiling(v, RATE)])  # dB
+    before, after, want = powers(y), powers(z), powers(x)
+    # 13-20 Hz: 2 dB too much -> within 0.5 dB; 20-30 Hz: 4 dB -> 1.5 dB (the gain is back at 1 at 30 Hz)
+    assert all(before[b] - want[b] >= 2.0 and -0.5 <= after[b] - want[b] <= 0.5 * (before[b] - want[b])
+               for b in (2, 3)), (before, after, want)
+    assert after[1] <= before[1] + 0.5 and before[1] < want[1] - 2.5  # the weak band is left weak
+    assert np.linalg.norm(z - x) < 0.9 * np.linalg.norm(y - x)  # 1.21 -> 1.03 (8-13 Hz keeps its loss)
+    fast = f > 30.5
+    assert np.allclose(np.fft.rfft(z)[fast], np.fft.rfft(y)[fast], atol=1e-6 * np.abs(np.fft.rfft(y)).max())
+    assert envelope.under_ceiling(y, bytes(4), RATE) is y  # levels 0: no ceiling

@@ -91,6 +91,12 @@ MAX_PROFILE_GAIN = 4.0  # a part brought up at most 12 dB: what the decoder hold
 # codebooks: 30-70 Hz power error on 0.5-s windows at the 90th percentile 1.24 -> 0.90 and 0.71-1.96 (from
 # 0.99-3.53); the same change not faded at the block's ends put a click at a quarter of the seams
 GAMMA_PROFILE_HZ = (30.0, 70.0)
+# format 18 (token streams): the slow-band ceiling (spec 6.9). Below 30 Hz the decoder rebuilds the waveform, and
+# its error there is mostly added to it: a band comes back with the input's power plus the error's (held-out eegmat
+# Subject17 at 6 codebooks: beta 14 % too strong). Each block stores its power in these bands, and the decoder takes
+# what it made above that down by a gain smooth in frequency (1 at CEILING_EDGES_HZ), which lowers the error too
+SLOW_BANDS_HZ = ((4.0, 8.0), (8.0, 13.0), (13.0, 20.0), (20.0, 30.0))
+CEILING_EDGES_HZ = (2.0, 30.0)  # where the ceiling's gain is back at 1: below the first band, at the envelope's start
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -141,6 +147,33 @@ def levels(x: np.ndarray, rate: float, limit: float, bands: tuple, version: int 
         p = float(2.0 * np.sum(squared[bins.start:bins.stop]) / (n * n)) if len(bins) else 0.0
         out.append(0 if p <= 0 else min(max(int(np.rint(20.0 * np.log10(p))) + LEVEL_OFFSET, 1), 255))
     return bytes(out)
+
+
+def ceiling(x: np.ndarray, rate: float) -> bytes:
+    """Format 18 (spec 6.9): x's power in each of SLOW_BANDS_HZ, one byte each as the envelope's levels."""
+    return levels(x, rate, rate / 2, SLOW_BANDS_HZ)
+
+
+def under_ceiling(y: np.ndarray, stored: bytes, rate: float) -> np.ndarray:
+    """Format 18 (spec 6.9): y (a block's decoded normalized samples at `rate`) with each slow band that holds more
+    than its stored power brought down to it, by a gain linear in frequency between the bands' centres and back at 1
+    at CEILING_EDGES_HZ, the change faded in and out at the block's ends as the envelope's."""
+    n = len(y)
+    if n < 2 or not any(stored):
+        return y
+    y = np.asarray(y, np.float64)
+    squared = np.abs(_windowed(y, rate, True)) ** 2
+    gains = []
+    for bins, level in zip(_band_bins(n, rate, rate / 2, SLOW_BANDS_HZ), stored):
+        have = 2.0 * np.sum(squared[bins.start:bins.stop]) / (n * n)
+        want = 10.0 ** ((level - LEVEL_OFFSET) / 20.0) if level else have
+        gains.append(min(1.0, np.sqrt(want / have)) if have > 0 else 1.0)
+    centres = [(lo + hi) / 2 for lo, hi in SLOW_BANDS_HZ]
+    gain = np.interp(np.fft.rfftfreq(n, 1.0 / rate), (CEILING_EDGES_HZ[0], *centres, CEILING_EDGES_HZ[1]),
+                     (1.0, *gains, 1.0))
+    ramp = straight_line(y)
+    change = np.fft.irfft(np.fft.rfft(y - ramp) * gain, n) + ramp - y
+    return y + change * _edge_taper(n, _edge(n, rate))
 
 
 def profile_count(n: int, rate: float) -> int:

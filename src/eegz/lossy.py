@@ -76,7 +76,8 @@ TOKEN_PROFILE = 16
 NO_PROFILE = np.zeros(0, np.int64)
 TOKEN_QUARTER_PARTS = 17  # format 17: the envelope's parts and the profile's rescaling parts are 0.25 Hz wide
 # (envelope.QUARTER_PART_HZ); the streams are laid out as in format 16
-TOKEN_70HZ_EDGE = 18  # format 18: the envelope's band [64, 74) split at 70 Hz (envelope.BANDS_V18), one byte more
+TOKEN_70HZ_EDGE = 18  # format 18: the envelope's band [64, 74) split at 70 Hz (envelope.BANDS_V18), one byte more,
+TOKEN_CEILING = 18  # and the slow-band ceiling (spec 6.9, envelope.under_ceiling): 4 more bytes
 
 TOKEN_ENVELOPE_RULES = 7  # token streams keep 6.4's envelope in every later format (8.2's and 8.3's are the
 # transform streams': on the neural codec's output its fill ramp halved the noise above 30 Hz where the codec
@@ -102,6 +103,7 @@ class TokenStream(NamedTuple):
     tones: np.ndarray = NO_TONES
     runs: np.ndarray = NO_RUNS
     profile: np.ndarray = NO_PROFILE
+    ceiling: bytes = b""
 
 
 def block_is_codable(digital: np.ndarray, signal: Signal) -> bool:
@@ -242,6 +244,8 @@ def pack_tokens(stream: TokenStream, tables: tuple, version: int) -> bytes:
     head = _TOKENS_V3.pack(stream.offset, stream.scale, n_q, n_frames)
     if version >= 4:
         head += bytes([len(stream.envelope)]) + stream.envelope
+    if version >= TOKEN_CEILING:
+        head += bytes([len(stream.ceiling)]) + stream.ceiling
     if version >= TOKEN_TONES:
         head += bytes([len(stream.tones)]) + _tone_bytes(stream.tones)
     if version >= TOKEN_RUNS:
@@ -273,6 +277,12 @@ def unpack_tokens(data: bytes, tables: tuple, n_frames: int, max_codebooks: int,
         if not allowed or len(data) < start + 1 + n_bands:
             raise FormatError("damaged token stream (band envelope)")
         levels, start = bytes(data[start + 1:start + 1 + n_bands]), start + 1 + n_bands
+    slow = b""
+    if version >= TOKEN_CEILING:
+        count = data[start] if len(data) > start else -1
+        if count not in (0, len(envelope.SLOW_BANDS_HZ)) or len(data) < start + 1 + count:
+            raise FormatError("damaged token stream (slow-band ceiling)")
+        slow, start = bytes(data[start + 1:start + 1 + count]), start + 1 + count
     lines, found = NO_TONES, NO_RUNS
     if version >= TOKEN_TONES:
         lines, start = _unpacked_tones(data, start)
@@ -288,7 +298,7 @@ def unpack_tokens(data: bytes, tables: tuple, n_frames: int, max_codebooks: int,
     except ValueError as e:
         raise FormatError(str(e)) from None
     return TokenStream(np.frombuffer(codes, np.uint16).reshape(n_q, frames), offset, scale, levels, lines, found,
-                       time_profile)
+                       time_profile, slow)
 
 
 def _zigzag(v: int) -> int:
@@ -459,10 +469,10 @@ class TokenEncoder:
         kept = self._fewest_codebooks(jobs, codes) if self.quality is not None else None
         out: dict[int, dict] = {b.index: {} for b in run}
         for j, ((i, _, parts), c) in enumerate(zip(jobs, codes)):
-            for k, (block, offset, scale, own, levels, time_profile) in enumerate(parts):
+            for k, (block, offset, scale, own, levels, time_profile, slow) in enumerate(parts):
                 n = kept[j][k] if kept else self.n_codebooks
                 lines, _, found, _ = self.found[block, i]
-                stream = TokenStream(c[:n, own], offset, scale, levels, lines, found, time_profile)
+                stream = TokenStream(c[:n, own], offset, scale, levels, lines, found, time_profile, slow)
                 out[block][i] = pack_tokens(stream, self.tables, self.version)
         first = run[-1].index  # the next span starts at this run's last block
         self.found = {key: entry for key, entry in self.found.items() if key[0] >= first}
@@ -471,7 +481,7 @@ class TokenEncoder:
 
     def _signal_jobs(self, run: list[Block], right: Block | None, i: int) -> list[tuple]:
         """Signal i's encoder inputs for a run: (signal, segment, [(block, offset, scale, own frames, band
-        envelope, time profile)]) for each stretch of its codable blocks."""
+        envelope, time profile, slow-band ceiling)]) for each stretch of its codable blocks."""
         s = self.signals[i]
         codable = [b for b in run if b.is_codable(i, s)]
         if not codable:
@@ -511,16 +521,18 @@ class TokenEncoder:
         return frame_of(record, self.record_duration, self.rate, self.hop)
 
     def _envelope(self, run: list[Block], index: int, signal: Signal, i: int, offset: float,
-                  scale: float) -> tuple[bytes, np.ndarray]:
-        """The band envelope of block `index` of signal i (spec 6.4) and from format 16 its 30-70 Hz time profile
-        (6.8, where it has one): of its own samples at the channel's rate, in the block's normalization."""
+                  scale: float) -> tuple[bytes, np.ndarray, bytes]:
+        """The band envelope of block `index` of signal i (spec 6.4), from format 16 its 30-70 Hz time profile
+        (6.8, where it has one) and from format 18 its slow-band ceiling (6.9): of its own samples at the channel's
+        rate, in the block's normalization."""
         if not self.band_envelope:
-            return b"", NO_PROFILE
+            return b"", NO_PROFILE, b""
         block = next(b for b in run if b.index == index)
         rate = signal.sample_rate
         x = (self._physical_input(block, i) - offset) / scale
         return (envelope.levels(x, rate, rate / 2, token_bands(rate, self.version)),
-                envelope.gamma_profile(x, rate) if self.version >= TOKEN_PROFILE else NO_PROFILE)
+                envelope.gamma_profile(x, rate) if self.version >= TOKEN_PROFILE else NO_PROFILE,
+                envelope.ceiling(x, rate) if self.version >= TOKEN_CEILING else b"")
 
     def _fewest_codebooks(self, jobs: list, codes: list[np.ndarray]) -> list[list[int]]:
         """--quality: for each job's blocks, the fewest codebooks from MIN_QUALITY_CODEBOOKS up whose decoded
@@ -721,7 +733,7 @@ class TokenDecoder:
             phys = to_channel_samples(wave, n_left, offset, scale, first_frame, s, first_record * spr,
                                       record_count * spr, self.rate, self.hop,
                                       "line" if self.version >= LINE_PADDING else "constant")
-            if t.envelope and self.version >= CHANNEL_RATE_ENVELOPE:
+            if (t.envelope or t.ceiling) and self.version >= CHANNEL_RATE_ENVELOPE:
                 phys = self._channel_rate_envelope(phys, t, s, self._seed(first_record, i, t))
             if len(t.tones):  # format 12 (spec 6.6): in digital units, before re-quantizing
                 if not tones.in_range(t.tones, len(phys)):
@@ -757,12 +769,17 @@ class TokenDecoder:
     def _channel_rate_envelope(self, phys: np.ndarray, t: TokenStream, s: Signal, seed: int) -> np.ndarray:
         """Formats 5 and later (spec 6.4): the block's own samples at the channel's rate brought to the stored
         band powers, in the block's normalization; from format 16 their 30-70 Hz part then follows the stored time
-        profile (6.8)."""
+        profile (6.8). From format 18 the slow-band ceiling (6.9) comes first."""
         rate, fine = s.sample_rate, self.version >= TOKEN_FINE_BANDS
         bands, part_hz = token_bands(rate, self.version), _part_hz(self.version)
+        y = (phys - t.offset) / t.scale
+        if t.ceiling:
+            y = envelope.under_ceiling(y, t.ceiling, rate)
+        if not t.envelope:
+            return y * t.scale + t.offset
         if len(t.envelope) != len(bands):
             raise FormatError("damaged token stream (band envelope)")
-        y = envelope.apply((phys - t.offset) / t.scale, t.envelope, rate, rate / 2, seed, bands, _rounding(s, t),
+        y = envelope.apply(y, t.envelope, rate, rate / 2, seed, bands, _rounding(s, t),
                            version=min(self.version, TOKEN_ENVELOPE_RULES),
                            part_hz=part_hz, mains_noise=fine,
                            exact_fill=self.version >= EXACT_FILL)
