@@ -286,6 +286,7 @@ def test_the_slow_band_ceiling_lowers_only_what_holds_too_much_and_lowers_the_er
                for b in (2, 3)), (before, after, want)
     assert after[1] <= before[1] + 0.5 and before[1] < want[1] - 2.5  # the weak band is left weak
     assert np.linalg.norm(z - x) < 0.9 * np.linalg.norm(y - x)  # 1.21 -> 1.03 (8-13 Hz keeps its loss)
-    fast = f > 30.5
-    assert np.allclose(np.fft.rfft(z)[fast], np.fft.rfft(y)[fast], atol=1e-6 * np.abs(np.fft.rfft(y)).max())
+    fast = f > 32  # the change's fades at the block's ends spread it a little in frequency
+    moved = np.sum(np.abs(np.fft.rfft(z - y)[fast]) ** 2) / np.sum(np.abs(np.fft.rfft(y)[fast]) ** 2)
+    assert moved < 1e-3, moved
     assert envelope.under_ceiling(y, bytes(4), RATE) is y  # levels 0: no ceiling
