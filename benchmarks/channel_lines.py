@@ -7,8 +7,9 @@ recordings at 500 Hz, never trained on). Each recording is compressed with the d
 EEGZ_BENCH_FORMATS (default 14,15; WHAT says what each adds) at 3, 6 and 9 codebooks and decoded with the band envelope's seed shifted by
 k x 7919 for draw k = 0 .. DRAWS-1 (draw 0 is the file's own noise). Per format and codebook count: the worst
 channel's strongest line, how many channels stand above 1.5x and 2x, the median channel, the mean PRDN over
-channels, and high gamma's (70-250 Hz) relative power error over each recording (mean and worst channel) and at
-the 90th percentile of its 0.5-s windows (mean over channels), each as the mean over draws. Beside them, the chance reference of lossy_benchmark.py: each 16-s block of
+channels, alpha's and beta's relative power error over each recording (mean over channels), and high gamma's
+(70-250 Hz; mean and worst channel) and its 90th percentile over 0.5-s windows (mean over channels), each as the
+mean over draws. Beside them, the chance reference of lossy_benchmark.py: each 16-s block of
 each channel with its spectrum kept exactly and the phases above 30 Hz drawn at random (seed k): what the measure
 reads for a coder that carries the spectrum, not the waveform, above beta.
 
@@ -47,15 +48,15 @@ WHAT = {14: "Format 14 adds constant runs (spec 6.7), the blended normalization 
             "15's.",
         17: "Format 17 scales and fills the band envelope's parts, and rescales the profile's, 0.25 Hz at a time instead "
             "of 0.5 Hz (spec 6.4, 6.8); its streams are format 16's.",
-        18: "Format 18 splits the band envelope's [64, 74) at 70 Hz (spec 6.4); its codes and other levels are format "
-            "17's."}
+        18: "Format 18 splits the band envelope's [64, 74) at 70 Hz (spec 6.4) and adds the slow-band ceiling (6.9); its "
+            "codes and other levels are format 17's."}
 CODEBOOKS = (3, 6, 9)
 RECORDINGS = [f"Subject{n}_{run}.edf" for n in (14, 15, 16, 17) for run in (1, 2)]
 
 
 def channel_lines(source: Path, coded: Path, folder: Path) -> tuple[list[float], list[float], list[tuple]]:
-    """(each EEG channel's strongest invented line, its PRDN, its high-gamma errors (recording, 0.5-s p90)) of one
-    decode."""
+    """(each EEG channel's strongest invented line, its PRDN, its band errors (high gamma over the recording and at
+    the 0.5-s windows' 90th percentile, alpha and beta over the recording)) of one decode."""
     api.decompress(coded, folder / "d.edf", device="cpu", force=True)
     original, decoded = read_edf(source), read_edf(folder / "d.edf")
     lines, errors, fast = [], [], []
@@ -65,8 +66,9 @@ def channel_lines(source: Path, coded: Path, folder: Path) -> tuple[list[float],
         x, y = original.digital[s.index].astype(np.float64), decoded.digital[s.index].astype(np.float64)
         lines.append(line_ratio_psd(welch_psd(x, s.sample_rate), welch_psd(y, s.sample_rate), s.sample_rate)[0])
         errors.append(prdn(x, y))
-        fast.append((band_power_errors(x, y, s.sample_rate)["high_gamma"],
-                     window_band_errors(x, y, s.sample_rate)["high_gamma"]["p90"]))
+        bands = band_power_errors(x, y, s.sample_rate)
+        fast.append((bands["high_gamma"], window_band_errors(x, y, s.sample_rate)["high_gamma"]["p90"],
+                     bands["alpha"], bands["beta"]))
     return lines, errors, fast
 
 
@@ -89,7 +91,9 @@ def summary(lines: list[float], errors: list[float], fast: list[tuple] = ()) -> 
     return {"worst": float(r.max()), "above_1_5": int((r > 1.5).sum()), "above_2": int((r > 2.0).sum()),
             "median": float(np.median(r)), "prdn": float(np.mean(errors)) if errors else None, "channels": len(r),
             "high_gamma": float(whole.mean()) if fast else None, "high_gamma_worst": float(whole.max()) if fast else None,
-            "high_gamma_p90": float(windows.mean()) if fast else None}
+            "high_gamma_p90": float(windows.mean()) if fast else None,
+            "alpha": float(np.mean([v[2] for v in fast])) if fast else None,
+            "beta": float(np.mean([v[3] for v in fast])) if fast else None}
 
 
 def main() -> None:
@@ -137,19 +141,21 @@ def write(results: list) -> None:
              f"{DRAWS} draws of the band envelope's noise. " + " ".join(WHAT[v] for v in FORMATS if v in WHAT)
              + " Last row: a reference that keeps each 16-s block's spectrum exactly and draws the phases above 30 Hz at "
              "random (what the measure reads for a coder that carries the spectrum, not the waveform, above beta). "
-             "High gamma: the relative 70-250 Hz power error over each recording (metrics.band_power_errors; mean over "
-             "channels and the worst channel) and its 90th percentile over 0.5-s windows (metrics.window_band_errors; "
-             "mean over channels); goal <= 0.10 and <= 0.20. benchmarks/channel_lines.py.", "",
-             "| format | codebooks | worst channel | channels above 1.5x | above 2x | median channel | PRDN % | "
-             "high gamma: recording, mean / worst | 0.5-s p90 |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "Alpha, beta: the relative power error over each recording (metrics.band_power_errors, mean over channels); "
+             "high gamma: the relative 70-250 Hz power error over each recording (mean over channels and the worst "
+             "channel) and its 90th percentile over 0.5-s windows (metrics.window_band_errors; mean over channels); goals "
+             "<= 0.10 and <= 0.20. benchmarks/channel_lines.py.", "",
+             "| format | codebooks | worst channel | channels above 1.5x | above 2x | median channel | PRDN % | alpha | "
+             "beta | high gamma: recording, mean / worst | 0.5-s p90 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         mean = {key: np.mean([d[key] for d in r["draws"]]) for key in ("worst", "above_1_5", "above_2", "median")}
         prdn_cell = f"{np.mean([d['prdn'] for d in r['draws']]):.2f}" if r["draws"][0]["prdn"] is not None else "-"
         fast = {key: np.mean([d[key] for d in r["draws"]]) if r["draws"][0].get(key) is not None else None
-                for key in ("high_gamma", "high_gamma_worst", "high_gamma_p90")}
-        fast_cells = (f"{fast['high_gamma']:.3f} / {fast['high_gamma_worst']:.2f} | {fast['high_gamma_p90']:.2f}"
-                      if fast["high_gamma"] is not None else "- | -")
+                for key in ("high_gamma", "high_gamma_worst", "high_gamma_p90", "alpha", "beta")}
+        fast_cells = (f"{fast['alpha']:.3f} | {fast['beta']:.3f} | {fast['high_gamma']:.3f} / "
+                      f"{fast['high_gamma_worst']:.2f} | {fast['high_gamma_p90']:.2f}"
+                      if fast["high_gamma"] is not None else "- | - | - | -")
         name = "chance: spectrum kept, phases above 30 Hz random" if r["format"] == "chance" else r["format"]
         lines.append(f"| {name} | {r['codebooks'] or '-'} | {mean['worst']:.2f} | {mean['above_1_5']:.1f} | "
                      f"{mean['above_2']:.1f} | {mean['median']:.2f} | {prdn_cell} | {fast_cells} |")
