@@ -639,8 +639,8 @@ def test_format_18_splits_the_envelope_band_at_70_hz(lossy_example, tmp_path, ex
     filter (its power falls about 100x over 66-74 Hz), and the shape interpolated between the centres of [64, 74)
     and [74, 86) gave 70-74 Hz too much. Measured at 6 codebooks, over its 20 EEG channels: 70-74 Hz power against
     the original's, median 1.27 -> 1.01x; high gamma on 0.5-s windows at the 90th percentile, mean 6.3 -> 3.6;
-    over the recording, worst channel 1.05 -> 0.68. The codes, normalization, time profiles and every other
-    band's level are format 17's; each stream holds one byte more."""
+    over the recording, worst channel 1.05 -> 0.65. The codes, normalization, time profiles and every other
+    band's level are format 17's; the envelope holds one byte more (and 6.9's ceiling, tested below, four)."""
     original = read_edf(EXAMPLE)
     v18, v17 = _decoded(lossy_example[6], tmp_path, "v18.edf")[0], _decoded(example_as(17), tmp_path, "v17.edf")[0]
     (ratio18, whole18, windows18), (ratio17, whole17, windows17) = (_fast_band_errors(original, v18),
@@ -658,11 +658,11 @@ def test_format_18_splits_the_envelope_band_at_70_hz(lossy_example, tmp_path, ex
 
 
 def test_format_18_takes_the_slow_bands_that_come_back_too_strong_down(lossy_example, tmp_path, example_as):
-    """Spec 6.9 (format 18): each block stores its power in 4-8, 8-13, 13-20 and 20-30 Hz, and the decoder brings a
-    band that holds more down to it by a gain smooth in frequency. The decoder's error below 30 Hz is mostly added to
-    the waveform, so the example's beta came back 14 % too strong at 6 codebooks (measured, mean over its 20 EEG
-    channels): beta power error over the recording 0.137 -> 0.033, alpha 0.070 -> 0.020, PRDN 23.61 -> 23.37 %; the
-    strongest invented line of its channels unchanged (1.80 -> 1.82x). Bits: 5 bytes a stream more."""
+    """Spec 6.9 (format 18): each block stores its power in theta, alpha and beta (4-8, 8-13, 13-30 Hz), and the
+    decoder brings a band that holds more down to it. The decoder's error below 30 Hz is mostly added to the
+    waveform, so the example's beta came back 13 % too strong at 6 codebooks (measured, mean over its 20 EEG
+    channels): beta power error over the recording 0.130 -> 0.028, alpha 0.070 -> 0.016, theta 0.016 both, PRDN
+    23.61 -> 23.39 %; the strongest invented line of its channels 1.80x both. Bits: 4 bytes a stream more."""
     original = read_edf(EXAMPLE)
     v18, v17 = _decoded(lossy_example[6], tmp_path, "v18.edf")[0], _decoded(example_as(17), tmp_path, "v17.edf")[0]
 
@@ -673,27 +673,27 @@ def test_format_18_takes_the_slow_bands_that_come_back_too_strong_down(lossy_exa
                                     original.header.signals[i].sample_rate) for i in idx]
         return {band: float(np.mean([e[band] for e in errors])) for band in ("theta", "alpha", "beta")}
     new, old = slow_errors(v18), slow_errors(v17)
-    assert new["beta"] < 0.05 < 0.10 < old["beta"] and new["alpha"] < 0.03 < 0.05 < old["alpha"], (new, old)
+    assert new["beta"] < 0.04 < 0.10 < old["beta"] and new["alpha"] < 0.03 < 0.05 < old["alpha"], (new, old)
     assert new["theta"] < old["theta"] + 0.005, (new, old)
     assert _eeg_prdn(original, v18) < _eeg_prdn(original, v17) - 0.1
     assert max(_strongest_lines(original, v18)) < max(_strongest_lines(original, v17)) + 0.05
     streams = list(token_streams(lossy_example[6]))
-    assert streams and all(len(t.ceiling) == 4 and all(t.ceiling) for *_, t in streams)
+    assert streams and all(len(t.ceiling) == 3 and all(t.ceiling) for *_, t in streams)
     assert not any(len(t.ceiling) for *_, t in token_streams(example_as(17)))
 
 
-@pytest.mark.parametrize("count", [1, 3, 5, 200])
+@pytest.mark.parametrize("count", [1, 2, 4, 200])
 def test_a_slow_band_ceiling_of_another_count_is_refused(count):
-    """Spec 6 and 6.9: a version-18 stream's ceiling holds 0 or 4 levels; any other count, or one that runs past
+    """Spec 6 and 6.9: a version-18 stream's ceiling holds 0 or 3 levels; any other count, or one that runs past
     the stream, is damage."""
     from eegz import lossy
     from eegz.errors import FormatError
     from eegz.lossy import TokenStream, pack_tokens, token_tables, unpack_tokens
     tables = token_tables(np.ones((6, 1024), np.int64))
     stream = TokenStream(np.zeros((3, 8), np.uint16), 0.0, 1.0, bytes(range(200, 223)), lossy.NO_TONES,
-                         lossy.NO_RUNS, ceiling=bytes([190, 191, 192, 193]))
+                         lossy.NO_RUNS, ceiling=bytes([190, 191, 192]))
     good = pack_tokens(stream, tables, 18)
-    assert unpack_tokens(good, tables, 8, 6, 18, 2.0).ceiling == bytes([190, 191, 192, 193])
+    assert unpack_tokens(good, tables, 8, 6, 18, 2.0).ceiling == bytes([190, 191, 192])
     at = lossy._TOKENS_V3.size + 1 + 23  # the ceiling's count, after the envelope
     with pytest.raises(FormatError, match="slow-band ceiling"):
         unpack_tokens(good[:at] + bytes([count]) + good[at + 1:], tables, 8, 6, 18, 2.0)

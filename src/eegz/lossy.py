@@ -77,7 +77,7 @@ NO_PROFILE = np.zeros(0, np.int64)
 TOKEN_QUARTER_PARTS = 17  # format 17: the envelope's parts and the profile's rescaling parts are 0.25 Hz wide
 # (envelope.QUARTER_PART_HZ); the streams are laid out as in format 16
 TOKEN_70HZ_EDGE = 18  # format 18: the envelope's band [64, 74) split at 70 Hz (envelope.BANDS_V18), one byte more,
-TOKEN_CEILING = 18  # and the slow-band ceiling (spec 6.9, envelope.under_ceiling): 4 more bytes
+TOKEN_CEILING = 18  # and the slow-band ceiling (spec 6.9, envelope.under_ceiling): 4 more bytes, a count and 3 levels
 
 TOKEN_ENVELOPE_RULES = 7  # token streams keep 6.4's envelope in every later format (8.2's and 8.3's are the
 # transform streams': on the neural codec's output its fill ramp halved the noise above 30 Hz where the codec
