@@ -31,7 +31,7 @@ from .edf import Signal
 from .container import AUX_TOKENS, NEURAL_TOKENS
 from .errors import FormatError
 from .neural import ABSENT_CODE
-from .runs import NO_RUNS, as_gaps, checked, constant_runs, from_gaps, requantized, tones_outside, written
+from .runs import NO_EDGES, NO_RUNS, as_gaps, checked, constant_runs, edges, from_gaps, requantized, tones_outside, written
 
 # normalized = (x - median) / (16 σ): about the amplitude the model was trained at (µV / 200 for EEG of
 # σ ≈ 12 µV). Measured on held-out eegmat at 3/6/9 codebooks: PRDN 31.7/22.2/19.8 % against 32.9/23.5/20.8
@@ -78,6 +78,7 @@ TOKEN_QUARTER_PARTS = 17  # format 17: the envelope's parts and the profile's re
 # (envelope.QUARTER_PART_HZ); the streams are laid out as in format 16
 TOKEN_70HZ_EDGE = 18  # format 18: the envelope's band [64, 74) split at 70 Hz (envelope.BANDS_V18), one byte more,
 TOKEN_CEILING = 18  # and the slow-band ceiling (spec 6.9, envelope.under_ceiling): 4 more bytes, a count and 3 levels
+TOKEN_RUN_EDGES = 18  # and each constant run's neighbouring original samples (spec 6.7, runs.pinned)
 
 TOKEN_ENVELOPE_RULES = 7  # token streams keep 6.4's envelope in every later format (8.2's and 8.3's are the
 # transform streams': on the neural codec's output its fill ramp halved the noise above 30 Hz where the codec
@@ -104,6 +105,7 @@ class TokenStream(NamedTuple):
     runs: np.ndarray = NO_RUNS
     profile: np.ndarray = NO_PROFILE
     ceiling: bytes = b""
+    run_edges: np.ndarray = NO_EDGES  # format 18: per run, the original samples beside it less its value
 
 
 def block_is_codable(digital: np.ndarray, signal: Signal) -> bool:
@@ -249,7 +251,7 @@ def pack_tokens(stream: TokenStream, tables: tuple, version: int) -> bytes:
     if version >= TOKEN_TONES:
         head += bytes([len(stream.tones)]) + _tone_bytes(stream.tones)
     if version >= TOKEN_RUNS:
-        head += bytes([len(stream.runs)]) + _run_bytes(stream.runs)
+        head += bytes([len(stream.runs)]) + _run_bytes(stream.runs, stream.run_edges if version >= TOKEN_RUN_EDGES else None)
     if version >= TOKEN_PROFILE:
         head += _profile_bytes(stream.profile)
     return head + body
@@ -286,8 +288,9 @@ def unpack_tokens(data: bytes, tables: tuple, n_frames: int, max_codebooks: int,
     lines, found = NO_TONES, NO_RUNS
     if version >= TOKEN_TONES:
         lines, start = _unpacked_tones(data, start)
+    run_edges = NO_EDGES
     if version >= TOKEN_RUNS:
-        found, start = _unpacked_runs(data, start)
+        found, run_edges, start = _unpacked_runs(data, start, version)
     time_profile = NO_PROFILE
     if version >= TOKEN_PROFILE:
         time_profile, start = _unpacked_profile(data, start, math.ceil(seconds / envelope.PROFILE_SECONDS) + 1)
@@ -298,7 +301,7 @@ def unpack_tokens(data: bytes, tables: tuple, n_frames: int, max_codebooks: int,
     except ValueError as e:
         raise FormatError(str(e)) from None
     return TokenStream(np.frombuffer(codes, np.uint16).reshape(n_q, frames), offset, scale, levels, lines, found,
-                       time_profile, slow)
+                       time_profile, slow, run_edges)
 
 
 def _zigzag(v: int) -> int:
@@ -326,10 +329,15 @@ def _tone_bytes(rows: np.ndarray) -> bytes:
     return _varint_bytes(values)
 
 
-def _run_bytes(rows: np.ndarray) -> bytes:
+def _run_bytes(rows: np.ndarray, run_edges: np.ndarray | None = None) -> bytes:
     """Constant runs as spec 6.7 stores them: per run its gap from the previous run's end (the block's start
-    for the first) and its length less 1 as unsigned LEB128 varints, then its digital value zigzag-mapped."""
-    return _varint_bytes(v for gap, length, value in as_gaps(rows).tolist() for v in (gap, length, _zigzag(value)))
+    for the first) and its length less 1 as unsigned LEB128 varints, then its digital value zigzag-mapped; from
+    format 18 (`run_edges` given) then the original samples beside it less its value, zigzag-mapped."""
+    gaps = as_gaps(rows).tolist()
+    if run_edges is None:
+        return _varint_bytes(v for gap, length, value in gaps for v in (gap, length, _zigzag(value)))
+    return _varint_bytes(v for (gap, length, value), (before, after) in zip(gaps, np.asarray(run_edges).tolist())
+                         for v in (gap, length, _zigzag(value), _zigzag(before), _zigzag(after)))
 
 
 def _profile_bytes(values: np.ndarray) -> bytes:
@@ -341,17 +349,17 @@ def _profile_bytes(values: np.ndarray) -> bytes:
     return bytes([1 + coder]) + _varint_bytes([len(values), len(words)]) + words
 
 
-def _varints(data: bytes, start: int, what: str) -> tuple[np.ndarray, int]:
-    """A count byte at `start` and 3 × count LEB128 varints after it: (count rows of 3 values, where the next
-    field begins)."""
+def _varints(data: bytes, start: int, what: str, width: int = 3) -> tuple[np.ndarray, int]:
+    """A count byte at `start` and width × count LEB128 varints after it: (count rows of `width` values, where the
+    next field begins)."""
     if len(data) < start + 1:
         raise FormatError(f"damaged token stream ({what})")
     count, at = data[start], start + 1
     values = []
-    for _ in range(3 * count):
+    for _ in range(width * count):
         value, at = _varint(data, at, what)
         values.append(value)
-    return np.array(values, np.int64).reshape(-1, 3), at
+    return np.array(values, np.int64).reshape(-1, width), at
 
 
 def _varint(data: bytes, at: int, what: str) -> tuple[int, int]:
@@ -402,12 +410,14 @@ def _unpacked_profile(data: bytes, start: int, most: int) -> tuple[np.ndarray, i
     return values, at + size
 
 
-def _unpacked_runs(data: bytes, start: int) -> tuple[np.ndarray, int]:
-    """Format 14's constant runs at `start` (spec 6.7), rows (start, length, value), and where the words begin;
-    the block's length and the digital range are checked where they are known (TokenDecoder)."""
-    values, at = _varints(data, start, "constant runs")
-    gaps, lengths, value = values.T
-    return from_gaps(gaps, lengths, _unzigzag(value)), at
+def _unpacked_runs(data: bytes, start: int, version: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Format 14's constant runs at `start` (spec 6.7), rows (start, length, value), from format 18 their edges
+    (rows: the original samples before and after less the value), and where the next field begins; the block's
+    length and the digital range are checked where they are known (TokenDecoder)."""
+    with_edges = version >= TOKEN_RUN_EDGES
+    values, at = _varints(data, start, "constant runs", 5 if with_edges else 3)
+    runs = from_gaps(values[:, 0], values[:, 1], _unzigzag(values[:, 2]))
+    return runs, _unzigzag(values[:, 3:5]) if with_edges else NO_EDGES, at
 
 
 # ---------------------------------------------------------------- encoding
@@ -468,11 +478,13 @@ class TokenEncoder:
         codes = self.codec.encode([segment for _, segment, _ in jobs], self.n_codebooks)
         kept = self._fewest_codebooks(jobs, codes) if self.quality is not None else None
         out: dict[int, dict] = {b.index: {} for b in run}
+        digital = {b.index: b.digital for b in run}
         for j, ((i, _, parts), c) in enumerate(zip(jobs, codes)):
             for k, (block, offset, scale, own, levels, time_profile, slow) in enumerate(parts):
                 n = kept[j][k] if kept else self.n_codebooks
                 lines, _, found, _ = self.found[block, i]
-                stream = TokenStream(c[:n, own], offset, scale, levels, lines, found, time_profile, slow)
+                beside = edges(digital[block][i], found) if self.version >= TOKEN_RUN_EDGES else NO_EDGES
+                stream = TokenStream(c[:n, own], offset, scale, levels, lines, found, time_profile, slow, beside)
                 out[block][i] = pack_tokens(stream, self.tables, self.version)
         first = run[-1].index  # the next span starts at this run's last block
         self.found = {key: entry for key, entry in self.found.items() if key[0] >= first}
@@ -741,7 +753,7 @@ class TokenDecoder:
                 phys = phys + s.gain * tones.synthesized(t.tones, len(phys))
             if not checked(t.runs, len(phys), s):  # format 14 (spec 6.7)
                 raise FormatError("damaged token stream (a constant run outside the block or the digital range)")
-            out[i] = self._requantized(phys, s, t.runs)
+            out[i] = self._requantized(phys, s, t.runs, t.run_edges)
         return out
 
     def _normalization(self, n: int, n_left: int, n_frames: int, t: TokenStream, l: TokenStream | None,
@@ -756,12 +768,13 @@ class TokenDecoder:
                              (n_left * self.hop, (l.offset, l.scale) if l is not None else None),
                              (n - n_left * self.hop - own, (r.offset, r.scale) if r is not None else None))
 
-    def _requantized(self, phys: np.ndarray, s: Signal, runs: np.ndarray) -> np.ndarray:
-        """The channel's digital samples (spec 6.1's last step): from format 15 through the rail limiter, then
-        the constant runs (format 14), exactly."""
+    def _requantized(self, phys: np.ndarray, s: Signal, runs: np.ndarray, run_edges: np.ndarray) -> np.ndarray:
+        """The channel's digital samples (spec 6.1's last step): from format 18 the samples beside the constant
+        runs pinned to the original's, from format 15 through the rail limiter, then the constant runs (format
+        14), exactly."""
         if s.gain == 0.0:
             return written(s.to_digital(phys), runs)
-        return requantized(s.digital_values(phys), s, runs, self.version >= TOKEN_RAIL_LIMITER)
+        return requantized(s.digital_values(phys), s, runs, self.version >= TOKEN_RAIL_LIMITER, run_edges)
 
     def _seed(self, first_record: int, signal: int, t: TokenStream) -> int:
         return seed_of(first_record, signal, t.scale if self.version >= SCALE_SEED else None)

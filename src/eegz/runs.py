@@ -23,6 +23,12 @@ RUN_SECONDS, MIN_RUN = 0.1, 8  # the shortest run: 0.1 s and 8 samples
 BRIDGE_SECONDS = 0.02  # how far the coded signal goes on in the slope it had where runs end the block
 MAX_RUNS = 255  # the run count's u8
 NO_RUNS = np.zeros((0, 3), np.int64)
+NO_EDGES = np.zeros((0, 2), np.int64)
+# Format 18 (token streams): each run also stores the original's samples beside it, and the decoder brings its own
+# samples there to them over EDGE_SECONDS. The step into a run (eegmat's padding: from the signal to 0) is broadband,
+# and the decoded step, off by the codec's error at that sample, held the recording's largest high-gamma window:
+# held-out eegmat at 6 codebooks, high gamma over the recording with and without its last 3 s, 0.092 and 0.050
+EDGE_SECONDS = 0.02
 # The rail limiter pulls a decoded excursion past a rail back by its peak, fading over LIMITER_SECONDS on each
 # side, before clipping: the original reaches its rail at the top of a smooth swing, and the clipped overshoot's
 # corners were broadband bursts. Held-out eegmat Subject14-17, transform streams at 251 bit/s (format 11): invented
@@ -89,6 +95,35 @@ def from_gaps(gaps: np.ndarray, lengths_less_1: np.ndarray, values: np.ndarray) 
     return np.column_stack([starts, lengths, values]).reshape(-1, 3)
 
 
+def edges(digital: np.ndarray, runs: np.ndarray) -> np.ndarray:
+    """Format 18 (spec 6.7): per run, the original's sample just before it and just after it, less the run's
+    value (0 where that side is the block's edge)."""
+    n, out = len(digital), []
+    for start, length, value in np.asarray(runs, np.int64).reshape(-1, 3).tolist():
+        end = start + length
+        out.append((int(digital[start - 1]) - value if start > 0 else 0, int(digital[end]) - value if end < n else 0))
+    return np.array(out, np.int64).reshape(-1, 2)
+
+
+def pinned(values: np.ndarray, runs: np.ndarray, run_edges: np.ndarray, rate: float) -> np.ndarray:
+    """Format 18 (spec 6.7): decoded values (digital units, not yet rounded) with the sample beside each run, where
+    it lies in the block and outside every run, brought to the stored original one, the change fading out over
+    EDGE_SECONDS away from the run along a raised cosine."""
+    if not len(runs):
+        return values
+    values = np.asarray(values, np.float64).copy()
+    n, width = len(values), max(1, int(round(EDGE_SECONDS * rate)))
+    inside = in_runs(runs, n)
+    fade = 0.5 + 0.5 * np.cos(np.pi * np.arange(width) / width)
+    for (start, length, value), (before, after) in zip(runs.tolist(), run_edges.tolist()):
+        for at, target, step in ((start - 1, value + before, -1), (start + length, value + after, 1)):
+            if 0 <= at < n and not inside[at]:
+                where = at + step * np.arange(width)
+                keep = (where >= 0) & (where < n)
+                values[where[keep]] += (target - values[at]) * fade[keep]
+    return values
+
+
 def written(digital: np.ndarray, runs: np.ndarray) -> np.ndarray:
     """Decoded digital samples with each run's samples set to its value."""
     for start, length, value in runs:
@@ -124,10 +159,14 @@ def _bridge(x: np.ndarray, a: int, b: int, rate: float) -> np.ndarray:
     return (x[b] - slope(b + 1, b) * tau * (1.0 - np.exp(-t / tau)))[::-1]  # the block starts with runs
 
 
-def requantized(values: np.ndarray, signal: Signal, runs: np.ndarray, limit: bool) -> np.ndarray:
+def requantized(values: np.ndarray, signal: Signal, runs: np.ndarray, limit: bool,
+                run_edges: np.ndarray = NO_EDGES) -> np.ndarray:
     """A lossy stream's decoded values in digital units as the samples it stores (the last step of spec 6.1 and
-    8): through the rail limiter where `limit`, rounded half to even and clipped to the digital range, then each
-    constant run's samples set to its value."""
+    8): from format 18 the samples beside its runs pinned to `run_edges` (token streams), through the rail limiter
+    where `limit`, rounded half to even and clipped to the digital range, then each constant run's samples set to
+    its value."""
+    if len(run_edges):
+        values = pinned(values, runs, run_edges, signal.sample_rate)
     return written(signal.requantized(rail_limited(values, signal) if limit else values), runs)
 
 
