@@ -127,9 +127,15 @@ def _windowed(x: np.ndarray, rate: float, tapered: bool) -> np.ndarray:
     jump between a block's last and first sample leaks into the high bands more power than quiet EEG holds.
     Format 5 (`tapered`): 1 but for a raised cosine over EDGE_SECONDS at each end, so that a burst near a
     block's edge counts in full; format 4: a periodic Hann window (which all but ignores a block's ends)."""
-    n = len(x)
+    w, norm = _window(len(x), rate, tapered)
+    return np.fft.rfft(np.asarray(x, np.float64) * w) / norm
+
+
+@lru_cache(maxsize=16)
+def _window(n: int, rate: float, tapered: bool) -> tuple[np.ndarray, float]:
+    """_windowed's window of n samples and its RMS (found once: every block but a recording's last has the same)."""
     w = _edge_taper(n, _edge(n, rate)) if tapered else np.sin(np.pi * np.arange(n) / n) ** 2
-    return np.fft.rfft(np.asarray(x, np.float64) * w) / np.sqrt(np.mean(w * w))
+    return w, float(np.sqrt(np.mean(w * w)))
 
 
 def _edge(n: int, rate: float) -> int:
@@ -137,11 +143,13 @@ def _edge(n: int, rate: float) -> int:
     return min(int(round(EDGE_SECONDS * rate)), n // 2)
 
 
-def levels(x: np.ndarray, rate: float, limit: float, bands: tuple, version: int = 5) -> bytes:
+def levels(x: np.ndarray, rate: float, limit: float, bands: tuple, version: int = 5,
+           squared: np.ndarray | None = None) -> bytes:
     """One byte per band: the band's power in x (the block's own normalized samples at `rate`) below
-    `limit` Hz."""
+    `limit` Hz (`squared`: |_windowed(x)|² where the caller has it already)."""
     n = len(x)
-    squared = np.abs(_windowed(x, rate, version >= 5)) ** 2
+    if squared is None:
+        squared = np.abs(_windowed(x, rate, version >= 5)) ** 2
     out = []
     for bins in _band_bins(n, rate, limit, bands):
         # the mean power per sample that the band's bins (neither DC nor Nyquist) give a signal of n samples
@@ -150,10 +158,10 @@ def levels(x: np.ndarray, rate: float, limit: float, bands: tuple, version: int 
     return bytes(out)
 
 
-def ceiling(x: np.ndarray, rate: float) -> bytes:
+def ceiling(x: np.ndarray, rate: float, squared: np.ndarray | None = None) -> bytes:
     """Format 18 (spec 6.9): x's power in theta, alpha and beta (SLOW_BANDS_HZ), one byte each as the envelope's
-    levels."""
-    return levels(x, rate, rate / 2, SLOW_BANDS_HZ)
+    levels (`squared`: as levels')."""
+    return levels(x, rate, rate / 2, SLOW_BANDS_HZ, squared=squared)
 
 
 def under_ceiling(y: np.ndarray, stored: bytes, rate: float) -> np.ndarray:
@@ -170,6 +178,8 @@ def under_ceiling(y: np.ndarray, stored: bytes, rate: float) -> np.ndarray:
         have = 2.0 * np.sum(squared[bins.start:bins.stop]) / (n * n)
         want = 10.0 ** ((level - LEVEL_OFFSET) / 20.0) if level else have
         gains.append(min(1.0, np.sqrt(want / have)) if have > 0 else 1.0)
+    if min(gains) == 1.0:  # every band at or under its ceiling: G = 1, no change
+        return y
     edges = [lo for lo, _ in SLOW_BANDS_HZ] + [SLOW_BANDS_HZ[-1][1]]
     points = [(edge + side * CEILING_RAMP_HZ, gain) for edge, below, above in zip(edges, [1.0] + gains, gains + [1.0])
               for side, gain in ((-1, below), (1, above))]
@@ -491,10 +501,13 @@ def _spectral_shape(targets: list[float], bands: tuple, rate: float, limit: floa
     return np.exp(np.interp(f, centres, logs))
 
 
+@lru_cache(maxsize=16)
 def _edge_taper(n: int, ramp: int) -> np.ndarray:
-    """1 inside, a raised cosine over `ramp` samples at each end (0 at the first and last sample)."""
+    """1 inside, a raised cosine over `ramp` samples at each end (0 at the first and last sample); read-only, found
+    once per block length."""
     taper = np.ones(n)
     if ramp > 0:
         rise = 0.5 - 0.5 * np.cos(np.pi * np.arange(ramp) / ramp)
         taper[:ramp], taper[n - ramp:] = rise, rise[::-1]
+    taper.setflags(write=False)
     return taper

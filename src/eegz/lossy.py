@@ -542,9 +542,10 @@ class TokenEncoder:
         block = next(b for b in run if b.index == index)
         rate = signal.sample_rate
         x = (self._physical_input(block, i) - offset) / scale
-        return (envelope.levels(x, rate, rate / 2, token_bands(rate, self.version)),
+        squared = np.abs(envelope._windowed(x, rate, True)) ** 2  # the envelope's and the ceiling's spectrum
+        return (envelope.levels(x, rate, rate / 2, token_bands(rate, self.version), squared=squared),
                 envelope.gamma_profile(x, rate) if self.version >= TOKEN_PROFILE else NO_PROFILE,
-                envelope.ceiling(x, rate) if self.version >= TOKEN_CEILING else b"")
+                envelope.ceiling(x, rate, squared) if self.version >= TOKEN_CEILING else b"")
 
     def _fewest_codebooks(self, jobs: list, codes: list[np.ndarray]) -> list[list[int]]:
         """--quality: for each job's blocks, the fewest codebooks from MIN_QUALITY_CODEBOOKS up whose decoded
