@@ -48,8 +48,8 @@ WHAT = {14: "Format 14 adds constant runs (spec 6.7), the blended normalization 
             "15's.",
         17: "Format 17 scales and fills the band envelope's parts, and rescales the profile's, 0.25 Hz at a time instead "
             "of 0.5 Hz (spec 6.4, 6.8); its streams are format 16's.",
-        18: "Format 18 splits the band envelope's [64, 74) at 70 Hz (spec 6.4) and adds the slow-band ceiling (6.9); its "
-            "codes and other levels are format 17's."}
+        18: "Format 18 splits the band envelope's [64, 74) at 70 Hz (spec 6.4), adds the slow-band ceiling (6.9) and "
+            "pins the decoded samples beside each constant run to the original's (6.7); its codes are format 17's."}
 CODEBOOKS = (3, 6, 9)
 RECORDINGS = [f"Subject{n}_{run}.edf" for n in (14, 15, 16, 17) for run in (1, 2)]
 

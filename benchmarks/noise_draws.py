@@ -39,7 +39,8 @@ WHAT = {12: "6.4's bands", 13: "8.2's bands, 0.5-Hz parts, noise in the mains ba
         15: "format 14 with the rail limiter before clipping (6.1, 8)",
         16: "format 15 with each block's 30-70 Hz time profile (6.8)",
         17: "format 16 with the envelope's parts and the profile's rescaling parts 0.25 Hz wide (6.4, 6.8)",
-        18: "format 17 with the envelope's [64, 74) split at 70 Hz (6.4) and the slow-band ceiling (6.9)"}
+        18: "format 17 with the envelope's [64, 74) split at 70 Hz (6.4), the slow-band ceiling (6.9) and the runs' edges "
+            "(6.7; Bonn's segments hold no runs)"}
 SEED_STEP = 7919
 
 

@@ -37,7 +37,8 @@ FORMAT_VERSION = 18  # what this code writes when a file holds token streams (4 
 # streams and the stream's scale to the noise seed, 8 added rotation streams, 9 the envelope's time profile,
 # 10 the transform streams' constant runs and slope patches, 11 their stationary tones and rail limiter, 12 the
 # token streams' stationary tones, 13 their envelope in 8.2's bands, with 0.5-Hz parts and noise in the mains bands,
-# 14 their constant runs, 15 their rail limiter, 16 their 30-70 Hz time profile, 17 their envelope's 0.25-Hz parts, 18 their envelope's band edge at 70 Hz)
+# 14 their constant runs, 15 their rail limiter, 16 their 30-70 Hz time profile, 17 their envelope's 0.25-Hz parts,
+# 18 their envelope's band edge at 70 Hz, their slow-band ceiling and their runs' edges)
 TRANSFORM_FORMAT_VERSION = 11  # transform files (they hold no token streams) are unchanged since format 11: eegz 0.10
 # reads them
 EXACT_FORMAT_VERSION = 3  # files with neither are unchanged since format 3: eegz 0.2 reads them

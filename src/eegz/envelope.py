@@ -143,10 +143,15 @@ def _edge(n: int, rate: float) -> int:
     return min(int(round(EDGE_SECONDS * rate)), n // 2)
 
 
+def power_spectrum(x: np.ndarray, rate: float) -> np.ndarray:
+    """|_windowed(x)|² under format 5's taper: what levels reads, for a caller that reads two sets of bands."""
+    return np.abs(_windowed(x, rate, True)) ** 2
+
+
 def levels(x: np.ndarray, rate: float, limit: float, bands: tuple, version: int = 5,
            squared: np.ndarray | None = None) -> bytes:
     """One byte per band: the band's power in x (the block's own normalized samples at `rate`) below
-    `limit` Hz (`squared`: |_windowed(x)|² where the caller has it already)."""
+    `limit` Hz (`squared`: power_spectrum(x) where the caller has it already; format 5 and later)."""
     n = len(x)
     if squared is None:
         squared = np.abs(_windowed(x, rate, version >= 5)) ** 2
@@ -172,7 +177,7 @@ def under_ceiling(y: np.ndarray, stored: bytes, rate: float) -> np.ndarray:
     if n < 2 or not any(stored):
         return y
     y = np.asarray(y, np.float64)
-    squared = np.abs(_windowed(y, rate, True)) ** 2
+    squared = power_spectrum(y, rate)
     gains = []
     for bins, level in zip(_band_bins(n, rate, rate / 2, SLOW_BANDS_HZ), stored):
         have = 2.0 * np.sum(squared[bins.start:bins.stop]) / (n * n)

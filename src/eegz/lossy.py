@@ -31,7 +31,8 @@ from .edf import Signal
 from .container import AUX_TOKENS, NEURAL_TOKENS
 from .errors import FormatError
 from .neural import ABSENT_CODE
-from .runs import NO_EDGES, NO_RUNS, as_gaps, checked, constant_runs, edges, from_gaps, requantized, tones_outside, written
+from .runs import (NO_EDGES, NO_RUNS, as_gaps, checked, constant_runs, edges, from_gaps, requantized, tones_outside,
+                   written)
 
 # normalized = (x - median) / (16 σ): about the amplitude the model was trained at (µV / 200 for EEG of
 # σ ≈ 12 µV). Measured on held-out eegmat at 3/6/9 codebooks: PRDN 31.7/22.2/19.8 % against 32.9/23.5/20.8
@@ -76,9 +77,10 @@ TOKEN_PROFILE = 16
 NO_PROFILE = np.zeros(0, np.int64)
 TOKEN_QUARTER_PARTS = 17  # format 17: the envelope's parts and the profile's rescaling parts are 0.25 Hz wide
 # (envelope.QUARTER_PART_HZ); the streams are laid out as in format 16
-TOKEN_70HZ_EDGE = 18  # format 18: the envelope's band [64, 74) split at 70 Hz (envelope.BANDS_V18), one byte more,
-TOKEN_CEILING = 18  # and the slow-band ceiling (spec 6.9, envelope.under_ceiling): 4 more bytes, a count and 3 levels
-TOKEN_RUN_EDGES = 18  # and each constant run's neighbouring original samples (spec 6.7, runs.pinned)
+# format 18, three changes for band power over a whole recording (about 3 bit/s in all):
+TOKEN_70HZ_EDGE = 18  # the envelope's band [64, 74) split at 70 Hz (envelope.BANDS_V18): one level more
+TOKEN_CEILING = 18  # the slow-band ceiling (spec 6.9, envelope.under_ceiling): a count and 3 levels
+TOKEN_RUN_EDGES = 18  # each constant run's neighbouring original samples (spec 6.7, runs.pinned): 2 varints a run
 
 TOKEN_ENVELOPE_RULES = 7  # token streams keep 6.4's envelope in every later format (8.2's and 8.3's are the
 # transform streams': on the neural codec's output its fill ramp halved the noise above 30 Hz where the codec
@@ -251,7 +253,8 @@ def pack_tokens(stream: TokenStream, tables: tuple, version: int) -> bytes:
     if version >= TOKEN_TONES:
         head += bytes([len(stream.tones)]) + _tone_bytes(stream.tones)
     if version >= TOKEN_RUNS:
-        head += bytes([len(stream.runs)]) + _run_bytes(stream.runs, stream.run_edges if version >= TOKEN_RUN_EDGES else None)
+        beside = stream.run_edges if version >= TOKEN_RUN_EDGES else None
+        head += bytes([len(stream.runs)]) + _run_bytes(stream.runs, beside)
     if version >= TOKEN_PROFILE:
         head += _profile_bytes(stream.profile)
     return head + body
@@ -542,7 +545,7 @@ class TokenEncoder:
         block = next(b for b in run if b.index == index)
         rate = signal.sample_rate
         x = (self._physical_input(block, i) - offset) / scale
-        squared = np.abs(envelope._windowed(x, rate, True)) ** 2  # the envelope's and the ceiling's spectrum
+        squared = envelope.power_spectrum(x, rate)  # the envelope's and the ceiling's
         return (envelope.levels(x, rate, rate / 2, token_bands(rate, self.version), squared=squared),
                 envelope.gamma_profile(x, rate) if self.version >= TOKEN_PROFILE else NO_PROFILE,
                 envelope.ceiling(x, rate, squared) if self.version >= TOKEN_CEILING else b"")
