@@ -158,9 +158,9 @@ VECTORS = {  # file: (source, options, what it exercises)
                                    "format 17: lossy_profile_6's streams, decoded with 0.25-Hz parts in the band "
                                    "envelope and the time profile's rescaling (sections 6.4, 6.8), DAC-SC, 6 codebooks"),
     "lossy_ceiling_6.eegz": ("eegmat-40s", dict(mode="lossy", codebooks=6),
-                             "format 18: lossy_quarter_parts_6's recording with the band envelope's [64, 74) split at 70 "
-                             "Hz, 23 bands at 500 Hz (section 6.4), and the slow-band ceiling in theta, alpha and beta "
-                             "(6.9), DAC-SC, 6 codebooks"),
+                             "format 18: lossy_quarter_parts_6's recording with the band envelope's bands B_18 (1-Hz "
+                             "bands from 52 to 58 Hz, [64, 74) split at 70 Hz; 26 at 500 Hz, section 6.4), and the "
+                             "slow-band ceiling in theta, alpha and beta (6.9), DAC-SC, 6 codebooks"),
     "lossy_run_edges_6.eegz": ("eegmat-last-16s", dict(mode="lossy", codebooks=6),
                                "format 18: lossy_runs_6's recording (its padding, 0 then another constant, in every "
                                "channel), each run with the original samples beside it (section 6.7), DAC-SC, 6 codebooks"),

@@ -78,7 +78,7 @@ NO_PROFILE = np.zeros(0, np.int64)
 TOKEN_QUARTER_PARTS = 17  # format 17: the envelope's parts and the profile's rescaling parts are 0.25 Hz wide
 # (envelope.QUARTER_PART_HZ); the streams are laid out as in format 16
 # format 18, three changes for band power over a whole recording (about 3 bit/s in all):
-TOKEN_70HZ_EDGE = 18  # the envelope's band [64, 74) split at 70 Hz (envelope.BANDS_V18): one level more
+TOKEN_V18_BANDS = 18  # the envelope in envelope.BANDS_V18 (1-Hz bands from 52 to 58 Hz, [64, 74) split at 70): 4 levels more
 TOKEN_CEILING = 18  # the slow-band ceiling (spec 6.9, envelope.under_ceiling): a count and 3 levels
 TOKEN_RUN_EDGES = 18  # each constant run's neighbouring original samples (spec 6.7, runs.pinned): 2 varints a run
 
@@ -233,9 +233,9 @@ def token_bands(rate: float, version: int) -> tuple:
     bands from 43 to 64 Hz (and parts of 0.5 Hz, envelope.FINE_PART_HZ; 6.4's rules stay). 6.4's [43, 49.75) and
     [50.25, 56) spread their power into the gap of a 50-Hz notch filter, and let the decoder's own 50- and 60-Hz
     humps (it learned mains from its training data) stand: the example's 48-52 Hz came back at 136x the
-    original's power. From format 18, with [64, 74) split at 70 Hz (envelope.BANDS_V18)."""
-    if version >= TOKEN_70HZ_EDGE:
-        return envelope.channel_bands(rate, TOKEN_70HZ_EDGE)
+    original's power. From format 18, envelope.BANDS_V18: 1-Hz bands from 52 to 58 Hz and [64, 74) split at 70 Hz."""
+    if version >= TOKEN_V18_BANDS:
+        return envelope.channel_bands(rate, TOKEN_V18_BANDS)
     return envelope.channel_bands(rate, 8 if version >= TOKEN_FINE_BANDS else 5)
 
 
