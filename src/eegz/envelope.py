@@ -162,10 +162,20 @@ def levels(x: np.ndarray, rate: float, limit: float, bands: tuple, version: int 
         squared = np.abs(_windowed(x, rate, version >= 5)) ** 2
     out = []
     for bins in _band_bins(n, rate, limit, bands):
-        # the mean power per sample that the band's bins (neither DC nor Nyquist) give a signal of n samples
-        p = float(2.0 * np.sum(squared[bins.start:bins.stop]) / (n * n)) if len(bins) else 0.0
+        p = _band_power(squared, bins, n)
         out.append(0 if p <= 0 else min(max(int(np.rint(20.0 * np.log10(p))) + LEVEL_OFFSET, 1), 255))
     return bytes(out)
+
+
+def _band_power(squared: np.ndarray, bins: range, n: int) -> float:
+    """The mean power per sample that a band's bins (neither DC nor Nyquist) of |spectrum|² give a signal of n
+    samples (0 for a band without bins)."""
+    return float(2.0 * np.sum(squared[bins.start:bins.stop]) / (n * n)) if len(bins) else 0.0
+
+
+def _level_power(level: int) -> float:
+    """The power a stored level stands for (0.5-dB steps from LEVEL_OFFSET)."""
+    return 10.0 ** ((level - LEVEL_OFFSET) / 20.0)
 
 
 def ceiling(x: np.ndarray, rate: float, squared: np.ndarray | None = None) -> bytes:
@@ -185,8 +195,8 @@ def under_ceiling(y: np.ndarray, stored: bytes, rate: float) -> np.ndarray:
     squared = power_spectrum(y, rate)
     gains = []
     for bins, level in zip(_band_bins(n, rate, rate / 2, SLOW_BANDS_HZ), stored):
-        have = 2.0 * np.sum(squared[bins.start:bins.stop]) / (n * n)
-        want = 10.0 ** ((level - LEVEL_OFFSET) / 20.0) if level else have
+        have = _band_power(squared, bins, n)
+        want = _level_power(level) if level else have
         gains.append(min(1.0, np.sqrt(want / have)) if have > 0 else 1.0)
     if min(gains) == 1.0:  # every band at or under its ceiling: G = 1, no change
         return y
@@ -195,8 +205,7 @@ def under_ceiling(y: np.ndarray, stored: bytes, rate: float) -> np.ndarray:
               for side, gain in ((-1, below), (1, above))]
     gain = np.interp(np.fft.rfftfreq(n, 1.0 / rate), *zip(*points))
     ramp = straight_line(y)
-    change = np.fft.irfft(np.fft.rfft(y - ramp) * gain, n) + ramp - y
-    return y + change * _edge_taper(n, _edge(n, rate))
+    return _faded(y, np.fft.irfft(np.fft.rfft(y - ramp) * gain, n) + ramp, rate)
 
 
 def profile_count(n: int, rate: float) -> int:
@@ -252,7 +261,7 @@ def follow_gamma_profile(y: np.ndarray, time_profile: np.ndarray, rate: float, s
     power = float(np.mean(noise ** 2))
     lack = np.sqrt(np.maximum(target - have, 0.0) / power) if power > 0 else np.zeros_like(have)
     shaped = y + band * (_along(edges, _gains(target, have, 1.0)) - 1.0) + noise * _along(edges, lack)
-    return y + (_band_powers_kept(before, shaped, rate, part_hz) - y) * _edge_taper(n, _edge(n, rate))
+    return _faded(y, _band_powers_kept(before, shaped, rate, part_hz), rate)
 
 
 def _profile_seed(seed: int) -> int:
@@ -347,11 +356,14 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     if len(skirt) and skirt_density:  # format 6: the first part's noise filling continues below 30 Hz, fading out
         weight = 0.5 + 0.5 * np.cos(np.pi * (bands[0][0] - f[skirt]) / SKIRT_HZ)
         spectrum[skirt] += weight * n * np.sqrt(skirt_density * shape[skirt] / 2.0) * np.exp(1j * phases[counted:])
-    # the change fades in and out over one frame at each end of the block: an FFT over the block treats
-    # it as periodic, and a change that stops abruptly at the block's edge would add a broadband click
-    change = np.fft.irfft(spectrum, n) + ramp - y
-    out = y + change * _edge_taper(n, _edge(n, rate))
+    out = _faded(y, np.fft.irfft(spectrum, n) + ramp, rate)
     return out if time_profile is None else shaped_in_time(out, time_profile, rate)
+
+
+def _faded(y: np.ndarray, changed: np.ndarray, rate: float) -> np.ndarray:
+    """y with the change to `changed` faded in and out over one frame at each end of the block: an FFT over the
+    block treats it as periodic, and a change that stops abruptly at the block's edge would add a broadband click."""
+    return y + (changed - y) * _edge_taper(len(y), _edge(len(y), rate))
 
 
 def _part_budget(measured: np.ndarray, n: int, f: np.ndarray, stored: bytes, rate: float, limit: float,
@@ -492,7 +504,7 @@ def _targets(stored: bytes, bands: tuple, bins_of: list, rate: float, limit: flo
     out = []
     for bins, level, (lo, hi) in zip(bins_of, stored, bands):
         share = (min(hi, limit, rate / 2) - lo) / limit  # the rounding noise spreads up to the channel's Nyquist
-        out.append(max(10.0 ** ((level - LEVEL_OFFSET) / 20.0) - rounding * share, 0.0) if level and len(bins) else 0.0)
+        out.append(max(_level_power(level) - rounding * share, 0.0) if level and len(bins) else 0.0)
     return out
 
 
