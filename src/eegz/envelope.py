@@ -371,35 +371,52 @@ def _part_budget(measured: np.ndarray, n: int, f: np.ndarray, stored: bytes, rat
     """What apply brings each part of a block of n samples to (`f`: its rfft frequencies): (the spectral shape per
     bin, _parts' tuple, each part's band, its power now (from the tapered spectrum `measured`), the power it
     wants, the sum of its shape)."""
+    shape, parts, part_band, want, part_shape = _part_plan(n, f, stored, rate, limit, bands, rounding, version, part_hz)
+    return shape, parts, part_band, _part_have(measured, parts, n), want, part_shape
+
+
+def _part_plan(n: int, f: np.ndarray, stored: bytes, rate: float, limit: float, bands: tuple, rounding: float,
+               version: int, part_hz: float) -> tuple:
+    """_part_budget's share that the stored levels alone decide: (the spectral shape per bin, _parts' tuple, each
+    part's band, the power it wants, the sum of its shape)."""
     targets = _targets(stored, bands, _band_bins(n, rate, limit, bands), rate, limit, rounding)
     shape = _spectral_shape(targets, bands, rate, limit, f) if version >= 5 else np.ones(len(f))
     parts = _part_layout(n, rate, limit, bands, bytes(bool(level) for level in stored), version, part_hz)
     k, part_of, band_of = parts[0], parts[2], parts[3]
     if not len(k):
-        return shape, parts, np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0)
-    have = 2.0 * np.bincount(part_of, np.abs(measured[k]) ** 2) / (n * n)
-    part_shape = np.bincount(part_of, shape[k])
+        return shape, parts, np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+    count = int(part_of[-1]) + 1
+    part_shape = np.bincount(part_of, shape[k], minlength=count)
     band_shape = np.bincount(band_of, shape[k], minlength=len(bands))
-    part_band = np.zeros(len(have), np.int64)
+    part_band = np.zeros(count, np.int64)
     part_band[part_of] = band_of
     want = np.asarray(targets)[part_band] * part_shape / band_shape[part_band]
-    return shape, parts, part_band, have, want, part_shape
+    return shape, parts, part_band, want, part_shape
+
+
+def _part_have(measured: np.ndarray, parts: tuple, n: int) -> np.ndarray:
+    """Each part's power now, from the tapered spectrum `measured` of a block of n samples."""
+    k, part_of = parts[0], parts[2]
+    return 2.0 * np.bincount(part_of, np.abs(measured[k]) ** 2) / (n * n) if len(k) else np.zeros(0)
 
 
 def part_powers(y: np.ndarray, stored: bytes, rate: float, limit: float, bands: tuple, rounding: float = 0.0,
                 version: int = 9) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A writer's estimate of what apply does to a block y, without drawing the noise or shaping in time
     (1-Hz parts; format 8's partial filling from version 8): over the parts of the bands with a level, in
-    apply's order, (each part's band index, its power in y, the power apply leaves in it on average)."""
-    n = len(y)
-    empty = np.zeros(0)
+    apply's order, (each part's band index, its power in y, the power apply leaves in it on average). `y` may
+    also hold several blocks of one length as rows, under the same levels: the last two are then rows too."""
+    rows = np.atleast_2d(np.asarray(y, np.float64))
+    n = rows.shape[1]
+    empty = np.zeros((len(rows), 0)) if np.ndim(y) == 2 else np.zeros(0)
     if n < 2 or not any(stored):
         return np.zeros(0, np.int64), empty, empty
-    _, _, part_band, have, want, _ = _part_budget(
-        _windowed(np.asarray(y, np.float64), rate, version >= 5), n, np.fft.rfftfreq(n, 1.0 / rate), stored,
-        rate, limit, bands, rounding, version, SUB_BAND_HZ)
+    _, parts, part_band, want, _ = _part_plan(n, np.fft.rfftfreq(n, 1.0 / rate), stored, rate, limit, bands,
+                                              rounding, version, SUB_BAND_HZ)
+    have = np.array([_part_have(_windowed(row, rate, version >= 5), parts, n) for row in rows])
     gain = np.clip((1.0 - have / np.where(want > 0, want, 1.0)) / (1.0 - FILL_RAMP), 0.0, 1.0) if version >= 8 else 1.0
-    return part_band, have, np.where(have > want, want, have + gain * np.maximum(want - have, 0.0))
+    after = np.where(have > want, want, have + gain * np.maximum(want - have, 0.0))
+    return (part_band, have, after) if np.ndim(y) == 2 else (part_band, have[0], after[0])
 
 
 def shaped_in_time(x: np.ndarray, time_profile: np.ndarray, rate: float) -> np.ndarray:

@@ -251,8 +251,8 @@ def _worthwhile_envelope(z: np.ndarray, u: np.ndarray, stored: bytes, profile: n
     input's. (The envelope's effect is estimated from its part budget, without its noise or time profile.)"""
     bands = envelope.channel_bands(rate, ENVELOPE_RULES)
     rounding = (1.0 / scale) ** 2 / 12.0
-    part_band, wanted, _ = envelope.part_powers(z, stored, rate, rate / 2, bands, rounding, ENVELOPE_RULES)
-    _, coded, whole = envelope.part_powers(u, stored, rate, rate / 2, bands, rounding, ENVELOPE_RULES)
+    part_band, (wanted, coded), (_, whole) = envelope.part_powers(np.stack([z, u]), stored, rate, rate / 2, bands,
+                                                                 rounding, ENVELOPE_RULES)
     held = wanted > 0
     if not held.any():  # nothing from 30 Hz up to compare
         return stored, profile
