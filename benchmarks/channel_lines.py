@@ -15,6 +15,8 @@ reads for a coder that carries the spectrum, not the waveform, above beta.
 
 Usage: python benchmarks/channel_lines.py [DATA_DIR]; EEGZ_BENCH_DRAWS (default 3), EEGZ_BENCH_FORMATS.
 Writes benchmarks/results/channel_lines.{json,md} for formats 13,14, else channel_lines_<formats>.{json,md}.
+EEGZ_BENCH_CODEC=transform measures mode transform instead, at the bits per second the neural codec spends at 3, 6
+and 9 codebooks (results/lossy.json), into channel_lines_transform_<formats>.{json,md}.
 """
 from __future__ import annotations
 
@@ -31,15 +33,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the benchmarks package; eegz is the installed one
 
 from benchmarks.clinical_references import spectrum_only  # noqa: E402
+from benchmarks.lossy_benchmark import neural_bits  # noqa: E402
 from benchmarks.noise_draws import SEED_STEP  # noqa: E402
-from eegz import api, encode, lossy  # noqa: E402
+from eegz import api, encode, lossy, transform  # noqa: E402
 from eegz.channels import NEURAL, channel_roles  # noqa: E402
 from eegz.edf import read_edf  # noqa: E402
 from eegz.metrics import band_power_errors, line_ratio_psd, prdn, welch_psd, window_band_errors  # noqa: E402
 
 DRAWS = int(os.environ.get("EEGZ_BENCH_DRAWS", "3"))
 FORMATS = tuple(int(v) for v in os.environ.get("EEGZ_BENCH_FORMATS", "14,15").split(","))
-TAG = "channel_lines" if FORMATS == (13, 14) else "channel_lines_" + "_".join(map(str, FORMATS))
+CODEC = os.environ.get("EEGZ_BENCH_CODEC", "neural")
+TAG = ("channel_lines" if FORMATS == (13, 14) and CODEC == "neural" else
+       "channel_lines_" + ("transform_" if CODEC == "transform" else "") + "_".join(map(str, FORMATS)))
 WHAT = {14: "Format 14 adds constant runs (spec 6.7), the blended normalization at block seams and the line padding of a "
             "recording's ends (6.1) and exact filling (6.4).",
         15: "Format 15 pulls a decoded swing past the digital range back smoothly before clipping it (spec 6.1, 8's rail "
@@ -49,7 +54,11 @@ WHAT = {14: "Format 14 adds constant runs (spec 6.7), the blended normalization 
         17: "Format 17 scales and fills the band envelope's parts, and rescales the profile's, 0.25 Hz at a time instead "
             "of 0.5 Hz (spec 6.4, 6.8); its streams are format 16's.",
         18: "Format 18 splits the band envelope's [64, 74) at 70 Hz (spec 6.4), adds the slow-band ceiling (6.9) and "
-            "pins the decoded samples beside each constant run to the original's (6.7); its codes are format 17's."}
+            "pins the decoded samples beside each constant run to the original's (6.7); its codes are format 17's.",
+        11: "Format 11 is what eegz 0.10-0.19 wrote for transform files.",
+        19: "Format 19 gives the transform streams format 18's envelope bands (spec 8.2: [64, 74) split at 70 Hz, 1-Hz "
+            "bands from 52 to 58 Hz) and the original samples beside each constant run, to which the decoder pins its "
+            "own (8.4)."}
 CODEBOOKS = (3, 6, 9)
 RECORDINGS = [f"Subject{n}_{run}.edf" for n in (14, 15, 16, 17) for run in (1, 2)]
 
@@ -99,6 +108,7 @@ def summary(lines: list[float], errors: list[float], fast: list[tuple] = ()) -> 
 def main() -> None:
     data = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data"
     own_version, own_seed = encode.format_version, lossy.seed_of
+    bits = neural_bits() if CODEC == "transform" else {}
     results = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -107,12 +117,16 @@ def main() -> None:
                 encode.format_version = lambda *args, v=version: v
                 for n in CODEBOOKS:
                     for name in RECORDINGS:
-                        lossy.seed_of = own_seed
-                        api.compress(data / "eegmat" / name, folder / f"{name}.eegz", codebooks=n, device="cpu",
-                                     force=True)
+                        lossy.seed_of = transform.seed_of = own_seed
+                        if CODEC == "transform":  # at the neural codec's bits for n codebooks
+                            api.compress(data / "eegmat" / name, folder / f"{name}.eegz", mode="transform",
+                                         bitrate=bits[n], force=True)
+                        else:
+                            api.compress(data / "eegmat" / name, folder / f"{name}.eegz", codebooks=n, device="cpu",
+                                         force=True)
                     draws = []
                     for k in range(DRAWS):
-                        lossy.seed_of = lambda *args, s=k * SEED_STEP: (own_seed(*args) + s) % 2 ** 64
+                        lossy.seed_of = transform.seed_of = lambda *args, s=k * SEED_STEP: (own_seed(*args) + s) % 2 ** 64
                         lines, errors, fast = [], [], []
                         for name in RECORDINGS:
                             l, e, g = channel_lines(data / "eegmat" / name, folder / f"{name}.eegz", folder)
@@ -121,9 +135,9 @@ def main() -> None:
                             fast += g
                         draws.append(summary(lines, errors, fast))
                         print(version, n, k, draws[-1], file=sys.stderr, flush=True)
-                    results.append({"format": version, "codebooks": n, "draws": draws})
+                    results.append({"format": version, "codebooks": n, "draws": draws, "bitrate": bits.get(n)})
     finally:
-        encode.format_version, lossy.seed_of = own_version, own_seed
+        encode.format_version, lossy.seed_of, transform.seed_of = own_version, own_seed, own_seed
     draws = [summary([v for name in RECORDINGS for v in chance_lines(data / "eegmat" / name, np.random.default_rng(k))], [])
              for k in range(DRAWS)]
     results.append({"format": "chance", "codebooks": None, "draws": draws})
@@ -132,12 +146,16 @@ def main() -> None:
 
 def write(results: list) -> None:
     out = ROOT / "benchmarks" / "results"
-    (out / f"{TAG}.json").write_text(json.dumps({"date": str(date.today()), "draws": DRAWS,
+    (out / f"{TAG}.json").write_text(json.dumps({"date": str(date.today()), "draws": DRAWS, "codec": CODEC,
                                                          "results": results}, indent=1) + "\n")
-    lines = [f"# Invented lines and high gamma on single channels of held-out eegmat, format {' against '.join(map(str, FORMATS))} "
+    coder = ("mode transform at the neural codec's bits per second for 3 / 6 / 9 codebooks (" + " / ".join(
+        f"{r['bitrate']:.0f}" for r in results[:3]) + " bit/s; the codebooks column names those bits)"
+             if CODEC == "transform" else "default model")
+    lines = [f"# Invented lines and high gamma on single channels of held-out eegmat, "
+             f"{'transform ' if CODEC == 'transform' else ''}format {' against '.join(map(str, FORMATS))} "
              f"({date.today()})", "",
-             f"eegmat Subject14-17, both runs ({results[0]['draws'][0]['channels']} EEG channels at 500 Hz), default "
-             f"model; the strongest invented line of each channel (metrics.line_ratio_psd; goal <= 1.5x), means over "
+             f"eegmat Subject14-17, both runs ({results[0]['draws'][0]['channels']} EEG channels at 500 Hz), {coder}; "
+             f"the strongest invented line of each channel (metrics.line_ratio_psd; goal <= 1.5x), means over "
              f"{DRAWS} draws of the band envelope's noise. " + " ".join(WHAT[v] for v in FORMATS if v in WHAT)
              + " Last row: a reference that keeps each 16-s block's spectrum exactly and draws the phases above 30 Hz at "
              "random (what the measure reads for a coder that carries the spectrum, not the waveform, above beta). "

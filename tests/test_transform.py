@@ -52,7 +52,7 @@ def test_transform_keeps_the_waveform_better_than_the_neural_codec_at_fewer_bits
     original = read_edf(EXAMPLE)
     roles = channel_roles(original.header.signals)
     summary = api.info(transform_example[True])
-    assert summary["mode"] == "transform" and summary["format_version"] == 11 and summary["codec"] is None
+    assert summary["mode"] == "transform" and summary["format_version"] == 19 and summary["codec"] is None
     assert summary["transform"] == {"bitrate": 250.0, "band_envelope": True, "rotate_channels": True}
     assert 240 <= summary["bits_per_second_per_channel"] <= 250
     neural = api.info(lossy_example[6])["bits_per_second_per_channel"]
@@ -308,7 +308,7 @@ def test_a_time_profile_out_of_range_is_refused():
     from eegz import _core, envelope
     rec = read_edf(EXAMPLE)
     signal, digital = rec.header.signals[0], rec.digital[0][:16 * 500]
-    data = transform.encode_block(digital, signal, bitrate=250.0)
+    data = transform.encode_block(digital, signal, bitrate=250.0, version=10)  # version 10's bands (B_8, spec 8.2)
     n, head = len(digital), transform._HEAD
     offset, scale, step, w, coder, n_bands, total = head.unpack_from(data, 0)
     assert coder & transform.PROFILE_FLAG and not coder & transform.RUNS_FLAG
@@ -399,17 +399,23 @@ def _rewritable(data: bytes, n: int, flag: int, tail: int):
 
 
 def test_damaged_runs_are_refused():
+    """Spec 8.4: from version 19 a run is five values, its gap, length less 1 and value, then its edges."""
     signal, digital = _block_with_runs()
     data = transform.encode_block(digital, signal, bitrate=250.0)
     n = len(digital)
-    values, stream = _rewritable(data, n, transform.RUNS_FLAG, 6)
+    values, stream = _rewritable(data, n, transform.RUNS_FLAG, 10)
     base = int(np.rint(transform._HEAD.unpack_from(data, 0)[0]))
-    np.testing.assert_array_equal(transform.decode_block(stream(list(values[-6:]), 2), signal, n, 0),
+    first, second = list(values[-10:-5]), list(values[-5:])
+    assert first[:3] == [1000, 499, 1234 - base] and second[:3] == [2200, 299, signal.digital_max - base]
+    # the edges: the original samples beside each run less its value (the second run ends the block: 0 after it)
+    assert first[3:] == [digital[999] - 1234, digital[1500] - 1234] and second[3:] == [digital[3699] - digital[3700], 0]
+    np.testing.assert_array_equal(transform.decode_block(stream(first + second, 2), signal, n, 0),
                                   transform.decode_block(data, signal, n, 0))
-    for runs, n_runs in (([1000, 499, 1234 - base, 2200, 300, 0], 2),  # the second run past the block's end
-                         ([1000, 499, 1234 - base, 0, 299, signal.digital_max + 1 - base], 2),  # past digital_max
-                         ([1000, 499, 1234 - base, -1, 299, 0], 2),  # overlapping
-                         (list(values[-6:]), 0)):  # the flag without a count
+    for runs, n_runs in ((first + [2200, 300] + second[2:], 2),  # the second run past the block's end
+                         (first + [0, 299, signal.digital_max + 1 - base] + second[3:], 2),  # past digital_max
+                         (first + [-1] + second[1:], 2),  # overlapping
+                         (first[:3] + [1 << 41, 0] + second, 2),  # an edge out of range
+                         (first + second, 0)):  # the flag without a count
         with pytest.raises(FormatError, match="damaged transform stream"):
             transform.decode_block(stream(runs, n_runs), signal, n, 0)
 
@@ -469,7 +475,7 @@ def test_a_mains_line_comes_back_as_a_tone(monkeypatch):
     data = transform.encode_block(x, signal, bitrate=250.0)
     coder = transform._HEAD.unpack_from(data, 0)[4]
     assert coder & transform.TONES_FLAG and not coder & transform.RUNS_FLAG and data[transform._HEAD.size] == 1
-    (k, a, b), = transform._synthesized(data, signal, n, 11).tones
+    (k, a, b), = transform._synthesized(data, signal, n, 19).tones
     assert abs(k * 500.0 / (tones.FREQUENCY_STEPS * n) - 50.02) < 0.5 * 500.0 / (tones.FREQUENCY_STEPS * n) + 1e-3
     assert abs(np.hypot(a, b) / tones.AMPLITUDE_STEPS - 60.0) < 1.0
     y = transform.decode_block(data, signal, n, 0)
@@ -530,7 +536,7 @@ def test_an_overshoot_past_a_rail_is_pulled_back_smoothly():
     for channel, hit, overshoot in ((5, 25552, 0.1), (14, 8479, 20)):
         signal, start = rec.header.signals[channel], hit // 8000 * 8000
         x = rec.digital[channel][start:start + 8000]
-        data = transform.encode_block(x, signal, bitrate=250.0)
+        data = transform.encode_block(x, signal, bitrate=250.0, version=11)
         near = slice(hit - start - 25, hit - start + 25)
 
         def fast_power(v):
@@ -612,9 +618,44 @@ def test_the_writer_keeps_only_the_envelope_that_brings_the_spectrum_nearer(monk
         return prdn(x.astype(float), y.astype(float))
 
     ours = {(c, b): decoded(c, b) for c in (0, 5, 14) for b in (250.0, 1000.0)}
-    monkeypatch.setattr(transform, "_worthwhile_envelope", lambda z, u, stored, profile, rate, scale: (stored, profile))
+    monkeypatch.setattr(transform, "_worthwhile_envelope", lambda z, u, stored, profile, rate, scale, bands: (stored, profile))
     whole = {key: decoded(*key) for key in ours}
     monkeypatch.setattr(transform, "_worthwhile_envelope", chosen)
     for c in (0, 5, 14):
         assert ours[c, 1000.0] < 0.6 and whole[c, 1000.0] > 1.5
         assert ours[c, 250.0] < whole[c, 250.0] + 0.1
+
+
+def test_format_19_pins_the_samples_beside_each_run_and_splits_the_envelope_at_70_hz():
+    """Spec 8.2 and 8.4, format 19: format 18's token-stream changes in transform streams. The example's last 16 s
+    end in its writer's padding (a run of 0, then one of another constant). Format 11 decoded the step into it off
+    by the coder's error at that sample (96-2790 digital units over the 19 EEG channels, coded apart at 250 bit/s),
+    and that step held the block's high gamma: its power error 0.03-2.10 (median 0.24), with the pins 0.02-0.61
+    (median 0.085). Through eegmat's ~70-Hz filter the envelope's 70-74 Hz came back at 1.7-3.1x the original's
+    power in a middle block (16-32 s; median 2.3x), and at 0.85-2.3x (median 1.4x) with the band split at 70 Hz.
+    PRDN in that block 14.0-21.2 % either way (+-0.1 but in 4 channels, where it moved by -2.7 to +2.5)."""
+    from eegz.metrics import band_power_errors
+    rec = read_edf(EXAMPLE)
+
+    def band_power(v: np.ndarray, lo: float, hi: float) -> float:
+        f = np.fft.rfftfreq(len(v), 1 / 500.0)
+        return float(np.sum(np.abs(np.fft.rfft((v - v.mean()) * np.hanning(len(v))))[(f >= lo) & (f < hi)] ** 2))
+
+    ratios = {11: [], 19: []}
+    for channel in (0, 3, 8, 13, 15, 18):  # Fp1, F4, C3, P4, O2, Pz
+        signal = rec.header.signals[channel]
+        last, middle = rec.digital[channel][-16 * 500:], rec.digital[channel][16 * 500:32 * 500]
+        (start, _, _), _ = runs.constant_runs(last, signal)
+        high_gamma = {}
+        for v in (11, 19):
+            y = transform.decode_block(transform.encode_block(last, signal, bitrate=250.0, version=v), signal, 8000, 0,
+                                       version=v)
+            np.testing.assert_array_equal(y[start:], last[start:])  # the runs, exactly, in both
+            assert (y[start - 1] == last[start - 1]) == (v == 19) and abs(int(y[start - 1]) - int(last[start - 1])) < 3000
+            high_gamma[v] = band_power_errors(last.astype(float), y.astype(float), 500.0)["high_gamma"]
+            ym = transform.decode_block(transform.encode_block(middle, signal, bitrate=250.0, version=v), signal, 8000, 0,
+                                        version=v)
+            ratios[v].append(band_power(ym.astype(float), 70, 74) / band_power(middle.astype(float), 70, 74))
+        assert high_gamma[19] < high_gamma[11]  # measured 0.03 / 0.11, 0.02 / 0.20, 0.14 / 0.80, 0.28 / 2.10, 0.16 / 1.25, 0.61 / 1.00
+    assert all(new < old for new, old in zip(ratios[19], ratios[11]))
+    assert np.median(ratios[11]) > 1.8 and np.median(ratios[19]) < 1.3  # measured 2.1 and 1.1

@@ -1,4 +1,4 @@
-"""Write the test vectors of formats 3 to 18 (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled
+"""Write the test vectors of formats 3 to 19 (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled
 example (eegmat Subject17, CC BY 4.0), BioSemi's BDF test file (edge/biosemi, shared data folder) and a Bonn
 segment (bonn/A_Z/Z051.txt there, as a one-record EDF).
 
@@ -164,6 +164,10 @@ VECTORS = {  # file: (source, options, what it exercises)
     "lossy_run_edges_6.eegz": ("eegmat-last-16s", dict(mode="lossy", codebooks=6),
                                "format 18: lossy_runs_6's recording (its padding, 0 then another constant, in every "
                                "channel), each run with the original samples beside it (section 6.7), DAC-SC, 6 codebooks"),
+    "transform_run_edges_250.eegz": ("eegmat-last-16s", dict(mode="transform"),
+                                     "format 19: kinds 5 and 6 whose band envelope has the bands B_18 (section 8.2) "
+                                     "and whose constant runs (the recording's padding) carry the original samples "
+                                     "beside them (section 8.4), 250 bit/s; ECG kept exactly"),
 }
 
 

@@ -32,15 +32,16 @@ from .errors import EegzError, FormatError, OutputExistsError
 
 MAGIC = b"\x89EEGZ\r\n\x1a"
 FOOTER_MAGIC = b"EEGZEND\x00"
-FORMAT_VERSION = 18  # what this code writes when a file holds token streams (4 added the band envelope,
+TOKEN_FORMAT_VERSION = 18  # what this code writes when a file holds token streams (4 added the band envelope,
 # 5 moved it to the channel rate, 6 continued its first part's noise filling below 30 Hz, 7 added transform
 # streams and the stream's scale to the noise seed, 8 added rotation streams, 9 the envelope's time profile,
 # 10 the transform streams' constant runs and slope patches, 11 their stationary tones and rail limiter, 12 the
 # token streams' stationary tones, 13 their envelope in 8.2's bands, with 0.5-Hz parts and noise in the mains bands,
 # 14 their constant runs, 15 their rail limiter, 16 their 30-70 Hz time profile, 17 their envelope's 0.25-Hz parts,
 # 18 their envelope's band edge at 70 Hz, their slow-band ceiling and their runs' edges)
-TRANSFORM_FORMAT_VERSION = 11  # transform files (they hold no token streams) are unchanged since format 11: eegz 0.10
-# reads them
+TRANSFORM_FORMAT_VERSION = 19  # transform files (they hold no token streams): 19 gave their envelope format 18's bands
+# and their runs format 18's edges (token streams are unchanged in 19, so token files stay 18: eegz 0.19 reads them)
+FORMAT_VERSION = 19  # the newest version this code reads and writes
 EXACT_FORMAT_VERSION = 3  # files with neither are unchanged since format 3: eegz 0.2 reads them
 READABLE_VERSIONS = tuple(range(1, FORMAT_VERSION + 1))
 
@@ -49,7 +50,7 @@ def format_version(mode: str, tokens: bool) -> int:
     """The version a new file is written as: the oldest whose layout holds what it holds (tokens: whether it
     holds token streams; a transform file holds none)."""
     if tokens:
-        return FORMAT_VERSION
+        return TOKEN_FORMAT_VERSION
     return TRANSFORM_FORMAT_VERSION if mode == "transform" else EXACT_FORMAT_VERSION
 
 

@@ -230,7 +230,8 @@ class _Coder:
         for members in groups.values():
             rotation, streams = transform.encode_group(
                 [block.digital[i] for i in members], [self.header.signals[i] for i in members], target.get("bitrate"),
-                target.get("quality"), self.options.band_envelope, self.options.rotate_channels)
+                target.get("quality"), self.options.band_envelope, self.options.rotate_channels,
+                version=format_version(self.options.mode, False))
             coded.update(zip(members, streams))
             if rotation is not None:
                 rotations[members[0]] = rotation

@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 
 from .channels import NEURAL, channel_role
-from .container import FORMAT_VERSION
+from .container import TOKEN_FORMAT_VERSION
 from .dsp import resample
 from .edf import EdfError, Signal, read_edf
 from .errors import EegzError
@@ -124,7 +124,7 @@ def encoder_input(digital: np.ndarray, signal: Signal) -> np.ndarray:
     n = max(1, int(round(BLOCK_SECONDS * rate)))
     for start in range(0, len(out), n):
         part = np.asarray(digital[start:start + n])
-        _, lines, _, smooth = block_input(part, signal, len(part) / rate, FORMAT_VERSION)
+        _, lines, _, smooth = block_input(part, signal, len(part) / rate, TOKEN_FORMAT_VERSION)
         if smooth is not None:
             out[start:start + n] = smooth
         elif lines is not None:

@@ -13,8 +13,8 @@ coarsest at which every channel's block meets --quality). Each window also carri
 edge samples, faded out by the decoder, so that windows coded apart meet without a click. What the step
 zeroes above beta comes back as shaped noise from the band envelope (spec 6.4, with 8.2's bands and
 filling), and 8.3's time profile keeps the block's fast activity where it was in time. Stretches of one
-value (a writer's padding, an electrode off, a saturated amplifier) are stored exactly as runs (8.4) and
-bridged over in what is coded; narrow lines that hold still for the block (mains, its harmonics and their
+value (a writer's padding, an electrode off, a saturated amplifier) are stored exactly as runs (8.4), with the
+original samples beside them, and bridged over in what is coded; narrow lines that hold still for the block (mains, its harmonics and their
 aliases) are taken out first and stored as tones (8.5), which the quantizer would drop and the envelope
 smear. Blocks decode on their own, so any time range decodes from the blocks it touches and nothing else.
 
@@ -36,7 +36,7 @@ from .dsp import part_edges
 from .edf import Signal
 from .errors import FormatError
 from .lossy import block_normalization, meets_quality, seed_of
-from .runs import as_gaps, checked, constant_runs, from_gaps, requantized, tones_outside
+from .runs import NO_EDGES, as_gaps, checked, constant_runs, edges, from_gaps, requantized, tones_outside
 
 # Measured at 250 bit/s: eegmat Subject14-17 mean PRDN without the envelope / Bonn 051-070's strongest
 # invented line with it: one window per block (16 s; Bonn 23.6 s) 14.3 % / 1.71x (set D, 36 Hz), 8-s
@@ -94,14 +94,34 @@ TONES_FLAG = 0x20  # in the coder byte of a format-11 stream: a tone count follo
 # and 138, 2 at 250). At 60 bit/s one a block took eegmat Subject15's PRDN from 45.6 to 48.0 %, eegmmidb
 # S001R03's from 26.2 to 26.7 %.
 TONE_BITS, TONE_SHARE = 72.0, 0.05
+# Format 19: the token streams' format-18 changes that carry over. The envelope's bands are envelope.BANDS_V18 (spec
+# 8.2: [64, 74) split at 70 Hz, where a clinical recorder's high-frequency filter sits, and 1-Hz bands from 52 to 58
+# Hz), and each run also stores the original samples beside it, to which the decoder pins its own (8.4, runs.pinned).
+# Held-out eegmat Subject14-17 (160 channels) at 267 bit/s: high gamma's power error over the recording, mean over
+# channels 0.085 (format 11) -> 0.064 (the bands) -> 0.038 (and the edges), channels above 0.10 42 -> 31 -> 10 of
+# 160; its 0.5-s 90th percentile 3.75 -> 3.12; PRDN 9.75 -> 9.81 %
+TRANSFORM_V19 = 19
 _HEAD = struct.Struct("<fffBBBI")  # offset, scale, step, windows, coder (family + 4 × start), bands, coefficients
 _ROTATION_HEAD = struct.Struct("<BBH")  # bits, coder, members
 
 
-def _run_values(runs: np.ndarray, offset: float) -> np.ndarray:
+def _run_values(runs: np.ndarray, offset: float, beside: np.ndarray | None = None) -> np.ndarray:
     """What the residual coder codes of the runs (spec 8.4): per run its gap from the previous run's end (the
-    block's start for the first), its length less 1, its value less the stream's offset rounded."""
-    return (as_gaps(runs) - [0, 0, int(np.rint(offset))]).reshape(-1)
+    block's start for the first), its length less 1, its value less the stream's offset rounded; from format 19
+    (`beside` given: runs.edges) then the original samples beside it less its value."""
+    values = as_gaps(runs) - [0, 0, int(np.rint(offset))]
+    return (values if beside is None else np.column_stack([values, beside])).reshape(-1)
+
+
+def stream_bands(rate: float, version: int) -> tuple:
+    """The band envelope's bands of a transform stream at a channel rate: 6.4's, from format 8 8.2's B_8, from
+    format 19 format 18's B_18 (spec 8.2)."""
+    return envelope.channel_bands(rate, 18 if version >= TRANSFORM_V19 else envelope_rules(version))
+
+
+def run_width(version: int) -> int:
+    """How many values a constant run takes in a transform stream (spec 8.4): 3, from format 19 5 (its edges)."""
+    return 5 if version >= TRANSFORM_V19 else 3
 
 
 def envelope_rules(version: int) -> int:
@@ -118,30 +138,33 @@ def window_count(n: int, rate: float) -> int:
 # ---------------------------------------------------------------- encoding
 
 def encode_block(digital: np.ndarray, signal: Signal, bitrate: float | None = None, quality: float | None = None,
-                 band_envelope: bool = True) -> bytes:
+                 band_envelope: bool = True, version: int = TRANSFORM_FORMAT_VERSION) -> bytes:
     """One channel-block's transform stream, coded on its own (no rotation)."""
-    return encode_group([digital], [signal], bitrate, quality, band_envelope, rotate=False)[1][0]
+    return encode_group([digital], [signal], bitrate, quality, band_envelope, rotate=False, version=version)[1][0]
 
 
 def encode_group(digitals: list, signals: list, bitrate: float | None = None, quality: float | None = None,
-                 band_envelope: bool = True, rotate: bool = True) -> tuple[bytes | None, list[bytes]]:
+                 band_envelope: bool = True, rotate: bool = True,
+                 version: int = TRANSFORM_FORMAT_VERSION) -> tuple[bytes | None, list[bytes]]:
     """(rotation stream or None, one transform stream per channel) for a block's EEG channels of one rate:
     within `bitrate` bits per second per channel, or the coarsest step at which every channel's block meets
     `quality` (lossy.meets_quality). With rotate, the channels' normalized samples are first turned into
     their principal components (spec 8.1), which one step then codes: EEG channels share most of their
     signal, and a component that is not there costs nothing. Without (or where the rotation would not
-    pay), each channel is coded on its own, within its own bits."""
+    pay), each channel is coded on its own, within its own bits. `version`: the file's format version (10 or later),
+    whose envelope bands and run layout the streams take."""
     n, rate = len(digitals[0]), signals[0].sample_rate
     found = [constant_runs(d, s) for d, s in zip(digitals, signals)]
+    beside = [edges(d, r) if version >= TRANSFORM_V19 else None for d, r in zip(digitals, found)]
     most = tones.MAX_TONES if bitrate is None else int(TONE_SHARE * bitrate * n / rate / TONE_BITS)
     fitted = [tones_outside(d, r, rate, lambda x, known: _stationary_tones(x, known, rate, most))
               for d, r in zip(digitals, found)]
     tone_values = [values for values, _, _ in fitted]
     digitals = [rest for _, _, rest in fitted]
     norms = [block_normalization(d) for d in digitals]
-    runs = [_run_values(r, o) for r, (o, _) in zip(found, norms)]
+    runs = [_run_values(r, o, e) for r, (o, _), e in zip(found, norms, beside)]
     z = np.array([(d - o) / s for d, (o, s) in zip(digitals, norms)])
-    bands = envelope.channel_bands(rate, ENVELOPE_RULES)
+    bands = stream_bands(rate, version)
     levels = [envelope.levels(row, rate, rate / 2, bands, ENVELOPE_RULES) if band_envelope else b"" for row in z]
     profiled = band_envelope and (bitrate is None or PROFILE_BITS * envelope.profile_count(n, rate)
                                   <= PROFILE_SHARE * bitrate * n / rate)
@@ -153,9 +176,9 @@ def encode_group(digitals: list, signals: list, bitrate: float | None = None, qu
     extras = list(zip(runs, tone_values))
     if matrix is None:
         return None, [_coded_together(z[j:j + 1], norms[j:j + 1], levels[j:j + 1], profiles[j:j + 1], extras[j:j + 1],
-                                      None, 0, rate, bitrate, quality)[0] for j in range(len(z))]
+                                      None, 0, rate, bitrate, quality, version)[0] for j in range(len(z))]
     return rotation, _coded_together(z, norms, levels, profiles, extras, matrix * 2.0 ** -ROTATION_BITS, len(rotation),
-                                     rate, bitrate, quality)
+                                     rate, bitrate, quality, version)
 
 
 def _stationary_tones(smooth: np.ndarray, known: np.ndarray, rate: float, most: int) -> tuple:
@@ -169,12 +192,12 @@ def _stationary_tones(smooth: np.ndarray, known: np.ndarray, rate: float, most: 
 
 
 def _coded_together(z: np.ndarray, norms: list, levels: list, profiles: list, extras: list, scaled: np.ndarray | None,
-                    side: int, rate: float, bitrate: float | None, quality: float | None) -> list[bytes]:
+                    side: int, rate: float, bitrate: float | None, quality: float | None, version: int) -> list[bytes]:
     """The streams of normalized channels z (rows) coded with one step: of z itself, or with a rotation
     (`scaled`, its float values; `side`: its stream's bytes), of the components scaled⁻¹ z. `extras`: each
-    row's run values (spec 8.4) and tone values (8.5)."""
+    row's run values (spec 8.4) and tone values (8.5); `version`: the file's format version."""
     from scipy.fft import dct
-    n = z.shape[1]
+    n, width, bands = z.shape[1], run_width(version), stream_bands(rate, version)
     levels, profiles = list(levels), list(profiles)  # what of its envelope pays, each channel keeps (below)
     y = np.linalg.solve(scaled, z) if scaled is not None else z
     edges = part_edges(n, window_count(n, rate))
@@ -199,7 +222,7 @@ def _coded_together(z: np.ndarray, norms: list, levels: list, profiles: list, ex
         return [_HEAD.pack(o, s, step, len(edges) - 1, coder | (PROFILE_FLAG if len(pf) else 0)
                            | (RUNS_FLAG if len(ru) else 0) | (TONES_FLAG if len(tn) else 0), len(lv),
                            sum(len(v) for v in q))
-                + b"".join(bytes([len(v) // 3]) for v in (ru, tn) if len(v)) + words
+                + b"".join(bytes([len(v) // per]) for v, per in ((ru, width), (tn, 3)) if len(v)) + words
                 for (o, s), lv, pf, (ru, tn), (q, _, words, coder) in zip(norms, levels, profiles, extras,
                                                                            coded(step, cut, final=True))]
 
@@ -213,7 +236,7 @@ def _coded_together(z: np.ndarray, norms: list, levels: list, profiles: list, ex
         before = list(levels)
         for j, (zr, ur, (_, scale)) in enumerate(zip(z, decoded(step, cut), norms)):
             if levels[j]:
-                levels[j], profiles[j] = _worthwhile_envelope(zr, ur, levels[j], profiles[j], rate, scale)
+                levels[j], profiles[j] = _worthwhile_envelope(zr, ur, levels[j], profiles[j], rate, scale, bands)
         return levels != before
 
     all_coefs = [v for c in coefs for v in c]
@@ -241,7 +264,7 @@ def _coded_together(z: np.ndarray, norms: list, levels: list, profiles: list, ex
 
 
 def _worthwhile_envelope(z: np.ndarray, u: np.ndarray, stored: bytes, profile: np.ndarray, rate: float,
-                         scale: float) -> tuple[bytes, np.ndarray]:
+                         scale: float, bands: tuple) -> tuple[bytes, np.ndarray]:
     """The band envelope and time profile a channel's stream carries (the writer's choice, spec 8.2). The
     envelope shares a band's power among its parts by a smooth shape: where the coder keeps the waveform, the
     input's own parts stand above and below that shape, and the envelope would flatten them (Bonn 051-054 of sets
@@ -249,7 +272,6 @@ def _worthwhile_envelope(z: np.ndarray, u: np.ndarray, stored: bytes, profile: n
     coded 1-Hz parts already lie nearer the input's than the envelope would bring them, on average and at the
     worst part, gets level 0; then no envelope at all where that brings the spectrum from 30 Hz up nearer the
     input's. (The envelope's effect is estimated from its part budget, without its noise or time profile.)"""
-    bands = envelope.channel_bands(rate, ENVELOPE_RULES)
     rounding = (1.0 / scale) ** 2 / 12.0
     part_band, (wanted, coded), (_, whole) = envelope.part_powers(np.stack([z, u]), stored, rate, rate / 2, bands,
                                                                  rounding, ENVELOPE_RULES)
@@ -393,7 +415,7 @@ def _sequence(q: list, patches: np.ndarray, levels: bytes, time_profile: np.ndar
     """What the residual coder codes (spec 8): each window's coefficient count, its edge patches (format 10:
     two values, then two slopes), the band envelope (the first level, then each level's change from the one
     before), its time profile (format 9, with the envelope), the windows' coefficients in order, the
-    constant runs (format 10) and the stationary tones (format 11)."""
+    constant runs (format 10; from format 19 with their edges) and the stationary tones (format 11)."""
     envelope_part = np.diff(np.frombuffer(levels, np.uint8).astype(np.int64), prepend=0)
     parts = [np.array([len(v) for v in q], np.int64), patches, envelope_part, time_profile, *q, runs, tone_values]
     return np.ascontiguousarray(np.concatenate(parts), np.int64)
@@ -528,6 +550,7 @@ class _Synthesized(NamedTuple):
     rules: int
     y: np.ndarray  # the stream's own samples, before any rotation
     runs: np.ndarray  # spec 8.4's run records (format 10), written over the decoded samples
+    run_edges: np.ndarray  # format 19: per run the original samples beside it less its value (runs.pinned)
     tones: np.ndarray  # spec 8.5's tones (format 11), rows (k, a, b), added to the decoded samples
     limited: bool  # format 11: the rail limiter (spec 8's last step)
 
@@ -540,7 +563,7 @@ def _synthesized(data: bytes, signal: Signal, n: int, version: int) -> _Synthesi
     if not (math.isfinite(offset) and math.isfinite(scale) and math.isfinite(step) and scale > 0 and step > 0):
         raise FormatError("damaged transform stream (normalization or step out of range)")
     rules = envelope_rules(version)
-    bands = envelope.channel_bands(signal.sample_rate, rules)
+    bands = stream_bands(signal.sample_rate, version)
     profiled = rules >= 9 and bool(coder & PROFILE_FLAG)
     if profiled:
         coder &= ~PROFILE_FLAG
@@ -563,16 +586,16 @@ def _synthesized(data: bytes, signal: Signal, n: int, version: int) -> _Synthesi
         raise FormatError("damaged transform stream (windows, coder, bands or coefficient count)")
     n_profile = envelope.profile_count(n, signal.sample_rate) if profiled else 0
     per = 4 if version >= 10 else 2  # edge patches a window (format 10: with slopes)
-    head = (1 + per) * w + n_bands + n_profile
+    head, width = (1 + per) * w + n_bands + n_profile, run_width(version)
     try:
-        values = residuals.decoded(data[words:], head + total + 3 * (n_runs + n_tones), coder)
+        values = residuals.decoded(data[words:], head + total + width * n_runs + 3 * n_tones, coder)
     except ValueError as e:
         raise FormatError(f"damaged transform stream ({e})") from None
     counts, patches = values[:w], values[w:(1 + per) * w]
     levels = np.cumsum(values[(1 + per) * w:(1 + per) * w + n_bands])
     time_profile = values[(1 + per) * w + n_bands:head] if profiled else None
-    runs = _runs(values[head + total:head + total + 3 * n_runs], offset, signal, n)
-    stationary = _tones(values[head + total + 3 * n_runs:], n)
+    runs, run_edges = _runs(values[head + total:head + total + width * n_runs], width, offset, signal, n)
+    stationary = _tones(values[head + total + width * n_runs:], n)
     edges = part_edges(n, w)
     if np.any(counts < 0) or np.any(counts > np.diff(edges)) or counts.sum() != total \
             or np.any(levels < 0) or np.any(levels > 255) \
@@ -583,22 +606,26 @@ def _synthesized(data: bytes, signal: Signal, n: int, version: int) -> _Synthesi
         raise FormatError("damaged transform stream (edge patch out of range)")
     y = _patched(_inverse(np.split(values, np.cumsum(counts)[:-1]), edges, step), patches, edges, step,
                  signal.sample_rate)
-    return _Synthesized(offset, scale, levels, time_profile, bands, rules, y, runs, stationary, version >= 11)
+    return _Synthesized(offset, scale, levels, time_profile, bands, rules, y, runs, run_edges, stationary,
+                        version >= 11)
 
 
-def _runs(values: np.ndarray, offset: float, signal: Signal, n: int) -> np.ndarray:
-    """The stream's constant runs, rows (start, length, value), from their coded values (_run_values),
-    checked as spec 8.4 requires."""
-    gaps, lengths, values = values.reshape(-1, 3).T
+def _runs(values: np.ndarray, width: int, offset: float, signal: Signal, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the stream's constant runs, rows (start, length, value); from format 19 their edges, rows (before, after))
+    from their coded values (_run_values, `width` a run), checked as spec 8.4 requires."""
+    rows = values.reshape(-1, width)
+    gaps, lengths, values = rows[:, :3].T
     if not len(gaps):
-        return np.zeros((0, 3), np.int64)
+        return np.zeros((0, 3), np.int64), NO_EDGES
     if np.any(gaps < 0) or np.any(gaps > n) or np.any(lengths < 0) or np.any(lengths >= n) \
             or not abs(offset) < 2.0 ** 40:  # bounded first, so that the sums below cannot overflow
         raise FormatError("damaged transform stream (a constant run outside the block)")
     runs = from_gaps(gaps, lengths, values + int(np.rint(offset)))
     if not checked(runs, n, signal):
         raise FormatError("damaged transform stream (a constant run outside the block or the digital range)")
-    return runs
+    if np.any(np.abs(rows[:, 3:]) > 1 << 40):
+        raise FormatError("damaged transform stream (a constant run's edge out of range)")
+    return runs, rows[:, 3:] if width > 3 else NO_EDGES
 
 
 def _tones(values: np.ndarray, n: int) -> np.ndarray:
@@ -628,5 +655,5 @@ def _finished(part: _Synthesized, y: np.ndarray, signal: Signal, first_record: i
     samples = offset + scale * y
     if len(part.tones):  # spec 8.5, in digital units
         samples += tones.synthesized(part.tones, len(y))
-    # format 11's rail limiter, then the constant runs of spec 8.4, exactly
-    return requantized(samples, signal, part.runs, part.limited)
+    # format 19's pins beside the runs, format 11's rail limiter, then the constant runs of spec 8.4, exactly
+    return requantized(samples, signal, part.runs, part.limited, part.run_edges)
