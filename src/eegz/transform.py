@@ -14,9 +14,9 @@ edge samples, faded out by the decoder, so that windows coded apart meet without
 zeroes above beta comes back as shaped noise from the band envelope (spec 6.4, with 8.2's bands and
 filling), and 8.3's time profile keeps the block's fast activity where it was in time. Stretches of one
 value (a writer's padding, an electrode off, a saturated amplifier) are stored exactly as runs (8.4), with the
-original samples beside them, and bridged over in what is coded; narrow lines that hold still for the block (mains, its harmonics and their
-aliases) are taken out first and stored as tones (8.5), which the quantizer would drop and the envelope
-smear. Blocks decode on their own, so any time range decodes from the blocks it touches and nothing else.
+original samples beside them, and bridged over in what is coded; narrow lines that hold still for the block
+(mains, its harmonics and their aliases) are taken out first and stored as tones (8.5), which the quantizer
+would drop and the envelope smear. Blocks decode on their own, so any time range decodes from the blocks it touches and nothing else.
 
 Measured (benchmarks/results/baselines.md, lossy_transform.md, clinical_transform.md): at the bits of 6
 codebooks the waveform error on held-out eegmat is 0.48x the DCT reference's and 0.46x the neural codec's,
@@ -36,7 +36,8 @@ from .dsp import part_edges
 from .edf import Signal
 from .errors import FormatError
 from .lossy import block_normalization, meets_quality, seed_of
-from .runs import NO_EDGES, as_gaps, checked, constant_runs, edges, from_gaps, requantized, tones_outside
+from .runs import NO_EDGES, as_gaps, checked, constant_runs, from_gaps, requantized, tones_outside
+from .runs import edges as samples_beside_runs
 
 # Measured at 250 bit/s: eegmat Subject14-17 mean PRDN without the envelope / Bonn 051-070's strongest
 # invented line with it: one window per block (16 s; Bonn 23.6 s) 14.3 % / 1.71x (set D, 36 Hz), 8-s
@@ -99,7 +100,13 @@ TONE_BITS, TONE_SHARE = 72.0, 0.05
 # Hz), and each run also stores the original samples beside it, to which the decoder pins its own (8.4, runs.pinned).
 # Held-out eegmat Subject14-17 (160 channels) at 267 bit/s: high gamma's power error over the recording, mean over
 # channels 0.085 (format 11) -> 0.064 (the bands) -> 0.038 (and the edges), channels above 0.10 42 -> 31 -> 10 of
-# 160; its 0.5-s 90th percentile 3.75 -> 3.12; PRDN 9.75 -> 9.81 %
+# 160; its 0.5-s 90th percentile 3.75 -> 3.12; PRDN 9.75 -> 9.81 %. At the neural codec's bits for 3 / 6 / 9
+# codebooks (160 / 273 / 369 bit/s, two noise draws; benchmarks/results/channel_lines_transform_11_19.md): high
+# gamma 0.134 / 0.083 / 0.066 -> 0.060 / 0.037 / 0.030, channels whose strongest invented line stands above 1.5x 39.0
+# / 27.5 / 19.0 -> 40.0 / 23.0 / 16.0, PRDN +0.07-0.28 points (the 4 more levels a block). At 160 bit/s the worst
+# channel reads 2.27x (1.94x), at 56.0 Hz: a DCT coefficient coded alone near 56 Hz (beside eegmat's notch its
+# original holds a shoulder peak) keeps its 1-Hz band's power in one bin; 2-Hz bands from 52 to 58 Hz there gave
+# 43-47 channels above 1.5x and the worst 1.92-2.09x, against 40-45 and 2.01-2.52x
 TRANSFORM_V19 = 19
 _HEAD = struct.Struct("<fffBBBI")  # offset, scale, step, windows, coder (family + 4 × start), bands, coefficients
 _ROTATION_HEAD = struct.Struct("<BBH")  # bits, coder, members
@@ -155,7 +162,7 @@ def encode_group(digitals: list, signals: list, bitrate: float | None = None, qu
     whose envelope bands and run layout the streams take."""
     n, rate = len(digitals[0]), signals[0].sample_rate
     found = [constant_runs(d, s) for d, s in zip(digitals, signals)]
-    beside = [edges(d, r) if version >= TRANSFORM_V19 else None for d, r in zip(digitals, found)]
+    beside = [samples_beside_runs(d, r) if version >= TRANSFORM_V19 else None for d, r in zip(digitals, found)]
     most = tones.MAX_TONES if bitrate is None else int(TONE_SHARE * bitrate * n / rate / TONE_BITS)
     fitted = [tones_outside(d, r, rate, lambda x, known: _stationary_tones(x, known, rate, most))
               for d, r in zip(digitals, found)]
