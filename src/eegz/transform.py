@@ -35,7 +35,7 @@ from .container import TRANSFORM_FORMAT_VERSION
 from .dsp import part_edges
 from .edf import Signal
 from .errors import FormatError
-from .lossy import block_normalization, meets_quality, seed_of
+from .lossy import TOKEN_V18_BANDS, block_normalization, meets_quality, seed_of
 from .runs import NO_EDGES, as_gaps, checked, constant_runs, from_gaps, requantized, tones_outside
 from .runs import edges as samples_beside_runs
 
@@ -123,7 +123,7 @@ def _run_values(runs: np.ndarray, offset: float, beside: np.ndarray | None = Non
 def stream_bands(rate: float, version: int) -> tuple:
     """The band envelope's bands of a transform stream at a channel rate: 6.4's, from format 8 8.2's B_8, from
     format 19 format 18's B_18 (spec 8.2)."""
-    return envelope.channel_bands(rate, 18 if version >= TRANSFORM_V19 else envelope_rules(version))
+    return envelope.channel_bands(rate, TOKEN_V18_BANDS if version >= TRANSFORM_V19 else envelope_rules(version))
 
 
 def run_width(version: int) -> int:
