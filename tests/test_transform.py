@@ -607,7 +607,8 @@ def test_the_writer_keeps_only_the_envelope_that_brings_the_spectrum_nearer(monk
     the envelope's smooth shape would flatten what the input holds there, so the writer stores level 0 for such
     bands (or no envelope). Measured on the example's first 16 s: at 1000 bit/s PRDN 0.42 / 0.52 / 0.55 % on Fp1,
     F8 and O1 against 4.6 / 1.7 / 3.1 % with the whole envelope; at 250 bit/s 14.0 / 16.4 / 16.8 % against 15.0 /
-    16.4 / 16.8 %."""
+    16.4 / 16.8 %. Format 19 (its bands B_18): 0.17 / 0.51 / 0.55 against 4.6 / 1.7 / 3.1 %, and 14.1 / 16.4 / 17.0
+    against 15.1 / 16.4 / 17.0 %."""
     from eegz.metrics import prdn
     rec = read_edf(EXAMPLE)
     chosen = transform._worthwhile_envelope
