@@ -426,6 +426,21 @@ def test_format_14_stores_constant_runs_and_writes_them_back_exactly(lossy_examp
     assert max(lines[13]) > 2.4 and np.mean(lines[13]) > 1.65, lines[13]
 
 
+def test_resampling_is_scipys_resample_poly_with_the_filter_spec_6_1_names():
+    """Spec 6.1: resample_poly with its default filter, which eegz designs once per ratio instead of on every call (a
+    lossy decode of the 182-s Subject00_1 at 6 codebooks took 0.92x the time, results/speed_ab_filter.md). The
+    samples are scipy's own, bit for bit, at the ratios of the shared data, at both ends' padding."""
+    from scipy.signal import resample_poly
+
+    from eegz.dsp import rate_ratio, resample
+    x = np.random.default_rng(6).normal(size=(2, 4097))
+    for rates in ((500.0, 256.0), (256.0, 500.0), (173.61, 256.0), (256.0, 173.61), (160.0, 256.0), (256.0, 160.0)):
+        up, down = rate_ratio(*rates)
+        for padtype in ("constant", "line"):
+            np.testing.assert_array_equal(resample(x, *rates, padtype=padtype),
+                                          resample_poly(x, up, down, axis=-1, padtype=padtype))
+
+
 def test_format_14_resamples_a_recordings_last_samples_along_a_line(lossy_example, tmp_path, monkeypatch):
     """Spec 6.1: at a recording's ends, where no context lies beyond, the resampling filter took the decoded wave
     to fall to 0 past them, and the band envelope spread that step over the whole block. The example's last
