@@ -231,7 +231,7 @@ class _Coder:
             rotation, streams = transform.encode_group(
                 [block.digital[i] for i in members], [self.header.signals[i] for i in members], target.get("bitrate"),
                 target.get("quality"), self.options.band_envelope, self.options.rotate_channels,
-                version=format_version(self.options.mode, False))
+                version=format_version(self.options.mode, bool(self.neural)))  # the header's version
             coded.update(zip(members, streams))
             if rotation is not None:
                 rotations[members[0]] = rotation
