@@ -8,7 +8,7 @@ lossy files), and memory holds a handful of blocks whatever the recording's leng
 from __future__ import annotations
 
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterator
 
 import numpy as np
@@ -211,7 +211,14 @@ def decode_blocks(container: Container, first: int, stop: int, device: str = "au
     workers = workers or cpu_budget()
     limit = 4 * workers
     with ThreadPoolExecutor(workers) as pool, Progress(len(targets), "decompress", quiet) as bar:
-        queue: deque = deque()
+        queue: deque = deque()  # blocks read, their exact streams decoding on the pool
+        done: deque = deque()  # (entry, future of what is yielded): a block's neural finish runs beside the next's model
+
+        def ready(most: int):
+            while len(done) > most or (done and done[0][1].done()):
+                entry, future = done.popleft()
+                bar.update(1)
+                yield entry, future.result()
         for k in targets:
             block = read(k)
             if block.tokens and tokens is None:
@@ -221,21 +228,25 @@ def decode_blocks(container: Container, first: int, stop: int, device: str = "au
             if tokens is not None:
                 unpacked[k] = unpack_all(block)
             while len(queue) > limit or (queue and tokens is None and queue[0][1].done()):
-                yield _complete(queue.popleft(), tokens, unpacked, neighbours, bar, finish)
+                done.append(_started(queue.popleft(), tokens, unpacked, neighbours, pool, finish))
+                yield from ready(1)
         while queue:
-            yield _complete(queue.popleft(), tokens, unpacked, neighbours, bar, finish)
+            done.append(_started(queue.popleft(), tokens, unpacked, neighbours, pool, finish))
+            yield from ready(1)
+        yield from ready(0)
 
 
-def _complete(item, tokens, unpacked, neighbours, bar, finish) -> tuple[BlockEntry, object]:
+def _started(item, tokens, unpacked, neighbours, pool, finish) -> tuple[BlockEntry, Future]:
+    """(entry, future of what decode_blocks yields for the block): a neural block's model runs here, and the rest of
+    its decoding (spec 6.1 after the decoder: resampling, envelope, rounding) on the pool."""
     block, future = item
+    if not block.tokens:
+        return block.entry, future
     out = future.result()
-    if block.tokens:
-        e, k = block.entry, block.index
-        out.update(tokens.decode(e.first_record, e.record_count, unpacked[k], neighbours(k - 1), neighbours(k + 1)))
-        unpacked.pop(k - 1, None)  # what lies behind is no longer needed
-        out = finish(e, out)
-    bar.update(1)
-    return block.entry, out
+    e, k = block.entry, block.index
+    waves = tokens.waves(e.first_record, e.record_count, unpacked[k], neighbours(k - 1), neighbours(k + 1))
+    unpacked.pop(k - 1, None)  # what lies behind is no longer needed
+    return e, pool.submit(lambda: finish(e, {**out, **tokens.finish(waves)}))
 
 
 def decode_records(container: Container, first: int, stop: int, device: str = "auto", model: str | None = None,

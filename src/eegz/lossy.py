@@ -730,8 +730,11 @@ class TokenDecoder:
     def decode(self, first_record: int, record_count: int, own: dict, left: dict, right: dict) -> dict:
         """{signal: digital samples} of a block from its unpacked token streams {signal: TokenStream} and
         its neighbours' (empty dicts where a neighbour is missing or not neural)."""
-        first_frame = frame_of(first_record, self.record_duration, self.rate, self.hop)
-        n_frames = self.frames(first_record, record_count)
+        return self.finish(self.waves(first_record, record_count, own, left, right))
+
+    def waves(self, first_record: int, record_count: int, own: dict, left: dict, right: dict) -> tuple:
+        """decode's first half, the model's: the block's decoded waves with what finish needs besides. A caller
+        may run the block's finish beside the next block's waves (numpy's work beside torch's)."""
         jobs = []
         for i, t in own.items():
             l, r = left.get(i), right.get(i)
@@ -739,6 +742,13 @@ class TokenDecoder:
                                         partial=self.version >= CHANNEL_RATE_ENVELOPE)
             jobs.append((i, full, n_left, t, l, r))
         waves = self.codec.decode_block([(c, n_left, self.styles[i] or 0) for i, c, n_left, *_ in jobs])
+        return first_record, record_count, jobs, waves
+
+    def finish(self, decoded: tuple) -> dict:
+        """decode's second half: {signal: digital samples} from what waves gave (spec 6.1 after the decoder)."""
+        first_record, record_count, jobs, waves = decoded
+        first_frame = frame_of(first_record, self.record_duration, self.rate, self.hop)
+        n_frames = self.frames(first_record, record_count)
         out = {}
         for (i, full, n_left, t, l, r), wave in zip(jobs, waves):
             s = self.signals[i]
