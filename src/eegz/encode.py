@@ -139,7 +139,7 @@ def records_per_block(header: EdfHeader, frame_seconds: float | None, n_records:
 
 
 def header_json(source_name: str, header: EdfHeader, roles, bounds, options: EncodeOptions, codec,
-                context: int, per_block: int) -> dict:
+                context: int, per_block: int, version: int) -> dict:
     """The container's header: everything known before the first sample is read (spec 2)."""
     lossy = options.mode in ("lossy", "transform")  # EEG channels keep their role: coded, not exact
     channels = []
@@ -161,7 +161,7 @@ def header_json(source_name: str, header: EdfHeader, roles, bounds, options: Enc
             codec_meta["quality"] = options.quality
     transform = options.transform_header if options.mode == "transform" else None
     return {
-        "format": "eegz", "format_version": format_version(options.mode, codec is not None),
+        "format": "eegz", "format_version": version,
         "writer": f"eegz {__version__}", "mode": options.mode, **({"transform": transform} if transform else {}),
         "source": {"name": source_name if options.identity == "clear" else "anonymized" + Path(source_name).suffix},
         "identity": options.identity, "annotation_text": "dropped" if options.drop_annotation_text else "kept",
@@ -177,8 +177,9 @@ class _Coder:
     """What a block needs besides its samples: roles, bounds, the sample range, which channels may be
     coded by tokens. Thread-safe (one zstd compressor per call)."""
 
-    def __init__(self, header: EdfHeader, roles, bounds, options: EncodeOptions, neural: list[int]):
+    def __init__(self, header: EdfHeader, roles, bounds, options: EncodeOptions, neural: list[int], version: int):
         self.header, self.roles, self.bounds, self.options = header, roles, bounds, options
+        self.version = version  # the file's format version, whose streams it writes
         self.lo, self.hi = sample_range(header)
         self.neural = neural
         self.lossy = options.mode == "lossy"
@@ -230,8 +231,7 @@ class _Coder:
         for members in groups.values():
             rotation, streams = transform.encode_group(
                 [block.digital[i] for i in members], [self.header.signals[i] for i in members], target.get("bitrate"),
-                target.get("quality"), self.options.band_envelope, self.options.rotate_channels,
-                version=format_version(self.options.mode, bool(self.neural)))  # the header's version
+                target.get("quality"), self.options.band_envelope, self.options.rotate_channels, version=self.version)
             coded.update(zip(members, streams))
             if rotation is not None:
                 rotations[members[0]] = rotation
@@ -267,11 +267,12 @@ def encode(reader: EdfReader, out, source_name: str, options: EncodeOptions, qui
         codec = NeuralCodec.load(options.model, options.device, quiet=quiet)
     frame_seconds = codec.config.hop / codec.config.sample_rate if codec else None
     per_block = records_per_block(header, frame_seconds, reader.n_records)
+    version = format_version(options.mode, codec is not None)  # every stream this file holds is written to it
     tokens = (TokenEncoder(codec, header.signals, neural, options.stored_codebooks, header.record_duration,
-                           format_version(options.mode, True), options.band_envelope, options.quality)
+                           version, options.band_envelope, options.quality)
               if codec else None)
     context = tokens.context if tokens else 0
-    meta = header_json(source_name, header, roles, bounds, options, codec, context, per_block)
+    meta = header_json(source_name, header, roles, bounds, options, codec, context, per_block, version)
     stored_header = header.raw if options.identity == "clear" else identity.anonymized(header.raw)
     writer = ContainerWriter(out, meta, stored_header)
     # what a decoder gives back: the input itself, or the input with its identification (and annotation
@@ -279,7 +280,7 @@ def encode(reader: EdfReader, out, source_name: str, options: EncodeOptions, qui
     output_sha = None if stored_header == header.raw and not options.drop_annotation_text else hashlib.sha256(stored_header)
     # with the passphrase a decoder puts the identification back: the SHA-256 it must then find
     restored_sha = hashlib.sha256(header.raw) if options.passphrase and options.drop_annotation_text else None
-    coder = _Coder(header, roles, bounds, options, neural)
+    coder = _Coder(header, roles, bounds, options, neural, version)
     max_spr = max((s.samples_per_record for s in header.signals), default=0)
     workers = options.workers or cpu_budget()
     pending: deque = deque()  # [block, future of exact streams, token streams or None while awaited]

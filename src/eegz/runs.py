@@ -162,9 +162,9 @@ def _bridge(x: np.ndarray, a: int, b: int, rate: float) -> np.ndarray:
 def requantized(values: np.ndarray, signal: Signal, runs: np.ndarray, limit: bool,
                 run_edges: np.ndarray = NO_EDGES) -> np.ndarray:
     """A lossy stream's decoded values in digital units as the samples it stores (the last step of spec 6.1 and
-    8): from format 18 the samples beside its runs pinned to `run_edges` (token streams), through the rail limiter
-    where `limit`, rounded half to even and clipped to the digital range, then each constant run's samples set to
-    its value."""
+    8): the samples beside its runs pinned to `run_edges` (token streams from format 18, transform streams from 19),
+    through the rail limiter where `limit`, rounded half to even and clipped to the digital range, then each constant
+    run's samples set to its value."""
     if len(run_edges):
         values = pinned(values, runs, run_edges, signal.sample_rate)
     return written(signal.requantized(rail_limited(values, signal) if limit else values), runs)
