@@ -6,7 +6,8 @@ measured here as the ratio of this tree's time to REF's, both timed in turns in 
 with this tree's built C extension copied in (the extension must not differ between the two).
 
 Usage: python benchmarks/speed_ab.py REF [EDF] ; EEGZ_BENCH_OPTIONS: compress options as JSON (default
-{"codebooks": 6}). Writes benchmarks/results/speed_ab.{json,md}.
+{"codebooks": 6}). Writes benchmarks/results/speed_ab.{json,md} (EEGZ_BENCH_TAG: another name). REF is recorded as
+its commit; this tree as its HEAD, with "+ changes" where it differs from HEAD.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIONS = json.loads(os.environ.get("EEGZ_BENCH_OPTIONS", '{"codebooks": 6}'))
+TAG = os.environ.get("EEGZ_BENCH_TAG", "speed_ab")
 ROUNDS, CALLS = 3, 4
 TIMER = '''
 import sys, time, tempfile
@@ -67,18 +69,27 @@ def main() -> None:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True)
     best = {k: (min(e for e, _ in v), min(d for _, d in v)) for k, v in times.items()}
     ratio = (best["this"][0] / best["ref"][0], best["this"][1] / best["ref"][1])
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    ref, head = commit(ref), commit("HEAD")
+    if subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "src"],
+                      capture_output=True, text=True).stdout.strip():
+        head += " + changes"
     out = ROOT / "benchmarks" / "results"
-    (out / "speed_ab.json").write_text(json.dumps({"date": str(date.today()), "ref": ref, "this": head, "edf": edf.name,
-                                                    "options": OPTIONS, "times": times, "ratio": ratio}, indent=1) + "\n")
-    (out / "speed_ab.md").write_text(
+    (out / f"{TAG}.json").write_text(json.dumps({"date": str(date.today()), "ref": ref, "this": head, "edf": edf.name,
+                                                  "options": OPTIONS, "times": times, "ratio": ratio}, indent=1) + "\n")
+    (out / f"{TAG}.md").write_text(
         f"# Speed against {ref} ({date.today()}, {platform.machine()}, {os.cpu_count()} cores)\n\n"
         f"{edf.name}, compress options {OPTIONS}, {os.environ.get('EEGZ_THREADS', '2')} threads; {ROUNDS} rounds, "
         f"each timing {ref} then this tree ({head}) in fresh processes, best of {CALLS} calls. "
         "benchmarks/speed_ab.py.\n\n| tree | encode s | decode s |\n|---|---|---|\n"
         f"| {ref} | {best['ref'][0]:.3f} | {best['ref'][1]:.3f} |\n| this ({head}) | {best['this'][0]:.3f} | "
         f"{best['this'][1]:.3f} |\n| ratio | {ratio[0]:.3f} | {ratio[1]:.3f} |\n")
-    print((out / "speed_ab.md").read_text())
+    print((out / f"{TAG}.md").read_text())
+
+
+def commit(ref: str) -> str:
+    """A ref's short commit hash."""
+    return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", ref], capture_output=True,
+                          text=True).stdout.strip()
 
 
 if __name__ == "__main__":
