@@ -41,7 +41,8 @@ def line_power_ratio(x, y, rate: float, frequency: float) -> float:
 def token_streams(path):
     """(block, index entry, signal, TokenStream) of each token stream of a file."""
     from eegz.container import Container
-    from eegz.lossy import frame_of, hop_of, token_tables, unpack_tokens
+    from eegz.lossy import frame_of, hop_of
+    from eegz.tokens import token_tables, unpack_tokens
     from eegz.neural import read_token_counts
     with Container(path) as c:
         codec, duration = c.meta["codec"], c.meta["edf"]["record_duration"]

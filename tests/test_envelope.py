@@ -241,10 +241,10 @@ def test_exact_filling_takes_out_the_noises_cross_term():
     the part that power plus a cross term between them. Where the decoder left 19 % of the stored power (100-128
     Hz of a block), each 0.5-Hz part's power moved by 18 % from one noise draw to the next; with exact filling
     by 4.8 % (what is left: the fades at the block's ends), the mean unchanged (measured)."""
-    from eegz import lossy
+    from eegz import tokens
     from eegz.dsp import straight_line
     rate, n = 500.0, 8000
-    bands = lossy.token_bands(rate, 14)
+    bands = tokens.token_bands(rate, 14)
     f = np.fft.rfftfreq(n, 1 / rate)
     y = np.fft.irfft(np.fft.rfft(np.random.default_rng(3).standard_normal(n)) * (f > 60), n) * 0.003
     sel = (f >= 100) & (f < 128)

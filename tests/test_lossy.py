@@ -235,21 +235,21 @@ def test_a_mains_line_comes_back_as_a_tone_intoken_streams(tmp_path, monkeypatch
     (None, "tones"),  # the count says more than the stream holds
 ])
 def test_damaged_tones_in_a_token_stream_are_refused(rows, message):
-    from eegz import lossy
+    from eegz import tokens
     from eegz.errors import FormatError
-    from eegz.lossy import TokenStream, pack_tokens, token_tables, unpack_tokens
+    from eegz.tokens import TokenStream, pack_tokens, token_tables, unpack_tokens
     tables = token_tables(np.ones((6, 1024), np.int64))
     codes = np.zeros((3, 8), np.uint16)
     good = pack_tokens(TokenStream(codes, 0.0, 1.0, b"", np.array([(900, 16, -16)])), tables, 12)
     assert unpack_tokens(good, tables, 8, 6, 12).tones.tolist() == [[900, 16, -16]]
     if rows is None:  # the count byte follows the header and the envelope's count (0)
-        at = lossy._TOKENS_V3.size + 1
+        at = tokens._TOKENS_V3.size + 1
         data = good[:at] + bytes([200]) + good[at + 1:]
     else:
         data = pack_tokens(TokenStream(codes, 0.0, 1.0, b"", np.array(rows)), tables, 12)
     with pytest.raises(FormatError, match=message):
         unpack_tokens(data, tables, 8, 6, 12)
-    at = lossy._TOKENS_V3.size + 2  # a varint longer than 5 bytes
+    at = tokens._TOKENS_V3.size + 2  # a varint longer than 5 bytes
     with pytest.raises(FormatError, match="tones"):
         unpack_tokens(good[:at - 1] + b"\x01" + b"\xff" * 6 + b"\x00\x00" + good[at:], tables, 8, 6, 12)
 
@@ -258,7 +258,8 @@ def test_a_tone_at_the_nyquist_frequency_is_refused_where_the_block_is_known():
     """A tone's index is bounded by the block's length, which only the decoder knows (spec 6.6): 128 n is
     refused, 128 n - 1 decodes."""
     from eegz.errors import FormatError
-    from eegz.lossy import TokenDecoder, TokenStream
+    from eegz.lossy import TokenDecoder
+    from eegz.tokens import TokenStream
     from eegz.neural import NeuralCodec
     signals = read_edf(EXAMPLE).header.signals
     decoder = TokenDecoder(NeuralCodec.load(None, "cpu"), {"context_frames": 8, "n_codebooks": 9}, signals,
@@ -471,15 +472,15 @@ def test_format_14_resamples_a_recordings_last_samples_along_a_line(lossy_exampl
     ("long", "constant runs"),  # a varint of more than 5 bytes
 ])
 def test_damaged_runs_in_a_token_stream_are_refused(runs, message):
-    from eegz import lossy
+    from eegz import tokens
     from eegz.errors import FormatError
-    from eegz.lossy import TokenStream, pack_tokens, token_tables, unpack_tokens
+    from eegz.tokens import TokenStream, pack_tokens, token_tables, unpack_tokens
     tables = token_tables(np.ones((6, 1024), np.int64))
     codes = np.zeros((3, 8), np.uint16)
     rows = np.array([(100, 50, -658), (400, 8, 7011)])
-    good = pack_tokens(TokenStream(codes, 0.0, 1.0, b"", lossy.NO_TONES, rows), tables, 14)
+    good = pack_tokens(TokenStream(codes, 0.0, 1.0, b"", tokens.NO_TONES, rows), tables, 14)
     assert unpack_tokens(good, tables, 8, 6, 14).runs.tolist() == rows.tolist()
-    at = lossy._TOKENS_V3.size + 2  # after the envelope's count (0) and the tone count (0): the run count
+    at = tokens._TOKENS_V3.size + 2  # after the envelope's count (0) and the tone count (0): the run count
     data = good[:at] + bytes([200]) + good[at + 1:] if runs is None else good[:at] + b"\x01" + b"\xff" * 6 + b"\x00\x00"
     with pytest.raises(FormatError, match=message):
         unpack_tokens(data, tables, 8, 6, 14)
@@ -488,15 +489,16 @@ def test_damaged_runs_in_a_token_stream_are_refused(runs, message):
 def test_a_run_past_the_block_or_the_digital_range_is_refused_where_they_are_known():
     """A run's end is bounded by the block's length, its value by the channel's digital range (spec 6.7), which
     only the decoder knows."""
-    from eegz import lossy
+    from eegz import tokens
     from eegz.errors import FormatError
-    from eegz.lossy import TokenDecoder, TokenStream
+    from eegz.lossy import TokenDecoder
+    from eegz.tokens import TokenStream
     from eegz.neural import NeuralCodec
     signals = read_edf(EXAMPLE).header.signals
     decoder = TokenDecoder(NeuralCodec.load(None, "cpu"), {"context_frames": 8, "n_codebooks": 9}, signals,
                            [0] * len(signals), 1.0, 14)
     n, s = 16 * signals[0].samples_per_record, signals[0]
-    stream = TokenStream(np.zeros((3, 64), np.uint16), 0.0, 100.0, b"", lossy.NO_TONES, np.array([(n - 10, 10, 5)]))
+    stream = TokenStream(np.zeros((3, 64), np.uint16), 0.0, 100.0, b"", tokens.NO_TONES, np.array([(n - 10, 10, 5)]))
     out = decoder.decode(0, 16, {0: stream}, {}, {})[0]
     assert out.shape == (n,) and np.all(out[n - 10:] == 5)
     for bad in ((n - 10, 11, 5), (0, 10, s.digital_max + 1)):
@@ -757,15 +759,15 @@ def test_pinned_brings_the_sample_beside_a_run_to_its_target_and_fades():
 def test_a_slow_band_ceiling_of_another_count_is_refused(count):
     """Spec 6 and 6.9: a version-18 stream's ceiling holds 0 or 3 levels; any other count, or one that runs past
     the stream, is damage."""
-    from eegz import lossy
+    from eegz import tokens
     from eegz.errors import FormatError
-    from eegz.lossy import TokenStream, pack_tokens, token_tables, unpack_tokens
+    from eegz.tokens import TokenStream, pack_tokens, token_tables, unpack_tokens
     tables = token_tables(np.ones((6, 1024), np.int64))
-    stream = TokenStream(np.zeros((3, 8), np.uint16), 0.0, 1.0, bytes(range(200, 223)), lossy.NO_TONES,
-                         lossy.NO_RUNS, ceiling=bytes([190, 191, 192]))
+    stream = TokenStream(np.zeros((3, 8), np.uint16), 0.0, 1.0, bytes(range(200, 223)), tokens.NO_TONES,
+                         tokens.NO_RUNS, ceiling=bytes([190, 191, 192]))
     good = pack_tokens(stream, tables, 18)
     assert unpack_tokens(good, tables, 8, 6, 18, 2.0).ceiling == bytes([190, 191, 192])
-    at = lossy._TOKENS_V3.size + 1 + 23  # the ceiling's count, after the envelope
+    at = tokens._TOKENS_V3.size + 1 + 23  # the ceiling's count, after the envelope
     with pytest.raises(FormatError, match="slow-band ceiling"):
         unpack_tokens(good[:at] + bytes([count]) + good[at + 1:], tables, 8, 6, 18, 2.0)
 
@@ -778,15 +780,15 @@ def test_a_slow_band_ceiling_of_another_count_is_refused(count):
     ("envelope", "without a band envelope"),
 ])
 def test_damaged_time_profiles_in_a_token_stream_are_refused(damage, message):
-    from eegz import lossy
+    from eegz import tokens
     from eegz.errors import FormatError
-    from eegz.lossy import TokenStream, pack_tokens, token_tables, unpack_tokens
+    from eegz.tokens import TokenStream, pack_tokens, token_tables, unpack_tokens
     tables = token_tables(np.ones((6, 1024), np.int64))
     codes, levels, profile = np.zeros((3, 8), np.uint16), bytes(range(200, 219)), np.array([3, -2, 0, 5])
-    stream = TokenStream(codes, 0.0, 1.0, levels, lossy.NO_TONES, lossy.NO_RUNS, profile)
+    stream = TokenStream(codes, 0.0, 1.0, levels, tokens.NO_TONES, tokens.NO_RUNS, profile)
     good = pack_tokens(stream, tables, 16)
     assert unpack_tokens(good, tables, 8, 6, 16, 2.0).profile.tolist() == profile.tolist()
-    at = lossy._TOKENS_V3.size + 1 + len(levels) + 2  # after the envelope, the tone count and the run count
+    at = tokens._TOKENS_V3.size + 1 + len(levels) + 2  # after the envelope, the tone count and the run count
     data, seconds = good, 2.0
     if damage == "coder":
         data = good[:at] + bytes([17]) + good[at + 1:]
@@ -806,11 +808,11 @@ def test_damaged_time_profiles_in_a_token_stream_are_refused(damage, message):
 def test_a_token_stream_without_a_positive_finite_scale_is_refused(scale):
     """Spec 6: writers store a positive scale; a hostile stream with scale 0 decoded, before eegz 0.17, through
     the envelope's 0 / 0 to samples that a cast of NaN chose (fuzz seed 18)."""
-    from eegz import lossy
+    from eegz import tokens
     from eegz.errors import FormatError
-    from eegz.lossy import TokenStream, pack_tokens, token_tables, unpack_tokens
+    from eegz.tokens import TokenStream, pack_tokens, token_tables, unpack_tokens
     tables = token_tables(np.ones((6, 1024), np.int64))
-    stream = TokenStream(np.zeros((3, 8), np.uint16), 0.0, 1.0, bytes(range(200, 219)), lossy.NO_TONES, lossy.NO_RUNS)
+    stream = TokenStream(np.zeros((3, 8), np.uint16), 0.0, 1.0, bytes(range(200, 219)), tokens.NO_TONES, tokens.NO_RUNS)
     assert unpack_tokens(pack_tokens(stream, tables, 17), tables, 8, 6, 17, 2.0).scale == 1.0
     with pytest.raises(FormatError, match="normalization out of range"):
         unpack_tokens(pack_tokens(stream._replace(scale=scale), tables, 17), tables, 8, 6, 17, 2.0)
@@ -820,7 +822,8 @@ def test_a_time_profile_of_another_length_than_the_block_is_refused_where_it_is_
     """The profile's count must be the block's 0.5-s part count at the channel's rate (spec 6.8), which only the
     decoder knows."""
     from eegz.errors import FormatError
-    from eegz.lossy import TokenDecoder, TokenStream, token_bands
+    from eegz.lossy import TokenDecoder
+    from eegz.tokens import TokenStream, token_bands
     from eegz.neural import NeuralCodec
     signals = read_edf(EXAMPLE).header.signals
     decoder = TokenDecoder(NeuralCodec.load(None, "cpu"), {"context_frames": 8, "n_codebooks": 9}, signals,

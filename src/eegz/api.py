@@ -265,7 +265,7 @@ def read_signals(in_path, start: float | None = None, end: float | None = None, 
 def info(in_path) -> dict:
     """What a file holds, with every block read and checked (sizes by stream kind come from the blocks)."""
     in_path = Path(in_path)
-    from .lossy import codebook_counts
+    from .tokens import codebook_counts
     with Container(in_path) as container:
         sizes, counts = stream_sizes([]), Counter()
         for k in range(len(container.blocks)):  # one block in memory at a time

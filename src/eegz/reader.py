@@ -186,7 +186,8 @@ class EegzFile:
             raise EegzError(f"{picked.label} holds no tokens (the file is transform-coded)")
         if meta.get("codec") is None or (picked.role != NEURAL and not aux):
             raise EegzError(f"{picked.label} holds no tokens (it is stored exactly)")
-        from .lossy import frame_of, hop_of, token_tables, unpack_tokens
+        from .lossy import frame_of, hop_of
+        from .tokens import token_tables, unpack_tokens
         config, n_codebooks = meta["codec"]["config"], meta["codec"]["n_codebooks"]
         rate, hop = config["sample_rate"], hop_of(config)
         total = frame_of(self.n_records, self.record_duration, rate, hop)

@@ -15,7 +15,8 @@ from .errors import EegzError
 def recode(container: Container, out, codebooks: int, model: str | None = None) -> tuple[dict, dict, int]:
     """Write `container` to `out` with the first `codebooks` codebooks of every token stream; returns
     (the new header and summary merged, bytes by stream kind, blocks)."""
-    from .lossy import frame_of, hop_of, pack_tokens, token_tables, unpack_tokens
+    from .lossy import frame_of, hop_of
+    from .tokens import pack_tokens, token_tables, unpack_tokens
     from .neural import read_token_counts
     meta = container.meta
     codec = meta.get("codec")

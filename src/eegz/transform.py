@@ -35,7 +35,8 @@ from .container import TRANSFORM_FORMAT_VERSION
 from .dsp import part_edges
 from .edf import Signal
 from .errors import FormatError
-from .lossy import TOKEN_V18_BANDS, block_normalization, meets_quality, seed_of
+from .lossy import block_normalization, meets_quality, seed_of
+from .tokens import TOKEN_V18_BANDS
 from .runs import NO_EDGES, as_gaps, checked, constant_runs, from_gaps, requantized, tones_outside
 from .runs import edges as samples_beside_runs
 
