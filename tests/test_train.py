@@ -84,6 +84,35 @@ def test_a_frozen_encoder_trains_the_decoder_and_keeps_every_token(two_subjects,
     assert all(np.array_equal(a, b) and (a >= 0).any() for a, b in zip(*codes))
 
 
+def test_a_widened_decoder_starts_decoding_as_the_model_it_widens(two_subjects, tmp_path):
+    """decoder_dim (`eegz train --from-model M --decoder-dim N`): every decoder layer gets more channels, which the
+    trained ones read with weight zero, so before any step the wider model decodes the same tokens to the same
+    samples; then the new channels learn."""
+    first = tmp_path / "first"
+    train([str(two_subjects)], first, TINY, _settings(), quiet=True, log=lambda m: None)
+    runs = {}
+    for name, lr in (("same", 0.0), ("tuned", 1e-2)):
+        runs[name] = tmp_path / name / "model.npz"
+        train([str(two_subjects)], runs[name].parent, TINY, _settings(steps=1, lr=lr, decoder_dim=32, freeze_encoder=True),
+              from_model=first / "model.npz", quiet=True, log=lambda m: None)
+    assert json.loads(runs["same"].with_suffix(".json").read_text())["config"]["decoder_dim"] == 32
+    old, same, tuned = (NeuralCodec.load(str(m), device="cpu") for m in (first / "model.npz", runs["same"], runs["tuned"]))
+    count = lambda codec: sum(p.numel() for p in codec.model.decoder.parameters())
+    assert count(same) > 2 * count(old)
+    x = np.sin(np.arange(TINY.hop * 32) / 5.0).astype(np.float32) * 0.3
+    codes = old.encode([x], 6)[0]
+    assert np.array_equal(codes, same.encode([x], 6)[0])
+    a, b, c = old.decode([codes])[0], same.decode([codes])[0], tuned.decode([codes])[0]
+    np.testing.assert_allclose(b, a, atol=1e-6)
+    assert np.ptp(a) > 0 and np.abs(c - a).max() > 1e-3
+    for dim, match in ((8, "at least the model's 16 channels"), (40, "a multiple of 16")):
+        with pytest.raises(EegzError, match=match):
+            train([str(two_subjects)], tmp_path / "bad", TINY, _settings(decoder_dim=dim), from_model=first / "model.npz",
+                  quiet=True, log=lambda m: None)
+    with pytest.raises(EegzError, match="give it --from-model"):
+        train([str(two_subjects)], tmp_path / "bad", TINY, _settings(decoder_dim=32), quiet=True, log=lambda m: None)
+
+
 def test_a_frozen_decoder_trains_the_encoder_and_keeps_what_each_token_means(two_subjects, tmp_path):
     """freeze_decoder on DAC-SC (`eegz train --freeze-decoder`): only the encoder and the projections that pick
     the codes learn; codebooks and decoder stay, so the same tokens decode to the same signal with either model."""

@@ -354,6 +354,9 @@ def eval(reference, candidate, model, device, as_json):
                    "--from-model: codebooks and decoder stay as they are, so every token decodes as before)")
 @click.option("--freeze-encoder", is_flag=True,
               help="DAC-SC: train only the decoder (with --from-model: the model's tokens stay exactly as they are)")
+@click.option("--decoder-dim", type=int, default=0,
+              help="DAC-SC with --from-model: widen the model's decoder to N channels; the new channels start unread, "
+                   "so training starts from the model's own output")
 @click.option("--stft-weight", type=float, default=0.0, show_default=True,
               help="weight of the multi-resolution STFT magnitude loss")
 @click.option("--line-length-weight", type=float, default=0.0, show_default=True,
@@ -376,7 +379,7 @@ def eval(reference, candidate, model, device, as_json):
 @click.option("--max-seconds", type=float, default=0.0, help="stop (evaluate and save) after this much training time")
 @click.option("-q", "--quiet", is_flag=True)
 def train(inputs, out_dir, steps, batch_size, lr, lr_final, warmup_steps, init, resume, from_model, val_subjects,
-          adversarial_steps, variant, channels, freeze_decoder, freeze_encoder, stft_weight, line_length_weight, excess_weight, line_weight, image_weight,
+          adversarial_steps, variant, channels, freeze_decoder, freeze_encoder, decoder_dim, stft_weight, line_length_weight, excess_weight, line_weight, image_weight,
           line_group, upsampling, window_seconds, seed, threads, device, max_seconds, quiet):
     """Train or fine-tune the EEG codec on EDF files, Bonn segments, folders or globs."""
     from .neural import ModelConfig
@@ -387,7 +390,7 @@ def train(inputs, out_dir, steps, batch_size, lr, lr_final, warmup_steps, init, 
                              stft_weight=stft_weight, line_length_weight=line_length_weight, excess_weight=excess_weight,
                              line_weight=line_weight, image_weight=image_weight, line_group=line_group,
                              window_seconds=window_seconds, seed=seed, threads=threads,
-                             device=device, max_seconds=max_seconds, freeze_encoder=freeze_encoder,
+                             device=device, max_seconds=max_seconds, freeze_encoder=freeze_encoder, decoder_dim=decoder_dim,
                              freeze_decoder=freeze_decoder and variant == "sc")
     log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
     if variant == "mc":

@@ -76,6 +76,7 @@ class TrainSettings:
     device: str = "cpu"  # cpu, cuda or auto (neural.pick_device)
     max_seconds: float = 0.0  # stop (evaluate, save) once training has run this long; 0: no limit
     freeze_encoder: bool = False  # DAC-SC: train the decoder only; encoder and quantizer (so every token) stay as loaded
+    decoder_dim: int = 0  # > 0, from a model: widen its decoder to this many channels first (widening.py)
     freeze_decoder: bool = False  # DAC-SC: train the encoder only (and each codebook's input projection, which picks
     # the codes); codebooks and decoder stay as loaded, so every token decodes to the same signal as before
 
@@ -450,6 +451,8 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
     """recordings: already loaded (load_recordings), for a machine that holds no copy of the inputs."""
     if settings.freeze_encoder and settings.freeze_decoder:
         raise EegzError("freeze the encoder or the decoder, not both")
+    if settings.decoder_dim and from_model is None:
+        raise EegzError("--decoder-dim widens a trained model: give it --from-model")
     out_dir = Path(out_dir)
     torch = _start(settings, out_dir)
     device = settings.device
@@ -461,6 +464,9 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
         config = replace(card_config, upsampling=config.upsampling)  # the architecture may change on the way
         model = build_dac(config, quantizer_dropout=settings.quantizer_dropout)
         load_state_into(model, Path(from_model))
+        if settings.decoder_dim and settings.decoder_dim != config.decoder_dim:
+            from .widening import widen_decoder
+            model, config = widen_decoder(model, config, settings.decoder_dim)
     else:
         model = build_dac(config, quantizer_dropout=settings.quantizer_dropout)
     model.to(device)
@@ -589,6 +595,8 @@ def train_multichannel(inputs: list[str], out_dir: Path, from_model: Path, setti
     """Fine-tune DAC-MC from a DAC-SC model: the encoder and codebooks stay frozen (so the tokens are the
     single-channel model's), the channel mixing, style vectors and (unless train_decoder is False) the
     decoder learn to decode all channels of a block together."""
+    if settings.decoder_dim:
+        raise EegzError("--decoder-dim widens a DAC-SC model: train DAC-MC from the widened one")
     out_dir = Path(out_dir)
     torch = _start(settings, out_dir)
     device = settings.device
