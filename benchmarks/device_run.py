@@ -94,7 +94,15 @@ SETTINGS = {"first": (("b128", 128, 1e-4, 1e-5, {}), ("b512", 512, 3e-4, 1e-5, {
             # 1.33 -> 1.64x; d2 PRDN 23.45 -> 24.13 %: the same trade at batch 256, so this stage is the last to run
             "sixth": tuple((name, 256, lr, 1e-5, {"warmup_steps": 200, "freeze_encoder": True, **extra})
                            for name, lr, extra in (("d1", 1e-4, G4), ("d2", 3e-5, G4), ("d3", 1e-4, {}),
-                                                   ("d4", 3e-5, {})))}
+                                                   ("d4", 3e-5, {}))),
+            # wider decoders (decoder_dim, `eegz train --decoder-dim`: the shipped decoder embedded in a wider one whose
+            # new channels start unread), decoder only so that every file keeps its tokens, g1's losses without the
+            # line loss (d4's), against the shipped width in the same run. The 100x floor on 2 CPU cores allows 192
+            # (decoder_width_speed.md: 160 113x, 192 103x). CPU_RESULT_160
+            "seventh": tuple((name, 256, lr, 1e-5, {"warmup_steps": 200, "freeze_encoder": True, "line_weight": 0.0,
+                                                    "decoder_dim": dim})
+                             for name, dim, lr in (("w1", 160, 1e-4), ("w2", 192, 1e-4), ("w3", 192, 3e-4),
+                                                   ("w0", 128, 1e-4)))}
 
 
 # ---------------------------------------------------------------- here: prepare

@@ -76,9 +76,9 @@ class TrainSettings:
     device: str = "cpu"  # cpu, cuda or auto (neural.pick_device)
     max_seconds: float = 0.0  # stop (evaluate, save) once training has run this long; 0: no limit
     freeze_encoder: bool = False  # DAC-SC: train the decoder only; encoder and quantizer (so every token) stay as loaded
-    decoder_dim: int = 0  # > 0, from a model: widen its decoder to this many channels first (widening.py)
     freeze_decoder: bool = False  # DAC-SC: train the encoder only (and each codebook's input projection, which picks
     # the codes); codebooks and decoder stay as loaded, so every token decodes to the same signal as before
+    decoder_dim: int = 0  # > 0, from a model: widen its decoder to this many channels first (widening.py)
 
 
 # ---------------------------------------------------------------- data
