@@ -61,6 +61,40 @@ def test_odd_edf_files_give_a_result_or_a_clear_error(tmp_path, name, expected, 
         assert len(back) == len(src.read_bytes())
 
 
+@pytest.mark.parametrize("damage,expected", [
+    ("card not JSON", "is not an eegz model card (JSONDecodeError"),
+    ("card without config", "is not an eegz model card (KeyError"),
+    ("card with wrong sizes", "do not fit the architecture of its card (size mismatch for decoder.model.0.bias"),
+    ("card with sizes that are no numbers", "describes no model eegz can build"),
+    ("weights not a zip", "are not readable"),
+    ("weights truncated", "are not readable")])
+def test_a_damaged_or_mismatched_model_is_one_clear_line(tmp_path, damage, expected):
+    """--model PATH.npz is user input too: a card or weights file that is damaged, or weights that do not fit the
+    card, give one line and exit 4 (ModelError), and no output."""
+    import json
+    from eegz.neural import MODELS_DIR, DEFAULT_MODEL
+    weights, card = tmp_path / "m.npz", tmp_path / "m.json"
+    good = json.loads((MODELS_DIR / f"{DEFAULT_MODEL}.json").read_text())
+    raw = (MODELS_DIR / f"{DEFAULT_MODEL}.npz").read_bytes()
+    weights.write_bytes(raw)
+    card.write_text(json.dumps(good))
+    if damage == "card not JSON":
+        card.write_text('{"config": ')
+    elif damage == "card without config":
+        card.write_text("{}")
+    elif damage == "card with wrong sizes":
+        card.write_text(json.dumps({**good, "config": {**good["config"], "decoder_dim": 160}}))
+    elif damage == "card with sizes that are no numbers":
+        card.write_text(json.dumps({**good, "config": {**good["config"], "decoder_dim": "wide"}}))
+    elif damage == "weights not a zip":
+        weights.write_bytes(b"not a model" * 100)
+    else:
+        weights.write_bytes(raw[:len(raw) // 2])
+    proc = run_cli("compress", SMALL, "-o", tmp_path / "o.eegz", "--model", weights, "-q")
+    assert proc.returncode == 4 and expected in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert not (tmp_path / "o.eegz").exists()
+
+
 def test_a_short_fuzz_run_finds_no_defect():
     """About a minute of benchmarks/fuzz.py over every target (the full run's counts are committed in
     benchmarks/results/fuzz.md). Set EEGZ_FUZZ_SEED to explore other inputs."""

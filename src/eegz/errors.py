@@ -12,7 +12,7 @@ class FormatError(EegzError):
 
 
 class ModelError(EegzError):
-    """The neural model a file needs is missing or does not match."""
+    """The neural model a file needs is missing or does not match, or a model file is damaged."""
     exit_code = 4
 
 

@@ -11,6 +11,7 @@ import json
 import os
 import types
 import warnings
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -187,16 +188,39 @@ def _load_cached(path: str, mtime_ns: int, size: int, device: str) -> "NeuralCod
     return NeuralCodec._from_file(Path(path), device)
 
 
+def read_card(weights_path: Path) -> dict:
+    """The model card beside a weights file (.json), with its architecture (ModelConfig) checked readable."""
+    card_path = Path(weights_path).with_suffix(".json")
+    if not card_path.exists():
+        raise ModelError(f"model card {card_path.name} is missing beside {Path(weights_path).name}")
+    try:
+        card = json.loads(card_path.read_text())
+        ModelConfig.from_json(card["config"])
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ModelError(f"model card {card_path.name} is not an eegz model card ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else 'no config'})") from None
+    return card
+
+
 def load_state_into(model, weights_path: Path, mixing=None) -> np.ndarray | None:
-    """Load the weights (the DAC-MC mixing too, when given); returns the token counts, if any."""
+    """Load the weights (the DAC-MC mixing too, when given); returns the token counts, if any. Weights that are
+    not a readable .npz, or do not fit the architecture the card describes, are a ModelError."""
     torch, _ = _quiet_imports()
-    with np.load(weights_path, allow_pickle=False) as npz:
-        state = {k: torch.from_numpy(npz[k]) for k in npz.files if k != TOKEN_COUNTS_KEY}
-        counts = npz[TOKEN_COUNTS_KEY] if TOKEN_COUNTS_KEY in npz.files else None
+    try:
+        with np.load(weights_path, allow_pickle=False) as npz:
+            state = {k: torch.from_numpy(npz[k]) for k in npz.files if k != TOKEN_COUNTS_KEY}
+            counts = npz[TOKEN_COUNTS_KEY] if TOKEN_COUNTS_KEY in npz.files else None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # not a zip, a damaged member, a pickled object
+        raise ModelError(f"model weights {Path(weights_path).name} are not readable ({type(e).__name__})") from None
     mixed = {k[len(MIXING_PREFIX):]: state.pop(k) for k in list(state) if k.startswith(MIXING_PREFIX)}
-    model.load_state_dict(state)
-    if mixing is not None:
-        mixing.load_state_dict(mixed)
+    try:
+        model.load_state_dict(state)
+        if mixing is not None:
+            mixing.load_state_dict(mixed)
+    except RuntimeError as e:  # torch lists every missing, unexpected or mis-sized tensor
+        detail = str(e).splitlines()[1].strip().rstrip(".") if len(str(e).splitlines()) > 1 else "mismatch"
+        raise ModelError(f"model weights {Path(weights_path).name} do not fit the architecture of its card "
+                         f"({detail})") from None
     return counts
 
 
@@ -308,15 +332,16 @@ class NeuralCodec:
 
     @classmethod
     def _from_file(cls, path: Path, device: str):
-        card_path = path.with_suffix(".json")
-        if not card_path.exists():
-            raise ModelError(f"model card {card_path.name} is missing beside {path.name}")
-        card = json.loads(card_path.read_text())
+        card = read_card(path)
         sha = file_sha256(path)
         config = ModelConfig.from_json(card["config"])
         torch, _ = _quiet_imports()
-        dac = build_dac(config)
-        mixing = build_mixing(config, dac)
+        try:
+            dac = build_dac(config)
+            mixing = build_mixing(config, dac)
+        except (TypeError, ValueError, ZeroDivisionError) as e:  # sizes that are no numbers, or no model
+            raise ModelError(f"model card {path.with_suffix('.json').name} describes no model eegz can build "
+                             f"({type(e).__name__})") from None
         counts = load_state_into(dac, path, mixing)
         prepare_for_inference(dac)
         dac = dac.to(device).eval()

@@ -36,7 +36,7 @@ from .edf import EdfError, Signal, read_edf
 from .errors import EegzError
 from .lossy import BLOCK_SECONDS, blend_samples, block_input, block_normalization, normalization
 from .metrics import band_power_errors_psd, line_ratio_psd, prdn_windows, welch_psd
-from .neural import ModelConfig, _quiet_imports, build_dac, load_state_into, pick_device, save_model
+from .neural import ModelConfig, _quiet_imports, build_dac, load_state_into, pick_device, read_card, save_model
 from .progress import Progress
 
 BONN_RATE = 173.61
@@ -460,7 +460,7 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
         model, config = init_from_dac_checkpoint(init, config)
         model.quantizer.quantizer_dropout = settings.quantizer_dropout
     elif from_model is not None:  # continue from an eegz model (.npz + card), e.g. the shipped one
-        card_config = ModelConfig.from_json(json.loads(Path(from_model).with_suffix(".json").read_text())["config"])
+        card_config = ModelConfig.from_json(read_card(from_model)["config"])
         config = replace(card_config, upsampling=config.upsampling)  # the architecture may change on the way
         model = build_dac(config, quantizer_dropout=settings.quantizer_dropout)
         load_state_into(model, Path(from_model))
@@ -603,7 +603,7 @@ def train_multichannel(inputs: list[str], out_dir: Path, from_model: Path, setti
     from .multichannel import electrode_name, style_index
     from .neural import build_mixing
 
-    sc_card = json.loads(Path(from_model).with_suffix(".json").read_text())
+    sc_card = read_card(from_model)
     sc_config = ModelConfig.from_json(sc_card["config"])
     recordings, train_ids, val_ids, window, sampler, _ = _prepare(inputs, settings, sc_config, val_fraction,
                                                                   val_subjects, channels, log, recordings)
