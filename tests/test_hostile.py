@@ -1,5 +1,6 @@
 """Hostile and odd input: EDF files that other tools crash on, a short fuzz run, and kill -9 at random
 moments of compress and decompress."""
+import os
 import random
 import signal
 import subprocess
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import run_cli
+from .conftest import EXAMPLE, run_cli
 from .test_streaming import tiled_edf
 
 SMALL = Path(__file__).parent / "fixtures" / "small.edf"
@@ -93,6 +94,32 @@ def test_a_damaged_or_mismatched_model_is_one_clear_line(tmp_path, damage, expec
     proc = run_cli("compress", SMALL, "-o", tmp_path / "o.eegz", "--model", weights, "-q")
     assert proc.returncode == 4 and expected in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert not (tmp_path / "o.eegz").exists()
+
+
+def test_a_full_disk_is_one_clear_line_and_leaves_nothing(tmp_path):
+    """A write that fails for want of room (here a real file-size limit, RLIMIT_FSIZE, which the kernel enforces as
+    it enforces a full disk: EFBIG instead of ENOSPC) is exit 7 with one line, in compress and in decompress, and
+    neither the output nor its temporary file is left behind. A folder where no file can be created (for root: its
+    access check passes) is exit 7 too."""
+    import resource
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write then fails with EFBIG instead of killing eegz
+
+    packed = tmp_path / "example.eegz"
+    assert run_cli("compress", EXAMPLE, "-o", packed, "--mode", "lossless", "-q").returncode == 0
+    assert packed.stat().st_size > 200_000
+    for args, out in ((("compress", EXAMPLE, "--mode", "lossless"), tmp_path / "again.eegz"),
+                      (("decompress", packed), tmp_path / "back.edf")):
+        proc = subprocess.run([sys.executable, "-m", "eegz.cli", *map(str, args), "-o", str(out), "-q"],
+                              capture_output=True, text=True, preexec_fn=limited)
+        assert proc.returncode == 7, proc.stderr
+        assert proc.stderr == f"eegz: error: cannot write {out}: File too large (nothing was left there)\n"
+        assert [p.name for p in tmp_path.iterdir()] == ["example.eegz"]
+    proc = run_cli("compress", SMALL, "-o", "/proc/x.eegz", "-q")  # root passes the folder's access check
+    expected = (7, "cannot create a file in /proc") if os.geteuid() == 0 else (2, "/proc is not writable")
+    assert (proc.returncode, proc.stderr.count("\n")) == (expected[0], 1) and expected[1] in proc.stderr
 
 
 def test_a_short_fuzz_run_finds_no_defect():

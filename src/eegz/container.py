@@ -18,6 +18,7 @@ Readers present every version in one shape (`Container.meta`: the version 1 head
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import struct
@@ -28,7 +29,7 @@ from pathlib import Path
 import xxhash
 import zstandard
 
-from .errors import EegzError, FormatError, OutputExistsError
+from .errors import EegzError, FormatError, OutputError, OutputExistsError
 
 MAGIC = b"\x89EEGZ\r\n\x1a"
 FOOTER_MAGIC = b"EEGZEND\x00"
@@ -512,6 +513,9 @@ def _validate_meta(meta: dict, fail) -> None:
 # ---------------------------------------------------------------- output files
 
 TEMP_SUFFIX = ".eegz-partial"  # temporary outputs: .NAME.PID.eegz-partial beside the target
+# what a write can meet that is no bug: a full disk, a quota, a file-size limit, storage that turned read-only (an
+# OSError of the input's reading keeps its own report)
+WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
 
 class AtomicFile:
@@ -541,12 +545,16 @@ class AtomicFile:
         _remove_stale_temporaries(self.path)
         _LIVE.add(self.tmp)  # before the file exists: a SIGTERM right after its creation must remove it too
         # os.open's mode goes through the umask: outputs get the permissions the user's umask gives
-        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        except OSError as e:
+            _LIVE.discard(self.tmp)
+            raise OutputError(f"cannot create a file in {self.path.parent}: {e.strerror}") from None
         self.f = os.fdopen(fd, "wb", buffering=1 << 20)
         self.sink = _Counting(self.f)
         return self.sink
 
-    def __exit__(self, exc_type, *exc):
+    def __exit__(self, exc_type, exc, traceback):
         try:
             if exc_type is None:
                 self.f.flush()
@@ -554,11 +562,19 @@ class AtomicFile:
                 self.f.close()
                 os.replace(self.tmp, self.path)
                 _sync_folder(self.path.parent)
+        except OSError as e:
+            exc = e
         finally:
-            if not self.f.closed:
-                self.f.close()
+            try:
+                self.f.close()  # a buffer that cannot be flushed (the disk is full) raises again here
+            except OSError:
+                pass
             self.tmp.unlink(missing_ok=True)
             _LIVE.discard(self.tmp)
+        if isinstance(exc, OSError) and exc.errno in WRITE_FAILURES:
+            raise OutputError(f"cannot write {self.path}: {exc.strerror} (nothing was left there)") from None
+        if exc is not None and exc_type is None:
+            raise exc
 
 
 class _Counting:
@@ -619,8 +635,14 @@ class spooled_input:  # noqa: N801 - used like open()
         fd, name = tempfile.mkstemp(prefix=".eegz-stdin-", suffix=".eegz")
         self.tmp = Path(name)
         _LIVE.add(self.tmp)
-        with os.fdopen(fd, "wb") as f:
-            shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+        except OSError as e:
+            if e.errno not in WRITE_FAILURES:
+                raise
+            self.__exit__()
+            raise OutputError(f"cannot copy standard input to {Path(name).parent}: {e.strerror}") from None
         return self.tmp
 
     def __exit__(self, *exc):

@@ -21,6 +21,12 @@ class OutputExistsError(EegzError):
     exit_code = 5
 
 
+class OutputError(EegzError):
+    """An output could not be written: no space left, a quota or file-size limit, read-only storage. The
+    temporary file is removed, so nothing is left at the output path."""
+    exit_code = 7
+
+
 class VerifyError(EegzError):
     """`eegz verify` found a sample outside the recorded error bound."""
     exit_code = 6
