@@ -86,6 +86,11 @@ def test_missing_input(tmp_path):
 def test_bad_codebooks(tmp_path):
     _one_line_error(run_cli("compress", EXAMPLE, "-o", tmp_path / "x.eegz", "--codebooks", "12"), EXIT_BAD_INPUT,
                     "between 3 and 9")
+    for extra, message in ((["--mode", "transform"], "the transform codec's rate is --bitrate"),
+                           (["--quality", "20"], "--codebooks and --quality exclude each other"),
+                           (["--mode", "lossless"], "not to lossless alone")):  # asked for and never read: refused
+        _one_line_error(run_cli("compress", EXAMPLE, "-o", tmp_path / "x.eegz", "--codebooks", "3", *extra),
+                        EXIT_BAD_INPUT, message)
     _no_leftovers(tmp_path, [])
 
 

@@ -8,6 +8,7 @@ from eegz import api
 from eegz.channels import NEURAL, channel_roles
 from eegz.container import Container
 from eegz.edf import bytes_to_digital, digital_to_bytes, read_edf
+from eegz.errors import EegzError
 from eegz.identity import rewrite_annotations
 from eegz.metrics import prdn
 
@@ -165,6 +166,10 @@ def test_exact_channel_option_keeps_a_chosen_eeg_channel_exact(tmp_path):
     original = read_edf(EXAMPLE)
     i = [s.label for s in original.header.signals].index("EEG Cz")
     np.testing.assert_array_equal(decoded.digital[i], original.digital[i])
+    # a label that names no channel (here without its "EEG " prefix) is refused, not coded lossily unnoticed
+    with pytest.raises(EegzError, match="--exact-channel 'Cz' names no channel of eegmat_Subject17_2.edf"):
+        api.compress(EXAMPLE, tmp_path / "y.eegz", codebooks=3, device="cpu", exact_labels=("eeg cz ", "Cz"))
+    assert not (tmp_path / "y.eegz").exists()
 
 
 def test_one_record_that_matches_no_frame_grid_is_one_block(tmp_path):

@@ -38,6 +38,12 @@ def channel_role(signal: Signal) -> str:
     return NEURAL
 
 
+def unmatched_labels(signals: list[Signal], exact_labels: tuple[str, ...]) -> list[str]:
+    """The --exact-channel labels that name no channel (matched as channel_roles matches them)."""
+    labels = {s.label.lower() for s in signals}
+    return [label for label in exact_labels if label.strip().lower() not in labels]
+
+
 def channel_roles(signals: list[Signal], exact_labels: tuple[str, ...] = ()) -> list[str]:
     wanted = {label.strip().lower() for label in exact_labels}
     roles = []

@@ -115,12 +115,24 @@ def _run_batch(command: str, inputs, output, recursive, jobs, scheduler, options
     sys.exit(batch.exit_code(results))
 
 
+def _check_codebooks_asked(codebooks: int | None, mode: str, quality: float | None, with_tokens: bool) -> None:
+    """--codebooks where nothing would read it is a mistake to report, not to ignore."""
+    if codebooks is None:
+        return
+    if mode == "transform":
+        raise EegzError("--codebooks applies to lossy mode (the transform codec's rate is --bitrate)")
+    if mode == "lossy" and quality is not None:
+        raise EegzError("--codebooks and --quality exclude each other: pick a number of codebooks or a quality")
+    if mode != "lossy" and not with_tokens:
+        raise EegzError(f"--codebooks applies to lossy mode and to --with-tokens, not to {mode} alone")
+
+
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="output .eegz path ('-': standard output); with many files, an output folder")
 @click.option("--mode", type=click.Choice(["lossy", "lossless", "near-lossless", "transform"]), default="lossy",
               show_default=True, help="lossy: the neural codec; transform: the transform codec (see --bitrate)")
-@click.option("--codebooks", type=int, default=6, show_default=True, help="RVQ codebooks kept (3-9), lossy mode")
+@click.option("--codebooks", type=int, help="RVQ codebooks kept (3-9), lossy mode and --with-tokens [default: 6]")
 @click.option("--max-error", "max_error", type=float, help="near-lossless bound in µV")
 @click.option("--max-error-lsb", "max_error_lsb", type=int, help="near-lossless bound in digital steps")
 @click.option("--with-tokens", is_flag=True, help="also store neural tokens in exact modes")
@@ -160,7 +172,8 @@ def compress(inputs, output, mode, codebooks, max_error, max_error_lsb, with_tok
                 raise EegzError("--encrypt-identity and --passphrase-file go together")
             from .identity import read_passphrase
             passphrase = read_passphrase(passphrase_file)
-        return dict(mode=mode, codebooks=codebooks, device=device, model=model, max_error_uv=max_error,
+        _check_codebooks_asked(codebooks, mode, quality, with_tokens)
+        return dict(mode=mode, **({} if codebooks is None else {"codebooks": codebooks}), device=device, model=model, max_error_uv=max_error,
                     max_error_lsb=max_error_lsb, with_tokens=with_tokens, exact_labels=tuple(exact_channels),
                     anonymize=anonymize, drop_annotation_text=drop_annotation_text, passphrase=passphrase,
                     band_envelope=band_envelope, quality=quality, bitrate=bitrate, rotate_channels=rotate_channels)
