@@ -122,6 +122,31 @@ def test_a_full_disk_is_one_clear_line_and_leaves_nothing(tmp_path):
     assert (proc.returncode, proc.stderr.count("\n")) == (expected[0], 1) and expected[1] in proc.stderr
 
 
+@pytest.mark.parametrize("name", ["../models/x", "/tmp/evil", "evil.npz", ".hidden", ""])
+def test_a_header_that_names_a_model_by_path_is_refused(tmp_path, name):
+    """A .eegz header names its model; a name that is a path (spec 4: no separators, no leading dot, no .npz)
+    would let a file point the reader at a file of its choosing, so it is refused as damaged (exit 3), with
+    the file's checksums right."""
+    import json
+    import zstandard
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.fuzz import build_v3, parse_v3
+    good = tmp_path / "good.eegz"
+    assert run_cli("compress", SMALL, "-o", good, "--codebooks", "3", "--device", "cpu", "-q").returncode == 0
+    preamble, sections = parse_v3(good.read_bytes())
+    for section in sections:
+        if section[0] == b"HEAD":
+            meta = json.loads(zstandard.ZstdDecompressor().decompress(section[1], max_output_size=1 << 26))
+            meta["codec"]["model"] = name
+            section[1] = zstandard.ZstdCompressor(level=3).compress(json.dumps(meta).encode())
+    bad = tmp_path / "bad.eegz"
+    bad.write_bytes(build_v3(preamble, sections))
+    for command in (("info", bad), ("decompress", bad, "-o", tmp_path / "back.edf", "-q")):
+        proc = run_cli(*command)
+        assert proc.returncode == 3 and "codec" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert not (tmp_path / "back.edf").exists()
+
+
 def test_a_short_fuzz_run_finds_no_defect():
     """About a minute of benchmarks/fuzz.py over every target (the full run's counts are committed in
     benchmarks/results/fuzz.md). Set EEGZ_FUZZ_SEED to explore other inputs."""

@@ -450,6 +450,13 @@ def _merge_v3(header: dict, summary: dict) -> dict:
     return meta
 
 
+def is_model_name(name) -> bool:
+    """A header's model name is a name, never a path (spec 4): a file must not point a reader at a file of its
+    choosing. No path separator or NUL, no leading dot, not ending in .npz, at most 255 characters."""
+    return (isinstance(name, str) and 0 < len(name) <= 255 and not name.startswith(".")
+            and not any(c in name for c in "/\\\0") and not name.lower().endswith(".npz"))
+
+
 def _validate_meta(meta: dict, fail) -> None:
     """Every field the decoder uses, checked for type and range before it is trusted."""
     def need(cond, what):
@@ -497,7 +504,7 @@ def _validate_meta(meta: dict, fail) -> None:
     need(isinstance(blocks, dict) and is_int(blocks.get("count"), 0, 1 << 31), "blocks")
     codec = meta.get("codec")
     if codec is not None:
-        need(isinstance(codec, dict) and isinstance(codec.get("model"), str)
+        need(isinstance(codec, dict) and is_model_name(codec.get("model"))
              and isinstance(codec.get("weights_sha256"), str) and isinstance(codec.get("config"), dict), "codec")
         need(is_int(codec.get("n_codebooks"), 1, 64) and is_int(codec.get("context_frames"), 0, 1 << 16), "codec")
     need(codec is not None or meta["mode"] == "transform" or all(c["role"] != "neural" for c in channels),
