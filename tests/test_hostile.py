@@ -117,6 +117,10 @@ def test_a_full_disk_is_one_clear_line_and_leaves_nothing(tmp_path):
         assert proc.returncode == 7, proc.stderr
         assert proc.stderr == f"eegz: error: cannot write {out}: File too large (nothing was left there)\n"
         assert [p.name for p in tmp_path.iterdir()] == ["example.eegz"]
+    with open(tmp_path / "piped.eegz", "wb") as piped:  # -o -: standard output redirected to a file that fills up
+        proc = subprocess.run([sys.executable, "-m", "eegz.cli", "compress", str(EXAMPLE), "-o", "-", "--mode", "lossless",
+                               "-q"], stdout=piped, stderr=subprocess.PIPE, text=True, preexec_fn=limited)
+    assert proc.returncode == 7 and proc.stderr == "eegz: error: cannot write to standard output: File too large\n"
     proc = run_cli("compress", SMALL, "-o", "/proc/x.eegz", "-q")  # root passes the folder's access check
     expected = (7, "cannot create a file in /proc") if os.geteuid() == 0 else (2, "/proc is not writable")
     assert (proc.returncode, proc.stderr.count("\n")) == (expected[0], 1) and expected[1] in proc.stderr

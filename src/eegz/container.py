@@ -615,8 +615,15 @@ class _StandardOutput:
         self.sink = _Counting(sys.stdout.buffer)
         return self.sink
 
-    def __exit__(self, *exc):
-        self.sink.flush()
+    def __exit__(self, exc_type, exc, traceback):
+        try:
+            self.sink.flush()
+        except OSError as e:
+            exc = exc or e
+        if isinstance(exc, OSError) and exc.errno in WRITE_FAILURES:
+            raise OutputError(f"cannot write to standard output: {exc.strerror}") from None
+        if exc is not None and exc_type is None:
+            raise exc
 
 
 def open_output(path, force: bool = False, inputs: tuple = ()):
