@@ -83,6 +83,15 @@ def test_missing_input(tmp_path):
     _one_line_error(run_cli("compress", tmp_path / "none.edf"), EXIT_BAD_INPUT, "cannot read")
 
 
+def test_an_output_named_for_the_other_format_is_refused(tmp_path, lossless_file):
+    """An EDF recording written under a .bdf name would be read as 24-bit samples by the next tool: refused before
+    any work; a name of the user's own (.rec) is fine."""
+    _one_line_error(run_cli("decompress", lossless_file, "-o", tmp_path / "x.bdf"), EXIT_BAD_INPUT,
+                    "the file holds an EDF recording: name its output .edf, not .bdf")
+    _no_leftovers(tmp_path, ["rec.edf", "rec.eegz"])
+    assert run_cli("decompress", lossless_file, "-o", tmp_path / "x.rec", "-q").returncode == 0
+
+
 def test_bad_codebooks(tmp_path):
     _one_line_error(run_cli("compress", EXAMPLE, "-o", tmp_path / "x.eegz", "--codebooks", "12"), EXIT_BAD_INPUT,
                     "between 3 and 9")

@@ -118,7 +118,7 @@ def test_shared_files_round_trip_lossy(path, tmp_path):
     out = tmp_path / "x.eegz"
     api.compress(path, out, codebooks=6, device="cpu")
     original = read_edf(path)
-    decoded, raw = _decoded(out, tmp_path)
+    decoded, raw = _decoded(out, tmp_path, f"out{path.suffix.lower()}")
     assert raw.read_bytes()[:len(original.header.raw)] == original.header.raw
     roles = channel_roles(original.header.signals)
     for s, role, a, b in zip(original.header.signals, roles, original.digital, decoded.digital):

@@ -119,6 +119,7 @@ def decompress(in_path, out_path=None, start: float | None = None, end: float | 
         meta = container.meta
         kind = meta["edf"]["kind"]
         out_path = _output_path(in_path, out_path, ".bdf" if kind == "BDF" else ".edf")
+        _check_output_kind(out_path, kind)
         _check_codebooks(meta, codebooks)
         first, stop = _record_range(meta, start, end)
         full = (first, stop) == (0, meta["edf"]["records"])
@@ -155,6 +156,15 @@ def decompress(in_path, out_path=None, start: float | None = None, end: float | 
                     raise FormatError(f"{in_path.name}: the decoded EDF does not match the original's SHA-256")
     return {"output": str(out_path), "records": stop - first, "first_record": first, "bytes": size,
             "mode": meta["mode"]}
+
+
+def _check_output_kind(out_path, kind: str) -> None:
+    """An EDF recording written to a .bdf name (or a BDF one to .edf) would be misread as 24-bit (16-bit) samples
+    by the next tool: other names are the user's choice."""
+    suffix = Path(str(out_path)).suffix.lower()
+    if not is_stdio(out_path) and suffix in (".edf", ".bdf") and suffix != f".{kind.lower()}":
+        article = "an" if kind == "EDF" else "a"
+        raise EegzError(f"the file holds {article} {kind} recording: name its output .{kind.lower()}, not {suffix}")
 
 
 def _check_codebooks(meta: dict, codebooks: int | None) -> None:
