@@ -92,6 +92,15 @@ def test_an_output_named_for_the_other_format_is_refused(tmp_path, lossless_file
     assert run_cli("decompress", lossless_file, "-o", tmp_path / "x.rec", "-q").returncode == 0
 
 
+@pytest.mark.parametrize("start,end,message", [
+    ("nan", None, "must be finite numbers of seconds"), ("-3", None, "--start -3 s is before the recording's start"),
+    ("40", "20", "empty or negative time range 40..20 s"), ("1e9", None, "--start 1e+09 s lies beyond the recording's end (62 s)")])
+def test_a_bad_time_range_is_one_line(tmp_path, lossless_file, start, end, message):
+    args = ["--start", start] + (["--end", end] if end else [])
+    _one_line_error(run_cli("decompress", lossless_file, "-o", tmp_path / "x.edf", *args), EXIT_BAD_INPUT, message)
+    assert not (tmp_path / "x.edf").exists()
+
+
 def test_bad_codebooks(tmp_path):
     _one_line_error(run_cli("compress", EXAMPLE, "-o", tmp_path / "x.eegz", "--codebooks", "12"), EXIT_BAD_INPUT,
                     "between 3 and 9")

@@ -100,10 +100,12 @@ def _record_range(meta: dict, start: float | None, end: float | None) -> tuple[i
         raise EegzError("this recording has no time axis (record duration 0): --start/--end cannot apply")
     start = 0.0 if start is None else start
     end = n * dur if end is None else end
-    if start < 0 or end <= start:
-        raise EegzError(f"empty or negative time range {start}..{end} s")
+    if start < 0:
+        raise EegzError(f"--start {start:g} s is before the recording's start (0 s)")
     if start >= n * dur:
-        raise EegzError(f"--start {start} s lies beyond the recording's end ({n * dur:g} s)")
+        raise EegzError(f"--start {start:g} s lies beyond the recording's end ({n * dur:g} s)")
+    if end <= start:
+        raise EegzError(f"empty or negative time range {start:g}..{end:g} s")
     return int(math.floor(start / dur + 1e-9)), min(n, int(math.ceil(end / dur - 1e-9)))
 
 
