@@ -128,7 +128,7 @@ def test_a_full_disk_is_one_clear_line_and_leaves_nothing(tmp_path):
 
 @pytest.mark.parametrize("name", ["../models/x", "/tmp/evil", "evil.npz", ".hidden", ""])
 def test_a_header_that_names_a_model_by_path_is_refused(tmp_path, name):
-    """A .eegz header names its model; a name that is a path (spec 4: no separators, no leading dot, no .npz)
+    """A .eegz header names its model; a name that is a path (spec 2.1: no separators, no leading dot, no .npz)
     would let a file point the reader at a file of its choosing, so it is refused as damaged (exit 3), with
     the file's checksums right."""
     import json

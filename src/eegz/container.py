@@ -451,7 +451,7 @@ def _merge_v3(header: dict, summary: dict) -> dict:
 
 
 def is_model_name(name) -> bool:
-    """A header's model name is a name, never a path (spec 4): a file must not point a reader at a file of its
+    """A header's model name is a name, never a path (spec 2.1): a file must not point a reader at a file of its
     choosing. No path separator or NUL, no leading dot, not ending in .npz, at most 255 characters."""
     return (isinstance(name, str) and 0 < len(name) <= 255 and not name.startswith(".")
             and not any(c in name for c in "/\\\0") and not name.lower().endswith(".npz"))
