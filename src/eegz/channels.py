@@ -9,6 +9,7 @@ import re
 
 from .dsp import microvolt_factor
 from .edf import Signal
+from .errors import EegzError
 
 NEURAL, EXACT, ANNOTATION = "neural", "exact", "annotation"
 
@@ -38,18 +39,26 @@ def channel_role(signal: Signal) -> str:
     return NEURAL
 
 
-def unmatched_labels(signals: list[Signal], exact_labels: tuple[str, ...]) -> list[str]:
-    """The --exact-channel labels that name no channel (matched as channel_roles matches them)."""
-    labels = {s.label.lower() for s in signals}
-    return [label for label in exact_labels if label.strip().lower() not in labels]
+def _label_key(label: str) -> str:
+    """How --exact-channel matches a label: case and surrounding spaces aside."""
+    return label.strip().lower()
+
+
+def check_exact_labels(signals: list[Signal], exact_labels: tuple[str, ...], source_name: str) -> None:
+    """Refuse an --exact-channel label that names no channel: that channel would be coded lossily unnoticed."""
+    labels = {_label_key(s.label) for s in signals}
+    unknown = [label for label in exact_labels if _label_key(label) not in labels]
+    if unknown:
+        names = ", ".join(repr(s.label) for s in signals[:8]) + (", ..." if len(signals) > 8 else "")
+        raise EegzError(f"--exact-channel {unknown[0]!r} names no channel of {source_name} (its channels: {names})")
 
 
 def channel_roles(signals: list[Signal], exact_labels: tuple[str, ...] = ()) -> list[str]:
-    wanted = {label.strip().lower() for label in exact_labels}
+    wanted = {_label_key(label) for label in exact_labels}
     roles = []
     for s in signals:
         role = channel_role(s)
-        if role == NEURAL and s.label.lower() in wanted:
+        if role == NEURAL and _label_key(s.label) in wanted:
             role = EXACT
         roles.append(role)
     return roles

@@ -578,10 +578,16 @@ class AtomicFile:
                 pass
             self.tmp.unlink(missing_ok=True)
             _LIVE.discard(self.tmp)
-        if isinstance(exc, OSError) and exc.errno in WRITE_FAILURES:
-            raise OutputError(f"cannot write {self.path}: {exc.strerror} (nothing was left there)") from None
-        if exc is not None and exc_type is None:
-            raise exc
+        _reraise(exc, exc_type, f"{self.path}", " (nothing was left there)")
+
+
+def _reraise(exc, exc_type, target: str, after: str = "") -> None:
+    """At an output's close: a write failure (WRITE_FAILURES) of the body or of the close as an OutputError, and
+    the close's other errors as they are (the body's own exception goes on by itself)."""
+    if isinstance(exc, OSError) and exc.errno in WRITE_FAILURES:
+        raise OutputError(f"cannot write {target}: {exc.strerror}{after}") from None
+    if exc is not None and exc_type is None:
+        raise exc
 
 
 class _Counting:
@@ -620,10 +626,7 @@ class _StandardOutput:
             self.sink.flush()
         except OSError as e:
             exc = exc or e
-        if isinstance(exc, OSError) and exc.errno in WRITE_FAILURES:
-            raise OutputError(f"cannot write to standard output: {exc.strerror}") from None
-        if exc is not None and exc_type is None:
-            raise exc
+        _reraise(exc, exc_type, "to standard output")
 
 
 def open_output(path, force: bool = False, inputs: tuple = ()):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, identity
-from .channels import ANNOTATION, EXACT, NEURAL, channel_roles, unmatched_labels
+from .channels import ANNOTATION, EXACT, NEURAL, channel_roles, check_exact_labels
 from .container import (ALL_SIGNALS, ANNOTATION_BYTES, AUX_TOKENS, LOSSLESS, MODES, NEAR_LOSSLESS, NEURAL_TOKENS,
                         RECORD_BYTES, ROTATION, TRANSFORM, ContainerWriter, Stream, add_stream_sizes, format_version, pack_block,
                         stream_sizes, zstd)
@@ -258,10 +258,7 @@ def encode(reader: EdfReader, out, source_name: str, options: EncodeOptions, qui
     merged, bytes by stream kind, blocks)."""
     options.check()
     header = reader.header
-    unknown = unmatched_labels(header.signals, options.exact_labels)
-    if unknown:  # a channel asked to be kept exactly that would silently be coded lossily under another label
-        names = ", ".join(repr(s.label) for s in header.signals[:8]) + (", ..." if len(header.signals) > 8 else "")
-        raise EegzError(f"--exact-channel {unknown[0]!r} names no channel of {source_name} (its channels: {names})")
+    check_exact_labels(header.signals, options.exact_labels, source_name)
     roles = channel_roles(header.signals, options.exact_labels)
     bounds = channel_bounds(header, roles, options)
     neural = [i for i, r in enumerate(roles) if r == NEURAL] if (options.mode == "lossy" or options.with_tokens) else []

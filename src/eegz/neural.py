@@ -188,18 +188,17 @@ def _load_cached(path: str, mtime_ns: int, size: int, device: str) -> "NeuralCod
     return NeuralCodec._from_file(Path(path), device)
 
 
-def read_card(weights_path: Path) -> dict:
-    """The model card beside a weights file (.json), with its architecture (ModelConfig) checked readable."""
+def read_card(weights_path: Path) -> tuple[dict, ModelConfig]:
+    """The model card beside a weights file (.json) and the architecture (ModelConfig) it describes."""
     card_path = Path(weights_path).with_suffix(".json")
     if not card_path.exists():
         raise ModelError(f"model card {card_path.name} is missing beside {Path(weights_path).name}")
     try:
         card = json.loads(card_path.read_text())
-        ModelConfig.from_json(card["config"])
+        return card, ModelConfig.from_json(card["config"])
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ModelError(f"model card {card_path.name} is not an eegz model card ({type(e).__name__}: "
                          f"{str(e).splitlines()[0] if str(e) else 'no config'})") from None
-    return card
 
 
 def load_state_into(model, weights_path: Path, mixing=None) -> np.ndarray | None:
@@ -332,9 +331,8 @@ class NeuralCodec:
 
     @classmethod
     def _from_file(cls, path: Path, device: str):
-        card = read_card(path)
+        card, config = read_card(path)
         sha = file_sha256(path)
-        config = ModelConfig.from_json(card["config"])
         torch, _ = _quiet_imports()
         try:
             dac = build_dac(config)

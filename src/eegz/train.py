@@ -460,7 +460,7 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
         model, config = init_from_dac_checkpoint(init, config)
         model.quantizer.quantizer_dropout = settings.quantizer_dropout
     elif from_model is not None:  # continue from an eegz model (.npz + card), e.g. the shipped one
-        card_config = ModelConfig.from_json(read_card(from_model)["config"])
+        _, card_config = read_card(from_model)
         config = replace(card_config, upsampling=config.upsampling)  # the architecture may change on the way
         model = build_dac(config, quantizer_dropout=settings.quantizer_dropout)
         load_state_into(model, Path(from_model))
@@ -603,8 +603,7 @@ def train_multichannel(inputs: list[str], out_dir: Path, from_model: Path, setti
     from .multichannel import electrode_name, style_index
     from .neural import build_mixing
 
-    sc_card = read_card(from_model)
-    sc_config = ModelConfig.from_json(sc_card["config"])
+    sc_card, sc_config = read_card(from_model)
     recordings, train_ids, val_ids, window, sampler, _ = _prepare(inputs, settings, sc_config, val_fraction,
                                                                   val_subjects, channels, log, recordings)
     electrodes = tuple(sorted({electrode_name(label) for r in recordings if r.subject in train_ids
