@@ -130,6 +130,29 @@ def test_a_frozen_decoder_trains_the_encoder_and_keeps_what_each_token_means(two
               from_model=first / "model.npz", quiet=True, log=lambda m: None)
 
 
+def test_training_quantizes_as_dac_does_with_each_windows_own_count_of_codebooks():
+    import torch
+    from eegz.train import codebook_counts_for_training, latent_loss, quantize_for_training
+    torch.manual_seed(0)
+    model = build_dac(TINY).eval()
+    z = model.encoder(torch.randn(5, 1, 512))
+    counts = torch.tensor([1, 3, 6, 9, 9])
+    with torch.no_grad():
+        z_q, _, _ = quantize_for_training(model.quantizer, z, counts)
+        for row, n in enumerate(counts.tolist()):  # DAC's own quantizer at that count, window by window
+            torch.testing.assert_close(z_q[row], model.quantizer(z[row:row + 1], n)[0][0], atol=1e-5, rtol=1e-5)
+    drawn = codebook_counts_for_training(1000, 9, _settings(min_codebooks=3, quantizer_dropout=0.5), torch)
+    assert set(drawn[:500].tolist()) == set(range(3, 10)) and set(drawn[500:].tolist()) == {9}
+    assert set(codebook_counts_for_training(1000, 9, _settings(), torch)[:500].tolist()) == set(range(1, 10))
+    assert float(latent_loss(z, z)) == 0.0 and abs(float(latent_loss(z, 0 * z)) - 1.0) < 1e-6
+
+
+def test_the_latent_loss_trains_and_is_logged(two_subjects, tmp_path):
+    result = train([str(two_subjects)], tmp_path / "run", TINY, _settings(latent_weight=1.0, min_codebooks=3),
+                   quiet=True, log=lambda m: None)
+    assert result["step"] == 2 and result["latent"] > 0
+
+
 def test_a_warm_up_starts_fine_tuning_with_small_steps(two_subjects, tmp_path):
     """warmup_steps reaches DAC-SC's optimizer: a trained model under a fresh Adam moves by about lr on its first
     step whatever the gradient, and by lr / warmup_steps with the warm-up."""

@@ -383,6 +383,12 @@ def eval(reference, candidate, model, device, as_json):
 @click.option("--line-group", type=int, default=0, show_default=True,
               help="DAC-SC: draw batches in groups of N windows of one channel and keep the line loss per channel "
                    "(a line one channel carries is diluted in its dataset's mean spectrum)")
+@click.option("--quantizer-dropout", type=float, default=0.5, show_default=True,
+              help="share of each batch coded with a random count of codebooks (the rest with all of them)")
+@click.option("--min-codebooks", type=click.IntRange(1, 9), default=1, show_default=True,
+              help="the fewest codebooks quantizer dropout keeps (files use 3 to 9; DAC draws from 1)")
+@click.option("--latent-weight", type=float, default=0.0, show_default=True,
+              help="weight of the latent loss: each count of codebooks should sum to the encoder's output")
 @click.option("--upsampling", type=click.Choice(["dac", "balanced"]), default="balanced", show_default=True,
               help="decoder upsampling: DAC's transposed convolutions, or balanced ones that add no frame-rate lines")
 @click.option("--window-seconds", type=float, default=4.0, show_default=True)
@@ -393,7 +399,7 @@ def eval(reference, candidate, model, device, as_json):
 @click.option("-q", "--quiet", is_flag=True)
 def train(inputs, out_dir, steps, batch_size, lr, lr_final, warmup_steps, init, resume, from_model, val_subjects,
           adversarial_steps, variant, channels, freeze_decoder, freeze_encoder, decoder_dim, stft_weight, line_length_weight, excess_weight, line_weight, image_weight,
-          line_group, upsampling, window_seconds, seed, threads, device, max_seconds, quiet):
+          line_group, quantizer_dropout, min_codebooks, latent_weight, upsampling, window_seconds, seed, threads, device, max_seconds, quiet):
     """Train or fine-tune the EEG codec on EDF files, Bonn segments, folders or globs."""
     from .neural import ModelConfig
     from .neural import resolve_model_path
@@ -402,6 +408,8 @@ def train(inputs, out_dir, steps, batch_size, lr, lr_final, warmup_steps, init, 
                              adversarial_steps=adversarial_steps,
                              stft_weight=stft_weight, line_length_weight=line_length_weight, excess_weight=excess_weight,
                              line_weight=line_weight, image_weight=image_weight, line_group=line_group,
+                             quantizer_dropout=quantizer_dropout, min_codebooks=min_codebooks,
+                             latent_weight=latent_weight,
                              window_seconds=window_seconds, seed=seed, threads=threads,
                              device=device, max_seconds=max_seconds, freeze_encoder=freeze_encoder, decoder_dim=decoder_dim,
                              freeze_decoder=freeze_decoder and variant == "sc")

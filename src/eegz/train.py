@@ -66,7 +66,9 @@ class TrainSettings:
     line_group: int = 0  # > 0: batches of groups of this many windows of one channel, the line loss kept per channel
     commitment_weight: float = 0.25
     codebook_weight: float = 1.0
-    quantizer_dropout: float = 0.5
+    quantizer_dropout: float = 0.5  # share of each batch coded with a random count of codebooks (the rest: all)
+    min_codebooks: int = 1  # the fewest codebooks a dropped-out window keeps (DAC: 1; eegz files use 3 to 9)
+    latent_weight: float = 0.0  # latent loss: each count's quantized sum should approach the encoder's output
     adversarial_steps: int = 0  # steps of the GAN phase at the end (0: none)
     adversarial_weight: float = 0.1
     eval_every: int = 500
@@ -479,11 +481,17 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
 
     def step(n: int):
         x = torch.from_numpy(sampler.batch(settings.batch_size, settings.line_group or 1)[0]).to(device)
-        out = model(x)
-        y = out["audio"][..., :window]
+        z = model.encoder(x)
+        counts = codebook_counts_for_training(len(x), config.n_codebooks, settings, torch)
+        z_q, commitment, codebook = quantize_for_training(model.quantizer, z, counts.to(device))
+        y = model.decoder(z_q)[..., :window]
         loss, parts = losses(y, x, rows=[sampler.recordings[k] for k in sampler.drawn],
                              line_keys=sampler.channel_keys if settings.line_group else None)
-        loss = loss + settings.commitment_weight * out["vq/commitment_loss"] + settings.codebook_weight * out["vq/codebook_loss"]
+        loss = loss + settings.commitment_weight * commitment + settings.codebook_weight * codebook
+        if settings.latent_weight:
+            latent = latent_loss(z, z_q)
+            loss = loss + settings.latent_weight * latent
+            parts["latent"] = float(latent)
         if adversary["on"] and n >= settings.steps - settings.adversarial_steps:
             adversary["disc"], adversary["opt"], gan = _adversarial_step(adversary["disc"], adversary["opt"], x, y,
                                                                          config, settings, torch)
@@ -517,6 +525,40 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
     run = Run({"model": model}, _trained_parameters(model, settings), step, evaluate, save, sampler,
               warmup=settings.warmup_steps)
     return _run(run, settings, out_dir, resume, quiet, log)
+
+
+def codebook_counts_for_training(n: int, n_codebooks: int, settings: TrainSettings, torch):
+    """How many codebooks code each window of a batch: quantizer dropout as DAC draws it (the first share of
+    the batch a random count, the rest all), the random counts from settings.min_codebooks up. Files keep 3 to
+    9 codebooks, so a model need not spend its training on 1 or 2."""
+    counts = torch.full((n,), n_codebooks, dtype=torch.long)
+    dropped = int(n * settings.quantizer_dropout)
+    low = max(1, min(settings.min_codebooks, n_codebooks))
+    counts[:dropped] = torch.randint(low, n_codebooks + 1, (dropped,))
+    return counts
+
+
+def quantize_for_training(quantizer, z, counts):
+    """DAC's residual vector quantizer (ResidualVectorQuantize.forward in training) with each window's own
+    count of codebooks: (quantized sum, commitment loss, codebook loss). Its own loop because DAC draws the
+    counts itself, from 1 up."""
+    z_q, residual, commitment, codebook = 0, z, 0, 0
+    for i, stage in enumerate(quantizer.quantizers):
+        z_q_i, commitment_i, codebook_i, _, _ = stage(residual)
+        keep = (counts > i).to(z.dtype)
+        z_q = z_q + z_q_i * keep[:, None, None]
+        residual = residual - z_q_i
+        commitment = commitment + (commitment_i * keep).mean()
+        codebook = codebook + (codebook_i * keep).mean()
+    return z_q, commitment, codebook
+
+
+def latent_loss(z, z_q):
+    """Squared distance of the quantized sum from the encoder's output, relative to the output's power. In a
+    trained DAC the sum moves away from the output as codebooks are added (out_proj writes what in_proj never
+    read), so later codebooks spend bits undoing earlier ones; this term asks each count to refine."""
+    target = z.detach()
+    return ((z_q - target) ** 2).mean() / (target ** 2).mean().clamp_min(1e-8)
 
 
 def _trained_parameters(model, settings: TrainSettings) -> list:
