@@ -37,6 +37,9 @@ def test_compress_default_name_info_and_decompress(tmp_path, lossless_file):
     assert out.read_bytes() == EXAMPLE.read_bytes()
     text = run_cli("info", lossless_file).stdout
     assert "lossless" in text and "EEG Fp1" in text
+    exact = run_cli("eval", EXAMPLE, lossless_file)  # an exact reconstruction's SNR is infinite: said, not 258 dB
+    assert exact.returncode == 0 and exact.stdout.startswith("PRD 0.00%  PRDN 0.00%  SNR exact ")
+    assert json.loads(run_cli("eval", EXAMPLE, lossless_file, "--json").stdout)["overall"]["snr_db"] is None
 
 
 def test_lossy_cli_with_codebooks(tmp_path):

@@ -318,7 +318,7 @@ def eval(reference, candidate, model, device, as_json):
         click.echo(json.dumps(result, indent=2))
         return
     o = result["overall"]
-    click.echo(f"PRD {o['prd']:.2f}%  PRDN {o['prdn']:.2f}%  SNR {o['snr_db']:.2f} dB  r {o['correlation']:.4f}  "
+    click.echo(f"PRD {o['prd']:.2f}%  PRDN {o['prdn']:.2f}%  SNR {_decibels(o['snr_db'])}  r {o['correlation']:.4f}  "
                f"max |err| {o['max_abs_error_uv']:.2f} µV  mel {o['mel_loss']:.3f}  line length {o['line_length_error']:.3f}"
                + (f"  ratio {result['compression_ratio']:.2f}" if result.get("compression_ratio") else ""))
     click.echo("band power error  " + "  ".join(f"{b} {v:.3f}" for b, v in o["band_power_error"].items()))
@@ -338,7 +338,11 @@ def eval(reference, candidate, model, device, as_json):
                    f"{r['invented']} invented ({r['invented'] / max(r['minutes'], 1e-9):.2f} a channel-minute), "
                    f"{r['missed']} missed")
     for c in result["channels"]:
-        click.echo(f"  {c['label']:<18} PRDN {c['prdn']:7.2f}%  SNR {c['snr_db']:6.2f} dB  r {c['correlation']:.4f}")
+        click.echo(f"  {c['label']:<18} PRDN {c['prdn']:7.2f}%  SNR {_decibels(c['snr_db']):>9}  r {c['correlation']:.4f}")
+
+
+def _decibels(snr_db: float | None) -> str:
+    return "exact" if snr_db is None else f"{snr_db:.2f} dB"
 
 
 @main.command()

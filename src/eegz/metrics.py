@@ -41,9 +41,15 @@ def prdn_windows(x: np.ndarray, y: np.ndarray) -> float:
     return float(100 * np.sqrt(((x - y) ** 2).sum() / max((ref ** 2).sum(), 1e-20)))
 
 
-def snr_db(x: np.ndarray, y: np.ndarray) -> float:
-    noise = np.sum((x - y) ** 2)
-    return float(10 * np.log10(max(np.sum((x - x.mean()) ** 2), 1e-20) / max(noise, 1e-20)))
+def snr_db(x: np.ndarray, y: np.ndarray) -> float | None:
+    """None where y equals x: the SNR is infinite (JSON has no infinity)."""
+    return _snr_db(np.sum((x - x.mean()) ** 2), np.sum((x - y) ** 2))
+
+
+def _snr_db(signal_power: float, noise_power: float) -> float | None:
+    if noise_power == 0:
+        return None
+    return float(10 * np.log10(max(signal_power, 1e-20) / noise_power))
 
 
 def correlation(x: np.ndarray, y: np.ndarray) -> float:
@@ -258,7 +264,7 @@ def evaluate_arrays(channels: list[tuple[str, float, float, np.ndarray, np.ndarr
     ref_c = sum(np.sum((x - x.mean()) ** 2) for *_, x, _ in channels)
     overall = {"prd": float(100 * np.sqrt(err / max(ref, 1e-20))),
                "prdn": float(100 * np.sqrt(err / max(ref_c, 1e-20))),
-               "snr_db": float(10 * np.log10(max(ref_c, 1e-20) / max(err, 1e-20))),
+               "snr_db": _snr_db(ref_c, err),
                "correlation": float(np.mean([c["correlation"] for c in per])),
                "line_length_error": float(np.mean([c["line_length_error"] for c in per])),
                "max_abs_error_uv": float(max(c["max_abs_error_uv"] for c in per)),
