@@ -9,7 +9,7 @@ import eegz
 from eegz import api
 from eegz.errors import EegzError, ModelError
 from eegz.neural import TOKEN_COUNTS_KEY, ModelConfig, NeuralCodec, build_dac
-from eegz.train import MIN_FIT_STEPS, TrainSettings, split_subjects, subject_of, train
+from eegz.train import MIN_FIT_STEPS, TrainSettings, split_subjects, subject_of, train, train_multichannel
 
 from .conftest import EXAMPLE, SHARED
 
@@ -151,6 +151,12 @@ def test_the_latent_loss_trains_and_is_logged(two_subjects, tmp_path):
     result = train([str(two_subjects)], tmp_path / "run", TINY, _settings(latent_weight=1.0, min_codebooks=3),
                    quiet=True, log=lambda m: None)
     assert result["step"] == 2 and result["latent"] > 0
+    with pytest.raises(EegzError, match="--freeze-encoder keeps"):
+        train([str(two_subjects)], tmp_path / "no", TINY, _settings(latent_weight=1.0, freeze_encoder=True),
+              quiet=True, log=lambda m: None)
+    with pytest.raises(EegzError, match="DAC-MC keeps it frozen"):
+        train_multichannel([str(two_subjects)], tmp_path / "no", tmp_path / "run" / "model.npz",
+                           _settings(min_codebooks=3), quiet=True, log=lambda m: None)
 
 
 def test_a_warm_up_starts_fine_tuning_with_small_steps(two_subjects, tmp_path):

@@ -453,6 +453,8 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
     """recordings: already loaded (load_recordings), for a machine that holds no copy of the inputs."""
     if settings.freeze_encoder and settings.freeze_decoder:
         raise EegzError("freeze the encoder or the decoder, not both")
+    if settings.freeze_encoder and settings.latent_weight:
+        raise EegzError("--latent-weight trains the encoder and quantizer, which --freeze-encoder keeps as they are")
     if settings.decoder_dim and from_model is None:
         raise EegzError("--decoder-dim widens a trained model: give it --from-model")
     out_dir = Path(out_dir)
@@ -639,6 +641,9 @@ def train_multichannel(inputs: list[str], out_dir: Path, from_model: Path, setti
     decoder learn to decode all channels of a block together."""
     if settings.decoder_dim:
         raise EegzError("--decoder-dim widens a DAC-SC model: train DAC-MC from the widened one")
+    if settings.latent_weight or settings.min_codebooks != 1:  # asked for and never read: say so
+        raise EegzError("--latent-weight and --min-codebooks train DAC-SC's quantizer: DAC-MC keeps it frozen "
+                        "and codes each batch with 3 to 9 codebooks")
     out_dir = Path(out_dir)
     torch = _start(settings, out_dir)
     device = settings.device
