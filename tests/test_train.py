@@ -137,10 +137,15 @@ def test_training_quantizes_as_dac_does_with_each_windows_own_count_of_codebooks
     model = build_dac(TINY).eval()
     z = model.encoder(torch.randn(5, 1, 512))
     counts = torch.tensor([1, 3, 6, 9, 9])
-    with torch.no_grad():
-        z_q, _, _ = quantize_for_training(model.quantizer, z, counts)
-        for row, n in enumerate(counts.tolist()):  # DAC's own quantizer at that count, window by window
-            torch.testing.assert_close(z_q[row], model.quantizer(z[row:row + 1], n)[0][0], atol=1e-5, rtol=1e-5)
+    z_q, _, _, rebuilt = quantize_for_training(model.quantizer, z, counts, rebuild=True)
+    for row, n in enumerate(counts.tolist()):  # DAC's own quantizer at that count, window by window
+        torch.testing.assert_close(z_q[row], model.quantizer(z[row:row + 1], n)[0][0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(rebuilt, z_q, atol=1e-5, rtol=1e-5)  # the same sum, from the codes
+    latent_loss(z, rebuilt).backward()  # reaches the codebooks and output projections, not the encoder
+    stage = model.quantizer.quantizers[0]
+    assert stage.codebook.weight.grad.abs().sum() > 0 and stage.out_proj.weight_v.grad.abs().sum() > 0
+    assert stage.in_proj.weight_v.grad is None and all(p.grad is None for p in model.encoder.parameters())
+    z = z.detach()
     drawn = codebook_counts_for_training(1000, 9, _settings(min_codebooks=3, quantizer_dropout=0.5), torch)
     assert set(drawn[:500].tolist()) == set(range(3, 10)) and set(drawn[500:].tolist()) == {9}
     assert set(codebook_counts_for_training(1000, 9, _settings(), torch)[:500].tolist()) == set(range(1, 10))

@@ -485,13 +485,14 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
         x = torch.from_numpy(sampler.batch(settings.batch_size, settings.line_group or 1)[0]).to(device)
         z = model.encoder(x)
         counts = codebook_counts_for_training(len(x), config.n_codebooks, settings, torch)
-        z_q, commitment, codebook = quantize_for_training(model.quantizer, z, counts.to(device))
+        z_q, commitment, codebook, rebuilt = quantize_for_training(model.quantizer, z, counts.to(device),
+                                                                    rebuild=bool(settings.latent_weight))
         y = model.decoder(z_q)[..., :window]
         loss, parts = losses(y, x, rows=[sampler.recordings[k] for k in sampler.drawn],
                              line_keys=sampler.channel_keys if settings.line_group else None)
         loss = loss + settings.commitment_weight * commitment + settings.codebook_weight * codebook
         if settings.latent_weight:
-            latent = latent_loss(z, z_q)
+            latent = latent_loss(z, rebuilt)
             loss = loss + settings.latent_weight * latent
             parts["latent"] = float(latent)
         if adversary["on"] and n >= settings.steps - settings.adversarial_steps:
@@ -540,27 +541,33 @@ def codebook_counts_for_training(n: int, n_codebooks: int, settings: TrainSettin
     return counts
 
 
-def quantize_for_training(quantizer, z, counts):
+def quantize_for_training(quantizer, z, counts, rebuild: bool = False):
     """DAC's residual vector quantizer (ResidualVectorQuantize.forward in training) with each window's own
-    count of codebooks: (quantized sum, commitment loss, codebook loss). Its own loop because DAC draws the
-    counts itself, from 1 up."""
-    z_q, residual, commitment, codebook = 0, z, 0, 0
+    count of codebooks: (quantized sum, commitment loss, codebook loss, rebuilt sum). Its own loop because DAC
+    draws the counts itself, from 1 up. rebuild: also the same sum rebuilt from the chosen codes (None
+    otherwise), whose gradient reaches only the codebooks and output projections (see latent_loss)."""
+    z_q, residual, commitment, codebook, rebuilt = 0, z, 0, 0, 0 if rebuild else None
     for i, stage in enumerate(quantizer.quantizers):
-        z_q_i, commitment_i, codebook_i, _, _ = stage(residual)
+        z_q_i, commitment_i, codebook_i, codes_i, _ = stage(residual)
         keep = (counts > i).to(z.dtype)
         z_q = z_q + z_q_i * keep[:, None, None]
+        if rebuild:
+            rebuilt = rebuilt + stage.out_proj(stage.decode_code(codes_i)) * keep[:, None, None]
         residual = residual - z_q_i
         commitment = commitment + (commitment_i * keep).mean()
         codebook = codebook + (codebook_i * keep).mean()
-    return z_q, commitment, codebook
+    return z_q, commitment, codebook, rebuilt
 
 
-def latent_loss(z, z_q):
-    """Squared distance of the quantized sum from the encoder's output, relative to the output's power. In a
-    trained DAC the sum moves away from the output as codebooks are added (out_proj writes what in_proj never
-    read), so later codebooks spend bits undoing earlier ones; this term asks each count to refine."""
+def latent_loss(z, rebuilt):
+    """Squared distance of the quantized sum (rebuilt from its codes) from the encoder's output, relative to the
+    output's power. In a trained DAC the sum moves away from the output as codebooks are added (out_proj writes
+    what in_proj never read), so later codebooks spend bits undoing earlier ones; this term asks each count to
+    refine. Only the codebooks and output projections learn from it: through the straight-through estimator the
+    encoder would be pushed away (a step of z along the estimator's gradient moves z, not the codes, so the
+    distance grows: measured, 1.50 -> 1.70 at 9 codebooks in 1000 steps)."""
     target = z.detach()
-    return ((z_q - target) ** 2).mean() / (target ** 2).mean().clamp_min(1e-8)
+    return ((rebuilt - target) ** 2).mean() / (target ** 2).mean().clamp_min(1e-8)
 
 
 def _trained_parameters(model, settings: TrainSettings) -> list:
