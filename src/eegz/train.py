@@ -7,8 +7,8 @@ integer a line, 173.61 Hz); each input argument (a folder, a file or a glob) con
 of training windows, so 350 Bonn segments weigh as much as an hour of eegmat.
 
 The loss is waveform-dominant: 100 × L1, plus DAC's mel loss, and optionally a multi-resolution STFT
-loss and a line-length loss (losses.py), plus the VQ commitment/codebook terms. Quantizer dropout lets
-one model serve 3 to 9 codebooks. An optional adversarial phase uses DAC's discriminator at reduced
+loss and a line-length loss (losses.py), plus the VQ commitment/codebook terms and optionally a latent loss on
+the quantized sum (latent_loss). Quantizer dropout (from min_codebooks up) lets one model serve 3 to 9 codebooks. An optional adversarial phase uses DAC's discriminator at reduced
 weight and switches itself off when the discriminator diverges.
 
 Both variants run in one scaffold (`_run`): resume, learning-rate schedule, evaluation, checkpoints.
