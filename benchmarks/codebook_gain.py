@@ -14,7 +14,6 @@ Writes benchmarks/results/codebook_gain.{json,md} (rows of earlier runs are kept
 from __future__ import annotations
 
 import json
-import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -25,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.train_ablation import INPUTS, RESULTS, VAL  # noqa: E402
+from eegz.metrics import prdn_windows  # noqa: E402
 from eegz.neural import ModelConfig, build_dac, load_state_into  # noqa: E402
+from eegz.parallel import cpu_budget  # noqa: E402
 from eegz.train import load_recordings, split_subjects, validation_sets  # noqa: E402
 
 WINDOW = 1024  # 4 s at 256 Hz, as training validates
@@ -34,7 +35,7 @@ BATCH = 64
 
 def gains(weights: Path, sets: dict) -> dict:
     import torch
-    torch.set_num_threads(int(os.environ.get("EEGZ_THREADS", "1")))
+    torch.set_num_threads(cpu_budget())
     config = ModelConfig.from_json(json.loads(weights.with_suffix(".json").read_text())["config"])
     model = build_dac(config)
     load_state_into(model, weights)
@@ -42,21 +43,15 @@ def gains(weights: Path, sets: dict) -> dict:
     out = {}
     with torch.inference_mode():
         for name, x in sets.items():
-            err = np.zeros(config.n_codebooks)
-            dist = np.zeros(config.n_codebooks)
-            power = 0.0
-            for start in range(0, len(x), BATCH):
-                part = x[start:start + BATCH]
-                z = model.encoder(torch.from_numpy(part)[:, None])
-                power += float((z ** 2).sum())
-                for n in range(1, config.n_codebooks + 1):
-                    z_q = model.quantizer(z, n)[0]
-                    y = model.decoder(z_q)[:, 0, :WINDOW].numpy()
-                    err[n - 1] += float(((part - y) ** 2).sum())
-                    dist[n - 1] += float(((z - z_q) ** 2).sum())
-            centred = float(((x - x.mean(axis=1, keepdims=True)) ** 2).sum())
-            out[name] = {"prdn": [round(100 * float(np.sqrt(e / centred)), 2) for e in err],
-                         "latent_distance": [round(d / power, 3) for d in dist]}
+            latents = [model.encoder(torch.from_numpy(x[s:s + BATCH])[:, None]) for s in range(0, len(x), BATCH)]
+            power = sum(float((z ** 2).sum()) for z in latents)
+            prdn, distance = [], []
+            for n in range(1, config.n_codebooks + 1):
+                quantized = [model.quantizer(z, n)[0] for z in latents]
+                y = np.concatenate([model.decoder(z_q)[:, 0, :WINDOW].numpy() for z_q in quantized])
+                prdn.append(round(prdn_windows(x, y), 2))
+                distance.append(round(sum(float(((z - z_q) ** 2).sum()) for z, z_q in zip(latents, quantized)) / power, 3))
+            out[name] = {"prdn": prdn, "latent_distance": distance}
     return out
 
 

@@ -94,11 +94,11 @@ def _quiet_imports():
     return torch, DAC
 
 
-def build_dac(config: ModelConfig, quantizer_dropout: float = 0.0):
+def build_dac(config: ModelConfig):
     _, DAC = _quiet_imports()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # DAC's weight_norm is deprecated in torch, not wrong
-        dac = DAC(**config.dac_arguments(), quantizer_dropout=quantizer_dropout)
+        dac = DAC(**config.dac_arguments())
         if config.upsampling == "balanced":
             from .upsampling import balance_decoder
             balance_decoder(dac.decoder)

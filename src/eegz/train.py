@@ -462,17 +462,16 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
     device = settings.device
     if init is not None:
         model, config = init_from_dac_checkpoint(init, config)
-        model.quantizer.quantizer_dropout = settings.quantizer_dropout
     elif from_model is not None:  # continue from an eegz model (.npz + card), e.g. the shipped one
         _, card_config = read_card(from_model)
         config = replace(card_config, upsampling=config.upsampling)  # the architecture may change on the way
-        model = build_dac(config, quantizer_dropout=settings.quantizer_dropout)
+        model = build_dac(config)
         load_state_into(model, Path(from_model))
         if settings.decoder_dim and settings.decoder_dim != config.decoder_dim:
             from .widening import widen_decoder
             model, config = widen_decoder(model, config, settings.decoder_dim)
     else:
-        model = build_dac(config, quantizer_dropout=settings.quantizer_dropout)
+        model = build_dac(config)
     model.to(device)
     recordings, train_ids, val_ids, window, sampler, val_sets = _prepare(inputs, settings, config, val_fraction,
                                                                          val_subjects, 1, log, recordings)

@@ -26,7 +26,7 @@ def widen_decoder(model, config: ModelConfig, decoder_dim: int):
         raise EegzError(f"--decoder-dim {decoder_dim}: a wider decoder needs at least the model's "
                         f"{config.decoder_dim} channels and a multiple of {steps}")
     wide_config = replace(config, decoder_dim=decoder_dim)
-    wide = build_dac(wide_config, quantizer_dropout=model.quantizer.quantizer_dropout)
+    wide = build_dac(wide_config)
     wide.encoder, wide.quantizer = model.encoder, model.quantizer
     trained = dict(model.decoder.named_modules())
     with torch.no_grad():
