@@ -117,7 +117,15 @@ SETTINGS = {"first": (("b128", 128, 1e-4, 1e-5, {}), ("b512", 512, 3e-4, 1e-5, {
             "eighth": tuple((name, 256, 1e-4, 1e-5, {"warmup_steps": 200, **G4, **extra})
                             for name, extra in (("q1", {"latent_weight": 0.5, "min_codebooks": 3}),
                                                 ("q2", {"latent_weight": 0.1, "min_codebooks": 3}),
-                                                ("q3", {"min_codebooks": 3}), ("q0", {})))}
+                                                ("q3", {"min_codebooks": 3}), ("q0", {}))),
+            # the code lookup, from scratch ("code_lookup" starts a new model): DAC picks each code by direction
+            # (cosine); k-means quantizers of raw 64-sample frames lose 15.7 -> 24.6 % PRDN at 6 stages so
+            # (rvq_reference.md). By distance, unused codes moved onto the data: `--code-lookup euclidean`. On 2 CPU
+            # cores (session 33, one thread each, batch 32, 85 minutes): training_ablation.md S0 and S1. Here:
+            # batch 64, two learning rates, the first model's losses, quantizer dropout from 3 codebooks
+            "ninth": tuple((name, 64, lr, 1e-5, {"min_codebooks": 3, "code_lookup": lookup})
+                           for name, lookup, lr in (("s1", "euclidean", 3e-4), ("s2", "euclidean", 1e-3),
+                                                    ("s0", "cosine", 3e-4), ("s3", "cosine", 1e-3)))}
 
 
 # ---------------------------------------------------------------- here: prepare
@@ -270,7 +278,9 @@ def train_one(pack: Path, out: Path, name: str, batch: int, lr: float, lr_final:
     settings = TrainSettings(steps=100000, batch_size=batch, lr=lr, lr_final=lr_final, stft_weight=1.0,
                              line_length_weight=1.0, line_weight=1.0, eval_every=500, checkpoint_every=500,
                              threads=4, device=device, max_seconds=seconds)
-    for key, value in (extra or {}).items():
+    extra = dict(extra or {})
+    lookup = extra.pop("code_lookup", None)  # given: a new model with this code lookup, not the shipped one
+    for key, value in extra.items():
         setattr(settings, key, value)
     work = Path("/tmp") / f"train-{name}"
     shutil.rmtree(work, ignore_errors=True)
@@ -289,8 +299,9 @@ def train_one(pack: Path, out: Path, name: str, batch: int, lr: float, lr_final:
         log.copied = time.time()
 
     log(f"{name}: {len(recordings)} recordings, batch {batch}, lr {lr} -> {lr_final}, {seconds} s")
-    train([str(i) for i in meta["inputs"]], work, ModelConfig(upsampling="balanced"), settings,
-          from_model=from_model or resolve_model_path(None), val_subjects=tuple(meta["val_subjects"]), quiet=True, log=log,
+    start = None if lookup else from_model or resolve_model_path(None)
+    train([str(i) for i in meta["inputs"]], work, ModelConfig(upsampling="balanced", code_lookup=lookup or "cosine"),
+          settings, from_model=start, val_subjects=tuple(meta["val_subjects"]), quiet=True, log=log,
           recordings=recordings)
     log("done")
 

@@ -418,3 +418,55 @@ def test_training_windows_hold_no_line_that_the_encoder_takes_out(tmp_path):
     # the example's notch leaves 49.5-50.5 Hz almost empty: the line is 7.5e5 times its power there, and what the
     # tone leaves of it is 7.6e-4 of the line's
     assert ratio["left in"] > 1e5 and ratio["taken out"] < 2e-3 * ratio["left in"], ratio
+
+
+def test_a_model_with_euclidean_code_lookup_trains_encodes_and_keeps_its_lookup(two_subjects, tmp_path):
+    """--code-lookup euclidean: DAC's VectorQuantize picks the nearest code by distance (neural.EuclideanCodes);
+    rvq_codes, which compression runs, picks the same codes as DAC's own quantizer; the card keeps the lookup, so a
+    loaded model encodes as it was trained; unused codes move onto the data."""
+    import torch
+
+    from eegz.neural import euclidean_codes_class, load_state_into, rvq_codes
+    from eegz.train import restart_dead_codes
+    config = ModelConfig(encoder_dim=4, decoder_dim=16, code_lookup="euclidean")
+    out = tmp_path / "run"
+    train([str(two_subjects)], out, config, _settings(), quiet=True, log=lambda m: None)
+    card = json.loads((out / "model.json").read_text())
+    assert card["config"]["code_lookup"] == "euclidean"
+    assert "code_lookup" not in ModelConfig().to_json()  # DAC's lookup is the absent one: earlier files stay as they were
+    codec = NeuralCodec.load(str(out / "model.npz"), "cpu")
+    assert all(type(q) is euclidean_codes_class() for q in codec.model.quantizer.quantizers)
+    x = torch.from_numpy(np.random.default_rng(0).normal(0, 0.05, (2, 1, 1024)).astype(np.float32))
+    with torch.inference_mode():
+        z = codec.model.encoder(x)
+        codes = rvq_codes(codec.model.quantizer, z, 9).numpy()
+        np.testing.assert_array_equal(codes, codec.model.quantizer(z, 9)[1].numpy())
+        layer = codec.model.quantizer.quantizers[0]
+        z_e = layer.in_proj(z).transpose(1, 2).reshape(-1, 8)
+        nearest = torch.cdist(z_e, layer.codebook.weight).argmin(1).numpy()
+        np.testing.assert_array_equal(codes[:, 0].reshape(-1), nearest)  # distance, not direction
+    cosine = build_dac(ModelConfig(encoder_dim=4, decoder_dim=16))
+    load_state_into(cosine, out / "model.npz")
+    with torch.inference_mode():
+        assert np.any(rvq_codes(cosine.quantizer, z, 9).numpy() != codes)  # the lookup changes the codes
+    usage = [torch.ones(1024, dtype=torch.long) for _ in range(9)]
+    usage[2][[5, 700]] = 0
+    before = codec.model.quantizer.quantizers[2].codebook.weight.detach().clone()
+    with torch.no_grad():
+        moved = restart_dead_codes(codec.model.quantizer, z, usage, torch.Generator().manual_seed(0))
+    after = codec.model.quantizer.quantizers[2].codebook.weight.detach()
+    assert moved == 2 and all(int(u.sum()) == 0 for u in usage)
+    changed = torch.nonzero((after != before).any(1)).reshape(-1).tolist()
+    assert changed == [5, 700]
+
+
+def test_code_lookup_is_refused_where_the_model_has_its_own(two_subjects, tmp_path):
+    from click.testing import CliRunner
+
+    from eegz.cli import main
+    base = tmp_path / "base"
+    train([str(two_subjects)], base, TINY, _settings(steps=1), quiet=True, log=lambda m: None)
+    result = CliRunner().invoke(main, ["train", str(two_subjects), "-o", str(tmp_path / "cli"), "--from-model",
+                                       str(base / "model.npz"), "--code-lookup", "euclidean", "--steps", "1"])
+    assert result.exit_code == 2 and "keeps its own" in result.output
+    assert not (tmp_path / "cli").exists()

@@ -395,6 +395,9 @@ def _decibels(snr_db: float | None) -> str:
               help="weight of the latent loss: each count of codebooks should sum to the encoder's output")
 @click.option("--upsampling", type=click.Choice(["dac", "balanced"]), default="balanced", show_default=True,
               help="decoder upsampling: DAC's transposed convolutions, or balanced ones that add no frame-rate lines")
+@click.option("--code-lookup", type=click.Choice(["cosine", "euclidean"]),
+              help="a new model's nearest code: DAC's by direction (cosine), or by distance (euclidean, with unused "
+                   "codes moved onto the data every 100 steps); a new model only (default cosine)")
 @click.option("--window-seconds", type=float, default=4.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -403,7 +406,7 @@ def _decibels(snr_db: float | None) -> str:
 @click.option("-q", "--quiet", is_flag=True)
 def train(inputs, out_dir, steps, batch_size, lr, lr_final, warmup_steps, init, resume, from_model, val_subjects,
           adversarial_steps, variant, channels, freeze_decoder, freeze_encoder, decoder_dim, stft_weight, line_length_weight, excess_weight, line_weight, image_weight,
-          line_group, quantizer_dropout, min_codebooks, latent_weight, upsampling, window_seconds, seed, threads, device, max_seconds, quiet):
+          line_group, quantizer_dropout, min_codebooks, latent_weight, upsampling, code_lookup, window_seconds, seed, threads, device, max_seconds, quiet):
     """Train or fine-tune the EEG codec on EDF files, Bonn segments, folders or globs."""
     from .neural import ModelConfig
     from .neural import resolve_model_path
@@ -418,12 +421,14 @@ def train(inputs, out_dir, steps, batch_size, lr, lr_final, warmup_steps, init, 
                              device=device, max_seconds=max_seconds, freeze_encoder=freeze_encoder, decoder_dim=decoder_dim,
                              freeze_decoder=freeze_decoder and variant == "sc")
     log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
+    if code_lookup and (from_model or init or resume or variant == "mc"):
+        _fail("--code-lookup sets a new model's code lookup; a model that training starts from keeps its own", 2)
     if variant == "mc":
         result = _run(lambda: train_multichannel(
             list(inputs), out_dir, from_model or resolve_model_path(None), settings, channels=channels,
             train_decoder=not freeze_decoder, resume=resume, val_subjects=tuple(val_subjects), quiet=quiet, log=log))
     else:
-        result = _run(lambda: run(list(inputs), out_dir, ModelConfig(upsampling=upsampling), settings, init=init, resume=resume,
+        result = _run(lambda: run(list(inputs), out_dir, ModelConfig(upsampling=upsampling, code_lookup=code_lookup or "cosine"), settings, init=init, resume=resume,
                                   from_model=from_model, val_subjects=tuple(val_subjects), quiet=quiet, log=log))
     click.echo(json.dumps(result))
 

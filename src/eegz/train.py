@@ -479,17 +479,27 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
     table_windows = WindowSampler(sampler.recordings, window, 1, settings.seed + 1).batch(512)[0][:, 0]
     losses = Losses(settings, config, device)
     adversary = {"disc": None, "opt": None, "on": settings.adversarial_steps > 0}
+    usage = None  # Euclidean codes: how often each was chosen since the last restart_dead_codes
+    if config.code_lookup == "euclidean" and not settings.freeze_encoder:
+        usage = [torch.zeros(config.codebook_size, dtype=torch.long, device=device) for _ in range(config.n_codebooks)]
+        code_generator = torch.Generator().manual_seed(settings.seed)
 
     def step(n: int):
         x = torch.from_numpy(sampler.batch(settings.batch_size, settings.line_group or 1)[0]).to(device)
         z = model.encoder(x)
         counts = codebook_counts_for_training(len(x), config.n_codebooks, settings, torch)
         z_q, commitment, codebook, rebuilt = quantize_for_training(model.quantizer, z, counts.to(device),
-                                                                    rebuild=bool(settings.latent_weight))
+                                                                    rebuild=bool(settings.latent_weight), usage=usage)
+        if usage is not None and (n + 1) % DEAD_CODE_STEPS == 0:
+            parts_moved = restart_dead_codes(model.quantizer, z, usage, code_generator)
+        else:
+            parts_moved = None
         y = model.decoder(z_q)[..., :window]
         loss, parts = losses(y, x, rows=[sampler.recordings[k] for k in sampler.drawn],
                              line_keys=sampler.channel_keys if settings.line_group else None)
         loss = loss + settings.commitment_weight * commitment + settings.codebook_weight * codebook
+        if parts_moved is not None:
+            parts["codes_moved"] = float(parts_moved)
         if settings.latent_weight:
             latent = latent_loss(z, rebuilt)
             loss = loss + settings.latent_weight * latent
@@ -540,15 +550,19 @@ def codebook_counts_for_training(n: int, n_codebooks: int, settings: TrainSettin
     return counts
 
 
-def quantize_for_training(quantizer, z, counts, rebuild: bool = False):
+def quantize_for_training(quantizer, z, counts, rebuild: bool = False, usage=None):
     """DAC's residual vector quantizer (ResidualVectorQuantize.forward in training) with each window's own
     count of codebooks: (quantized sum, commitment loss, codebook loss, rebuilt sum). Its own loop because DAC
     draws the counts itself, from 1 up. rebuild: also the same sum rebuilt from the chosen codes (None
-    otherwise), whose gradient reaches only the codebooks and output projections (see latent_loss)."""
+    otherwise), whose gradient reaches only the codebooks and output projections (see latent_loss).
+    usage: per stage, a count of how often each code was chosen, added to."""
     z_q, residual, commitment, codebook, rebuilt = 0, z, 0, 0, 0 if rebuild else None
     for i, stage in enumerate(quantizer.quantizers):
         z_q_i, commitment_i, codebook_i, codes_i, _ = stage(residual)
         keep = (counts > i).to(z.dtype)
+        if usage is not None:
+            chosen = codes_i[counts > i].reshape(-1)
+            usage[i] += usage[i].new_tensor(np.bincount(chosen.cpu().numpy(), minlength=len(usage[i])))
         z_q = z_q + z_q_i * keep[:, None, None]
         if rebuild:
             rebuilt = rebuilt + stage.out_proj(stage.decode_code(codes_i)) * keep[:, None, None]
@@ -556,6 +570,32 @@ def quantize_for_training(quantizer, z, counts, rebuild: bool = False):
         commitment = commitment + (commitment_i * keep).mean()
         codebook = codebook + (codebook_i * keep).mean()
     return z_q, commitment, codebook, rebuilt
+
+
+DEAD_CODE_STEPS = 100  # Euclidean codes: how often codes that no window chose are moved (restart_dead_codes)
+
+
+def restart_dead_codes(quantizer, z, usage, generator) -> int:
+    """Move each Euclidean code that no window chose since the last call onto a stage input of this batch (the
+    stage's projected residual), and zero the counts; returns how many moved. Codes chosen by distance that
+    start or drift far from the data are never chosen again (DAC's cosine lookup avoids this by normalizing,
+    at the cost measured in neural.euclidean_codes_class); moving them to the data is the usual cure (as in
+    SoundStream and Jukebox)."""
+    import torch
+    moved, residual = 0, z.detach()
+    with torch.no_grad():
+        for stage, counts in zip(quantizer.quantizers, usage):
+            z_e = stage.in_proj(residual)
+            rows = z_e.transpose(1, 2).reshape(-1, z_e.shape[1])
+            dead = torch.nonzero(counts == 0).reshape(-1)
+            if len(dead):
+                pick = torch.randint(len(rows), (len(dead),), generator=generator)
+                stage.codebook.weight[dead] = rows[pick].to(stage.codebook.weight.dtype)
+                moved += len(dead)
+            codes = stage.decode_latents(z_e)[1]
+            residual = residual - stage.out_proj(stage.decode_code(codes))
+            counts.zero_()
+    return moved
 
 
 def latent_loss(z, rebuilt):
