@@ -6,7 +6,8 @@ PRDN at each n, and the relative squared distance of the quantized sum from the 
 ||z - z_q(n)||^2 / ||z||^2. A quantizer whose later stages refine brings the sum nearer as n grows; DAC's factorized
 codes (in_proj to 8 dimensions, out_proj back) can move it away, so that later codebooks undo what earlier ones
 added. White Gaussian noise coded ideally would lose 23 % of its PRDN from 6 to 9 codebooks at this rate
-(+0.375 bit a sample), the reference for the last column.
+(+0.375 bit a sample), the reference for the last column. Also each codebook's bits a code under the model's token
+tables (what the entropy coder spends): models compare at equal bits, not only at equal codebook counts.
 
     python benchmarks/codebook_gain.py NAME=MODEL.npz [NAME=MODEL.npz ...]
 Writes benchmarks/results/codebook_gain.{json,md} (rows of earlier runs are kept; a name replaces its row).
@@ -25,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.train_ablation import INPUTS, RESULTS, VAL  # noqa: E402
 from eegz.metrics import prdn_windows  # noqa: E402
-from eegz.neural import ModelConfig, build_dac, load_state_into  # noqa: E402
+from benchmarks.rvq_reference import entropy_bits  # noqa: E402
+from eegz.neural import TOKEN_COUNTS_KEY, ModelConfig, build_dac, load_state_into  # noqa: E402
 from eegz.parallel import cpu_budget  # noqa: E402
 from eegz.train import load_recordings, split_subjects, validation_sets  # noqa: E402
 
@@ -52,6 +54,9 @@ def gains(weights: Path, sets: dict) -> dict:
                 prdn.append(round(prdn_windows(x, y), 2))
                 distance.append(round(sum(float(((z - z_q) ** 2).sum()) for z, z_q in zip(latents, quantized)) / power, 3))
             out[name] = {"prdn": prdn, "latent_distance": distance}
+    with np.load(weights) as stored:  # the model's token tables: what eegz's entropy coder spends a code
+        if TOKEN_COUNTS_KEY in stored:
+            out["bits_per_code"] = [round(entropy_bits(c), 2) for c in stored[TOKEN_COUNTS_KEY]]
     return out
 
 
@@ -71,7 +76,7 @@ def main(args: list[str]) -> None:
              "PRDN % from the first n codebooks; latent distance ||z - z_q(n)||² / ||z||² of the quantized sum from the "
              "encoder's output (a quantizer whose stages refine brings it down as n grows). Last column: PRDN's fall "
              "from 6 to 9 codebooks (white Gaussian noise coded ideally: 23 %).", ""]
-    for set_name in sorted({s for r in rows.values() for s in r}):
+    for set_name in sorted({s for r in rows.values() for s in r if s != "bits_per_code"}):
         lines += [f"## {set_name}", "", "| model | PRDN at 1 .. 9 | latent distance at 1 .. 9 | 6 -> 9 |", "|---|---|---|---|"]
         for name, r in rows.items():
             if set_name in r:
@@ -79,6 +84,15 @@ def main(args: list[str]) -> None:
                 lines.append(f"| {name} | {' / '.join(f'{v:.1f}' for v in p)} | {' / '.join(f'{v:.2f}' for v in d)} | "
                              f"{100 * (1 - p[8] / p[5]):.0f} % |")
         lines.append("")
+    lines += ["## Bits a code", "", "Entropy of each codebook's codes under the model's token tables (its training windows): "
+              "what the entropy coder spends a frame is their sum over the codebooks kept; a codebook that uses few of "
+              "its 1024 codes costs few bits. Models whose weights were not at hand when this column came: -.", "",
+              "| model | bits a code, codebooks 1 .. 9 | a frame at 3 / 6 / 9 |", "|---|---|---|"]
+    for name, r in rows.items():
+        b = r.get("bits_per_code")
+        lines.append(f"| {name} | {' / '.join(f'{v:.1f}' for v in b)} | {sum(b[:3]):.1f} / {sum(b[:6]):.1f} / {sum(b):.1f} |"
+                     if b else f"| {name} | - | - |")
+    lines.append("")
     (RESULTS / "codebook_gain.md").write_text("\n".join(lines))
 
 

@@ -83,6 +83,13 @@ def fit_stage(r, variant: str, generator):
     return stage
 
 
+def entropy_bits(counts: np.ndarray) -> float:
+    """Bits a code under its stage's own code frequencies: what an entropy coder with token tables (as eegz's,
+    spec 6) spends."""
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
 def training_frames(recordings, train_ids, rng) -> np.ndarray:
     frames = [sig[:len(sig) // FRAME * FRAME].reshape(-1, FRAME) for r in recordings if r.subject in train_ids
               for sig in r.signals]
@@ -94,11 +101,13 @@ def evaluate(variant: str, train: np.ndarray, sets: dict, nyquists: dict) -> dic
     import torch
     torch.set_num_threads(cpu_budget())
     generator = torch.Generator().manual_seed(0)
-    residual, stages = torch.from_numpy(train), []
+    residual, stages, bits = torch.from_numpy(train), [], []
     for _ in range(STAGES):
         stages.append(fit_stage(residual, variant, generator))
-        residual = residual - stages[-1].quantize(residual)
-    out = {}
+        index = torch.cat([stages[-1].choose(residual[s:s + CHUNK]) for s in range(0, len(residual), CHUNK)])
+        bits.append(round(entropy_bits(np.bincount(index.numpy(), minlength=CODES)), 2))
+        residual = residual - stages[-1].vectors(index)
+    out = {"bits_per_code": bits}
     for name, x in sets.items():
         res = torch.from_numpy(x.reshape(-1, FRAME))
         y = torch.zeros_like(res)
@@ -140,13 +149,23 @@ def write_table(rows: dict, n_train: int) -> None:
              "a stage. PRDN % after 1 .. 9 stages; the strongest invented line (x, at Hz) at 3 / 6 / 9 stages. "
              f"The shipped model's row is from `codebook_gain.md` ({shipped}).", ""]
     for name in ("eegmat", "bonn"):
-        lines += [f"## {name}", "", "| quantizer | PRDN at 1 .. 9 | line x at 3 / 6 / 9 |", "|---|---|---|",
-                  f"| shipped DAC model | {' / '.join(f'{v:.1f}' for v in gain[shipped][name]['prdn'])} | see training_ablation.md |"]
+        lines += [f"## {name}", "", "| quantizer | PRDN at 1 .. 9 | line x at 3 / 6 / 9 | bits a frame at 6 |", "|---|---|---|---|",
+                  f"| shipped DAC model | {' / '.join(f'{v:.1f}' for v in gain[shipped][name]['prdn'])} | see training_ablation.md "
+                  f"| {_frame_bits(gain[shipped])} |"]
         for variant, r in rows.items():
             line = " / ".join(f"{r[f'{name}_line_{n}'][0]:.2f} ({r[f'{name}_line_{n}'][1]:.0f} Hz)" for n in (3, 6, 9))
-            lines.append(f"| k-means RVQ, {variant} | {' / '.join(f'{v:.1f}' for v in r[f'{name}_prdn'])} | {line} |")
+            lines.append(f"| k-means RVQ, {variant} | {' / '.join(f'{v:.1f}' for v in r[f'{name}_prdn'])} | {line} | "
+                         f"{_frame_bits(r)} |")
         lines.append("")
+    lines += ["Bits a frame: the entropy of the first 6 stages' codes under their own frequencies (the k-means "
+              "quantizers: on their training frames; the model: its token tables), what an entropy coder spends; "
+              "-: not measured (the run came before this column).", ""]
     (RESULTS / "rvq_reference.md").write_text("\n".join(lines))
+
+
+def _frame_bits(row: dict) -> str:
+    bits = row.get("bits_per_code")
+    return f"{sum(bits[:6]):.1f}" if bits else "-"
 
 
 if __name__ == "__main__":
