@@ -490,16 +490,15 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
         counts = codebook_counts_for_training(len(x), config.n_codebooks, settings, torch)
         z_q, commitment, codebook, rebuilt = quantize_for_training(model.quantizer, z, counts.to(device),
                                                                     rebuild=bool(settings.latent_weight), usage=usage)
+        moved = None  # after this batch's codes, so that it counts (embedding's gradient does not read the weights)
         if usage is not None and (n + 1) % DEAD_CODE_STEPS == 0:
-            parts_moved = restart_dead_codes(model.quantizer, z, usage, code_generator)
-        else:
-            parts_moved = None
+            moved = restart_dead_codes(model.quantizer, z, usage, code_generator)
         y = model.decoder(z_q)[..., :window]
         loss, parts = losses(y, x, rows=[sampler.recordings[k] for k in sampler.drawn],
                              line_keys=sampler.channel_keys if settings.line_group else None)
         loss = loss + settings.commitment_weight * commitment + settings.codebook_weight * codebook
-        if parts_moved is not None:
-            parts["codes_moved"] = float(parts_moved)
+        if moved is not None:
+            parts["codes_moved"] = float(moved)
         if settings.latent_weight:
             latent = latent_loss(z, rebuilt)
             loss = loss + settings.latent_weight * latent
