@@ -6,6 +6,7 @@ configuration; the SHA-256 of the .npz is the model's identity in every .eegz fi
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -115,9 +116,13 @@ def build_dac(config: ModelConfig):
     return dac
 
 
-_EUCLIDEAN_CODES = []
+def distance_scores(rows, book):
+    """Each row's score for each code, highest for the nearest by Euclidean distance: the negated squared
+    distance plus the row's own squared norm, which is the same for every code and so left out."""
+    return 2 * rows @ book.t() - (book * book).sum(1)[None]
 
 
+@functools.cache
 def euclidean_codes_class():
     """DAC's VectorQuantize with the nearest code by Euclidean distance in its 8-dimensional space.
 
@@ -125,19 +130,15 @@ def euclidean_codes_class():
     own vector: the choice ignores the residual's size, so a later stage cannot scale to what is left. Measured
     with k-means quantizers of raw 64-sample frames (benchmarks/rvq_reference.md): 8-dimensional codes chosen by
     distance 15.7 % PRDN at 6 stages on held-out eegmat, chosen by direction 24.6 %."""
-    if not _EUCLIDEAN_CODES:
-        from dac.nn.quantize import VectorQuantize
+    from dac.nn.quantize import VectorQuantize
 
-        class EuclideanCodes(VectorQuantize):
-            def decode_latents(self, latents):
-                encodings = latents.transpose(1, 2).reshape(-1, latents.shape[1])
-                book = self.codebook.weight
-                distance = (book * book).sum(1)[None] - 2 * encodings @ book.t()
-                indices = distance.argmin(1).view(latents.shape[0], latents.shape[2])
-                return self.decode_code(indices), indices
+    class EuclideanCodes(VectorQuantize):
+        def decode_latents(self, latents):
+            encodings = latents.transpose(1, 2).reshape(-1, latents.shape[1])
+            indices = distance_scores(encodings, self.codebook.weight).argmax(1).view(latents.shape[0], latents.shape[2])
+            return self.decode_code(indices), indices
 
-        _EUCLIDEAN_CODES.append(EuclideanCodes)
-    return _EUCLIDEAN_CODES[0]
+    return EuclideanCodes
 
 
 def build_mixing(config: ModelConfig, dac):
@@ -295,8 +296,7 @@ def rvq_codes(quantizer, z, n_codebooks: int):
         batch, dim, frames = z_e.shape
         rows = z_e.transpose(1, 2).reshape(-1, dim)
         if isinstance(layer, euclidean_codes_class()):
-            book = layer.codebook.weight
-            scores = 2 * rows @ book.t() - (book * book).sum(1)[None]
+            scores = distance_scores(rows, layer.codebook.weight)
         else:
             scores = torch.nn.functional.normalize(rows) @ torch.nn.functional.normalize(layer.codebook.weight).t()
         # numpy's argmax over a CPU tensor's rows is 13x torch's here (frames x 1024 codes); both take the first

@@ -561,7 +561,7 @@ def quantize_for_training(quantizer, z, counts, rebuild: bool = False, usage=Non
         keep = (counts > i).to(z.dtype)
         if usage is not None:
             chosen = codes_i[counts > i].reshape(-1)
-            usage[i] += usage[i].new_tensor(np.bincount(chosen.cpu().numpy(), minlength=len(usage[i])))
+            usage[i] += chosen.bincount(minlength=len(usage[i]))
         z_q = z_q + z_q_i * keep[:, None, None]
         if rebuild:
             rebuilt = rebuilt + stage.out_proj(stage.decode_code(codes_i)) * keep[:, None, None]
