@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.train_ablation import INPUTS, RESULTS, VAL  # noqa: E402
 from eegz.parallel import cpu_budget  # noqa: E402
+from eegz.relookup import kmeans  # noqa: E402
 from eegz.train import load_recordings, reconstruction_metrics, split_subjects, validation_nyquist, validation_sets  # noqa: E402
 
 FRAME = 64  # samples a frame: the codec's hop at 256 Hz
@@ -73,13 +74,9 @@ def fit_stage(r, variant: str, generator):
         _, _, vt = torch.linalg.svd(r[:CHUNK] - r[:CHUNK].mean(0), full_matrices=False)
         basis = vt[:8]
     p = r if basis is None else r @ basis.T
-    stage = Stage(basis, p[torch.randperm(len(p), generator=generator)[:CODES]].clone(), variant.endswith("cosine"))
-    for _ in range(ITERATIONS):
-        index = torch.cat([Stage(None, stage.codes, stage.cosine).choose(p[s:s + CHUNK]) for s in range(0, len(p), CHUNK)])
-        sums = torch.zeros_like(stage.codes).index_add_(0, index, p)
-        counts = torch.bincount(index, minlength=CODES).float()
-        reseed = p[torch.randint(len(p), (CODES,), generator=generator)]
-        stage.codes = torch.where((counts == 0)[:, None], reseed, sums / counts.clamp(min=1)[:, None])
+    cosine = variant.endswith("cosine")
+    codes = kmeans(p, CODES, ITERATIONS, generator, assign=lambda rows, centres: Stage(None, centres, cosine).choose(rows))
+    stage = Stage(basis, codes, cosine)
     return stage
 
 

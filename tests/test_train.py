@@ -460,13 +460,72 @@ def test_a_model_with_euclidean_code_lookup_trains_encodes_and_keeps_its_lookup(
     assert changed == [5, 700]
 
 
+def test_a_trained_model_switched_to_codes_by_distance_keeps_its_lookup_when_resumed(two_subjects, tmp_path):
+    """--from-model M --code-lookup euclidean: each stage's codebook is refitted by k-means to what the stage is
+    given, so the switched codes quantize it more closely than the cosine-trained vectors looked up by distance;
+    resuming the run keeps the lookup its card names, whatever the config passed in."""
+    import torch
+
+    from eegz.neural import distance_scores, euclidean_codes_class
+    from eegz.relookup import switch_to_distance_lookup
+    from eegz.train import WindowSampler, load_recordings
+    base = tmp_path / "base"
+    train([str(two_subjects)], base, TINY, _settings(steps=1), quiet=True, log=lambda m: None)
+    model = build_dac(TINY)
+    from eegz.neural import load_state_into
+    load_state_into(model, base / "model.npz")
+    windows = WindowSampler(load_recordings([str(two_subjects)], 256), 512, 1, 0).batch(192)[0][:, 0]  # 1536 frames
+    with torch.no_grad():
+        z = model.encoder(torch.from_numpy(windows)[:, None])
+        stage = model.quantizer.quantizers[0]
+        rows = stage.in_proj(z).transpose(1, 2).reshape(-1, 8)
+
+        def error(book):
+            return float(((rows - book[distance_scores(rows, book).argmax(1)]) ** 2).sum(1).mean())
+        before = error(stage.codebook.weight.clone())
+        left = switch_to_distance_lookup(model, windows, iterations=5)
+        after = error(stage.codebook.weight)
+    assert len(left) == 9 and all(type(q) is euclidean_codes_class() for q in model.quantizer.quantizers)
+    assert after < 0.5 * before, (before, after)
+    logged = []
+    run = tmp_path / "switched"
+    train([str(two_subjects)], run, ModelConfig(), _settings(steps=1), from_model=base / "model.npz",
+          switch_lookup=True, quiet=True, log=logged.append)
+    assert any(m.startswith("codebooks refitted by distance") for m in logged)
+    assert json.loads((run / "model.json").read_text())["config"]["code_lookup"] == "euclidean"
+    train([str(two_subjects)], run, ModelConfig(), _settings(steps=2), resume=True, quiet=True, log=lambda m: None)
+    card = json.loads((run / "model.json").read_text())
+    assert card["config"]["code_lookup"] == "euclidean" and card["training"]["steps"] == 2
+
+
+def test_kmeans_ends_with_each_centre_the_mean_of_the_rows_nearest_it():
+    import torch
+
+    from eegz.neural import distance_scores
+    from eegz.relookup import kmeans
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.randn(3000, 8, generator=generator)
+    first = kmeans(rows, 16, 0, torch.Generator().manual_seed(1))  # no iteration: 16 rows drawn
+    centres = kmeans(rows, 16, 100, torch.Generator().manual_seed(1))
+    index = distance_scores(rows, centres).argmax(1)
+    assert torch.bincount(index, minlength=16).min() > 0
+    means = torch.stack([rows[index == k].mean(0) for k in range(16)])
+    assert float((means - centres).abs().max()) < 1e-5  # converged: Lloyd's fixed point
+
+    def error(c):
+        return float(((rows - c[distance_scores(rows, c).argmax(1)]) ** 2).sum(1).mean())
+    assert error(centres) < 0.8 * error(first)
+
+
 def test_code_lookup_is_refused_where_the_model_has_its_own(two_subjects, tmp_path):
     from click.testing import CliRunner
 
     from eegz.cli import main
     base = tmp_path / "base"
     train([str(two_subjects)], base, TINY, _settings(steps=1), quiet=True, log=lambda m: None)
-    result = CliRunner().invoke(main, ["train", str(two_subjects), "-o", str(tmp_path / "cli"), "--from-model",
-                                       str(base / "model.npz"), "--code-lookup", "euclidean", "--steps", "1"])
-    assert result.exit_code == 2 and "keeps its own" in result.output
-    assert not (tmp_path / "cli").exists()
+    for extra in (["--from-model", str(base / "model.npz"), "--code-lookup", "cosine"],
+                  ["--resume", "--code-lookup", "euclidean"]):
+        result = CliRunner().invoke(main, ["train", str(two_subjects), "-o", str(tmp_path / "cli"), *extra,
+                                           "--steps", "1"])
+        assert result.exit_code == 2 and "keeps its own" in result.output
+        assert not (tmp_path / "cli").exists()

@@ -397,7 +397,8 @@ def _decibels(snr_db: float | None) -> str:
               help="decoder upsampling: DAC's transposed convolutions, or balanced ones that add no frame-rate lines")
 @click.option("--code-lookup", type=click.Choice(["cosine", "euclidean"]),
               help="a new model's nearest code: DAC's by direction (cosine), or by distance (euclidean, with unused "
-                   "codes moved onto the data every 100 steps); a new model only (default cosine)")
+                   "codes moved onto the data every 100 steps; default cosine). With --from-model: euclidean "
+                   "switches the model, its codebooks refitted by k-means to its own stage inputs")
 @click.option("--window-seconds", type=float, default=4.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -421,15 +422,17 @@ def train(inputs, out_dir, steps, batch_size, lr, lr_final, warmup_steps, init, 
                              device=device, max_seconds=max_seconds, freeze_encoder=freeze_encoder, decoder_dim=decoder_dim,
                              freeze_decoder=freeze_decoder and variant == "sc")
     log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
-    if code_lookup and (from_model or init or resume or variant == "mc"):
-        _fail("--code-lookup sets a new model's code lookup; a model that training starts from keeps its own", 2)
+    if code_lookup and (init or resume or variant == "mc" or (from_model and code_lookup == "cosine")):
+        _fail("--code-lookup sets a new model's code lookup, or switches a --from-model model to euclidean; "
+              "a resumed, --init or DAC-MC model keeps its own", 2)
     if variant == "mc":
         result = _run(lambda: train_multichannel(
             list(inputs), out_dir, from_model or resolve_model_path(None), settings, channels=channels,
             train_decoder=not freeze_decoder, resume=resume, val_subjects=tuple(val_subjects), quiet=quiet, log=log))
     else:
         result = _run(lambda: run(list(inputs), out_dir, ModelConfig(upsampling=upsampling, code_lookup=code_lookup or "cosine"), settings, init=init, resume=resume,
-                                  from_model=from_model, val_subjects=tuple(val_subjects), quiet=quiet, log=log))
+                                  from_model=from_model, val_subjects=tuple(val_subjects), quiet=quiet, log=log,
+                                  switch_lookup=code_lookup == "euclidean"))
     click.echo(json.dumps(result))
 
 

@@ -46,6 +46,7 @@ SC_REFERENCE_L1 = 0.03  # DAC-MC with a frozen decoder: relative waveform loss s
 FIT_STEPS, MIN_FIT_STEPS, FIT_MARGIN = 50, 10, 0.03
 MC_WARMUP_STEPS = 200  # DAC-MC fine-tunes a trained decoder: full-size first Adam steps would undo it
 EVAL_CODEBOOKS = (3, 6, 9)
+RELOOKUP_WINDOWS = 3000  # training windows a switched model's codebooks are fitted to (48 000 frames a stage)
 
 
 @dataclass
@@ -449,8 +450,10 @@ def _prepare(inputs, settings, config, val_fraction, val_subjects, channels, log
 def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: TrainSettings,
           init: Path | None = None, resume: bool = False, from_model: Path | None = None,
           val_fraction: float = 0.2, val_subjects: tuple[str, ...] = (), quiet: bool = False, log=print,
-          recordings: list[Recording] | None = None) -> dict:
-    """recordings: already loaded (load_recordings), for a machine that holds no copy of the inputs."""
+          recordings: list[Recording] | None = None, switch_lookup: bool = False) -> dict:
+    """recordings: already loaded (load_recordings), for a machine that holds no copy of the inputs.
+    switch_lookup: give a cosine from_model the Euclidean lookup first (relookup.switch_to_distance_lookup).
+    resume: continue the run in out_dir, whose own card gives the architecture."""
     if settings.freeze_encoder and settings.freeze_decoder:
         raise EegzError("freeze the encoder or the decoder, not both")
     if settings.freeze_encoder and settings.latent_weight:
@@ -460,7 +463,11 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
     out_dir = Path(out_dir)
     torch = _start(settings, out_dir)
     device = settings.device
-    if init is not None:
+    resumed = resume and (out_dir / "train_state.pt").exists()
+    if resumed:  # the run's own architecture (lookup, upsampling, width), which its saved state fits
+        _, config = read_card(out_dir / "model.npz")
+        model = build_dac(config)
+    elif init is not None:
         model, config = init_from_dac_checkpoint(init, config)
     elif from_model is not None:  # continue from an eegz model (.npz + card), e.g. the shipped one
         _, card_config = read_card(from_model)
@@ -475,6 +482,12 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
     model.to(device)
     recordings, train_ids, val_ids, window, sampler, val_sets = _prepare(inputs, settings, config, val_fraction,
                                                                          val_subjects, 1, log, recordings)
+    if switch_lookup and not resumed and config.code_lookup == "cosine":
+        from .relookup import switch_to_distance_lookup
+        config = replace(config, code_lookup="euclidean")
+        left = switch_to_distance_lookup(model, WindowSampler(sampler.recordings, window, 1, settings.seed + 2)
+                                         .batch(RELOOKUP_WINDOWS)[0][:, 0], seed=settings.seed)
+        log("codebooks refitted by distance; latent left after each stage " + " ".join(f"{v:.3f}" for v in left))
     nyquists = validation_nyquist(recordings, val_ids, inputs)
     table_windows = WindowSampler(sampler.recordings, window, 1, settings.seed + 1).batch(512)[0][:, 0]
     losses = Losses(settings, config, device)
