@@ -411,13 +411,13 @@ def test_damaged_runs_are_refused():
     assert first[3:] == [digital[999] - 1234, digital[1500] - 1234] and second[3:] == [digital[3699] - digital[3700], 0]
     np.testing.assert_array_equal(transform.decode_block(stream(first + second, 2), signal, n, 0),
                                   transform.decode_block(data, signal, n, 0))
-    for runs, n_runs in ((first + [2200, 300] + second[2:], 2),  # the second run past the block's end
-                         (first + [0, 299, signal.digital_max + 1 - base] + second[3:], 2),  # past digital_max
-                         (first + [-1] + second[1:], 2),  # overlapping
-                         (first[:3] + [1 << 41, 0] + second, 2),  # an edge out of range
-                         (first + second, 0)):  # the flag without a count
+    for fields, n_runs in ((first + [2200, 300] + second[2:], 2),  # the second run past the block's end
+                           (first + [0, 299, signal.digital_max + 1 - base] + second[3:], 2),  # past digital_max
+                           (first + [-1] + second[1:], 2),  # overlapping
+                           (first[:3] + [1 << 41, 0] + second, 2),  # an edge out of range
+                           (first + second, 0)):  # the flag without a count
         with pytest.raises(FormatError, match="damaged transform stream"):
-            transform.decode_block(stream(runs, n_runs), signal, n, 0)
+            transform.decode_block(stream(fields, n_runs), signal, n, 0)
 
 
 def envelope_count(n: int, coder: int) -> int:
