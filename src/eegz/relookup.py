@@ -14,7 +14,7 @@ CHUNK = 65_536  # rows scored against a codebook at once: bounds the score matri
 
 
 def kmeans(rows, k: int, iterations: int, generator, assign=None):
-    """k centres of `rows` (n x d) by Lloyd's iterations from k rows drawn at random; a centre that no row
+    """k centres of `rows` (n x d, n >= k) by Lloyd's iterations from k rows drawn at random; a centre that no row
     chose is drawn again from the rows. assign(rows, centres) gives each row's centre (default: the nearest by
     distance)."""
     import torch
@@ -37,9 +37,9 @@ def switch_to_distance_lookup(model, windows: np.ndarray, iterations: int = 20, 
     power of the latent left to code relative to the encoder's output (what later stages still have to do)."""
     import torch
     from .neural import euclidean_codes_class
-    generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
-    left = []
     device = next(model.parameters()).device
+    generator = torch.Generator(device).manual_seed(seed)
+    left = []
     with torch.no_grad():
         z = torch.cat([model.encoder(torch.from_numpy(windows[s:s + batch])[:, None].to(device))
                        for s in range(0, len(windows), batch)])
