@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.train_ablation import INPUTS, RESULTS, VAL  # noqa: E402
 from eegz.parallel import cpu_budget  # noqa: E402
+from eegz.neural import distance_scores  # noqa: E402
 from eegz.relookup import kmeans  # noqa: E402
 from eegz.train import load_recordings, reconstruction_metrics, split_subjects, validation_nyquist, validation_sets  # noqa: E402
 
@@ -54,8 +55,7 @@ class Stage:
         if self.cosine:
             scores = torch.nn.functional.normalize(p, dim=1) @ torch.nn.functional.normalize(self.codes, dim=1).T
             return scores.argmax(1)
-        distance = (self.codes * self.codes).sum(1)[None] - 2 * p @ self.codes.T
-        return distance.argmin(1)
+        return distance_scores(p, self.codes).argmax(1)
 
     def vectors(self, index):
         q = self.codes[index]

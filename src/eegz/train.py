@@ -604,8 +604,7 @@ def restart_dead_codes(quantizer, z, usage, generator) -> int:
                 pick = torch.randint(len(rows), (len(dead),), generator=generator)
                 stage.codebook.weight[dead] = rows[pick].to(stage.codebook.weight.dtype)
                 moved += len(dead)
-            codes = stage.decode_latents(z_e)[1]
-            residual = residual - stage.out_proj(stage.decode_code(codes))
+            residual = residual - stage.out_proj(stage.decode_latents(z_e)[0])
             counts.zero_()
     return moved
 
