@@ -40,22 +40,15 @@ def switch_to_distance_lookup(model, windows: np.ndarray, iterations: int = 20, 
     power of the latent left to code relative to the encoder's output (what later stages still have to do)."""
     import torch
     from .neural import euclidean_codes_class
-    device = next(model.parameters()).device
-    generator = torch.Generator(device).manual_seed(seed)
-    left = []
-    with torch.no_grad():
-        z = torch.cat([model.encoder(torch.from_numpy(windows[s:s + batch])[:, None].to(device))
-                       for s in range(0, len(windows), batch)])
-        residual, power = z, (z ** 2).sum()
-        for stage in model.quantizer.quantizers:
-            stage.__class__ = euclidean_codes_class()
-            projected = stage.in_proj(residual)
-            rows = projected.transpose(1, 2).reshape(-1, projected.shape[1])
-            book = stage.codebook.weight
-            book.copy_(kmeans(rows, book.shape[0], iterations, generator))
-            residual = residual - stage.out_proj(stage.decode_latents(projected)[0])
-            left.append(float((residual ** 2).sum() / power))
-    return left
+    generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
+
+    def refit(stage, residual):
+        stage.__class__ = euclidean_codes_class()
+        projected = stage.in_proj(residual)
+        rows = projected.transpose(1, 2).reshape(-1, projected.shape[1])
+        stage.codebook.weight.copy_(kmeans(rows, stage.codebook.weight.shape[0], iterations, generator))
+        return stage.out_proj(stage.decode_latents(projected)[0])
+    return _stage_by_stage(model, windows, batch, refit)
 
 
 def refit_output_projections(model, windows: np.ndarray, batch: int = 64) -> list[float]:
@@ -66,6 +59,22 @@ def refit_output_projections(model, windows: np.ndarray, batch: int = 64) -> lis
     projections keep their weights, so every code stays as chosen; the decoder has not seen such sums. Returns
     the latent power left after each stage, as switch_to_distance_lookup does."""
     import torch
+
+    def refit(stage, residual):
+        quantized = stage.decode_latents(stage.in_proj(residual))[0]  # batch x code dim x frames
+        inputs = quantized.transpose(1, 2).reshape(-1, quantized.shape[1])
+        inputs = torch.cat([inputs, torch.ones(len(inputs), 1, device=inputs.device)], 1)  # the bias's column
+        targets = residual.transpose(1, 2).reshape(-1, residual.shape[1])
+        solution = torch.linalg.lstsq(inputs.double(), targets.double()).solution.to(inputs.dtype)
+        _set_conv1x1(stage.out_proj, solution[:-1].T, solution[-1])
+        return stage.out_proj(quantized)
+    return _stage_by_stage(model, windows, batch, refit)
+
+
+def _stage_by_stage(model, windows: np.ndarray, batch: int, refit) -> list[float]:
+    """Encode `windows`, then walk the quantizer's stages in order: refit(stage, residual) changes the stage and
+    returns what it now removes from the residual. Returns the latent power left after each stage."""
+    import torch
     device = next(model.parameters()).device
     left = []
     with torch.no_grad():
@@ -73,13 +82,7 @@ def refit_output_projections(model, windows: np.ndarray, batch: int = 64) -> lis
                        for s in range(0, len(windows), batch)])
         residual, power = z, (z ** 2).sum()
         for stage in model.quantizer.quantizers:
-            quantized = stage.decode_latents(stage.in_proj(residual))[0]  # batch x code dim x frames
-            inputs = quantized.transpose(1, 2).reshape(-1, quantized.shape[1])
-            inputs = torch.cat([inputs, torch.ones(len(inputs), 1, device=device)], 1)  # the bias's column
-            targets = residual.transpose(1, 2).reshape(-1, residual.shape[1])
-            solution = torch.linalg.lstsq(inputs.double(), targets.double()).solution.to(z.dtype)
-            _set_conv1x1(stage.out_proj, solution[:-1].T, solution[-1])
-            residual = residual - stage.out_proj(quantized)
+            residual = residual - refit(stage, residual)
             left.append(float((residual ** 2).sum() / power))
     return left
 
