@@ -2,14 +2,17 @@
 
 The shipped model is switched to codes by distance (codebooks refitted by k-means, as `eegz train --from-model M
 --code-lookup euclidean` does) and each stage's output projection is then refitted by least squares onto the
-residual it is given (relookup.refit_output_projections), on 3000 training windows of eegmat Subject00-13 and Bonn
+residual it is given (relookup.refit_output_projections), on 3000 (or N) training windows of eegmat Subject00-13 and Bonn
 001-050 (train_ablation.py's inputs less its validation subjects). Prints the latent power
 left after each stage, both ways, and writes the model (.npz and card) for `eegz train --from-model OUT`.
 
-    python benchmarks/refit_projections.py OUT.npz
+    python benchmarks/refit_projections.py OUT.npz [--windows N]
+(N training windows, default 3000 as `eegz train` switches on; benchmarks/codebook_gain.py then measures the
+latent left on the held-out windows: refitted-3000 and refitted-12000 in codebook_gain.md.)
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import replace
@@ -28,14 +31,18 @@ WINDOW = 1024  # 4 s at 256 Hz, as training draws them
 
 def main() -> None:
     import torch
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--windows", type=int, default=RELOOKUP_WINDOWS)
+    args = parser.parse_args()
     torch.manual_seed(0)
-    out = Path(sys.argv[1])
+    out = args.out
     shipped = resolve_model_path(None)
     card, config = read_card(shipped)
     recordings = load_recordings(INPUTS, config.sample_rate)
     train_ids, _ = split_subjects(sorted({r.subject for r in recordings}), 0.2, VAL)
     train_rows = [r for r in recordings if r.subject in train_ids]
-    windows = WindowSampler(train_rows, WINDOW, 1, 2).batch(RELOOKUP_WINDOWS)[0][:, 0]
+    windows = WindowSampler(train_rows, WINDOW, 1, 2).batch(args.windows)[0][:, 0]
     model = build_dac(config)
     load_state_into(model, shipped)
     switched = switch_to_distance_lookup(model, windows)
