@@ -2,9 +2,9 @@
 
 The shipped model is switched to codes by distance (codebooks refitted by k-means, as `eegz train --from-model M
 --code-lookup euclidean` does) and each stage's output projection is then refitted by least squares onto the
-residual it is given (relookup.refit_output_projections), on 3000 (or N) training windows of eegmat Subject00-13 and Bonn
-001-050 (train_ablation.py's inputs less its validation subjects). Prints the latent power
-left after each stage, both ways, and writes the model (.npz and card) for `eegz train --from-model OUT`.
+residual it is given (relookup.refit_output_projections), on 3000 (or N) training windows of eegmat Subject00-13
+and Bonn 001-050 (train_ablation.py's inputs less its validation subjects). Prints the latent power left after each
+stage, both ways, and writes the model (.npz and card) for `eegz train --from-model OUT`.
 
     python benchmarks/refit_projections.py OUT.npz [--windows N]
 (N training windows, default 3000 as `eegz train` switches on; benchmarks/codebook_gain.py then measures the
@@ -38,7 +38,7 @@ def main() -> None:
     torch.manual_seed(0)
     out = args.out
     shipped = resolve_model_path(None)
-    card, config = read_card(shipped)
+    _, config = read_card(shipped)
     recordings = load_recordings(INPUTS, config.sample_rate)
     train_ids, _ = split_subjects(sorted({r.subject for r in recordings}), 0.2, VAL)
     train_rows = [r for r in recordings if r.subject in train_ids]
@@ -52,6 +52,7 @@ def main() -> None:
     config = replace(config, code_lookup="euclidean")
     table = WindowSampler(train_rows, WINDOW, 1, 1).batch(512)[0][:, 0]  # token tables as train's save draws them
     new_card = {"training": {"from_model": shipped.name, "refit": "benchmarks/refit_projections.py",
+                             "windows": args.windows,
                              "latent_left_switched": switched, "latent_left_refitted": refitted}}
     save_model(model, config, out, new_card, token_usage(model, table, config.n_codebooks))
     print(f"wrote {out} ({json.dumps(config.code_lookup)} lookup)")
