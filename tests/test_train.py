@@ -463,7 +463,8 @@ def test_a_model_with_euclidean_code_lookup_trains_encodes_and_keeps_its_lookup(
 def test_a_trained_model_switched_to_codes_by_distance_keeps_its_lookup_when_resumed(two_subjects, tmp_path):
     """--from-model M --code-lookup euclidean: each stage's codebook is refitted by k-means to what the stage is
     given, so the switched codes quantize it more closely than the cosine-trained vectors looked up by distance;
-    output projections refitted by least squares then make every stage shrink the latent left to code; resuming the run keeps the lookup its card names, whatever the config passed in."""
+    output projections refitted by least squares then make every stage shrink the latent left to code; resuming
+    the run keeps the lookup its card names, whatever the config passed in."""
     import torch
 
     from eegz.neural import distance_scores, euclidean_codes_class
@@ -487,8 +488,7 @@ def test_a_trained_model_switched_to_codes_by_distance_keeps_its_lookup_when_res
         after = error(stage.codebook.weight)
     assert len(left) == 9 and all(type(q) is euclidean_codes_class() for q in model.quantizer.quantizers)
     assert after < 0.5 * before, (before, after)
-    with torch.no_grad():
-        refitted = refit_output_projections(model, windows)  # least squares: no stage can leave more than it was given
+    refitted = refit_output_projections(model, windows)  # least squares: no stage can leave more than it was given
     assert all(b <= a * (1 + 1e-4) for a, b in zip([1.0] + refitted, refitted)), refitted
     assert refitted[-1] < left[-1], (left, refitted)
     logged = []
