@@ -18,7 +18,8 @@ into a logistic regression (balanced classes), trained and applied like the firs
 neither; agreement on both is what matters.
 
 Usage: python benchmarks/clinical.py [DATA_DIR]; EEGZ_BENCH_MODELS="label=model name or path.npz,..." adds
-models (default: the default DAC-SC); EEGZ_BENCH_TAG names the result files (default clinical).
+models (default: the default DAC-SC; EEGZ_BENCH_DEFAULT=0 leaves it out); EEGZ_BENCH_TAG names the result files
+(default clinical).
 EEGZ_BENCH_CODEC=transform measures mode transform instead, at the bits per second the default model
 spends at 3, 6 and 9 codebooks (from results/clinical.json), into results/clinical_transform.*;
 EEGZ_BENCH_BITRATES="500,1000,..." at those bits per second instead (what the window goals cost).
@@ -142,7 +143,7 @@ def settings() -> dict:
     if CODEC == "transform":
         return transform_settings()
     from eegz.neural import DEFAULT_MODEL
-    models = {f"{DEFAULT_MODEL} (default)": None}
+    models = {f"{DEFAULT_MODEL} (default)": None} if os.environ.get("EEGZ_BENCH_DEFAULT", "1") != "0" else {}
     for item in filter(None, os.environ.get("EEGZ_BENCH_MODELS", "").split(",")):
         name, path = item.split("=", 1)
         models[name] = path

@@ -1,6 +1,7 @@
 """`eegz train`: short real runs on real EEG (no mocks), DAC-checkpoint transfer and resume."""
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -528,8 +529,53 @@ def test_code_lookup_is_refused_where_the_model_has_its_own(two_subjects, tmp_pa
     base = tmp_path / "base"
     train([str(two_subjects)], base, TINY, _settings(steps=1), quiet=True, log=lambda m: None)
     for extra in (["--from-model", str(base / "model.npz"), "--code-lookup", "cosine"],
-                  ["--resume", "--code-lookup", "euclidean"]):
+                  ["--variant", "mc", "--code-lookup", "euclidean"]):
         result = CliRunner().invoke(main, ["train", str(two_subjects), "-o", str(tmp_path / "cli"), *extra,
                                            "--steps", "1"])
         assert result.exit_code == 2 and "keeps its own" in result.output
         assert not (tmp_path / "cli").exists()
+    # a run resumes from the command that started it: the run's own card gives the model, new-run options are moot
+    result = CliRunner().invoke(main, ["train", str(two_subjects), "-o", str(base), "--resume", "--code-lookup",
+                                       "euclidean", "--steps", "2",
+                                       "--batch-size", "4", "--window-seconds", "2", "-q"])
+    assert result.exit_code == 0, result.output
+    card = json.loads((base / "model.json").read_text())
+    assert card["training"]["steps"] == 2 and "code_lookup" not in card["config"]
+
+
+def test_a_frame_start_model_passes_frames_through_and_starts_as_a_frame_quantizer(two_subjects, tmp_path):
+    """--frame-start: DAC's own layers set so that the encoder writes each hop's 64 samples into the first 64 latent
+    channels and the decoder reads them back; each stage fitted to its residual, so that every stage refines and
+    more codebooks decode closer to the input."""
+    import torch
+
+    from eegz.framestart import _pass_frames_through_decoder, _pass_frames_through_encoder, start_as_frame_quantizer
+    from eegz.metrics import prdn_windows
+    from eegz.train import WindowSampler, load_recordings
+    config = ModelConfig(encoder_dim=4, decoder_dim=64, codebook_size=64, upsampling="dac", code_lookup="euclidean")
+    windows = WindowSampler(load_recordings([str(two_subjects)], 256), 1024, 1, 0).batch(200)[0][:, 0]
+    model = build_dac(config)
+    with torch.no_grad():
+        _pass_frames_through_encoder(model.encoder)
+        _pass_frames_through_decoder(model.decoder)
+        x = torch.from_numpy(windows[:8])[:, None]
+        z = model.encoder(x)
+        frames = windows[:8].reshape(8, -1, 64).transpose(0, 2, 1)
+        assert z.shape == (8, 64, 16) and float(np.abs(z.numpy() - frames).max()) < 5e-3 * float(np.abs(frames).max())  # Snake: x + αx²
+        assert prdn_windows(windows[:8], model.decoder(z)[:, 0].numpy()) < 1.0  # the decoder's tanh: all that is left
+    model = build_dac(config)
+    left = start_as_frame_quantizer(model, windows)
+    assert all(b < a for a, b in zip(left, left[1:])) and left[-1] < 0.1, left
+    model.eval()
+    with torch.inference_mode():
+        z = model.encoder(torch.from_numpy(windows)[:, None])
+        prdn = [prdn_windows(windows, model.decoder(model.quantizer(z, n)[0])[:, 0].numpy()) for n in (3, 6, 9)]
+    assert prdn[0] > prdn[1] > prdn[2], prdn
+    run = tmp_path / "frames"
+    train([str(two_subjects)], run, replace(config, upsampling="balanced", code_lookup="cosine"), _settings(steps=1),
+          frame_start=True, quiet=True, log=lambda m: None)
+    card = json.loads((run / "model.json").read_text())
+    assert card["config"]["upsampling"] == "dac" and card["config"]["code_lookup"] == "euclidean"
+    assert card["training"]["frame_start"] is True
+    with pytest.raises(ModelError, match="as wide as the samples"):
+        start_as_frame_quantizer(build_dac(replace(TINY, upsampling="dac")), windows)

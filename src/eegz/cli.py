@@ -357,7 +357,9 @@ def _decibels(snr_db: float | None) -> str:
                    "DAC-MC always warms up over 200)")
 @click.option("--init", type=click.Path(dir_okay=False, path_type=Path),
               help="start from a DAC checkpoint in descript-audio-codec's format (DAC.load)")
-@click.option("--resume", is_flag=True, help="continue from OUT/train_state.pt")
+@click.option("--resume", is_flag=True,
+              help="continue from OUT/train_state.pt (the run's own card gives the model: --from-model, "
+                   "--code-lookup, --upsampling and --frame-start only shape a new run)")
 @click.option("--from-model", type=click.Path(dir_okay=False, path_type=Path),
               help="start from an eegz model (.npz with its .json card), e.g. eegz/models/<name>.npz")
 @click.option("--val-subject", "val_subjects", multiple=True,
@@ -399,6 +401,9 @@ def _decibels(snr_db: float | None) -> str:
               help="a new model's nearest code: DAC's by direction (cosine), or by distance (euclidean, with unused "
                    "codes moved onto the data every 100 steps; default cosine). With --from-model: euclidean "
                    "switches the model, its codebooks refitted by k-means to its own stage inputs")
+@click.option("--frame-start", is_flag=True,
+              help="DAC-SC: a new model starts as a k-means quantizer of raw frames (encoder and decoder pass each "
+                   "hop's samples through; DAC's upsampling, codes by distance) instead of random weights")
 @click.option("--window-seconds", type=float, default=4.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -407,7 +412,7 @@ def _decibels(snr_db: float | None) -> str:
 @click.option("-q", "--quiet", is_flag=True)
 def train(inputs, out_dir, steps, batch_size, lr, lr_final, warmup_steps, init, resume, from_model, val_subjects,
           adversarial_steps, variant, channels, freeze_decoder, freeze_encoder, decoder_dim, stft_weight, line_length_weight, excess_weight, line_weight, image_weight,
-          line_group, quantizer_dropout, min_codebooks, latent_weight, upsampling, code_lookup, window_seconds, seed, threads, device, max_seconds, quiet):
+          line_group, quantizer_dropout, min_codebooks, latent_weight, upsampling, code_lookup, frame_start, window_seconds, seed, threads, device, max_seconds, quiet):
     """Train or fine-tune the EEG codec on EDF files, Bonn segments, folders or globs."""
     from .neural import ModelConfig
     from .neural import resolve_model_path
@@ -422,9 +427,11 @@ def train(inputs, out_dir, steps, batch_size, lr, lr_final, warmup_steps, init, 
                              device=device, max_seconds=max_seconds, freeze_encoder=freeze_encoder, decoder_dim=decoder_dim,
                              freeze_decoder=freeze_decoder and variant == "sc")
     log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
-    if code_lookup and (init or resume or variant == "mc" or (from_model and code_lookup == "cosine")):
+    if code_lookup and (init or variant == "mc" or (from_model and code_lookup == "cosine")):
         _fail("--code-lookup sets a new model's code lookup, or switches a --from-model model to euclidean; "
-              "a resumed, --init or DAC-MC model keeps its own", 2)
+              "an --init or DAC-MC model keeps its own", 2)
+    if frame_start and variant == "mc":
+        _fail("--frame-start starts a new DAC-SC model", 2)
     if variant == "mc":
         result = _run(lambda: train_multichannel(
             list(inputs), out_dir, from_model or resolve_model_path(None), settings, channels=channels,
@@ -432,7 +439,7 @@ def train(inputs, out_dir, steps, batch_size, lr, lr_final, warmup_steps, init, 
     else:
         result = _run(lambda: run(list(inputs), out_dir, ModelConfig(upsampling=upsampling, code_lookup=code_lookup or "cosine"), settings, init=init, resume=resume,
                                   from_model=from_model, val_subjects=tuple(val_subjects), quiet=quiet, log=log,
-                                  switch_lookup=code_lookup == "euclidean"))
+                                  switch_lookup=code_lookup == "euclidean", frame_start=frame_start))
     click.echo(json.dumps(result))
 
 

@@ -48,7 +48,7 @@ def switch_to_distance_lookup(model, windows: np.ndarray, iterations: int = 20, 
         rows = projected.transpose(1, 2).reshape(-1, projected.shape[1])
         stage.codebook.weight.copy_(kmeans(rows, stage.codebook.weight.shape[0], iterations, generator))
         return stage.out_proj(stage.decode_latents(projected)[0])
-    return _stage_by_stage(model, windows, batch, refit)
+    return stage_by_stage(model, windows, batch, refit)
 
 
 def refit_output_projections(model, windows: np.ndarray, batch: int = 64) -> list[float]:
@@ -66,12 +66,12 @@ def refit_output_projections(model, windows: np.ndarray, batch: int = 64) -> lis
         inputs = torch.cat([inputs, torch.ones(len(inputs), 1, device=inputs.device)], 1)  # the bias's column
         targets = residual.transpose(1, 2).reshape(-1, residual.shape[1])
         solution = torch.linalg.lstsq(inputs.double(), targets.double()).solution.to(inputs.dtype)
-        _set_conv1x1(stage.out_proj, solution[:-1].T, solution[-1])
+        set_weight_normed(stage.out_proj, solution[:-1].T[:, :, None], solution[-1])
         return stage.out_proj(quantized)
-    return _stage_by_stage(model, windows, batch, refit)
+    return stage_by_stage(model, windows, batch, refit)
 
 
-def _stage_by_stage(model, windows: np.ndarray, batch: int, refit) -> list[float]:
+def stage_by_stage(model, windows: np.ndarray, batch: int, refit) -> list[float]:
     """Encode `windows`, then walk the quantizer's stages in order: refit(stage, residual) changes the stage and
     returns what it now removes from the residual. Returns the latent power left after each stage."""
     import torch
@@ -87,8 +87,13 @@ def _stage_by_stage(model, windows: np.ndarray, batch: int, refit) -> list[float
     return left
 
 
-def _set_conv1x1(conv, weight, bias) -> None:
-    """Set a weight-normed 1x1 Conv1d (DAC's WNConv1d) to weight (out x in) and bias: direction and gain."""
-    conv.weight_v.copy_(weight[:, :, None])
-    conv.weight_g.copy_(weight.norm(dim=1)[:, None, None])
-    conv.bias.copy_(bias)
+def set_weight_normed(conv, weight, bias=None) -> None:
+    """Set a weight-normed convolution (DAC's WNConv1d / WNConvTranspose1d) to `weight` (its full shape) and
+    `bias`: each slice's direction and gain. A slice that is all zero keeps its direction at gain 0 (a zero
+    direction would divide by zero), so training can still grow it."""
+    import torch
+    gain = weight.flatten(1).norm(dim=1).view_as(conv.weight_g)
+    conv.weight_v.copy_(torch.where(gain > 0, weight, conv.weight_v))
+    conv.weight_g.copy_(gain)
+    if bias is not None:
+        conv.bias.copy_(bias)

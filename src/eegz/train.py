@@ -47,6 +47,7 @@ FIT_STEPS, MIN_FIT_STEPS, FIT_MARGIN = 50, 10, 0.03
 MC_WARMUP_STEPS = 200  # DAC-MC fine-tunes a trained decoder: full-size first Adam steps would undo it
 EVAL_CODEBOOKS = (3, 6, 9)
 RELOOKUP_WINDOWS = 3000  # training windows a switched model's codebooks are fitted to (48 000 frames a stage)
+FRAME_START_WINDOWS = 12_000  # training windows a frame-start model's quantizer is fitted to (192 000 frames)
 
 
 @dataclass
@@ -450,9 +451,10 @@ def _prepare(inputs, settings, config, val_fraction, val_subjects, channels, log
 def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: TrainSettings,
           init: Path | None = None, resume: bool = False, from_model: Path | None = None,
           val_fraction: float = 0.2, val_subjects: tuple[str, ...] = (), quiet: bool = False, log=print,
-          recordings: list[Recording] | None = None, switch_lookup: bool = False) -> dict:
+          recordings: list[Recording] | None = None, switch_lookup: bool = False, frame_start: bool = False) -> dict:
     """recordings: already loaded (load_recordings), for a machine that holds no copy of the inputs.
     switch_lookup: give a cosine from_model the Euclidean lookup first (relookup.switch_to_distance_lookup).
+    frame_start: a new model starts as a frame quantizer (framestart.py; DAC's upsampling, codes by distance).
     resume: continue the run in out_dir, whose own card gives the architecture."""
     if settings.freeze_encoder and settings.freeze_decoder:
         raise EegzError("freeze the encoder or the decoder, not both")
@@ -461,9 +463,14 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
     if settings.decoder_dim and from_model is None:
         raise EegzError("--decoder-dim widens a trained model: give it --from-model")
     out_dir = Path(out_dir)
+    resumed = resume and (out_dir / "train_state.pt").exists()
+    if frame_start and (init is not None or from_model is not None):
+        raise EegzError("--frame-start starts a new model: not with --init or --from-model")
+    frame_start = frame_start and not resumed
+    if frame_start:
+        config = replace(config, upsampling="dac", code_lookup="euclidean")
     torch = _start(settings, out_dir)
     device = settings.device
-    resumed = resume and (out_dir / "train_state.pt").exists()
     if resumed:  # the run's own architecture (lookup, upsampling, width), which its saved state fits
         _, config = read_card(out_dir / "model.npz")
         model = build_dac(config)
@@ -488,6 +495,11 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
         left = switch_to_distance_lookup(model, WindowSampler(sampler.recordings, window, 1, settings.seed + 2)
                                          .batch(RELOOKUP_WINDOWS)[0][:, 0], seed=settings.seed)
         log("codebooks refitted by distance; latent left after each stage " + " ".join(f"{v:.3f}" for v in left))
+    if frame_start:
+        from .framestart import start_as_frame_quantizer
+        left = start_as_frame_quantizer(model, WindowSampler(sampler.recordings, window, 1, settings.seed + 2)
+                                        .batch(FRAME_START_WINDOWS)[0][:, 0], seed=settings.seed)
+        log("started as a frame quantizer; latent left after each stage " + " ".join(f"{v:.3f}" for v in left))
     nyquists = validation_nyquist(recordings, val_ids, inputs)
     table_windows = WindowSampler(sampler.recordings, window, 1, settings.seed + 1).batch(512)[0][:, 0]
     losses = Losses(settings, config, device)
@@ -542,7 +554,7 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
 
     def save(n: int, history: list) -> None:
         card = _card(inputs, train_ids, val_ids, n, settings, history, init=str(init) if init else None,
-                     from_model=str(from_model) if from_model else None)
+                     from_model=str(from_model) if from_model else None, **({"frame_start": True} if frame_start else {}))
         save_model(model, config, out_dir / "model.npz", card, token_usage(model, table_windows, config.n_codebooks))
 
     model.train()
