@@ -572,10 +572,13 @@ def test_a_frame_start_model_passes_frames_through_and_starts_as_a_frame_quantiz
         prdn = [prdn_windows(windows, model.decoder(model.quantizer(z, n)[0])[:, 0].numpy()) for n in (3, 6, 9)]
     assert prdn[0] > prdn[1] > prdn[2], prdn
     run = tmp_path / "frames"
-    train([str(two_subjects)], run, replace(config, upsampling="balanced", code_lookup="cosine"), _settings(steps=1),
-          frame_start=True, quiet=True, log=lambda m: None)
+    train([str(two_subjects)], run, replace(config, upsampling="balanced", code_lookup="cosine"), _settings(steps=0),
+          frame_start=True, quiet=True, log=lambda m: None)  # --steps 0: the start itself, evaluated and saved
     card = json.loads((run / "model.json").read_text())
     assert card["config"]["upsampling"] == "dac" and card["config"]["code_lookup"] == "euclidean"
-    assert card["training"]["frame_start"] is True
+    assert card["training"]["frame_start"] is True and card["training"]["steps"] == 0
+    start = card["training"]["history"][0]
+    assert start["step"] == 0 and [v for k, v in start.items() if k.endswith("_prdn_9")] < \
+        [v for k, v in start.items() if k.endswith("_prdn_3")]
     with pytest.raises(ModelError, match="as wide as the samples"):
         start_as_frame_quantizer(build_dac(replace(TINY, upsampling="dac")), windows)

@@ -348,7 +348,8 @@ def _decibels(snr_db: float | None) -> str:
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--steps", type=int, default=20000, show_default=True)
+@click.option("--steps", type=int, default=20000, show_default=True,
+              help="0: evaluate and save the starting model (--frame-start, --from-model switched or widened)")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--lr", type=float, default=3e-4, show_default=True)
 @click.option("--lr-final", type=float, help="decay the learning rate along a half cosine to this by the last step")

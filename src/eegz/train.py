@@ -367,6 +367,8 @@ def _run(run: Run, settings: TrainSettings, out_dir: Path, resume: bool, quiet: 
                 run.save(step, run.history)
                 torch.save({**{k: m.state_dict() for k, m in run.modules.items()}, "opt": opt.state_dict(),
                             "step": step, "history": json.dumps(run.history)}, state_path)
+    if step == 0:  # --steps 0: the starting model as it is (switched, widened or a frame start), evaluated
+        run.save(0, run.history)
     return run.history[-1] if run.history else {}
 
 
@@ -554,7 +556,7 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
 
     def save(n: int, history: list) -> None:
         card = _card(inputs, train_ids, val_ids, n, settings, history, init=str(init) if init else None,
-                     from_model=str(from_model) if from_model else None, **({"frame_start": True} if frame_start else {}))
+                     from_model=str(from_model) if from_model else None, **({"frame_start": True, "frame_start_windows": FRAME_START_WINDOWS} if frame_start else {}))
         save_model(model, config, out_dir / "model.npz", card, token_usage(model, table_windows, config.n_codebooks))
 
     model.train()
