@@ -578,7 +578,9 @@ def test_a_frame_start_model_passes_frames_through_and_starts_as_a_frame_quantiz
     assert card["config"]["upsampling"] == "dac" and card["config"]["code_lookup"] == "euclidean"
     assert card["training"]["frame_start"] is True and card["training"]["steps"] == 0
     start = card["training"]["history"][0]
-    assert start["step"] == 0 and [v for k, v in start.items() if k.endswith("_prdn_9")] < \
-        [v for k, v in start.items() if k.endswith("_prdn_3")]
+
+    def logged(n):
+        return next(v for k, v in start.items() if k.endswith(f"_prdn_{n}"))
+    assert start["step"] == 0 and logged(9) < logged(3)
     with pytest.raises(ModelError, match="as wide as the samples"):
         start_as_frame_quantizer(build_dac(replace(TINY, upsampling="dac")), windows)

@@ -7,8 +7,10 @@ weights: DAC's own layers set so that the encoder writes each hop's samples into
 and the decoder reads them back (strided convolutions that pick taps, residual units whose last convolution is
 zero, Snake activations near the identity), and each quantizer stage fitted to the residual it is given: input
 projection onto the residual's 8 principal components, codebook by k-means there (codes chosen by distance),
-output projection by least squares. Training then starts where the reference quantizer is and can only add what
-the network learns. The picking taps are not balanced (spec 6.2), so such a model uses DAC's upsampling.
+output projection by least squares. The picking taps are not balanced (spec 6.2), so such a model uses DAC's
+upsampling. Measured (README, training_ablation.md FS0-FS4): the start codes the waveform far better than the
+trained default, its white error floods the bands where EEG is quiet, and fine-tuning with the default's losses
+undid it within 500 steps.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import numpy as np
 from .errors import ModelError
 
 SNAKE_ALPHA = 1e-3  # Snake x + sin²(αx)/α ≈ x + αx²: within 0.1 % of linear at full scale (0.01: 1.2 % PRDN)
-CODE_DIM_ITERATIONS = 20  # k-means iterations per stage, as switch_to_distance_lookup
+KMEANS_ITERATIONS = 20  # k-means iterations per stage, as switch_to_distance_lookup
 
 
 def start_as_frame_quantizer(model, windows: np.ndarray, seed: int = 0, batch: int = 64) -> list[float]:
@@ -106,6 +108,6 @@ def _fit_principal_stages(model, windows: np.ndarray, seed: int, batch: int) -> 
         set_weight_normed(stage.in_proj, basis[:, :, None], torch.zeros(len(basis)))
         set_weight_normed(stage.out_proj, basis.T[:, :, None], torch.zeros(basis.shape[1]))
         stage.__class__ = euclidean_codes_class()
-        stage.codebook.weight.copy_(kmeans(rows @ basis.T, stage.codebook.weight.shape[0], CODE_DIM_ITERATIONS, generator))
+        stage.codebook.weight.copy_(kmeans(rows @ basis.T, stage.codebook.weight.shape[0], KMEANS_ITERATIONS, generator))
         return stage.out_proj(stage.decode_latents(stage.in_proj(residual))[0])
     stage_by_stage(model, windows, batch, fit)
