@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.train_ablation import INPUTS, VAL  # noqa: E402
 from eegz.neural import build_dac, load_state_into, read_card, resolve_model_path, save_model  # noqa: E402
-from eegz.relookup import refit_output_projections, switch_to_distance_lookup  # noqa: E402
+from eegz.relookup import encode_windows, refit_output_projections, switch_to_distance_lookup  # noqa: E402
 from eegz.train import RELOOKUP_WINDOWS, WindowSampler, load_recordings, split_subjects, token_usage  # noqa: E402
 
 WINDOW = 1024  # 4 s at 256 Hz, as training draws them
@@ -45,8 +45,9 @@ def main() -> None:
     windows = WindowSampler(train_rows, WINDOW, 1, 2).batch(args.windows)[0][:, 0]
     model = build_dac(config)
     load_state_into(model, shipped)
-    switched = switch_to_distance_lookup(model, windows)
-    refitted = refit_output_projections(model, windows)
+    latent = encode_windows(model, windows)  # the encoder keeps its weights: one pass serves both fits
+    switched = switch_to_distance_lookup(model, latent)
+    refitted = refit_output_projections(model, latent)
     print("latent left after each stage, codebooks by k-means:", " ".join(f"{v:.3f}" for v in switched))
     print("                  ... and out_proj by least squares:", " ".join(f"{v:.3f}" for v in refitted))
     config = replace(config, code_lookup="euclidean")

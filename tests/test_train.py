@@ -485,11 +485,11 @@ def test_a_trained_model_switched_to_codes_by_distance_keeps_its_lookup_when_res
         def error(book):
             return float(((rows - book[distance_scores(rows, book).argmax(1)]) ** 2).sum(1).mean())
         before = error(stage.codebook.weight.clone())
-        left = switch_to_distance_lookup(model, windows, iterations=5)
+        left = switch_to_distance_lookup(model, z, iterations=5)
         after = error(stage.codebook.weight)
     assert len(left) == 9 and all(type(q) is euclidean_codes_class() for q in model.quantizer.quantizers)
     assert after < 0.5 * before, (before, after)
-    refitted = refit_output_projections(model, windows)  # least squares: no stage can leave more than it was given
+    refitted = refit_output_projections(model, z)  # least squares: no stage can leave more than it was given
     assert all(b <= a * (1 + 1e-4) for a, b in zip([1.0] + refitted, refitted)), refitted
     assert refitted[-1] < left[-1], (left, refitted)
     logged = []

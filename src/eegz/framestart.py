@@ -27,16 +27,18 @@ def start_as_frame_quantizer(model, windows: np.ndarray, seed: int = 0, batch: i
     fit its quantizer on `windows` (n x samples, normalized as training feeds them). Returns the latent power
     left after each stage, as relookup.switch_to_distance_lookup does."""
     import torch
-    from .relookup import refit_output_projections
+    from .relookup import encode_windows, refit_output_projections
     with torch.no_grad():
         try:
             _pass_frames_through_encoder(model.encoder)
             _pass_frames_through_decoder(model.decoder)
         except IndexError:  # a layer has fewer channels than the samples it would carry
-            raise ModelError("--frame-start needs every layer as wide as the samples it carries: a latent and a "
-                             "decoder_dim of at least the hop, and each decoder block at least what remains of it") from None
-        _fit_principal_stages(model, windows, seed, batch)
-    return refit_output_projections(model, windows, batch)
+            raise ModelError("--frame-start needs every layer as wide as the samples it carries: a latent and "
+                             "a decoder_dim of at least the hop, and each decoder block at least what remains of "
+                             "it") from None
+    latent = encode_windows(model, windows, batch)  # the encoder is set: one pass serves both walks
+    _fit_principal_stages(model, latent, seed)
+    return refit_output_projections(model, latent)
 
 
 def _pass_frames_through_encoder(encoder) -> None:
@@ -94,7 +96,7 @@ def _near_identity(snake) -> None:
     snake.alpha.fill_(SNAKE_ALPHA)
 
 
-def _fit_principal_stages(model, windows: np.ndarray, seed: int, batch: int) -> None:
+def _fit_principal_stages(model, latent, seed: int) -> None:
     """Stage by stage: input projection onto the residual's principal components, codebook by k-means there."""
     import torch
     from .neural import euclidean_codes_class
@@ -110,4 +112,4 @@ def _fit_principal_stages(model, windows: np.ndarray, seed: int, batch: int) -> 
         stage.__class__ = euclidean_codes_class()
         stage.codebook.weight.copy_(kmeans(rows @ basis.T, stage.codebook.weight.shape[0], KMEANS_ITERATIONS, generator))
         return stage.out_proj(stage.decode_latents(stage.in_proj(residual))[0])
-    stage_by_stage(model, windows, batch, fit)
+    stage_by_stage(model, latent, fit)

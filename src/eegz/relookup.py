@@ -33,11 +33,20 @@ def kmeans(rows, k: int, iterations: int, generator, assign=None):
     return centres
 
 
-def switch_to_distance_lookup(model, windows: np.ndarray, iterations: int = 20, seed: int = 0,
-                              batch: int = 64) -> list[float]:
+def encode_windows(model, windows: np.ndarray, batch: int = 64):
+    """The encoder's output for `windows` (n x samples, normalized as training feeds them), in batches: the latent
+    that the functions below fit the quantizer to (the encoder does not change there, so one pass serves several)."""
+    import torch
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        return torch.cat([model.encoder(torch.from_numpy(windows[s:s + batch])[:, None].to(device))
+                          for s in range(0, len(windows), batch)])
+
+
+def switch_to_distance_lookup(model, latent, iterations: int = 20, seed: int = 0) -> list[float]:
     """Give every quantizer stage of `model` (a cosine-lookup DAC) the Euclidean lookup and a codebook refitted
-    by k-means on `windows` (n x samples, normalized as training feeds them). Returns, after each stage, the
-    power of the latent left to code relative to the encoder's output (what later stages still have to do)."""
+    by k-means on `latent` (encode_windows of training windows). Returns, after each stage, the power of the
+    latent left to code relative to the encoder's output (what later stages still have to do)."""
     import torch
     from .neural import euclidean_codes_class
     generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
@@ -48,10 +57,10 @@ def switch_to_distance_lookup(model, windows: np.ndarray, iterations: int = 20, 
         rows = projected.transpose(1, 2).reshape(-1, projected.shape[1])
         stage.codebook.weight.copy_(kmeans(rows, stage.codebook.weight.shape[0], iterations, generator))
         return stage.out_proj(stage.decode_latents(projected)[0])
-    return stage_by_stage(model, windows, batch, refit)
+    return stage_by_stage(model, latent, refit)
 
 
-def refit_output_projections(model, windows: np.ndarray, batch: int = 64) -> list[float]:
+def refit_output_projections(model, latent) -> list[float]:
     """Refit each stage's output projection by least squares onto the residual that stage is given, stage by
     stage, so that every stage removes what it can of what is left (DAC trains out_proj only through the decoder,
     and in a trained model the quantized sum moves away from the encoder's output as stages add: latent power
@@ -68,19 +77,16 @@ def refit_output_projections(model, windows: np.ndarray, batch: int = 64) -> lis
         solution = torch.linalg.lstsq(inputs.double(), targets.double()).solution.to(inputs.dtype)
         set_weight_normed(stage.out_proj, solution[:-1].T[:, :, None], solution[-1])
         return stage.out_proj(quantized)
-    return stage_by_stage(model, windows, batch, refit)
+    return stage_by_stage(model, latent, refit)
 
 
-def stage_by_stage(model, windows: np.ndarray, batch: int, refit) -> list[float]:
-    """Encode `windows`, then walk the quantizer's stages in order: refit(stage, residual) changes the stage and
-    returns what it now removes from the residual. Returns the latent power left after each stage."""
+def stage_by_stage(model, latent, refit) -> list[float]:
+    """Walk the quantizer's stages in order from the encoder's output `latent`: refit(stage, residual) changes the
+    stage and returns what it now removes from the residual. Returns the latent power left after each stage."""
     import torch
-    device = next(model.parameters()).device
     left = []
     with torch.no_grad():
-        z = torch.cat([model.encoder(torch.from_numpy(windows[s:s + batch])[:, None].to(device))
-                       for s in range(0, len(windows), batch)])
-        residual, power = z, (z ** 2).sum()
+        residual, power = latent, (latent ** 2).sum()
         for stage in model.quantizer.quantizers:
             residual = residual - refit(stage, residual)
             left.append(float((residual ** 2).sum() / power))

@@ -491,16 +491,17 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
     model.to(device)
     recordings, train_ids, val_ids, window, sampler, val_sets = _prepare(inputs, settings, config, val_fraction,
                                                                          val_subjects, 1, log, recordings)
+    def fitting_windows(n: int) -> np.ndarray:  # training windows a starting quantizer is fitted to
+        return WindowSampler(sampler.recordings, window, 1, settings.seed + 2).batch(n)[0][:, 0]
     if switch_lookup and not resumed and config.code_lookup == "cosine":
-        from .relookup import switch_to_distance_lookup
+        from .relookup import encode_windows, switch_to_distance_lookup
         config = replace(config, code_lookup="euclidean")
-        left = switch_to_distance_lookup(model, WindowSampler(sampler.recordings, window, 1, settings.seed + 2)
-                                         .batch(RELOOKUP_WINDOWS)[0][:, 0], seed=settings.seed)
+        left = switch_to_distance_lookup(model, encode_windows(model, fitting_windows(RELOOKUP_WINDOWS)),
+                                         seed=settings.seed)
         log("codebooks refitted by distance; latent left after each stage " + " ".join(f"{v:.3f}" for v in left))
     if frame_start:
         from .framestart import start_as_frame_quantizer
-        left = start_as_frame_quantizer(model, WindowSampler(sampler.recordings, window, 1, settings.seed + 2)
-                                        .batch(FRAME_START_WINDOWS)[0][:, 0], seed=settings.seed)
+        left = start_as_frame_quantizer(model, fitting_windows(FRAME_START_WINDOWS), seed=settings.seed)
         log("started as a frame quantizer; latent left after each stage " + " ".join(f"{v:.3f}" for v in left))
     nyquists = validation_nyquist(recordings, val_ids, inputs)
     table_windows = WindowSampler(sampler.recordings, window, 1, settings.seed + 1).batch(512)[0][:, 0]
@@ -555,8 +556,9 @@ def train(inputs: list[str], out_dir: Path, config: ModelConfig, settings: Train
         return result
 
     def save(n: int, history: list) -> None:
+        started = {"frame_start": True, "frame_start_windows": FRAME_START_WINDOWS} if frame_start else {}
         card = _card(inputs, train_ids, val_ids, n, settings, history, init=str(init) if init else None,
-                     from_model=str(from_model) if from_model else None, **({"frame_start": True, "frame_start_windows": FRAME_START_WINDOWS} if frame_start else {}))
+                     from_model=str(from_model) if from_model else None, **started)
         save_model(model, config, out_dir / "model.npz", card, token_usage(model, table_windows, config.n_codebooks))
 
     model.train()
