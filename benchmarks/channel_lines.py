@@ -13,7 +13,8 @@ mean over draws. Beside them, the chance reference of lossy_benchmark.py: each 1
 each channel with its spectrum kept exactly and the phases above 30 Hz drawn at random (seed k): what the measure
 reads for a coder that carries the spectrum, not the waveform, above beta.
 
-Usage: python benchmarks/channel_lines.py [DATA_DIR]; EEGZ_BENCH_DRAWS (default 3), EEGZ_BENCH_FORMATS.
+Usage: python benchmarks/channel_lines.py [DATA_DIR]; EEGZ_BENCH_DRAWS (default 3), EEGZ_BENCH_FORMATS; EEGZ_BENCH_MODEL
+(a model file instead of the default) with EEGZ_BENCH_TAG (appended to the results' names).
 Writes benchmarks/results/channel_lines.{json,md} for formats 13,14, else channel_lines_<formats>.{json,md}.
 EEGZ_BENCH_CODEC=transform measures mode transform instead, at the bits per second the neural codec spends at 3, 6
 and 9 codebooks (results/lossy.json), into channel_lines_transform_<formats>.{json,md}.
@@ -43,8 +44,11 @@ from eegz.metrics import band_power_errors, line_ratio_psd, prdn, welch_psd, win
 DRAWS = int(os.environ.get("EEGZ_BENCH_DRAWS", "3"))
 FORMATS = tuple(int(v) for v in os.environ.get("EEGZ_BENCH_FORMATS", "14,15").split(","))
 CODEC = os.environ.get("EEGZ_BENCH_CODEC", "neural")
+MODEL = os.environ.get("EEGZ_BENCH_MODEL")  # a model file to measure instead of the default
+MODEL_TAG = os.environ.get("EEGZ_BENCH_TAG", "")  # what the results' names carry for it
 TAG = ("channel_lines" if FORMATS == (13, 14) and CODEC == "neural" else
-       "channel_lines_" + ("transform_" if CODEC == "transform" else "") + "_".join(map(str, FORMATS)))
+       "channel_lines_" + ("transform_" if CODEC == "transform" else "") + "_".join(map(str, FORMATS))) \
+    + (f"_{MODEL_TAG}" if MODEL_TAG else "")
 WHAT = {14: "Format 14 adds constant runs (spec 6.7), the blended normalization at block seams and the line padding of a "
             "recording's ends (6.1) and exact filling (6.4).",
         15: "Format 15 pulls a decoded swing past the digital range back smoothly before clipping it (spec 6.1, 8's rail "
@@ -58,7 +62,9 @@ WHAT = {14: "Format 14 adds constant runs (spec 6.7), the blended normalization 
         11: "Format 11 is what eegz 0.10-0.19 wrote for transform files.",
         19: "Format 19 gives the transform streams format 18's envelope bands (spec 8.2: [64, 74) split at 70 Hz, 1-Hz "
             "bands from 52 to 58 Hz) and the original samples beside each constant run, to which the decoder pins its "
-            "own (8.4)."}
+            "own (8.4).",
+        20: "Format 20 carries the band envelope's scaling above 64 Hz into each block's faded ends, applied to the "
+            "decoded samples on both sides of the seam (spec 6.4, Seams); its streams are format 18's."}
 CODEBOOKS = (3, 6, 9)
 RECORDINGS = [f"Subject{n}_{run}.edf" for n in (14, 15, 16, 17) for run in (1, 2)]
 
@@ -66,7 +72,7 @@ RECORDINGS = [f"Subject{n}_{run}.edf" for n in (14, 15, 16, 17) for run in (1, 2
 def channel_lines(source: Path, coded: Path, folder: Path) -> tuple[list[float], list[float], list[tuple]]:
     """(each EEG channel's strongest invented line, its PRDN, its band errors (high gamma over the recording and at
     the 0.5-s windows' 90th percentile, alpha and beta over the recording)) of one decode."""
-    api.decompress(coded, folder / "d.edf", device="cpu", force=True)
+    api.decompress(coded, folder / "d.edf", device="cpu", force=True, model=MODEL)
     original, decoded = read_edf(source), read_edf(folder / "d.edf")
     lines, errors, fast = [], [], []
     for s, role in zip(original.header.signals, channel_roles(original.header.signals)):
@@ -123,7 +129,7 @@ def main() -> None:
                                          bitrate=bits[n], force=True)
                         else:
                             api.compress(data / "eegmat" / name, folder / f"{name}.eegz", codebooks=n, device="cpu",
-                                         force=True)
+                                         force=True, model=MODEL)
                     draws = []
                     for k in range(DRAWS):
                         lossy.seed_of = transform.seed_of = lambda *args, s=k * SEED_STEP: (own_seed(*args) + s) % 2 ** 64
@@ -150,7 +156,7 @@ def write(results: list) -> None:
                                                          "results": results}, indent=1) + "\n")
     coder = ("mode transform at the neural codec's bits per second for 3 / 6 / 9 codebooks (" + " / ".join(
         f"{r['bitrate']:.0f}" for r in results[:3]) + " bit/s; the codebooks column names those bits)"
-             if CODEC == "transform" else "default model")
+             if CODEC == "transform" else f"model {Path(MODEL).name}" if MODEL else "default model")
     lines = [f"# Invented lines and high gamma on single channels of held-out eegmat, "
              f"{'transform ' if CODEC == 'transform' else ''}format {' against '.join(map(str, FORMATS))} "
              f"({date.today()})", "",

@@ -108,10 +108,43 @@ def test_the_envelope_restores_gamma_power_on_the_example(lossy_example, tmp_pat
     assert results["envelope"][0] < 0.10 < 0.5 < results["plain"][0], results
     assert results["envelope"][1] < 0.6 < 0.7 < results["plain"][1], results
     assert results["envelope"][2] < results["plain"][2] + 5.0, results
-    assert api.info(lossy_example[6])["format_version"] == 18
+    assert api.info(lossy_example[6])["format_version"] == 20
     # the envelope's bytes and format 16's time profile's (which needs the envelope): 5.1 % of the file (format 13's
     # 22 bands at 500 Hz alone: 2.9 %; format 12's 16 bands: 2.1 %)
     assert plain.stat().st_size < lossy_example[6].stat().st_size < plain.stat().st_size * 1.06
+
+
+def test_format_20_scales_the_decoders_own_fast_output_at_the_seams_too(lossy_example, tmp_path, monkeypatch):
+    """Spec 6.4, Seams. Measured on the example at 6 codebooks with the default model (2026-11-29): 0.5-s windows
+    centred on the three seams, 70-250 Hz power relative to the original's over 20 EEG channels, median 9.74 as format
+    18 decodes the same streams, 4.16 in format 20; more than a quarter second from a
+    seam the samples move by at most 2 digital units (the time profile's rescaling of the whole block, then
+    rounding), at the seams by up to 35 (signals' RMS 6000-9800)."""
+    from eegz import lossy
+    def digital_eeg(path):
+        recording = read_edf(path)
+        roles = channel_roles(recording.header.signals)
+        return np.stack([d for d, r in zip(recording.digital, roles) if r == NEURAL]).astype(np.float64)
+    rate = _eeg(read_edf(EXAMPLE))[1]
+    x = digital_eeg(EXAMPLE)
+    api.decompress(lossy_example[6], tmp_path / "seams.edf", device="cpu")
+    monkeypatch.setattr(lossy, "TOKEN_SEAMS", 21)  # the same streams decoded as format 18 and 19 decode them
+    api.decompress(lossy_example[6], tmp_path / "faded.edf", device="cpu")
+    seams, faded = digital_eeg(tmp_path / "seams.edf"), digital_eeg(tmp_path / "faded.edf")
+    block, half = int(lossy.BLOCK_SECONDS * rate), int(rate / 4)
+    ends = np.minimum(np.arange(x.shape[1]) % block, block - np.arange(x.shape[1]) % block)
+    assert np.max(np.abs(seams - faded)[:, ends > half + 1]) <= 2
+    assert np.max(np.abs(seams - faded)) > 10
+    hann, fast = np.hanning(2 * half), np.fft.rfftfreq(2 * half, 1 / rate) >= 70
+
+    def fast_power(v):
+        return (np.abs(np.fft.rfft(hann * (v - v.mean(-1, keepdims=True)), axis=-1)) ** 2)[:, fast].sum(-1)
+    ratios = {name: np.concatenate([fast_power(y[:, seam - half:seam + half]) / fast_power(x[:, seam - half:seam + half])
+                                    for seam in range(block, x.shape[1] - half, block)])
+              for name, y in (("seams", seams), ("faded", faded))}
+    assert len(ratios["seams"]) == 60  # 20 channels, 3 seams
+    assert np.median(ratios["seams"]) < 5.0 < 8.0 < np.median(ratios["faded"]), {k: np.median(v) for k, v in ratios.items()}
+    assert np.mean(ratios["seams"] < ratios["faded"]) > 0.9, np.mean(ratios["seams"] < ratios["faded"])
 
 
 def test_a_bump_in_one_corner_of_a_band_is_taken_down_without_the_rest_of_the_band():

@@ -216,7 +216,7 @@ def test_a_mains_line_comes_back_as_a_tone_intoken_streams(tmp_path, monkeypatch
     signal = rec.header.signals[0]
     others = tuple(s.label for s in rec.header.signals[1:])  # only Fp1 through the codec: quicker
     api.compress(path, tmp_path / "t.eegz", codebooks=6, device="cpu", exact_labels=others)
-    assert api.info(tmp_path / "t.eegz")["format_version"] == 18
+    assert api.info(tmp_path / "t.eegz")["format_version"] == 20
     streams = list(token_streams(tmp_path / "t.eegz"))
     assert len(streams) == 4
     for _, entry, _, t in streams:
@@ -326,7 +326,7 @@ def test_format_13_keeps_a_notch_filters_gap(lossy_example, tmp_path, monkeypatc
 
     gap13, *sides13 = band_ratios(lossy_example[6], "v13.edf")
     gap12, *sides12 = band_ratios(tmp_path / "v12.eegz", "v12.edf")
-    assert api.info(lossy_example[6])["format_version"] == 18
+    assert api.info(lossy_example[6])["format_version"] == 20
     assert gap13 < 2.2 and gap12 > 50, (gap13, gap12)
     assert all(0.9 < r < 1.1 for r in sides13) and sides12[1] < 0.75, (sides13, sides12)
 

@@ -28,7 +28,7 @@ def test_every_stream_kind_and_section_has_a_vector():
                 kinds |= {(s.kind, s.flags) for s in c.read_block(k)}
     assert kinds == {(0, 0), (1, 0), (2, 0), (3, 0), (3, 1), (4, 0), (5, 0), (6, 0)} and identity
     assert {TABLE[n]["mode"] for n in TABLE} == {"lossless", "near-lossless", "lossy", "transform"}
-    assert {TABLE[n]["format_version"] for n in TABLE} == {3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19}
+    assert {TABLE[n]["format_version"] for n in TABLE} == {3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20}
 
 
 def test_a_float_vector_refuses_a_near_miss(tmp_path):
@@ -91,3 +91,22 @@ def test_the_lossy_tone_vector_carries_a_tone():
         signal = parse_header(c.edf_header).signals[0]
     n = entry.record_count * signal.samples_per_record
     assert any(abs(k * signal.sample_rate / (256 * n) - 50.01) < 0.005 for k in t.tones[:, 0])
+
+
+def test_the_seams_vector_changes_its_decode_only_beside_its_seams(tmp_path, monkeypatch):
+    """lossy_seams_6.eegz exercises spec 6.4's seams: decoded as format 18 would decode the same streams, its samples
+    differ by more than rounding only within a quarter second of its two seams (blocks of 16 s)."""
+    import numpy as np
+
+    from eegz import lossy
+    from eegz.edf import read_edf
+    api.decompress(VECTORS / "lossy_seams_6.eegz", tmp_path / "seams.edf", device="cpu")
+    monkeypatch.setattr(lossy, "TOKEN_SEAMS", 21)
+    api.decompress(VECTORS / "lossy_seams_6.eegz", tmp_path / "faded.edf", device="cpu")
+    seams, faded = read_edf(tmp_path / "seams.edf"), read_edf(tmp_path / "faded.edf")
+    rate = seams.header.signals[0].sample_rate
+    block, quarter = int(16 * rate), int(rate / 4)
+    moved = np.max([np.abs(a.astype(np.int64) - b) for a, b in zip(seams.digital[:5], faded.digital[:5])], axis=0)
+    at = np.arange(len(moved))
+    near = np.minimum(np.abs(at - block), np.abs(at - 2 * block)) <= quarter
+    assert moved[near].max() > 5 and moved[~near].max() <= 2

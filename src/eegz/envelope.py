@@ -103,6 +103,15 @@ GAMMA_PROFILE_HZ = (30.0, 70.0)
 # the decoder's smoothed version of the input gained error (eegmat at 3 codebooks, 0.5-s beta p90 0.72 -> 0.95)
 SLOW_BANDS_HZ = ((4.0, 8.0), (8.0, 13.0), (13.0, 30.0))
 CEILING_RAMP_HZ = 1.0  # the gain passes from one band's value to the next's (or to 1) over ± this at each edge
+# format 20 (token streams): the block's ends above SEAM_LOW_HZ. The change fades out over EDGE_SECONDS at each end,
+# so the last quarter second before a seam kept the decoder's own output; where that holds far more than the
+# original (a frame coder's white error in the quiet band above a recorder's 70-Hz filter, ~10^4x), each seam read
+# 100-1500x the original's 70-250 Hz power and the recording's high gamma +172 % (eegmat Subject17_2 at 6
+# codebooks, a model started as a frame quantizer). There the block's scaling of its parts above SEAM_LOW_HZ is also
+# applied to its decoded context: both sides of a seam scale the same decoded samples, so no step is cut there
+SEAM_LOW_HZ = 64.0
+SEAM_RAMP_HZ = 2.0  # the weight rises from 0 to 1 over SEAM_LOW_HZ ± this
+SEAM_SECONDS = 0.5  # how much of the decoded context on each side takes part
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -295,7 +304,7 @@ def splitmix64(seed: int, count: int) -> np.ndarray:
 
 def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, bands: tuple, rounding: float = 0.0,
           version: int = 5, time_profile: np.ndarray | None = None, part_hz: float = SUB_BAND_HZ,
-          mains_noise: bool = False, exact_fill: bool = False) -> np.ndarray:
+          mains_noise: bool = False, exact_fill: bool = False, context: tuple | None = None) -> np.ndarray:
     """y (the block's own decoded normalized samples at `rate`) with each band brought to its stored power:
     scaled down where it holds more, topped up with random-phase noise where it holds less. `rounding` is
     the power of the white noise that re-quantizing to the file's digital steps adds later (step² / 12, in
@@ -314,7 +323,10 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     streams: FINE_PART_HZ). `mains_noise` (format 13's token streams): the mains bands' decoded content is dropped
     and their parts filled with noise of their power (see FINE_PART_HZ's note). `exact_fill` (format 14's token
     streams): a filled part's bins are then scaled so that the part holds its decoded power plus the noise's, as
-    noise uncorrelated with the decoded content would give on average (see the format-14 note above SKIRT_HZ)."""
+    noise uncorrelated with the decoded content would give on average (see the format-14 note above SKIRT_HZ).
+    `context` (format 20's token streams): (the block's decoded samples with their context, how many lie before the
+    block's own; same normalization as y), on which the parts' scaling above SEAM_LOW_HZ is carried into the block's
+    faded ends (seam_change)."""
     n = len(y)
     if n < 2 or not any(stored):
         return y
@@ -338,6 +350,8 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
         filled = ~scaled & (want > 0)
         factor = np.where(scaled, np.sqrt(np.divide(want, have, out=np.zeros_like(have), where=have > 0)), 1.0)
         spectrum[k] *= factor[part_of]
+        scaling = np.ones(len(spectrum))  # each bin's gain from its part's scaling (format 20's seams)
+        scaling[k] = factor[part_of]
         density = np.where(filled, (want - have) / part_shape, 0.0)  # noise per unit of shape
         if version >= 8:  # format 8: a part that holds much of its power gets only part of what it lacks
             density *= np.clip((1.0 - have / np.where(filled, want, 1.0)) / (1.0 - FILL_RAMP), 0.0, 1.0)
@@ -352,12 +366,41 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
         # a first part brought down is mostly a line the decoder made: nothing to continue
         skirt_density = density[0] if first and filled[0] else None
     else:
-        skirt_density = None
+        skirt_density, scaling = None, None
     if len(skirt) and skirt_density:  # format 6: the first part's noise filling continues below 30 Hz, fading out
         weight = 0.5 + 0.5 * np.cos(np.pi * (bands[0][0] - f[skirt]) / SKIRT_HZ)
         spectrum[skirt] += weight * n * np.sqrt(skirt_density * shape[skirt] / 2.0) * np.exp(1j * phases[counted:])
     out = _faded(y, np.fft.irfft(spectrum, n) + ramp, rate)
+    if context is not None and scaling is not None:
+        out = out + seam_change(*context, n, scaling, rate)
     return out if time_profile is None else shaped_in_time(out, time_profile, rate)
+
+
+def seam_change(decoded: np.ndarray, before: int, n: int, scaling: np.ndarray, rate: float) -> np.ndarray:
+    """Format 20 (spec 6.4, Seams): what the block's n samples gain at its ends, where apply's change fades out: its
+    per-bin scaling (`scaling`, over the n-sample block's rfft bins) above SEAM_LOW_HZ, applied to `decoded` (the
+    block's decoded samples with `before` samples of context before them and the rest after), weighted by 1 minus the
+    fade on each side that has context (none on a side without: there the FFT's wrap would lie at the block's end)."""
+    after = len(decoded) - before - n
+    if not (before or after):
+        return np.zeros(n)
+    z = np.asarray(decoded, np.float64)
+    z = z - straight_line(z)
+    for side, count in ((slice(None, before), before), (slice(len(z) - after, None), after)):
+        rise = 0.5 - 0.5 * np.cos(np.pi * np.arange(count) / count) if count else np.zeros(0)
+        z[side] *= rise if side.start is None else rise[::-1]  # the context faded to 0 at its outer end
+    m = len(z)
+    f = np.fft.rfftfreq(m, 1.0 / rate)
+    gain = np.interp(f, np.fft.rfftfreq(n, 1.0 / rate), scaling)
+    weight = np.clip((f - SEAM_LOW_HZ + SEAM_RAMP_HZ) / (2.0 * SEAM_RAMP_HZ), 0.0, 1.0)
+    change = np.fft.irfft(np.fft.rfft(z) * (gain - 1.0) * weight, m)[before:before + n]
+    taper, edge = _edge_taper(n, _edge(n, rate)), _edge(n, rate)
+    faded_out = np.zeros(n)
+    if before:
+        faded_out[:edge] = 1.0 - taper[:edge]
+    if after:
+        faded_out[n - edge:] = 1.0 - taper[n - edge:]
+    return change * faded_out
 
 
 def _faded(y: np.ndarray, changed: np.ndarray, rate: float) -> np.ndarray:

@@ -57,6 +57,9 @@ BLEND_SECONDS = 0.5
 # format 11 (runs.requantized): clipping cut corners into a decoded swing that passed a rail, and half the
 # invented 80-250 Hz events left on held-out eegmat were those clicks (see runs.LIMITER_SECONDS)
 TOKEN_RAIL_LIMITER = 15
+# format 20: the envelope's scaling above envelope.SEAM_LOW_HZ reaches the block's ends through its decoded context
+# (spec 6.4, Seams; envelope.seam_change, seam_sides)
+TOKEN_SEAMS = 20
 TOKEN_QUARTER_PARTS = 17  # format 17: the envelope's parts and the profile's rescaling parts are 0.25 Hz wide
 # (envelope.QUARTER_PART_HZ); the streams are laid out as in format 16
 
@@ -401,23 +404,35 @@ def with_context(codes: np.ndarray, left: np.ndarray | None, right: np.ndarray |
     return np.concatenate([left_part, codes, right_part], axis=1), left_part.shape[1]
 
 
-def to_channel_samples(wave: np.ndarray, n_left: int, offset, scale, first_frame: int,
-                       signal: Signal, first_sample: int, n_samples: int, codec_rate: int,
-                       hop: int, padtype: str = "constant") -> np.ndarray:
-    """Physical samples [first_sample, first_sample + n_samples) of one channel from a decoded block; `offset`
-    and `scale` undo its normalization (per sample from format 14). `padtype` (dsp.resample): "line" from format
-    14 (see LINE_PADDING)."""
+def resampled_channel(wave: np.ndarray, n_left: int, offset, scale, first_frame: int, signal: Signal,
+                      codec_rate: int, hop: int, padtype: str = "constant") -> tuple[np.ndarray, int]:
+    """A decoded block's wave (context included) as physical samples at the channel's rate, and the recording's
+    sample index of the first (spec 6.1): `offset` and `scale` undo its normalization (per sample from format 14);
+    `padtype` (dsp.resample): "line" from format 14 (see LINE_PADDING)."""
     wave = wave * scale + offset
     start_codec = (first_frame - n_left) * hop  # absolute codec-rate index of wave[0]
     period = alignment_period(signal.sample_rate, codec_rate)
     aligned = -(-start_codec // period) * period
     up, down = rate_ratio(codec_rate, signal.sample_rate)
-    channel = resample(wave[aligned - start_codec:], codec_rate, signal.sample_rate, padtype)
-    begin = first_sample - aligned * up // down
+    return resample(wave[aligned - start_codec:], codec_rate, signal.sample_rate, padtype), aligned * up // down
+
+
+def channel_samples(channel: np.ndarray, first: int, first_sample: int, n_samples: int, offset) -> np.ndarray:
+    """Samples [first_sample, first_sample + n_samples) of a resampled_channel whose first sample is `first` (past
+    its end the last value, or the last `offset` where it holds none of them)."""
+    begin = first_sample - first
     out = channel[begin:begin + n_samples]
     if len(out) < n_samples:  # the very end of a recording: hold the last value
         out = np.concatenate([out, np.full(n_samples - len(out), out[-1] if len(out) else np.ravel(offset)[-1])])
     return out
+
+
+def seam_sides(channel: np.ndarray, first: int, first_sample: int, n_samples: int, rate: float) -> tuple[int, int]:
+    """Format 20 (spec 6.4, Seams): how many samples of decoded context before and after a block's own the band
+    envelope reads: SEAM_SECONDS of the channel's on a side where the resampled wave holds twice that beyond them."""
+    side = round(rate * envelope.SEAM_SECONDS)
+    held = (first_sample - first, first + len(channel) - first_sample - n_samples)
+    return tuple(side if count >= 2 * side else 0 for count in held)
 
 
 SCALE_SEED = 7  # the format from which the noise seed also takes the stream's scale
@@ -495,11 +510,14 @@ class TokenDecoder:
                 wave = self._codec_rate_envelope(wave, n_left, n_frames, t, s, self._seed(first_record, i, t))
             spr = s.samples_per_record
             offset, scale = self._normalization(len(wave), n_left, n_frames, t, l, r)
-            phys = to_channel_samples(wave, n_left, offset, scale, first_frame, s, first_record * spr,
-                                      record_count * spr, self.rate, self.hop,
-                                      "line" if self.version >= LINE_PADDING else "constant")
+            channel, first = resampled_channel(wave, n_left, offset, scale, first_frame, s, self.rate, self.hop,
+                                               "line" if self.version >= LINE_PADDING else "constant")
+            start, count = first_record * spr, record_count * spr
+            before, after = (seam_sides(channel, first, start, count, s.sample_rate)
+                             if self.version >= TOKEN_SEAMS and t.envelope else (0, 0))
+            phys = channel_samples(channel, first, start - before, count + before + after, offset)
             if (t.envelope or t.ceiling) and self.version >= CHANNEL_RATE_ENVELOPE:
-                phys = self._channel_rate_envelope(phys, t, s, self._seed(first_record, i, t))
+                phys = self._channel_rate_envelope(phys, t, s, self._seed(first_record, i, t), before, after)
             if len(t.tones):  # format 12 (spec 6.6): in digital units, before re-quantizing
                 if not tones.in_range(t.tones, len(phys)):
                     raise FormatError("damaged token stream (a tone at or above the Nyquist frequency)")
@@ -532,12 +550,16 @@ class TokenDecoder:
     def _seed(self, first_record: int, signal: int, t: TokenStream) -> int:
         return seed_of(first_record, signal, t.scale if self.version >= SCALE_SEED else None)
 
-    def _channel_rate_envelope(self, phys: np.ndarray, t: TokenStream, s: Signal, seed: int) -> np.ndarray:
-        """Formats 5 and later (spec 6.4): the block's own samples at the channel's rate brought to the stored
-        band powers, in the block's normalization; from format 16 their 30-70 Hz part then follows the stored time
-        profile (6.8). From format 18 the slow-band ceiling (6.9) comes first."""
+    def _channel_rate_envelope(self, decoded: np.ndarray, t: TokenStream, s: Signal, seed: int, before: int = 0,
+                               after: int = 0) -> np.ndarray:
+        """Formats 5 and later (spec 6.4): the block's own samples at the channel's rate (`decoded` less its `before`
+        and `after` samples of context, format 20) brought to the stored band powers, in the block's normalization;
+        from format 16 their 30-70 Hz part then follows the stored time profile (6.8). From format 18 the slow-band
+        ceiling (6.9) comes first."""
         rate, fine = s.sample_rate, self.version >= TOKEN_FINE_BANDS
         bands, part_hz = token_bands(rate, self.version), _part_hz(self.version)
+        context = ((decoded - t.offset) / t.scale, before) if before or after else None
+        phys = decoded[before:len(decoded) - after]
         y = (phys - t.offset) / t.scale
         if t.ceiling:
             y = envelope.under_ceiling(y, t.ceiling, rate)
@@ -548,7 +570,7 @@ class TokenDecoder:
         y = envelope.apply(y, t.envelope, rate, rate / 2, seed, bands, _rounding(s, t),
                            version=min(self.version, TOKEN_ENVELOPE_RULES),
                            part_hz=part_hz, mains_noise=fine,
-                           exact_fill=self.version >= EXACT_FILL)
+                           exact_fill=self.version >= EXACT_FILL, context=context)
         if len(t.profile):  # format 16 (spec 6.8)
             if len(t.profile) != envelope.profile_count(len(y), rate):
                 raise FormatError("damaged token stream (time profile count)")
