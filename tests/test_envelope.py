@@ -114,13 +114,15 @@ def test_the_envelope_restores_gamma_power_on_the_example(lossy_example, tmp_pat
     assert plain.stat().st_size < lossy_example[6].stat().st_size < plain.stat().st_size * 1.06
 
 
-def test_format_20_scales_the_decoders_own_fast_output_at_the_seams_too(lossy_example, tmp_path, monkeypatch):
-    """Spec 6.4, Seams. Measured on the example at 6 codebooks with the default model (2026-11-29): 0.5-s windows
-    centred on the three seams, 70-250 Hz power relative to the original's over 20 EEG channels, median 9.74 as format
-    18 decodes the same streams, 4.16 in format 20; more than a quarter second from a
-    seam the samples move by at most 2 digital units (the time profile's rescaling of the whole block, then
-    rounding), at the seams by up to 35 (signals' RMS 6000-9800)."""
+def test_format_20_works_on_the_blocks_context_and_scales_the_seams_too(lossy_example, tmp_path, monkeypatch):
+    """Spec 6.4, Context and seams. Measured on the example at 6 codebooks with the default model (2026-11-29): 0.5-s
+    windows centred on the three seams, 70-250 Hz power relative to the original's over 20 EEG channels, median 9.74
+    as format 18 decodes the same streams, 4.21 in format 20 (lower in every window). Without the FFT's corner's
+    leakage the parts' factors change the block's 30-45 Hz by some 20-90 digital units (RMS over a second; 150-350
+    near the seams; signals' RMS 6000-9800): PRDN 24.73 against 24.70 %, the strongest line per channel 1.44 / 1.60x
+    (mean / worst) against 1.44 / 1.61x, 30-70 Hz power error 0.013 against 0.018."""
     from eegz import lossy
+
     def digital_eeg(path):
         recording = read_edf(path)
         roles = channel_roles(recording.header.signals)
@@ -133,8 +135,13 @@ def test_format_20_scales_the_decoders_own_fast_output_at_the_seams_too(lossy_ex
     seams, faded = digital_eeg(tmp_path / "seams.edf"), digital_eeg(tmp_path / "faded.edf")
     block, half = int(lossy.BLOCK_SECONDS * rate), int(rate / 4)
     ends = np.minimum(np.arange(x.shape[1]) % block, block - np.arange(x.shape[1]) % block)
-    assert np.max(np.abs(seams - faded)[:, ends > half + 1]) <= 2
-    assert np.max(np.abs(seams - faded)) > 10
+    moved = np.abs(seams - faded)
+    near, away = (np.sqrt(np.mean(moved[:, side] ** 2)) for side in (ends <= half, ends > half))
+    assert near > 1.3 * away > 30, (near, away)
+    centred = x - x.mean(1, keepdims=True)
+    error = {name: prdn(centred.ravel(), (y - x.mean(1, keepdims=True)).ravel()) for name, y in
+             (("seams", seams), ("faded", faded))}
+    assert abs(error["seams"] - error["faded"]) < 0.2, error
     hann, fast = np.hanning(2 * half), np.fft.rfftfreq(2 * half, 1 / rate) >= 70
 
     def fast_power(v):
@@ -144,7 +151,7 @@ def test_format_20_scales_the_decoders_own_fast_output_at_the_seams_too(lossy_ex
               for name, y in (("seams", seams), ("faded", faded))}
     assert len(ratios["seams"]) == 60  # 20 channels, 3 seams
     assert np.median(ratios["seams"]) < 5.0 < 8.0 < np.median(ratios["faded"]), {k: np.median(v) for k, v in ratios.items()}
-    assert np.mean(ratios["seams"] < ratios["faded"]) > 0.9, np.mean(ratios["seams"] < ratios["faded"])
+    assert np.mean(ratios["seams"] < ratios["faded"]) > 0.95
 
 
 def test_a_bump_in_one_corner_of_a_band_is_taken_down_without_the_rest_of_the_band():

@@ -103,12 +103,15 @@ GAMMA_PROFILE_HZ = (30.0, 70.0)
 # the decoder's smoothed version of the input gained error (eegmat at 3 codebooks, 0.5-s beta p90 0.72 -> 0.95)
 SLOW_BANDS_HZ = ((4.0, 8.0), (8.0, 13.0), (13.0, 30.0))
 CEILING_RAMP_HZ = 1.0  # the gain passes from one band's value to the next's (or to 1) over ± this at each edge
-# format 20 (token streams): the block's ends above SEAM_LOW_HZ. The change fades out over EDGE_SECONDS at each end,
-# so the last quarter second before a seam kept the decoder's own output; where that holds far more than the
-# original (a frame coder's white error in the quiet band above a recorder's 70-Hz filter, ~10^4x), each seam read
-# 100-1500x the original's 70-250 Hz power and the recording's high gamma +172 % (eegmat Subject17_2 at 6
-# codebooks, a model started as a frame quantizer). There the block's scaling of its parts above SEAM_LOW_HZ is also
-# applied to its decoded context: both sides of a seam scale the same decoded samples, so no step is cut there
+# format 20 (token streams): the envelope works on the block with its decoded context (spec 6.4, Context and seams).
+# The block alone is not periodic, and the FFT's corner where its end meets its start leaks into every bin: a part's
+# factor scaled that leakage too, and where a filled part sat between scaled ones the difference rang on as a narrow
+# line near both ends (a model started as a frame quantizer on eegmat Subject17_2's P3: 5.45x at 149.5 Hz at 3
+# codebooks, 1.67x at 44 Hz with the context). And the change fades out over EDGE_SECONDS at each end, so the quarter
+# second before a seam kept the decoder's own output; where that holds far more than the original (the same model's
+# white error above a recorder's 70-Hz filter, ~10^4x), each seam read 100-1500x the original's 70-250 Hz power and the
+# recording's high gamma +172 % (+3 % with the seams' scaling). There each band's scaling above SEAM_LOW_HZ, smooth
+# across bands, is also applied: both sides of a seam scale the same decoded samples, so no step is cut there
 SEAM_LOW_HZ = 64.0
 SEAM_RAMP_HZ = 2.0  # the weight rises from 0 to 1 over SEAM_LOW_HZ ± this
 SEAM_SECONDS = 0.5  # how much of the decoded context on each side takes part
@@ -335,6 +338,7 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     # the first sample to the last, put back afterwards), whose leakage would swamp the quiet high bands
     ramp = straight_line(y)
     spectrum, measured = np.fft.rfft(y - ramp), _windowed(y, rate, version >= 5)
+    gains, added = np.ones(len(spectrum)), np.zeros(len(spectrum), complex)  # spectrum = Y gains + added (format 20)
     f = np.fft.rfftfreq(n, 1.0 / rate)
     counted = sum(len(b) for b in _band_bins(n, rate, limit, bands))
     skirt = np.flatnonzero((f >= bands[0][0] - SKIRT_HZ) & (f < bands[0][0]) & (f > 0)) if version >= 6 else []
@@ -346,12 +350,13 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
             mains = np.array([hi - lo < SUB_BAND_HZ for lo, hi in bands])[part_band]
             have[mains] = 0.0
             spectrum[k[mains[part_of]]] = 0.0
+            gains[k[mains[part_of]]] = 0.0
         scaled = have > want
         filled = ~scaled & (want > 0)
         factor = np.where(scaled, np.sqrt(np.divide(want, have, out=np.zeros_like(have), where=have > 0)), 1.0)
         spectrum[k] *= factor[part_of]
-        scaling = np.ones(len(spectrum))  # each bin's gain from its part's scaling (format 20's seams)
-        scaling[k] = factor[part_of]
+        gains[k] *= factor[part_of]
+        scaling = _band_scaling(have, want, part_band, bands, rate, limit, f) if context is not None else None
         density = np.where(filled, (want - have) / part_shape, 0.0)  # noise per unit of shape
         if version >= 8:  # format 8: a part that holds much of its power gets only part of what it lacks
             density *= np.clip((1.0 - have / np.where(filled, want, 1.0)) / (1.0 - FILL_RAMP), 0.0, 1.0)
@@ -359,10 +364,13 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
         if exact_fill:  # format 14's token streams: without the cross term, a filled part gets what it lacks
             expected = np.bincount(part_of, np.abs(spectrum[k]) ** 2 + np.abs(noise) ** 2, minlength=len(have))
         spectrum[k] += noise  # 0 where the part is not filled
+        added[k] = noise
         if exact_fill:
             after = np.bincount(part_of, np.abs(spectrum[k]) ** 2, minlength=len(have))
             gain = np.sqrt(np.divide(expected, after, out=np.ones_like(after), where=after > 0))
             spectrum[k] *= np.where(filled, gain, 1.0)[part_of]
+            gains[k] *= np.where(filled, gain, 1.0)[part_of]
+            added[k] *= np.where(filled, gain, 1.0)[part_of]
         # a first part brought down is mostly a line the decoder made: nothing to continue
         skirt_density = density[0] if first and filled[0] else None
     else:
@@ -370,25 +378,67 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     if len(skirt) and skirt_density:  # format 6: the first part's noise filling continues below 30 Hz, fading out
         weight = 0.5 + 0.5 * np.cos(np.pi * (bands[0][0] - f[skirt]) / SKIRT_HZ)
         spectrum[skirt] += weight * n * np.sqrt(skirt_density * shape[skirt] / 2.0) * np.exp(1j * phases[counted:])
-    out = _faded(y, np.fft.irfft(spectrum, n) + ramp, rate)
-    if context is not None and scaling is not None:
+        added[skirt] += weight * n * np.sqrt(skirt_density * shape[skirt] / 2.0) * np.exp(1j * phases[counted:])
+    if context is None:
+        return _shaped(_faded(y, np.fft.irfft(spectrum, n) + ramp, rate), time_profile, rate)
+    # format 20: the parts' gains act on the block with its decoded context, where no end-to-start jump lies
+    change = _gains_on_context(*context, n, gains, rate) + np.fft.irfft(added, n)
+    out = y + change * _edge_taper(n, _edge(n, rate))
+    if scaling is not None:
         out = out + seam_change(*context, n, scaling, rate)
+    return _shaped(out, time_profile, rate)
+
+
+def _shaped(out: np.ndarray, time_profile: np.ndarray | None, rate: float) -> np.ndarray:
     return out if time_profile is None else shaped_in_time(out, time_profile, rate)
 
 
+def _gains_on_context(decoded: np.ndarray, before: int, n: int, gains: np.ndarray, rate: float) -> np.ndarray:
+    """Format 20 (spec 6.4): the change that per-bin `gains` (over the n-sample block's rfft bins) make to the block's
+    n samples when applied to `decoded` (the block with `before` samples of context before it and the rest after),
+    minus its straight line, the context faded to 0 at its outer ends (_context_window)."""
+    z, m = _context_window(decoded, before, n), len(decoded)
+    gain = np.interp(np.fft.rfftfreq(m, 1.0 / rate), np.fft.rfftfreq(n, 1.0 / rate), gains)
+    return np.fft.irfft(np.fft.rfft(z) * (gain - 1.0), m)[before:before + n]
+
+
+def _context_window(decoded: np.ndarray, before: int, n: int) -> np.ndarray:
+    """`decoded` (a block's n samples with `before` of context before them and the rest after) minus the straight
+    line from its first sample to its last, each side's context faded to 0 at its outer end by a raised cosine."""
+    after = len(decoded) - before - n
+    z = np.asarray(decoded, np.float64)
+    z = z - straight_line(z)
+    if before:
+        z[:before] *= 0.5 - 0.5 * np.cos(np.pi * np.arange(before) / before)
+    if after:
+        z[len(z) - after:] *= 0.5 + 0.5 * np.cos(np.pi * (np.arange(after) + 1) / after)
+    return z
+
+
+def _band_scaling(have: np.ndarray, want: np.ndarray, part_band: np.ndarray, bands: tuple, rate: float, limit: float,
+                  f: np.ndarray) -> np.ndarray:
+    """Format 20's seams: per rfft bin (frequencies `f`), the gain that brings each band with parts down to its power
+    where it holds more (min(1, sqrt(want / have)) over the band's parts), linear between the bands' centres: smooth,
+    so that scaling the block's ends by it leaves no part standing out (by parts, a filled part between scaled ones
+    kept the decoder's own content at the ends and read as a line: 149.5 Hz on eegmat Subject17_2's P3)."""
+    top = min(rate / 2, limit)
+    used = np.unique(part_band)
+    band_have, band_want = np.bincount(part_band, have)[used], np.bincount(part_band, want)[used]
+    gains = np.minimum(1.0, np.sqrt(np.divide(band_want, band_have, out=np.ones_like(band_have), where=band_have > 0)))
+    centres = [(bands[b][0] + min(bands[b][1], top)) / 2.0 for b in used]
+    return np.interp(f, centres, gains)
+
+
 def seam_change(decoded: np.ndarray, before: int, n: int, scaling: np.ndarray, rate: float) -> np.ndarray:
-    """Format 20 (spec 6.4, Seams): what the block's n samples gain at its ends, where apply's change fades out: its
+    """Format 20 (spec 6.4, Context and seams): what the block's n samples gain at its ends, where apply's change fades out: its
     per-bin scaling (`scaling`, over the n-sample block's rfft bins) above SEAM_LOW_HZ, applied to `decoded` (the
     block's decoded samples with `before` samples of context before them and the rest after), weighted by 1 minus the
-    fade on each side that has context (none on a side without: there the FFT's wrap would lie at the block's end)."""
+    fade on each side that has context (none on a side without: there the FFT's wrap would lie at the block's end).
+    `scaling`: _band_scaling's."""
     after = len(decoded) - before - n
     if not (before or after):
         return np.zeros(n)
-    z = np.asarray(decoded, np.float64)
-    z = z - straight_line(z)
-    for side, count in ((slice(None, before), before), (slice(len(z) - after, None), after)):
-        rise = 0.5 - 0.5 * np.cos(np.pi * np.arange(count) / count) if count else np.zeros(0)
-        z[side] *= rise if side.start is None else rise[::-1]  # the context faded to 0 at its outer end
+    z = _context_window(decoded, before, n)
     m = len(z)
     f = np.fft.rfftfreq(m, 1.0 / rate)
     gain = np.interp(f, np.fft.rfftfreq(n, 1.0 / rate), scaling)

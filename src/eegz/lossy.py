@@ -57,8 +57,8 @@ BLEND_SECONDS = 0.5
 # format 11 (runs.requantized): clipping cut corners into a decoded swing that passed a rail, and half the
 # invented 80-250 Hz events left on held-out eegmat were those clicks (see runs.LIMITER_SECONDS)
 TOKEN_RAIL_LIMITER = 15
-# format 20: the envelope's scaling above envelope.SEAM_LOW_HZ reaches the block's ends through its decoded context
-# (spec 6.4, Seams; envelope.seam_change, seam_sides)
+# format 20: the band envelope works on the block with half a second of its decoded context on each side, and its
+# scaling above envelope.SEAM_LOW_HZ reaches the block's faded ends (spec 6.4, Context and seams; seam_sides)
 TOKEN_SEAMS = 20
 TOKEN_QUARTER_PARTS = 17  # format 17: the envelope's parts and the profile's rescaling parts are 0.25 Hz wide
 # (envelope.QUARTER_PART_HZ); the streams are laid out as in format 16
@@ -428,7 +428,7 @@ def channel_samples(channel: np.ndarray, first: int, first_sample: int, n_sample
 
 
 def seam_sides(channel: np.ndarray, first: int, first_sample: int, n_samples: int, rate: float) -> tuple[int, int]:
-    """Format 20 (spec 6.4, Seams): how many samples of decoded context before and after a block's own the band
+    """Format 20 (spec 6.4, Context and seams): how many samples of decoded context before and after a block's own the band
     envelope reads: SEAM_SECONDS of the channel's on a side where the resampled wave holds twice that beyond them."""
     side = round(rate * envelope.SEAM_SECONDS)
     held = (first_sample - first, first + len(channel) - first_sample - n_samples)
