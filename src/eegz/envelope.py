@@ -338,7 +338,8 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     # the first sample to the last, put back afterwards), whose leakage would swamp the quiet high bands
     ramp = straight_line(y)
     spectrum, measured = np.fft.rfft(y - ramp), _windowed(y, rate, version >= 5)
-    gains, added = np.ones(len(spectrum)), np.zeros(len(spectrum), complex)  # spectrum = Y gains + added (format 20)
+    # format 20: the spectrum as Y gains + added, `gains` holding the mains bands' 0 and the scaled parts' factors
+    gains, added = np.ones(len(spectrum)), np.zeros(len(spectrum), complex)
     f = np.fft.rfftfreq(n, 1.0 / rate)
     counted = sum(len(b) for b in _band_bins(n, rate, limit, bands))
     skirt = np.flatnonzero((f >= bands[0][0] - SKIRT_HZ) & (f < bands[0][0]) & (f > 0)) if version >= 6 else []
@@ -363,14 +364,15 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
         noise = n * np.sqrt(density[part_of] * shape[k] / 2.0) * np.exp(1j * phases[numbers])
         if exact_fill:  # format 14's token streams: without the cross term, a filled part gets what it lacks
             expected = np.bincount(part_of, np.abs(spectrum[k]) ** 2 + np.abs(noise) ** 2, minlength=len(have))
+        before_noise = spectrum[k].copy()
         spectrum[k] += noise  # 0 where the part is not filled
-        added[k] = noise
         if exact_fill:
             after = np.bincount(part_of, np.abs(spectrum[k]) ** 2, minlength=len(have))
             gain = np.sqrt(np.divide(expected, after, out=np.ones_like(after), where=after > 0))
             spectrum[k] *= np.where(filled, gain, 1.0)[part_of]
-            gains[k] *= np.where(filled, gain, 1.0)[part_of]
-            added[k] *= np.where(filled, gain, 1.0)[part_of]
+        # format 20: a filled part's change stays on the block's own bins, decoded content and noise together (the
+        # exact filling's factor undoes their cross term there; apart, it could multiply a part that nearly cancelled)
+        added[k] = spectrum[k] - before_noise
         # a first part brought down is mostly a line the decoder made: nothing to continue
         skirt_density = density[0] if first and filled[0] else None
     else:
