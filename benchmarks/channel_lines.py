@@ -63,8 +63,9 @@ WHAT = {14: "Format 14 adds constant runs (spec 6.7), the blended normalization 
         19: "Format 19 gives the transform streams format 18's envelope bands (spec 8.2: [64, 74) split at 70 Hz, 1-Hz "
             "bands from 52 to 58 Hz) and the original samples beside each constant run, to which the decoder pins its "
             "own (8.4).",
-        20: "Format 20 carries the band envelope's scaling above 64 Hz into each block's faded ends, applied to the "
-            "decoded samples on both sides of the seam (spec 6.4, Seams); its streams are format 18's."}
+        20: "Format 20 applies the band envelope above 64 Hz to each block with its decoded context and carries each "
+            "band's scaling there into the block's faded ends (spec 6.4, Context and seams); its streams are format "
+            "18's."}
 CODEBOOKS = (3, 6, 9)
 RECORDINGS = [f"Subject{n}_{run}.edf" for n in (14, 15, 16, 17) for run in (1, 2)]
 

@@ -93,10 +93,10 @@ def test_the_lossy_tone_vector_carries_a_tone():
     assert any(abs(k * signal.sample_rate / (256 * n) - 50.01) < 0.005 for k in t.tones[:, 0])
 
 
-def test_the_seams_vector_decodes_otherwise_than_format_18_most_beside_its_seams(tmp_path, monkeypatch):
+def test_the_seams_vector_decodes_otherwise_than_format_18_beside_its_seams(tmp_path, monkeypatch):
     """lossy_seams_6.eegz exercises spec 6.4's context and seams: decoded as format 18 would decode the same streams,
-    its samples move (RMS 25 digital units on the first five signals), most within a quarter second of its two seams
-    (33; blocks of 16 s)."""
+    its samples move by 6.3 digital units (RMS over the first five signals) within a quarter second of its two seams
+    (blocks of 16 s) and by 1.4 elsewhere."""
     import numpy as np
 
     from eegz import lossy
@@ -110,4 +110,4 @@ def test_the_seams_vector_decodes_otherwise_than_format_18_most_beside_its_seams
     moved = np.array([a.astype(np.int64) - b for a, b in zip(seams.digital[:5], faded.digital[:5])], np.float64)
     at = np.arange(moved.shape[1])
     near = np.minimum(np.abs(at - block), np.abs(at - 2 * block)) <= quarter
-    assert np.sqrt(np.mean(moved[:, near] ** 2)) > 1.1 * np.sqrt(np.mean(moved[:, ~near] ** 2)) > 10
+    assert np.sqrt(np.mean(moved[:, near] ** 2)) > 3.0 * np.sqrt(np.mean(moved[:, ~near] ** 2)) > 3.0
