@@ -165,9 +165,9 @@ VECTORS = {  # file: (source, options, what it exercises)
                                "format 18: lossy_runs_6's recording (its padding, 0 then another constant, in every "
                                "channel), each run with the original samples beside it (section 6.7), DAC-SC, 6 codebooks"),
     "lossy_seams_6.eegz": ("eegmat-40s", dict(mode="lossy", codebooks=6),
-                           "format 20: lossy_ceiling_6's recording over 3 blocks, whose band envelope's scaling above "
-                           "64 Hz reaches the blocks' faded ends through their decoded context (section 6.4, Context and seams), "
-                           "DAC-SC, 6 codebooks"),
+                           "format 20: lossy_ceiling_6's recording over 3 blocks, whose band envelope acts above 64 Hz "
+                           "on each block with its decoded context and reaches the blocks' faded ends there (section "
+                           "6.4, Context and seams), DAC-SC, 6 codebooks"),
     "transform_run_edges_250.eegz": ("eegmat-last-16s", dict(mode="transform"),
                                      "format 19: kinds 5 and 6 whose band envelope has the bands B_18 (section 8.2) "
                                      "and whose constant runs (the recording's padding) carry the original samples "

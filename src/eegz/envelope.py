@@ -328,8 +328,8 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     streams): a filled part's bins are then scaled so that the part holds its decoded power plus the noise's, as
     noise uncorrelated with the decoded content would give on average (see the format-14 note above SKIRT_HZ).
     `context` (format 20's token streams): (the block's decoded samples with their context, how many lie before the
-    block's own; same normalization as y), on which the parts' scaling above SEAM_LOW_HZ is carried into the block's
-    faded ends (seam_change)."""
+    block's own; same normalization as y), on which the parts' factors act above SEAM_LOW_HZ, and whose bands' scaling
+    there reaches the block's faded ends (_seam_change)."""
     n = len(y)
     if n < 2 or not any(stored):
         return y
@@ -340,7 +340,7 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     spectrum, measured = np.fft.rfft(y - ramp), _windowed(y, rate, version >= 5)
     # format 20: the spectrum as Y gains + added, `gains` holding the mains bands' 0 and the scaled parts' factors
     gains, added = np.ones(len(spectrum)), np.zeros(len(spectrum), complex)
-    spectrum_before_gains = spectrum.copy() if context is not None else None
+    decoded_spectrum = spectrum.copy() if context is not None else None
     f = np.fft.rfftfreq(n, 1.0 / rate)
     counted = sum(len(b) for b in _band_bins(n, rate, limit, bands))
     skirt = np.flatnonzero((f >= bands[0][0] - SKIRT_HZ) & (f < bands[0][0]) & (f > 0)) if version >= 6 else []
@@ -380,21 +380,21 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
         skirt_density, scaling = None, None
     if len(skirt) and skirt_density:  # format 6: the first part's noise filling continues below 30 Hz, fading out
         weight = 0.5 + 0.5 * np.cos(np.pi * (bands[0][0] - f[skirt]) / SKIRT_HZ)
-        spectrum[skirt] += weight * n * np.sqrt(skirt_density * shape[skirt] / 2.0) * np.exp(1j * phases[counted:])
-        added[skirt] += weight * n * np.sqrt(skirt_density * shape[skirt] / 2.0) * np.exp(1j * phases[counted:])
+        skirt_noise = weight * n * np.sqrt(skirt_density * shape[skirt] / 2.0) * np.exp(1j * phases[counted:])
+        spectrum[skirt] += skirt_noise
+        added[skirt] += skirt_noise
     if context is None:
         return _shaped(_faded(y, np.fft.irfft(spectrum, n) + ramp, rate), time_profile, rate)
     # format 20: above SEAM_LOW_HZ the parts' gains act on the block with its decoded context, where no end-to-start
     # jump lies (below, where the decoded content is most of the power, the jump's leakage rings little, and on the
     # context the default model's lines grew: 22 -> 25.5 of 160 held-out eegmat channels above 1.5x at 6 codebooks)
     decoded, before = context
-    window = np.fft.rfft(_context_window(decoded, before, n))
-    high = _high_weight(f)
-    change = (np.fft.irfft(spectrum_before_gains * (gains - 1.0) * (1.0 - high) + added, n)
-              + _gains_on_context(window, len(decoded), before, n, gains, rate))
+    window = (np.fft.rfft(_context_window(decoded, before, n)), len(decoded), before)
+    change = (np.fft.irfft(decoded_spectrum * (gains - 1.0) * (1.0 - _high_weight(f)) + added, n)
+              + _above_on_context(*window, n, gains, rate))
     out = y + change * _edge_taper(n, _edge(n, rate))
     if scaling is not None:
-        out = out + seam_change(window, len(decoded), before, n, scaling, rate)
+        out = out + _seam_change(window, n, scaling, rate)
     return _shaped(out, time_profile, rate)
 
 
@@ -402,7 +402,7 @@ def _shaped(out: np.ndarray, time_profile: np.ndarray | None, rate: float) -> np
     return out if time_profile is None else shaped_in_time(out, time_profile, rate)
 
 
-def _gains_on_context(window: np.ndarray, m: int, before: int, n: int, gains: np.ndarray, rate: float) -> np.ndarray:
+def _above_on_context(window: np.ndarray, m: int, before: int, n: int, gains: np.ndarray, rate: float) -> np.ndarray:
     """Format 20 (spec 6.4): the change that per-bin `gains` (over the n-sample block's rfft bins) make above
     SEAM_LOW_HZ (_high_weight) to the block's n samples when applied to the block with its decoded context (`window`:
     rfft of its m-sample _context_window, in which the block's own begin `before` samples in)."""
@@ -443,23 +443,19 @@ def _band_scaling(have: np.ndarray, want: np.ndarray, part_band: np.ndarray, ban
     return np.interp(f, centres, gains)
 
 
-def seam_change(window: np.ndarray, m: int, before: int, n: int, scaling: np.ndarray, rate: float) -> np.ndarray:
+def _seam_change(window: tuple, n: int, scaling: np.ndarray, rate: float) -> np.ndarray:
     """Format 20 (spec 6.4, Context and seams): what the block's n samples gain at its ends, where apply's change fades
-    out: `scaling` (_band_scaling's, over the n-sample block's rfft bins) above SEAM_LOW_HZ, applied to the block with
-    its decoded context (`window`: rfft of its m-sample _context_window, in which the block's own begin `before`
-    samples in), weighted by 1 minus the fade on each side that has context (none on a side without: there the FFT's
-    wrap lies at the block's end)."""
-    after = m - before - n
-    f = np.fft.rfftfreq(m, 1.0 / rate)
-    gain = np.interp(f, np.fft.rfftfreq(n, 1.0 / rate), scaling)
-    change = np.fft.irfft(window * (gain - 1.0) * _high_weight(f), m)[before:before + n]
+    out: `scaling` (_band_scaling's) above SEAM_LOW_HZ applied to the block with its context (`window`: the rfft of its
+    _context_window, its length and the block's start in it, as _above_on_context takes them), weighted by 1 minus
+    the fade on each side that has context (none on a side without: there the FFT's wrap lies at the block's end)."""
+    _, m, before = window
     edge = _edge(n, rate)
     faded_out = 1.0 - _edge_taper(n, edge)  # 0 inside, rising to 1 at each end
     if not before:
         faded_out[:edge] = 0.0
-    if not after:
+    if m - before - n == 0:
         faded_out[n - edge:] = 0.0
-    return change * faded_out
+    return _above_on_context(*window, n, scaling, rate) * faded_out
 
 
 def _faded(y: np.ndarray, changed: np.ndarray, rate: float) -> np.ndarray:

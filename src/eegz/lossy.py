@@ -428,8 +428,8 @@ def channel_samples(channel: np.ndarray, first: int, first_sample: int, n_sample
 
 
 def seam_sides(channel: np.ndarray, first: int, first_sample: int, n_samples: int, rate: float) -> tuple[int, int]:
-    """Format 20 (spec 6.4, Context and seams): how many samples of decoded context before and after a block's own the band
-    envelope reads: SEAM_SECONDS of the channel's on a side where the resampled wave holds twice that beyond them."""
+    """Format 20 (spec 6.4, Context and seams): how many samples of decoded context before and after a block's own
+    the band envelope reads: SEAM_SECONDS of the channel's on a side where the resampled wave holds twice that."""
     side = round(rate * envelope.SEAM_SECONDS)
     held = (first_sample - first, first + len(channel) - first_sample - n_samples)
     return tuple(side if count >= 2 * side else 0 for count in held)
