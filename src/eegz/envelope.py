@@ -338,9 +338,8 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     # the first sample to the last, put back afterwards), whose leakage would swamp the quiet high bands
     ramp = straight_line(y)
     spectrum, measured = np.fft.rfft(y - ramp), _windowed(y, rate, version >= 5)
-    # format 20: the spectrum as Y gains + added, `gains` holding the mains bands' 0 and the scaled parts' factors
-    gains, added = np.ones(len(spectrum)), np.zeros(len(spectrum), complex)
-    decoded_spectrum = spectrum.copy() if context is not None else None
+    decoded_spectrum = spectrum.copy() if context is not None else None  # format 20: Y, before any part's change
+    gains = np.ones(len(spectrum))  # format 20: each bin's factor (the mains bands' 0, a scaled part's factor)
     f = np.fft.rfftfreq(n, 1.0 / rate)
     counted = sum(len(b) for b in _band_bins(n, rate, limit, bands))
     skirt = np.flatnonzero((f >= bands[0][0] - SKIRT_HZ) & (f < bands[0][0]) & (f > 0)) if version >= 6 else []
@@ -352,12 +351,12 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
             mains = np.array([hi - lo < SUB_BAND_HZ for lo, hi in bands])[part_band]
             have[mains] = 0.0
             spectrum[k[mains[part_of]]] = 0.0
-            gains[k[mains[part_of]]] = 0.0
         scaled = have > want
         filled = ~scaled & (want > 0)
         factor = np.where(scaled, np.sqrt(np.divide(want, have, out=np.zeros_like(have), where=have > 0)), 1.0)
         spectrum[k] *= factor[part_of]
-        gains[k] *= factor[part_of]
+        if context is not None:
+            gains[k] = np.where(mains[part_of], 0.0, factor[part_of]) if mains_noise else factor[part_of]
         scaling = _band_scaling(have, want, part_band, bands, rate, limit, f) if context is not None else None
         density = np.where(filled, (want - have) / part_shape, 0.0)  # noise per unit of shape
         if version >= 8:  # format 8: a part that holds much of its power gets only part of what it lacks
@@ -365,32 +364,31 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
         noise = n * np.sqrt(density[part_of] * shape[k] / 2.0) * np.exp(1j * phases[numbers])
         if exact_fill:  # format 14's token streams: without the cross term, a filled part gets what it lacks
             expected = np.bincount(part_of, np.abs(spectrum[k]) ** 2 + np.abs(noise) ** 2, minlength=len(have))
-        before_noise = spectrum[k].copy()
         spectrum[k] += noise  # 0 where the part is not filled
         if exact_fill:
             after = np.bincount(part_of, np.abs(spectrum[k]) ** 2, minlength=len(have))
             gain = np.sqrt(np.divide(expected, after, out=np.ones_like(after), where=after > 0))
             spectrum[k] *= np.where(filled, gain, 1.0)[part_of]
-        # format 20: a filled part's change stays on the block's own bins, decoded content and noise together (the
-        # exact filling's factor undoes their cross term there; apart, it could multiply a part that nearly cancelled)
-        added[k] = spectrum[k] - before_noise
         # a first part brought down is mostly a line the decoder made: nothing to continue
         skirt_density = density[0] if first and filled[0] else None
     else:
         skirt_density, scaling = None, None
     if len(skirt) and skirt_density:  # format 6: the first part's noise filling continues below 30 Hz, fading out
         weight = 0.5 + 0.5 * np.cos(np.pi * (bands[0][0] - f[skirt]) / SKIRT_HZ)
-        skirt_noise = weight * n * np.sqrt(skirt_density * shape[skirt] / 2.0) * np.exp(1j * phases[counted:])
-        spectrum[skirt] += skirt_noise
-        added[skirt] += skirt_noise
+        spectrum[skirt] += weight * n * np.sqrt(skirt_density * shape[skirt] / 2.0) * np.exp(1j * phases[counted:])
     if context is None:
         return _shaped(_faded(y, np.fft.irfft(spectrum, n) + ramp, rate), time_profile, rate)
     # format 20: above SEAM_LOW_HZ the parts' gains act on the block with its decoded context, where no end-to-start
     # jump lies (below, where the decoded content is most of the power, the jump's leakage rings little, and on the
     # context the default model's lines grew: 22 -> 25.5 of 160 held-out eegmat channels above 1.5x at 6 codebooks)
+    # and the bands' scaling reaches the faded ends (_seam_change)
+    # context. What the gains do above it comes off the block's own bins; the rest stays there: below it, and a filled
+    # part's noise with its decoded content (the exact filling's factor undoes their cross term there; apart, it
+    # could multiply a part whose two nearly cancelled)
     decoded, before = context
     window = (np.fft.rfft(_context_window(decoded, before, n)), len(decoded), before)
-    change = (np.fft.irfft(decoded_spectrum * (gains - 1.0) * (1.0 - _high_weight(f)) + added, n)
+    high = _context_grid(n, len(decoded), rate)[2]  # on the block's own bins
+    change = (np.fft.irfft(spectrum - decoded_spectrum * (1.0 + (gains - 1.0) * high), n)
               + _above_on_context(*window, n, gains, rate))
     out = y + change * _edge_taper(n, _edge(n, rate))
     if scaling is not None:
@@ -404,16 +402,23 @@ def _shaped(out: np.ndarray, time_profile: np.ndarray | None, rate: float) -> np
 
 def _above_on_context(window: np.ndarray, m: int, before: int, n: int, gains: np.ndarray, rate: float) -> np.ndarray:
     """Format 20 (spec 6.4): the change that per-bin `gains` (over the n-sample block's rfft bins) make above
-    SEAM_LOW_HZ (_high_weight) to the block's n samples when applied to the block with its decoded context (`window`:
+    SEAM_LOW_HZ (_context_grid) to the block's n samples when applied to the block with its decoded context (`window`:
     rfft of its m-sample _context_window, in which the block's own begin `before` samples in)."""
-    f = np.fft.rfftfreq(m, 1.0 / rate)
-    gain = np.interp(f, np.fft.rfftfreq(n, 1.0 / rate), gains)
-    return np.fft.irfft(window * (gain - 1.0) * _high_weight(f), m)[before:before + n]
+    own, context, _, high = _context_grid(n, m, rate)
+    return np.fft.irfft(window * (np.interp(context, own, gains) - 1.0) * high, m)[before:before + n]
 
 
-def _high_weight(f: np.ndarray) -> np.ndarray:
-    """Format 20: per frequency, the share of a bin that belongs above SEAM_LOW_HZ (0 to 1 over ± SEAM_RAMP_HZ)."""
-    return np.clip((f - SEAM_LOW_HZ + SEAM_RAMP_HZ) / (2.0 * SEAM_RAMP_HZ), 0.0, 1.0)
+@lru_cache(maxsize=16)
+def _context_grid(n: int, m: int, rate: float) -> tuple:
+    """Format 20: the rfft frequencies of a block of n samples and of its m-sample context window, and each one's
+    share above SEAM_LOW_HZ (0 to 1 over ± SEAM_RAMP_HZ); read-only, found once per block length (every block of a
+    recording but its ends has the same)."""
+    own, context = np.fft.rfftfreq(n, 1.0 / rate), np.fft.rfftfreq(m, 1.0 / rate)
+    out = (own, context, *(np.clip((f - SEAM_LOW_HZ + SEAM_RAMP_HZ) / (2.0 * SEAM_RAMP_HZ), 0.0, 1.0)
+                           for f in (own, context)))
+    for array in out:
+        array.setflags(write=False)
+    return out
 
 
 def _context_window(decoded: np.ndarray, before: int, n: int) -> np.ndarray:

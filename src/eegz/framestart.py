@@ -19,7 +19,6 @@ import numpy as np
 from .errors import ModelError
 
 SNAKE_ALPHA = 1e-3  # Snake x + sin²(αx)/α ≈ x + αx²: within 0.1 % of linear at full scale (0.01: 1.2 % PRDN)
-KMEANS_ITERATIONS = 20  # k-means iterations per stage, as switch_to_distance_lookup
 
 
 def start_as_frame_quantizer(model, windows: np.ndarray, seed: int = 0, batch: int = 64) -> list[float]:
@@ -100,7 +99,7 @@ def _fit_principal_stages(model, latent, seed: int) -> None:
     """Stage by stage: input projection onto the residual's principal components, codebook by k-means there."""
     import torch
     from .neural import euclidean_codes_class
-    from .relookup import kmeans, set_weight_normed, stage_by_stage
+    from .relookup import KMEANS_ITERATIONS, kmeans, set_weight_normed, stage_by_stage
     generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
 
     def fit(stage, residual):

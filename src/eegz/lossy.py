@@ -558,9 +558,9 @@ class TokenDecoder:
         ceiling (6.9) comes first."""
         rate, fine = s.sample_rate, self.version >= TOKEN_FINE_BANDS
         bands, part_hz = token_bands(rate, self.version), _part_hz(self.version)
-        context = ((decoded - t.offset) / t.scale, before) if before or after else None
-        phys = decoded[before:len(decoded) - after]
-        y = (phys - t.offset) / t.scale
+        normalized = (decoded - t.offset) / t.scale
+        y = normalized[before:len(normalized) - after]
+        context = (normalized, before) if before or after else None
         if t.ceiling:
             y = envelope.under_ceiling(y, t.ceiling, rate)
         if not t.envelope:

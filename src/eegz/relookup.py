@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 CHUNK = 65_536  # rows scored against a codebook at once: bounds the score matrix to 256 MB at 1024 codes
+KMEANS_ITERATIONS = 20  # Lloyd's iterations a stage's codebook is fitted with (here and in framestart)
 
 
 def kmeans(rows, k: int, iterations: int, generator, assign=None):
@@ -43,7 +44,7 @@ def encode_windows(model, windows: np.ndarray, batch: int = 64):
                           for s in range(0, len(windows), batch)])
 
 
-def switch_to_distance_lookup(model, latent, iterations: int = 20, seed: int = 0) -> list[float]:
+def switch_to_distance_lookup(model, latent, iterations: int = KMEANS_ITERATIONS, seed: int = 0) -> list[float]:
     """Give every quantizer stage of `model` (a cosine-lookup DAC) the Euclidean lookup and a codebook refitted
     by k-means on `latent` (encode_windows of training windows). Returns, after each stage, the power of the
     latent left to code relative to the encoder's output (what later stages still have to do)."""
