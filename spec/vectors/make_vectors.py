@@ -1,4 +1,4 @@
-"""Write the test vectors of formats 3 to 19 (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled
+"""Write the test vectors of formats 3 to 21 (spec/vectors/*.eegz and vectors.json) from real EEG: the bundled
 example (eegmat Subject17, CC BY 4.0), BioSemi's BDF test file (edge/biosemi, shared data folder) and a Bonn
 segment (bonn/A_Z/Z051.txt there, as a one-record EDF).
 
@@ -168,6 +168,10 @@ VECTORS = {  # file: (source, options, what it exercises)
                            "format 20: lossy_ceiling_6's recording over 3 blocks, whose band envelope acts above 64 Hz "
                            "on each block with its decoded context and reaches the blocks' faded ends there (section "
                            "6.4, Context and seams), DAC-SC, 6 codebooks"),
+    "lossy_high_profile_6.eegz": ("eegmat-40s", dict(mode="lossy", codebooks=6),
+                                  "format 21: lossy_seams_6's recording, each block with a second time profile, of "
+                                  "the band from 70 Hz up, whose parts the decoder scales down (section 6.8, High "
+                                  "band), DAC-SC, 6 codebooks"),
     "transform_run_edges_250.eegz": ("eegmat-last-16s", dict(mode="transform"),
                                      "format 19: kinds 5 and 6 whose band envelope has the bands B_18 (section 8.2) "
                                      "and whose constant runs (the recording's padding) carry the original samples "

@@ -29,9 +29,9 @@ from .edf import Signal
 from .errors import FormatError
 from .neural import ABSENT_CODE
 from .runs import NO_EDGES, NO_RUNS, checked, constant_runs, edges, requantized, tones_outside, written
-from .tokens import (CHANNEL_RATE_ENVELOPE, NO_PROFILE, NO_TONES, TOKEN_CEILING, TOKEN_FINE_BANDS, TOKEN_PROFILE,
-                     TOKEN_RUN_EDGES, TOKEN_RUNS, TOKEN_TONES, TokenStream, pack_tokens, token_bands, token_tables,
-                     unpack_tokens)
+from .tokens import (CHANNEL_RATE_ENVELOPE, NO_PROFILE, NO_TONES, TOKEN_CEILING, TOKEN_FINE_BANDS,
+                     TOKEN_HIGH_PROFILE, TOKEN_PROFILE, TOKEN_RUN_EDGES, TOKEN_RUNS, TOKEN_TONES, TokenStream,
+                     pack_tokens, token_bands, token_tables, unpack_tokens)
 
 # normalized = (x - median) / (16 σ): about the amplitude the model was trained at (µV / 200 for EEG of
 # σ ≈ 12 µV). Measured on held-out eegmat at 3/6/9 codebooks: PRDN 31.7/22.2/19.8 % against 32.9/23.5/20.8
@@ -236,11 +236,12 @@ class TokenEncoder:
         out: dict[int, dict] = {b.index: {} for b in run}
         digital = {b.index: b.digital for b in run}
         for j, ((i, _, parts), c) in enumerate(zip(jobs, codes)):
-            for k, (block, offset, scale, own, levels, time_profile, slow) in enumerate(parts):
+            for k, (block, offset, scale, own, levels, time_profile, slow, high) in enumerate(parts):
                 n = kept[j][k] if kept else self.n_codebooks
                 lines, _, found, _ = self.found[block, i]
                 beside = edges(digital[block][i], found) if self.version >= TOKEN_RUN_EDGES else NO_EDGES
-                stream = TokenStream(c[:n, own], offset, scale, levels, lines, found, time_profile, slow, beside)
+                stream = TokenStream(c[:n, own], offset, scale, levels, lines, found, time_profile, slow, beside,
+                                     high)
                 out[block][i] = pack_tokens(stream, self.tables, self.version)
         first = run[-1].index  # the next span starts at this run's last block
         self.found = {key: entry for key, entry in self.found.items() if key[0] >= first}
@@ -249,7 +250,8 @@ class TokenEncoder:
 
     def _signal_jobs(self, run: list[Block], right: Block | None, i: int) -> list[tuple]:
         """Signal i's encoder inputs for a run: (signal, segment, [(block, offset, scale, own frames, band
-        envelope, time profile, slow-band ceiling)]) for each stretch of its codable blocks."""
+        envelope, time profile, slow-band ceiling, high-band time profile)]) for each stretch of its codable
+        blocks."""
         s = self.signals[i]
         codable = [b for b in run if b.is_codable(i, s)]
         if not codable:
@@ -289,19 +291,20 @@ class TokenEncoder:
         return frame_of(record, self.record_duration, self.rate, self.hop)
 
     def _envelope(self, run: list[Block], index: int, signal: Signal, i: int, offset: float,
-                  scale: float) -> tuple[bytes, np.ndarray, bytes]:
+                  scale: float) -> tuple[bytes, np.ndarray, bytes, np.ndarray]:
         """The band envelope of block `index` of signal i (spec 6.4), from format 16 its 30-70 Hz time profile
-        (6.8, where it has one) and from format 18 its slow-band ceiling (6.9): of its own samples at the channel's
-        rate, in the block's normalization."""
+        (6.8, where it has one), from format 18 its slow-band ceiling (6.9) and from format 21 its time profile
+        from 70 Hz up (6.8): of its own samples at the channel's rate, in the block's normalization."""
         if not self.band_envelope:
-            return b"", NO_PROFILE, b""
+            return b"", NO_PROFILE, b"", NO_PROFILE
         block = next(b for b in run if b.index == index)
         rate = signal.sample_rate
         x = (self._physical_input(block, i) - offset) / scale
         squared = envelope.power_spectrum(x, rate)  # the envelope's and the ceiling's
         return (envelope.levels(x, rate, rate / 2, token_bands(rate, self.version), squared=squared),
                 envelope.gamma_profile(x, rate) if self.version >= TOKEN_PROFILE else NO_PROFILE,
-                envelope.ceiling(x, rate, squared) if self.version >= TOKEN_CEILING else b"")
+                envelope.ceiling(x, rate, squared) if self.version >= TOKEN_CEILING else b"",
+                envelope.high_profile(x, rate) if self.version >= TOKEN_HIGH_PROFILE else NO_PROFILE)
 
     def _fewest_codebooks(self, jobs: list, codes: list[np.ndarray]) -> list[list[int]]:
         """--quality: for each job's blocks, the fewest codebooks from MIN_QUALITY_CODEBOOKS up whose decoded
@@ -554,8 +557,8 @@ class TokenDecoder:
                                after: int = 0) -> np.ndarray:
         """Formats 5 and later (spec 6.4): the block's own samples at the channel's rate (`decoded` less its `before`
         and `after` samples of context, format 20) brought to the stored band powers, in the block's normalization;
-        from format 16 their 30-70 Hz part then follows the stored time profile (6.8). From format 18 the slow-band
-        ceiling (6.9) comes first."""
+        from format 16 their 30-70 Hz part then follows the stored time profile (6.8), from format 21 their part
+        from 70 Hz up its own (6.8, High band). From format 18 the slow-band ceiling (6.9) comes first."""
         rate, fine = s.sample_rate, self.version >= TOKEN_FINE_BANDS
         bands, part_hz = token_bands(rate, self.version), _part_hz(self.version)
         normalized = (decoded - t.offset) / t.scale
@@ -575,6 +578,10 @@ class TokenDecoder:
             if len(t.profile) != envelope.profile_count(len(y), rate):
                 raise FormatError("damaged token stream (time profile count)")
             y = envelope.follow_gamma_profile(y, t.profile, rate, seed, part_hz)
+        if len(t.high_profile):  # format 21 (spec 6.8, High band)
+            if len(t.high_profile) != envelope.profile_count(len(y), rate) or not envelope.has_high_band(rate):
+                raise FormatError("damaged token stream (high-band time profile)")
+            y = envelope.follow_high_profile(y, t.high_profile, rate, part_hz)
         return y * t.scale + t.offset
 
     def _codec_rate_envelope(self, wave: np.ndarray, n_left: int, n_frames: int, t: TokenStream, s: Signal,

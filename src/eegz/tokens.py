@@ -1,7 +1,8 @@
 """Token streams' bytes (spec 6): what one channel-block of the neural codec stores, written and read.
 
 A stream is a fixed header (offset, scale, codebooks, frames), then the fields each format adds (band
-envelope, slow-band ceiling, stationary tones, constant runs and their edges, 30-70 Hz time profile), then
+envelope, slow-band ceiling, stationary tones, constant runs and their edges, 30-70 Hz and high-band time
+profiles), then
 the codes, rANS-coded with the model's token tables. Packing and unpacking live here, apart from the coding
 pipeline (lossy.py): the layout in one place, which the pipeline, the reader (`eegz.open`'s tokens) and the
 recoder share without the model; `legacy/tokens.py` reads formats 1 and 2. The constants below name the format
@@ -41,6 +42,9 @@ NO_PROFILE = np.zeros(0, np.int64)
 TOKEN_V18_BANDS = 18  # the envelope in envelope.BANDS_V18 (1-Hz bands from 52 to 58 Hz, [64, 74) split at 70): 4 levels more
 TOKEN_CEILING = 18  # the slow-band ceiling (spec 6.9, envelope.under_ceiling): a count and 3 levels
 TOKEN_RUN_EDGES = 18  # each constant run's neighbouring original samples (spec 6.7, runs.pinned): 2 varints a run
+# format 21: a second time profile, of the band from 70 Hz up (spec 6.8, High band; envelope.follow_high_profile):
+# 6.8's coding after the 30-70 Hz profile, about 13 bytes a 16-s block where the channel's rate reaches above 148 Hz
+TOKEN_HIGH_PROFILE = 21
 MAX_VARINT_BYTES = 5  # a tone's values as LEB128 varints (spec 6.6): 35 bits at most
 NO_TONES = np.zeros((0, 3), np.int64)
 
@@ -48,7 +52,8 @@ NO_TONES = np.zeros((0, 3), np.int64)
 class TokenStream(NamedTuple):
     """One channel-block's tokens as stored: codes (codebooks × frames), normalization, band envelope
     (b"" in formats 1-3), stationary tones (rows k, a, b; none before format 12), constant runs (rows start,
-    length, value; none before format 14), 30-70 Hz time profile (none before format 16)."""
+    length, value; none before format 14), 30-70 Hz time profile (none before format 16), time profile from 70 Hz up
+    (none before format 21)."""
     codes: np.ndarray
     offset: float
     scale: float
@@ -58,6 +63,7 @@ class TokenStream(NamedTuple):
     profile: np.ndarray = NO_PROFILE
     ceiling: bytes = b""
     run_edges: np.ndarray = NO_EDGES  # format 18: per run, the original samples beside it less its value
+    high_profile: np.ndarray = NO_PROFILE
 
 
 def token_tables(token_counts: np.ndarray) -> tuple[bytes, int, int]:
@@ -86,8 +92,9 @@ def token_bands(rate: float, version: int) -> tuple:
 
 
 def pack_tokens(stream: TokenStream, tables: tuple, version: int) -> bytes:
-    """A block's token stream (spec 6): header, band envelope (format 4), tones (format 12), codes
-    rANS-coded with the model's tables."""
+    """A block's token stream (spec 6): header, band envelope (format 4), slow-band ceiling (format 18), tones
+    (format 12), constant runs (format 14), time profiles (formats 16 and 21), codes rANS-coded with the model's
+    tables."""
     table, rows, size = tables
     n_q, n_frames = stream.codes.shape
     body = _core.encode_symbols(np.ascontiguousarray(stream.codes, np.uint16), n_q, table, rows, size, TOKEN_PROB_BITS)
@@ -103,13 +110,15 @@ def pack_tokens(stream: TokenStream, tables: tuple, version: int) -> bytes:
         head += bytes([len(stream.runs)]) + _run_bytes(stream.runs, beside)
     if version >= TOKEN_PROFILE:
         head += _profile_bytes(stream.profile)
+    if version >= TOKEN_HIGH_PROFILE:
+        head += _profile_bytes(stream.high_profile)
     return head + body
 
 
 def unpack_tokens(data: bytes, tables: tuple, n_frames: int, max_codebooks: int, version: int,
                   seconds: float = 0.0) -> TokenStream:
     """A format 3 or later token stream that must hold n_frames frames (and, from format 16, a time profile
-    that a block of this many seconds can hold)."""
+    that a block of this many seconds can hold; from format 21 two)."""
     table, rows, size = tables
     if len(data) < _TOKENS_V3.size + (version >= 4):
         raise FormatError("damaged token stream (shorter than its header)")
@@ -140,17 +149,19 @@ def unpack_tokens(data: bytes, tables: tuple, n_frames: int, max_codebooks: int,
     run_edges = NO_EDGES
     if version >= TOKEN_RUNS:
         found, run_edges, start = _unpacked_runs(data, start, version)
-    time_profile = NO_PROFILE
+    time_profile, high_profile, most = NO_PROFILE, NO_PROFILE, math.ceil(seconds / envelope.PROFILE_SECONDS) + 1
     if version >= TOKEN_PROFILE:
-        time_profile, start = _unpacked_profile(data, start, math.ceil(seconds / envelope.PROFILE_SECONDS) + 1)
-        if len(time_profile) and not levels:
-            raise FormatError("damaged token stream (a time profile without a band envelope)")
+        time_profile, start = _unpacked_profile(data, start, most)
+    if version >= TOKEN_HIGH_PROFILE:
+        high_profile, start = _unpacked_profile(data, start, most)
+    if (len(time_profile) or len(high_profile)) and not levels:
+        raise FormatError("damaged token stream (a time profile without a band envelope)")
     try:
         codes = _core.decode_symbols(data[start:], n_q, frames, table, rows, size, TOKEN_PROB_BITS)
     except ValueError as e:
         raise FormatError(str(e)) from None
     return TokenStream(np.frombuffer(codes, np.uint16).reshape(n_q, frames), offset, scale, levels, lines, found,
-                       time_profile, slow, run_edges)
+                       time_profile, slow, run_edges, high_profile)
 
 
 def _zigzag(v: int) -> int:
