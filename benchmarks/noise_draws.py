@@ -2,14 +2,15 @@
 
 clinical.py runs each setting once, with the one noise that the format's seed gives; the texture detector's
 agreement and a set's strongest invented line move with that draw (by about 1 point and 0.15x on 20 segments).
-Here every Bonn segment 051-070 is coded with the default model as each format of EEGZ_BENCH_FORMATS (default
-13,14: format 14 adds constant runs, the line padding at a recording's ends and exact filling, spec 6.1, 6.4,
+Here every Bonn segment 051-070 is coded with the default model (or EEGZ_BENCH_MODEL) as each format of
+EEGZ_BENCH_FORMATS (default 13,14: format 14 adds constant runs, the line padding at a recording's ends and exact filling, spec 6.1, 6.4,
 6.7; 12 against 13 is results/noise_draws.md: 8.2's bands, 0.5-Hz parts, noise in the mains bands) with the seed
 shifted by k x 7919 for draw k = 0 .. DRAWS-1 (draw 0 is the file's own noise), and each set's texture agreement
 and strongest line (metrics.line_ratio_psd on the set's mean spectrum) are given per draw and as their mean.
 
 Usage: python benchmarks/noise_draws.py [DATA_DIR]; EEGZ_BENCH_DRAWS (default 4), EEGZ_BENCH_CODEBOOKS
-(default 3,6,9), EEGZ_BENCH_FORMATS (default 13,14). Writes benchmarks/results/noise_draws_<formats>.{json,md}
+(default 3,6,9), EEGZ_BENCH_FORMATS (default 13,14), EEGZ_BENCH_MODEL (a model file instead of the default) with
+EEGZ_BENCH_TAG (appended to the results' names). Writes benchmarks/results/noise_draws_<formats>[_<tag>].{json,md}
 (noise_draws.* for 12,13).
 """
 from __future__ import annotations
@@ -33,14 +34,19 @@ from eegz.metrics import line_ratio_psd, welch_psd  # noqa: E402
 DRAWS = int(os.environ.get("EEGZ_BENCH_DRAWS", "4"))
 CODEBOOKS = [int(n) for n in os.environ.get("EEGZ_BENCH_CODEBOOKS", "3,6,9").split(",")]
 FORMATS = tuple(int(v) for v in os.environ.get("EEGZ_BENCH_FORMATS", "13,14").split(","))
-TAG = "noise_draws" if FORMATS == (12, 13) else "noise_draws_" + "_".join(map(str, FORMATS))
+MODEL = os.environ.get("EEGZ_BENCH_MODEL")  # None: the default model
+TAG = ("noise_draws" if FORMATS == (12, 13) else "noise_draws_" + "_".join(map(str, FORMATS))) \
+    + (f"_{os.environ['EEGZ_BENCH_TAG']}" if os.environ.get("EEGZ_BENCH_TAG") else "")
 WHAT = {12: "6.4's bands", 13: "8.2's bands, 0.5-Hz parts, noise in the mains bands (spec 6.4)",
         14: "format 13 with constant runs (6.7), line padding at a recording's ends (6.1) and exact filling (6.4)",
         15: "format 14 with the rail limiter before clipping (6.1, 8)",
         16: "format 15 with each block's 30-70 Hz time profile (6.8)",
         17: "format 16 with the envelope's parts and the profile's rescaling parts 0.25 Hz wide (6.4, 6.8)",
         18: "format 17 with the envelope's [64, 74) split at 70 Hz (6.4), the slow-band ceiling (6.9) and the runs' edges "
-            "(6.7; Bonn's segments hold no runs)"}
+            "(6.7; Bonn's segments hold no runs)",
+        20: "format 18 with the envelope above 64 Hz on the block with its decoded context (6.4; Bonn's segments are "
+            "one block, so as format 18)",
+        21: "format 20 with each block's time profile of the band from 70 Hz up (6.8, High band)"}
 SEED_STEP = 7919
 
 
@@ -49,7 +55,7 @@ def one_draw(segments: dict, texture, keys: list, folder: Path, codebooks: int) 
     agree, xs, ys = [], [], []
     for key in keys:
         x = segments[key][0]
-        y, _ = clinical.coded(x, folder, {"codebooks": codebooks})
+        y, _ = clinical.coded(x, folder, {"codebooks": codebooks, "model": MODEL})
         agree += list(texture.predict(clinical.texture_features(x)) == texture.predict(clinical.texture_features(y)))
         xs.append(np.asarray(x, np.float64))
         ys.append(y)
@@ -89,7 +95,7 @@ def write(results: list) -> None:
                                                        "results": results}, indent=1))
     lines = [f"# Lossy mode over {DRAWS} draws of the envelope's noise: format {' against '.join(map(str, FORMATS))} "
              f"({date.today()})", "",
-             "Bonn segments 051-070, default model; each set's texture-detector agreement (%) and strongest invented "
+             f"Bonn segments 051-070, {'model ' + Path(MODEL).name if MODEL else 'default model'}; each set's texture-detector agreement (%) and strongest invented "
              "line in its mean spectrum, per draw (draw 0: the file's own noise) and their mean. "
              + "; ".join(f"Format {v}: {WHAT.get(v, '')}" for v in FORMATS) + ". benchmarks/noise_draws.py.", "",
              "| codebooks | set | format | texture agreement per draw | mean | line per draw | mean |",
