@@ -588,6 +588,20 @@ def test_format_15_pulls_swings_past_the_rails_back_before_clipping(lossy_exampl
     assert v15[2] < v14[2] / 3, (v15[2], v14[2])  # samples clipped at a rail
 
 
+def _window_measures(path, out, band: str) -> tuple:
+    """A coded example decoded to `out`: (the median over its EEG channels of `band`'s power error in 0.5-s windows at
+    the 90th percentile, each channel's strongest invented line, the invented 80-250 Hz events, PRDN %)."""
+    from eegz.metrics import ripple_errors, window_band_errors
+    original = read_edf(EXAMPLE)
+    idx = [i for i, r in enumerate(channel_roles(original.header.signals)) if r == NEURAL]
+    decoded, _ = _decoded(path, out.parent, out.name)
+    pairs = [(original.digital[i].astype(float), decoded.digital[i].astype(float),
+              original.header.signals[i].sample_rate) for i in idx]
+    error = np.median([window_band_errors(x, y, rate)[band]["p90"] for x, y, rate in pairs])
+    invented = sum(ripple_errors(x, y, rate)["invented"] for x, y, rate in pairs)
+    return error, _strongest_lines(original, decoded), invented, _eeg_prdn(original, decoded)
+
+
 def test_format_16_shapes_the_30_70_hz_band_in_time(lossy_example, tmp_path, example_as):
     """Version 16 token streams carry each block's 30-70 Hz time profile (spec 6.8): the decoder scales the parts
     where the original was quieter than its share down and gives those where it held a burst fresh noise. The
@@ -595,20 +609,10 @@ def test_format_16_shapes_the_30_70_hz_band_in_time(lossy_example, tmp_path, exa
     the 90th percentile, median over its 20 EEG channels, 1.22 -> 0.94; strongest invented line worst 1.80 ->
     1.86x, mean 1.48 -> 1.51x; invented 80-250 Hz events 24 -> 23; 2.2 % more bytes; the tokens are the same."""
     from eegz import envelope
-    from eegz.metrics import ripple_errors, window_band_errors
     original = read_edf(EXAMPLE)
     idx = [i for i, r in enumerate(channel_roles(original.header.signals)) if r == NEURAL]
-
-    def measures(path, name):
-        decoded, _ = _decoded(path, tmp_path, name)
-        pairs = [(original.digital[i].astype(float), decoded.digital[i].astype(float),
-                  original.header.signals[i].sample_rate) for i in idx]
-        gamma = np.median([window_band_errors(x, y, rate)["gamma"]["p90"] for x, y, rate in pairs])
-        invented = sum(ripple_errors(x, y, rate)["invented"] for x, y, rate in pairs)
-        return gamma, _strongest_lines(original, decoded), invented
-
-    v16 = measures(example_as(16), "v16.edf")
-    v15 = measures(example_as(15), "v15.edf")
+    v16 = _window_measures(example_as(16), tmp_path / "v16.edf", "gamma")
+    v15 = _window_measures(example_as(15), tmp_path / "v15.edf", "gamma")
     assert v16[0] < 1.0 < 1.15 < v15[0], (v16[0], v15[0])
     assert max(v16[1]) < 1.95 and np.mean(v16[1]) < 1.53, (max(v16[1]), np.mean(v16[1]))
     assert v16[2] <= v15[2] + 2, (v16[2], v15[2])
@@ -627,20 +631,10 @@ def test_format_21_shapes_the_band_above_70_hz_in_time(lossy_example, tmp_path, 
     strongest invented line worst 1.607 -> 1.608x, mean 1.438 -> 1.440x; invented 80-250 Hz events 17 -> 18; PRDN
     24.70 % in both; 2.6 % more bytes; the tokens are the same."""
     from eegz import envelope
-    from eegz.metrics import ripple_errors, window_band_errors
     original = read_edf(EXAMPLE)
     idx = [i for i, r in enumerate(channel_roles(original.header.signals)) if r == NEURAL]
-
-    def measures(path, name):
-        decoded, _ = _decoded(path, tmp_path, name)
-        pairs = [(original.digital[i].astype(float), decoded.digital[i].astype(float),
-                  original.header.signals[i].sample_rate) for i in idx]
-        high = np.median([window_band_errors(x, y, rate)["high_gamma"]["p90"] for x, y, rate in pairs])
-        invented = sum(ripple_errors(x, y, rate)["invented"] for x, y, rate in pairs)
-        return high, _strongest_lines(original, decoded), invented, _eeg_prdn(original, decoded)
-
-    v21 = measures(lossy_example[6], "v21.edf")
-    v20 = measures(example_as(20), "v20.edf")
+    v21 = _window_measures(lossy_example[6], tmp_path / "v21.edf", "high_gamma")
+    v20 = _window_measures(example_as(20), tmp_path / "v20.edf", "high_gamma")
     assert v21[0] < 3.25 < 3.3 < v20[0], (v21[0], v20[0])
     assert max(v21[1]) < 1.65 and np.mean(v21[1]) < 1.46, (max(v21[1]), np.mean(v21[1]))
     assert v21[2] <= v20[2] + 2 and abs(v21[3] - v20[3]) < 0.1, (v21, v20)
@@ -857,15 +851,21 @@ def test_a_token_stream_without_a_positive_finite_scale_is_refused(scale):
         unpack_tokens(pack_tokens(stream._replace(scale=scale), tables, 17), tables, 8, 6, 17, 2.0)
 
 
+def _token_decoder(signals: list, version: int):
+    """A TokenDecoder of the default model for these signals, as a version-`version` file with 1-s records has it."""
+    from eegz.lossy import TokenDecoder
+    from eegz.neural import NeuralCodec
+    return TokenDecoder(NeuralCodec.load(None, "cpu"), {"context_frames": 8, "n_codebooks": 9}, signals,
+                        [0] * len(signals), 1.0, version)
+
+
 def test_damaged_high_band_profiles_in_a_token_stream_are_refused():
     """Spec 6.8, High band: version 21's second profile is stored and refused as the first; the decoder also refuses
-    one of another count than the block's parts or for a channel with no band above 74 Hz."""
+    one for a channel with no band above 74 Hz (and one of another count than the block's parts, below)."""
     import dataclasses
 
     from eegz import tokens
     from eegz.errors import FormatError
-    from eegz.lossy import TokenDecoder
-    from eegz.neural import NeuralCodec
     from eegz.tokens import TokenStream, pack_tokens, token_bands, token_tables, unpack_tokens
     tables = token_tables(np.ones((6, 1024), np.int64))
     codes, levels, high = np.zeros((3, 8), np.uint16), bytes(range(200, 219)), np.array([3, -2, 0, 5])
@@ -877,36 +877,25 @@ def test_damaged_high_band_profiles_in_a_token_stream_are_refused():
                              (stream._replace(envelope=b""), "without a band envelope")):
         with pytest.raises(FormatError, match=message):
             unpack_tokens(pack_tokens(damaged, tables, 21), tables, 8, 6, 21, 2.0)
-    signals = read_edf(EXAMPLE).header.signals
-    decoder = TokenDecoder(NeuralCodec.load(None, "cpu"), {"context_frames": 8, "n_codebooks": 9}, signals,
-                           [0] * len(signals), 1.0, 21)
-    s = signals[0]
-    levels = bytes([200] * len(token_bands(s.sample_rate, 21)))
-    block = TokenStream(np.zeros((3, 64), np.uint16), 0.0, 100.0, levels, high_profile=np.arange(32) % 5 - 2)
-    assert decoder.decode(0, 16, {0: block}, {}, {})[0].shape == (16 * s.samples_per_record,)
-    with pytest.raises(FormatError, match="high-band time profile"):
-        decoder.decode(0, 16, {0: block._replace(high_profile=np.arange(31) % 5 - 2)}, {}, {})
-    low = dataclasses.replace(signals[0], sample_rate=128.0, samples_per_record=128)
-    decoder = TokenDecoder(NeuralCodec.load(None, "cpu"), {"context_frames": 8, "n_codebooks": 9}, [low],
-                           [0], 1.0, 21)
+    low = dataclasses.replace(read_edf(EXAMPLE).header.signals[0], sample_rate=128.0, samples_per_record=128)
     levels = bytes([200] * len(token_bands(128.0, 21)))
-    with pytest.raises(FormatError, match="high-band time profile"):
-        decoder.decode(0, 16, {0: block._replace(envelope=levels)}, {}, {})
+    block = TokenStream(np.zeros((3, 64), np.uint16), 0.0, 100.0, levels, high_profile=np.arange(32) % 5 - 2)
+    with pytest.raises(FormatError, match="high-band time profile"):  # a 128-Hz channel has no band above 74 Hz
+        _token_decoder([low], 21).decode(0, 16, {0: block}, {}, {})
 
 
-def test_a_time_profile_of_another_length_than_the_block_is_refused_where_it_is_known():
+@pytest.mark.parametrize("field,version,message", [("profile", 16, "time profile count"),
+                                                   ("high_profile", 21, "high-band time profile")])
+def test_a_time_profile_of_another_length_than_the_block_is_refused_where_it_is_known(field, version, message):
     """The profile's count must be the block's 0.5-s part count at the channel's rate (spec 6.8), which only the
     decoder knows."""
     from eegz.errors import FormatError
-    from eegz.lossy import TokenDecoder
     from eegz.tokens import TokenStream, token_bands
-    from eegz.neural import NeuralCodec
     signals = read_edf(EXAMPLE).header.signals
-    decoder = TokenDecoder(NeuralCodec.load(None, "cpu"), {"context_frames": 8, "n_codebooks": 9}, signals,
-                           [0] * len(signals), 1.0, 16)
+    decoder = _token_decoder(signals, version)
     s = signals[0]
-    levels = bytes([200] * len(token_bands(s.sample_rate, 16)))
-    stream = TokenStream(np.zeros((3, 64), np.uint16), 0.0, 100.0, levels, profile=np.arange(32) % 5 - 2)
+    levels = bytes([200] * len(token_bands(s.sample_rate, version)))
+    stream = TokenStream(np.zeros((3, 64), np.uint16), 0.0, 100.0, levels, **{field: np.arange(32) % 5 - 2})
     assert decoder.decode(0, 16, {0: stream}, {}, {})[0].shape == (16 * s.samples_per_record,)
-    with pytest.raises(FormatError, match="time profile count"):
-        decoder.decode(0, 16, {0: stream._replace(profile=np.arange(31) % 5 - 2)}, {}, {})
+    with pytest.raises(FormatError, match=message):
+        decoder.decode(0, 16, {0: stream._replace(**{field: np.arange(31) % 5 - 2})}, {}, {})

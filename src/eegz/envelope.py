@@ -120,9 +120,10 @@ SEAM_SECONDS = 0.5  # how much of the decoded context on each side takes part
 # error is white (a frame quantizer's) puts it in bursts of its own where the signal is large: held-out eegmat
 # Subject15_2 / 16_2 at 6 codebooks, high gamma's 0.5-s power error at the 90th percentile 4.07 / 4.43 -> 3.33 / 3.48
 # (frame-start model) and 2.05 / 3.61 -> 1.95 / 2.69 (default), invented 80-250 Hz events 2.67 / 2.76 -> 2.12 / 1.61 a
-# channel-minute (frame start; default 0.74 / 0.18 -> 0.92 / 0.18), strongest lines unchanged. Parts are only scaled
-# down, with no noise for what a part lacks: noise bursts 0.5 s long where the original had a short event crossed a
-# ripple detector's threshold elsewhere than the event (the default's invented events 0.74 / 0.18 -> 1.89 / 0.55)
+# channel-minute (frame start; default 0.74 / 0.18 -> 0.92 / 0.18), strongest lines unchanged (all 160 held-out
+# channels, default: p90 3.07-3.17 -> 2.56-2.66 at 3 / 6 / 9 codebooks). Parts are only scaled down, with no noise
+# for what a part lacks: noise bursts 0.5 s long where the original had a short event crossed a ripple detector's
+# threshold elsewhere than the event (the default's invented events 0.74 / 0.18 -> 1.89 / 0.55)
 HIGH_PROFILE_LOW_HZ = 70.0
 HIGH_PROFILE_EXTENSION_SECONDS = 0.5  # the block's odd extension at each end, over which the band is found
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -355,8 +356,8 @@ def _high_band(spectrum: np.ndarray, m: int, rate: float) -> np.ndarray:
 def _band_powers_kept(before: np.ndarray, shaped: np.ndarray, rate: float, part_hz: float,
                       band: tuple = GAMMA_PROFILE_HZ) -> np.ndarray:
     """`shaped` with each `part_hz` part of its bins from the band's bottom less PROFILE_CROSSOVER_HZ to its top
-    plus the crossover (to the last bin where the top is None) scaled to hold the power that `before` (a spectrum
-    of _spectrum's) holds there."""
+    plus the crossover (to the last bin where the top is None) scaled to hold the power that `before` (the rfft of
+    the unshaped samples without their straight line: _spectrum's, or of the odd extension) holds there."""
     n = len(shaped)
     ramp = straight_line(shaped)
     after = np.fft.rfft(shaped - ramp)

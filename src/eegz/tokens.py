@@ -2,8 +2,7 @@
 
 A stream is a fixed header (offset, scale, codebooks, frames), then the fields each format adds (band
 envelope, slow-band ceiling, stationary tones, constant runs and their edges, 30-70 Hz and high-band time
-profiles), then
-the codes, rANS-coded with the model's token tables. Packing and unpacking live here, apart from the coding
+profiles), then the codes, rANS-coded with the model's token tables. Packing and unpacking live here, apart from the coding
 pipeline (lossy.py): the layout in one place, which the pipeline, the reader (`eegz.open`'s tokens) and the
 recoder share without the model; `legacy/tokens.py` reads formats 1 and 2. The constants below name the format
 from which each field is there.
@@ -43,7 +42,8 @@ TOKEN_V18_BANDS = 18  # the envelope in envelope.BANDS_V18 (1-Hz bands from 52 t
 TOKEN_CEILING = 18  # the slow-band ceiling (spec 6.9, envelope.under_ceiling): a count and 3 levels
 TOKEN_RUN_EDGES = 18  # each constant run's neighbouring original samples (spec 6.7, runs.pinned): 2 varints a run
 # format 21: a second time profile, of the band from 70 Hz up (spec 6.8, High band; envelope.follow_high_profile):
-# 6.8's coding after the 30-70 Hz profile, about 13 bytes a 16-s block where the channel's rate reaches above 148 Hz
+# 6.8's coding after the 30-70 Hz profile, about 20 bytes a 16-s block (10 bit/s) where the channel's rate is above
+# 148 Hz
 TOKEN_HIGH_PROFILE = 21
 MAX_VARINT_BYTES = 5  # a tone's values as LEB128 varints (spec 6.6): 35 bits at most
 NO_TONES = np.zeros((0, 3), np.int64)
