@@ -80,6 +80,7 @@ def detector(segments: dict):
     return clf.fit(x, y)
 
 
+OFFSET_SECONDS = 0.25  # the second set of 0.5-s band-error windows starts here (across two time-profile parts)
 TEXTURE_RATE = 200.0
 TEXTURE_WINDOW = 100  # 0.5 s at 200 Hz
 
@@ -171,8 +172,8 @@ def evaluate(segments: dict, clf, texture, code) -> dict:
         ta, tb = texture.predict(texture_features(x)), texture.predict(texture_features(y))
         s = per_set.setdefault(SET_NAMES[key[0]], {"agree": [], "seizure_decoded": [], "seizure_original": [],
                                                    "texture_agree": [], "texture_decoded": [], "texture_original": [],
-                                                   "prdn": [], "bands": [], "transient": [], "x": [], "y": [], "bps": [],
-                                                   "whole": []})
+                                                   "prdn": [], "bands": [], "offset": [], "transient": [], "x": [],
+                                                   "y": [], "bps": [], "whole": []})
         s["agree"] += list(a == b)
         s["seizure_decoded"] += list(b == 1)
         s["seizure_original"] += list(a == 1)
@@ -181,6 +182,7 @@ def evaluate(segments: dict, clf, texture, code) -> dict:
         s["texture_original"] += list(ta == 1)
         s["prdn"].append(prdn(x, y))
         s["bands"].append(window_band_errors(x, y, RATE))
+        s["offset"].append(window_band_errors(x, y, RATE, offset=OFFSET_SECONDS))
         s["transient"].append(transient_errors(x, y, RATE)["amplitude_error"]["median"])
         s["bps"].append(bps)
         s["x"].append(x)
@@ -188,9 +190,10 @@ def evaluate(segments: dict, clf, texture, code) -> dict:
         s["whole"].append(band_power_errors(x, y, RATE))
     out = {}
     for name, s in sorted(per_set.items()):
-        bands = {}
+        bands, offset = {}, {}
         for band in s["bands"][0]:
             bands[band] = {q: float(np.median([b[band][q] for b in s["bands"] if band in b])) for q in ("median", "p90")}
+            offset[band] = {q: float(np.median([b[band][q] for b in s["offset"] if band in b])) for q in ("median", "p90")}
         out[name] = {"agreement": float(np.mean(s["agree"])), "seizure_rate_decoded": float(np.mean(s["seizure_decoded"])),
                      "seizure_rate_original": float(np.mean(s["seizure_original"])),
                      "texture_agreement": float(np.mean(s["texture_agree"])),
@@ -199,6 +202,7 @@ def evaluate(segments: dict, clf, texture, code) -> dict:
                      "prdn": float(np.mean(s["prdn"])),
                      "bits_per_second": float(np.mean(s["bps"])) if None not in s["bps"] else None,
                      "window_band_error": bands,
+                     "window_band_error_offset": offset,
                      "whole_band_error": {band: float(np.median([w[band] for w in s["whole"]]))
                                           for band in s["whole"][0]},
                      "transient_amplitude_error": float(np.median(s["transient"])),
@@ -220,7 +224,9 @@ HEADER = ("Random forest on 1-s windows (band powers, line length, range, varian
           "before and after coding. Agreement: windows where the decision on the decoded signal equals the decision "
           "on the original. Seizure rate: decoded windows called seizure (on A and B these are false seizures; "
           "the originals' rate in brackets). Band errors: |P_decoded - P_original| / P_original on 0.5-s windows, "
-          "median over segments of each segment's median (90th percentile in brackets); whole: the same over each "
+          "median over segments of each segment's median (90th percentile in brackets), windows from each segment's "
+          "start (one part of the codec's time profiles each); offset: the 90th percentile over windows from 0.25 s "
+          "(across two parts); whole: the same over each "
           "whole segment (Welch). Line: the strongest invented spectral line in the set's mean spectrum "
           "(metrics.line_ratio_psd; 1.0: none; goal ≤ 1.5). bit/s: the token (or transform) streams' bits per second "
           "(0: an exact mode). Texture: the second detector (0.5-s windows at 200 Hz, log power of 2-Hz bins, "
@@ -234,18 +240,23 @@ def write_results(results: dict, tag: str, title: str, header: str) -> None:
                                                 "results": results}, indent=1) + "\n")
     lines = [f"# {title} ({date.today()})", "", header, "",
              "| setting | set | bit/s | agreement | seizure rate | texture agreement | texture seizure rate | PRDN % | "
-             "beta | gamma | high gamma | gamma whole | high gamma whole | transient amp. err. | line |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "beta | gamma | high gamma | gamma / high gamma p90, offset | gamma whole | high gamma whole | "
+             "transient amp. err. | line |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, per_set in results.items():
         for s, r in per_set.items():
-            b = r["window_band_error"]
+            b, o = r["window_band_error"], r["window_band_error_offset"]
 
             def cell(band):
                 return f"{b[band]['median']:.2f} ({b[band]['p90']:.2f})" if band in b else "-"
+
+            def p90(band):
+                return f"{o[band]['p90']:.2f}" if band in o else "-"
             lines.append(f"| {name} | {s} | {r['bits_per_second'] or 0:.0f} | {r['agreement']:.3f} | {r['seizure_rate_decoded']:.3f} "
                          f"({r['seizure_rate_original']:.3f}) | {r['texture_agreement']:.3f} | "
                          f"{r['texture_seizure_rate_decoded']:.3f} ({r['texture_seizure_rate_original']:.3f}) | {r['prdn']:.1f} | {cell('beta')} | {cell('gamma')} | "
-                         f"{cell('high_gamma')} | {r['whole_band_error'].get('gamma', 0):.2f} | "
+                         f"{cell('high_gamma')} | {p90('gamma')} / {p90('high_gamma')} | "
+                         f"{r['whole_band_error'].get('gamma', 0):.2f} | "
                          f"{r['whole_band_error'].get('high_gamma', 0):.2f} | {r['transient_amplitude_error']:.2f} | "
                          f"{r['line_ratio']:.2f} |")
     (out / f"{tag}.md").write_text("\n".join(lines) + "\n")

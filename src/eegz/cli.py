@@ -324,6 +324,8 @@ def eval(reference, candidate, model, device, as_json):
     click.echo("band power error  " + "  ".join(f"{b} {v:.3f}" for b, v in o["band_power_error"].items()))
     click.echo("0.5-s windows: band power error median / 90th percentile  " + "  ".join(
         f"{b} {v['median']:.2f}/{v['p90']:.2f}" for b, v in o["window_band_error"].items()))
+    click.echo("0.5-s windows from 0.25 s (across the codec's 0.5-s parts and seams): 90th percentile  " + "  ".join(
+        f"{b} {v['p90']:.2f}" for b, v in o["window_band_error_offset"].items()))
     if o.get("transients"):
         t = o["transients"]
         click.echo(f"largest peak a window: amplitude error {t['amplitude_error']['median']:.2f} (90 %: "

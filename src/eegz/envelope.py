@@ -121,9 +121,10 @@ SEAM_SECONDS = 0.5  # how much of the decoded context on each side takes part
 # Subject15_2 / 16_2 at 6 codebooks, high gamma's 0.5-s power error at the 90th percentile 4.07 / 4.43 -> 3.33 / 3.48
 # (frame-start model) and 2.05 / 3.61 -> 1.95 / 2.69 (default), invented 80-250 Hz events 2.67 / 2.76 -> 2.12 / 1.61 a
 # channel-minute (frame start; default 0.74 / 0.18 -> 0.92 / 0.18), strongest lines unchanged (all 160 held-out
-# channels, default: p90 3.07-3.17 -> 2.56-2.66 at 3 / 6 / 9 codebooks). Parts are only scaled down, with no noise
-# for what a part lacks: noise bursts 0.5 s long where the original had a short event crossed a ripple detector's
-# threshold elsewhere than the event (the default's invented events 0.74 / 0.18 -> 1.89 / 0.55)
+# channels, default: p90 3.09-3.11 -> 2.59-2.63 at 3 / 6 / 9 codebooks, 2.98-3.00 -> 2.76-2.78 on windows across
+# two parts). Parts are only scaled down, with no noise for what a part lacks: noise bursts 0.5 s long where the
+# original had a short event crossed a ripple detector's threshold elsewhere than the event (the default's invented
+# events 0.74 / 0.18 -> 1.89 / 0.55)
 HIGH_PROFILE_LOW_HZ = 70.0
 HIGH_PROFILE_EXTENSION_SECONDS = 0.5  # the block's odd extension at each end, over which the band is found
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

@@ -119,6 +119,12 @@ def band_power_errors(x: np.ndarray, y: np.ndarray, rate: float) -> dict[str, fl
     return out
 
 
+def _median_window_errors(per: list[dict], key: str) -> dict:
+    """Per band, the median over channels of each channel's window_band_errors (under `key`) median and p90."""
+    return {b: {q: float(np.median([c[key][b][q] for c in per if b in c[key]])) for q in ("median", "p90")}
+            for b in BANDS if any(b in c[key] for c in per)}
+
+
 def line_length_error(x: np.ndarray, y: np.ndarray) -> float:
     ll = np.abs(np.diff(x)).sum()
     return float(abs(np.abs(np.diff(y)).sum() - ll) / ll) if ll > 0 else 0.0
@@ -133,14 +139,19 @@ def _windows(x: np.ndarray, rate: float, seconds: float) -> np.ndarray:
     return np.asarray(x[:count * n], np.float64).reshape(count, n)
 
 
-def window_band_errors(x: np.ndarray, y: np.ndarray, rate: float, seconds: float = WINDOW_SECONDS) -> dict:
+def window_band_errors(x: np.ndarray, y: np.ndarray, rate: float, seconds: float = WINDOW_SECONDS,
+                       offset: float = 0.0) -> dict:
     """Per band, the median and the 90th percentile over windows of the relative band-power error
     |P_y - P_x| / P_x (each window's periodogram under a Hann window, its mean removed; windows where the
     original has no power in the band are left out). Untapered (eegz 0.8 and before), a 0.5-s window's
     jump from its last sample to its first leaks the slow waves' power into the fast bands: on held-out
     eegmat the 70-250 Hz band read 200x its tapered power (2.8e9 against 1.3e7, median window of Fp1) and
-    30-70 Hz 1.6x, so those bands measured the waveform error at the window's two ends."""
-    wx, wy = _windows(x, rate, seconds), _windows(y, rate, seconds)
+    30-70 Hz 1.6x, so those bands measured the waveform error at the window's two ends. Windows start at
+    `offset` seconds and every `seconds` after: from 0, a 0.5-s window is one part of the codec's time profiles
+    (spec 6.8) and its taper hides the block seams; from 0.25 s it straddles two parts and centres on the seams,
+    as a reader's windows may (held-out eegmat at 6 codebooks, eegz 0.25: high gamma's p90 1.98-3.16 -> 2.22-4.18)."""
+    skip = int(round(offset * rate))
+    wx, wy = _windows(x[skip:], rate, seconds), _windows(y[skip:], rate, seconds)
     if not len(wx):
         return {}
     f = np.fft.rfftfreq(wx.shape[1], 1.0 / rate)
@@ -229,7 +240,9 @@ def line_ratio(x: np.ndarray, y: np.ndarray, rate: float) -> dict:
 def channel_metrics(x: np.ndarray, y: np.ndarray, rate: float, uv_factor: float = 1.0) -> dict:
     return {"prd": prd(x, y), "prdn": prdn(x, y), "snr_db": snr_db(x, y), "correlation": correlation(x, y),
             "band_power_error": band_power_errors(x, y, rate), "line_length_error": line_length_error(x, y),
-            "window_band_error": window_band_errors(x, y, rate), "transients": transient_errors(x, y, rate),
+            "window_band_error": window_band_errors(x, y, rate),
+            "window_band_error_offset": window_band_errors(x, y, rate, offset=WINDOW_SECONDS / 2),
+            "transients": transient_errors(x, y, rate),
             "spectral_line": line_ratio(x, y, rate), "ripples": ripple_errors(x, y, rate),
             "max_abs_error_uv": float(np.max(np.abs(x - y)) * uv_factor) if len(x) else 0.0}
 
@@ -271,10 +284,7 @@ def evaluate_arrays(channels: list[tuple[str, float, float, np.ndarray, np.ndarr
                **({"mel_loss": float(np.mean([c["mel_loss"] for c in per]))} if with_mel else {}),
                "band_power_error": {b: float(np.mean([c["band_power_error"].get(b, 0.0) for c in per]))
                                     for b in BANDS},
-               "window_band_error": {b: {q: float(np.median([c["window_band_error"][b][q] for c in per
-                                                             if b in c["window_band_error"]]))
-                                         for q in ("median", "p90")}
-                                     for b in BANDS if any(b in c["window_band_error"] for c in per)},
+               **{key: _median_window_errors(per, key) for key in ("window_band_error", "window_band_error_offset")},
                "transients": {k: {q: float(np.median([c["transients"][k][q] for c in per if c["transients"]]))
                                   for q in ("median", "p90")}
                               for k in ("amplitude_error", "timing_ms") if any(c["transients"] for c in per)},
