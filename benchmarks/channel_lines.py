@@ -39,7 +39,8 @@ from benchmarks.noise_draws import SEED_STEP  # noqa: E402
 from eegz import api, encode, lossy, transform  # noqa: E402
 from eegz.channels import NEURAL, channel_roles  # noqa: E402
 from eegz.edf import read_edf  # noqa: E402
-from eegz.metrics import band_power_errors, line_ratio_psd, prdn, welch_psd, window_band_errors  # noqa: E402
+from eegz.metrics import (WINDOW_OFFSET_SECONDS, band_power_errors, line_ratio_psd, prdn, welch_psd,  # noqa: E402
+                          window_band_errors)
 
 DRAWS = int(os.environ.get("EEGZ_BENCH_DRAWS", "3"))
 FORMATS = tuple(int(v) for v in os.environ.get("EEGZ_BENCH_FORMATS", "14,15").split(","))
@@ -67,7 +68,6 @@ WHAT = {14: "Format 14 adds constant runs (spec 6.7), the blended normalization 
             "band's scaling there into the block's faded ends (spec 6.4, Context and seams); its streams are format "
             "18's."}
 CODEBOOKS = (3, 6, 9)
-OFFSET_SECONDS = 0.25  # the second set of 0.5-s windows starts here: across two profile parts, centred on the seams
 RECORDINGS = [f"Subject{n}_{run}.edf" for n in (14, 15, 16, 17) for run in (1, 2)]
 
 
@@ -86,7 +86,7 @@ def channel_lines(source: Path, coded: Path, folder: Path) -> tuple[list[float],
         bands = band_power_errors(x, y, s.sample_rate)
         fast.append((bands["high_gamma"], window_band_errors(x, y, s.sample_rate)["high_gamma"]["p90"],
                      bands["alpha"], bands["beta"],
-                     window_band_errors(x, y, s.sample_rate, offset=OFFSET_SECONDS)["high_gamma"]["p90"]))
+                     window_band_errors(x, y, s.sample_rate, offset=WINDOW_OFFSET_SECONDS)["high_gamma"]["p90"]))
     return lines, errors, fast
 
 

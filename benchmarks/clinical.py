@@ -42,7 +42,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.downstream_bonn import RATE, bonn_edf, load  # noqa: E402
 from eegz import api  # noqa: E402
 from eegz.edf import read_edf  # noqa: E402
-from eegz.metrics import band_power_errors, line_ratio_psd, prdn, transient_errors, welch_psd, window_band_errors  # noqa: E402
+from eegz.metrics import (WINDOW_OFFSET_SECONDS, band_power_errors, line_ratio_psd, prdn, transient_errors,  # noqa: E402
+                          welch_psd, window_band_errors)
 
 CODEC = os.environ.get("EEGZ_BENCH_CODEC", "neural")
 BITRATES = [float(b) for b in filter(None, os.environ.get("EEGZ_BENCH_BITRATES", "").split(","))]
@@ -80,7 +81,6 @@ def detector(segments: dict):
     return clf.fit(x, y)
 
 
-OFFSET_SECONDS = 0.25  # the second set of 0.5-s band-error windows starts here (across two time-profile parts)
 TEXTURE_RATE = 200.0
 TEXTURE_WINDOW = 100  # 0.5 s at 200 Hz
 
@@ -182,7 +182,7 @@ def evaluate(segments: dict, clf, texture, code) -> dict:
         s["texture_original"] += list(ta == 1)
         s["prdn"].append(prdn(x, y))
         s["bands"].append(window_band_errors(x, y, RATE))
-        s["offset"].append(window_band_errors(x, y, RATE, offset=OFFSET_SECONDS))
+        s["offset"].append(window_band_errors(x, y, RATE, offset=WINDOW_OFFSET_SECONDS))
         s["transient"].append(transient_errors(x, y, RATE)["amplitude_error"]["median"])
         s["bps"].append(bps)
         s["x"].append(x)

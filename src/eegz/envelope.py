@@ -335,18 +335,11 @@ def follow_high_profile(y: np.ndarray, time_profile: np.ndarray, rate: float, pa
 
 def _odd_extension(y: np.ndarray, rate: float) -> tuple[np.ndarray, int]:
     """(y continued at each end by e = min(floor(HIGH_PROFILE_EXTENSION_SECONDS x rate), n - 1) samples of its odd
-    reflection (value and slope go on), less its straight line, the extension faded to 0 at its outer ends;
-    e)."""
+    reflection (value and slope go on), as _context_window makes a block's decoded context ready: less its straight
+    line, the extension faded to 0 at its outer ends; e)."""
     y = np.asarray(y, np.float64)
-    n = len(y)
-    e = min(int(HIGH_PROFILE_EXTENSION_SECONDS * rate), n - 1)
-    z = np.concatenate([2.0 * y[0] - y[e:0:-1], y, 2.0 * y[-1] - y[-2:-e - 2:-1]])
-    z = z - straight_line(z)
-    if e > 0:
-        rise = 0.5 - 0.5 * np.cos(np.pi * np.arange(e) / e)
-        z[:e] *= rise
-        z[-e:] *= rise[::-1]
-    return z, e
+    e = min(int(HIGH_PROFILE_EXTENSION_SECONDS * rate), len(y) - 1)
+    return _context_window(np.concatenate([2.0 * y[0] - y[e:0:-1], y, 2.0 * y[-1] - y[-2:-e - 2:-1]]), e, len(y)), e
 
 
 def _high_band(spectrum: np.ndarray, m: int, rate: float) -> np.ndarray:
@@ -362,13 +355,23 @@ def _band_powers_kept(before: np.ndarray, shaped: np.ndarray, rate: float, part_
     n = len(shaped)
     ramp = straight_line(shaped)
     after = np.fft.rfft(shaped - ramp)
+    k, part = _rescaling_parts(n, rate, part_hz, band)
+    want, have = np.bincount(part, np.abs(before[k]) ** 2), np.bincount(part, np.abs(after[k]) ** 2)
+    after[k] *= np.sqrt(np.divide(want, have, out=np.ones_like(want), where=have > 0))[part]
+    return np.fft.irfft(after, n) + ramp
+
+
+@lru_cache(maxsize=16)
+def _rescaling_parts(n: int, rate: float, part_hz: float, band: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """_band_powers_kept's bins of an n-sample rfft and their part numbers (read-only; found once per block length:
+    every block of a recording but its last has the same)."""
     f = np.fft.rfftfreq(n, 1.0 / rate)
     low = band[0] - PROFILE_CROSSOVER_HZ
     k = np.flatnonzero((f >= low) & (f < (np.inf if band[1] is None else band[1] + PROFILE_CROSSOVER_HZ)))
     part = np.floor((f[k] - low) / part_hz).astype(np.int64)
-    want, have = np.bincount(part, np.abs(before[k]) ** 2), np.bincount(part, np.abs(after[k]) ** 2)
-    after[k] *= np.sqrt(np.divide(want, have, out=np.ones_like(want), where=have > 0))[part]
-    return np.fft.irfft(after, n) + ramp
+    for array in (k, part):
+        array.setflags(write=False)
+    return k, part
 
 
 def splitmix64(seed: int, count: int) -> np.ndarray:
@@ -456,10 +459,9 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     # format 20: above SEAM_LOW_HZ the parts' gains act on the block with its decoded context, where no end-to-start
     # jump lies (below, where the decoded content is most of the power, the jump's leakage rings little, and on the
     # context the default model's lines grew: 22 -> 25.5 of 160 held-out eegmat channels above 1.5x at 6 codebooks)
-    # and the bands' scaling reaches the faded ends (_seam_change)
-    # context. What the gains do above it comes off the block's own bins; the rest stays there: below it, and a filled
-    # part's noise with its decoded content (the exact filling's factor undoes their cross term there; apart, it
-    # could multiply a part whose two nearly cancelled)
+    # and the bands' scaling reaches the faded ends (_seam_change). What the gains do above it comes off the block's own
+    # bins; the rest stays there: below it, and a filled part's noise with its decoded content (the exact filling's
+    # factor undoes their cross term there; apart, it could multiply a part whose two nearly cancelled)
     decoded, before = context
     window = (np.fft.rfft(_context_window(decoded, before, n)), len(decoded), before)
     high = _context_grid(n, len(decoded), rate)[2]  # on the block's own bins

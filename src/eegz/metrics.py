@@ -131,6 +131,7 @@ def line_length_error(x: np.ndarray, y: np.ndarray) -> float:
 
 
 WINDOW_SECONDS = 0.5  # the windows a detector reads: band errors and transients per window
+WINDOW_OFFSET_SECONDS = WINDOW_SECONDS / 2  # the second set of band-error windows: across the codec's 0.5-s parts
 
 
 def _windows(x: np.ndarray, rate: float, seconds: float) -> np.ndarray:
@@ -242,7 +243,7 @@ def channel_metrics(x: np.ndarray, y: np.ndarray, rate: float, uv_factor: float 
     return {"prd": prd(x, y), "prdn": prdn(x, y), "snr_db": snr_db(x, y), "correlation": correlation(x, y),
             "band_power_error": band_power_errors(x, y, rate), "line_length_error": line_length_error(x, y),
             "window_band_error": window_band_errors(x, y, rate),
-            "window_band_error_offset": window_band_errors(x, y, rate, offset=WINDOW_SECONDS / 2),
+            "window_band_error_offset": window_band_errors(x, y, rate, offset=WINDOW_OFFSET_SECONDS),
             "transients": transient_errors(x, y, rate),
             "spectral_line": line_ratio(x, y, rate), "ripples": ripple_errors(x, y, rate),
             "max_abs_error_uv": float(np.max(np.abs(x - y)) * uv_factor) if len(x) else 0.0}
