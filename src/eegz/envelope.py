@@ -160,6 +160,14 @@ def _windowed(x: np.ndarray, rate: float, tapered: bool) -> np.ndarray:
     return np.fft.rfft(np.asarray(x, np.float64) * w) / norm
 
 
+def _tapered_and_plain(y: np.ndarray, ramp: np.ndarray, rate: float, tapered: bool = True) -> tuple:
+    """(_windowed(y), the rfft of y less its straight line `ramp`), transformed together: numpy transforms the rows
+    of one length in one call, two for about 60 % of the time that two calls take."""
+    w, norm = _window(len(y), rate, tapered)
+    both = np.fft.rfft(np.stack([y * w, y - ramp]))
+    return both[0] / norm, both[1]
+
+
 @lru_cache(maxsize=16)
 def _window(n: int, rate: float, tapered: bool) -> tuple[np.ndarray, float]:
     """_windowed's window of n samples and its RMS (found once: every block but a recording's last has the same)."""
@@ -216,7 +224,9 @@ def under_ceiling(y: np.ndarray, stored: bytes, rate: float) -> np.ndarray:
     if n < 2 or not any(stored):
         return y
     y = np.asarray(y, np.float64)
-    squared = power_spectrum(y, rate)
+    ramp = straight_line(y)
+    windowed, spectrum = _tapered_and_plain(y, ramp, rate)  # the second is used only where a band is too strong
+    squared = np.abs(windowed) ** 2
     gains = []
     for bins, level in zip(_band_bins(n, rate, rate / 2, SLOW_BANDS_HZ), stored):
         have = _band_power(squared, bins, n)
@@ -227,9 +237,8 @@ def under_ceiling(y: np.ndarray, stored: bytes, rate: float) -> np.ndarray:
     edges = [lo for lo, _ in SLOW_BANDS_HZ] + [SLOW_BANDS_HZ[-1][1]]
     points = [(edge + side * CEILING_RAMP_HZ, gain) for edge, below, above in zip(edges, [1.0] + gains, gains + [1.0])
               for side, gain in ((-1, below), (1, above))]
-    gain = np.interp(np.fft.rfftfreq(n, 1.0 / rate), *zip(*points))
-    ramp = straight_line(y)
-    return _faded(y, np.fft.irfft(np.fft.rfft(y - ramp) * gain, n) + ramp, rate)
+    gain = np.interp(_frequencies(n, rate), *zip(*points))
+    return _faded(y, np.fft.irfft(spectrum * gain, n) + ramp, rate)
 
 
 def profile_count(n: int, rate: float) -> int:
@@ -274,14 +283,16 @@ def follow_gamma_profile(y: np.ndarray, time_profile: np.ndarray, rate: float, s
     y = np.asarray(y, np.float64)
     before = _spectrum(y)
     spectrum = before * _band_mask(n, rate, GAMMA_PROFILE_HZ[1])
-    band = np.fft.irfft(spectrum, n)
-    edges, have, target = _part_targets(band, time_profile)
-    if not np.sum(have) > 0:
-        return y
     magnitude = np.abs(spectrum)  # |rfft(band)|: the band's own spectrum, whose Nyquist bin is real
     if n % 2 == 0:
         magnitude[-1] = abs(spectrum[-1].real)
-    noise = np.fft.irfft(magnitude * np.exp(1j * _angles(splitmix64(_profile_seed(seed), len(spectrum)))), n)
+    used = _mask_bins(n, rate, GAMMA_PROFILE_HZ[1])  # the noise's phases matter only where the band has bins
+    phased = np.zeros(len(spectrum), complex)
+    phased[used] = magnitude[used] * np.exp(1j * _angles(_splitmix64_at(_profile_seed(seed), used)))
+    band, noise = np.fft.irfft(np.stack([spectrum, phased]), n)  # together: see _tapered_and_plain
+    edges, have, target = _part_targets(band, time_profile)
+    if not np.sum(have) > 0:
+        return y
     power = float(np.mean(noise ** 2))
     lack = np.sqrt(np.maximum(target - have, 0.0) / power) if power > 0 else np.zeros_like(have)
     shaped = y + band * (_along(edges, _gains(target, have, 1.0)) - 1.0) + noise * _along(edges, lack)
@@ -376,8 +387,14 @@ def _rescaling_parts(n: int, rate: float, part_hz: float, band: tuple) -> tuple[
 
 def splitmix64(seed: int, count: int) -> np.ndarray:
     """The first `count` outputs of SplitMix64 started at `seed` (state += golden ratio, then the mix)."""
+    return _splitmix64_at(seed, np.arange(count))
+
+
+def _splitmix64_at(seed: int, numbers: np.ndarray) -> np.ndarray:
+    """SplitMix64's outputs number `numbers` (0 for the first) from `seed`: each output depends only on its number,
+    so a decoder draws only the ones it uses."""
     with np.errstate(over="ignore"):
-        z = np.uint64(seed) + _GOLDEN * np.arange(1, count + 1, dtype=np.uint64)
+        z = np.uint64(seed) + _GOLDEN * (np.asarray(numbers, np.uint64) + np.uint64(1))
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         return z ^ (z >> np.uint64(31))
@@ -407,7 +424,7 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     noise uncorrelated with the decoded content would give on average (see the format-14 note above SKIRT_HZ).
     `context` (format 20's token streams): (the block's decoded samples with their context, how many lie before the
     block's own; same normalization as y), on which the parts' factors act above SEAM_LOW_HZ, and whose bands' scaling
-    there reaches the block's faded ends (_seam_change)."""
+    there reaches the block's faded ends (_seam_weight)."""
     n = len(y)
     if n < 2 or not any(stored):
         return y
@@ -415,13 +432,12 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     # the block is modified in the FFT's periodic world: without its end-to-start jump (a straight line from
     # the first sample to the last, put back afterwards), whose leakage would swamp the quiet high bands
     ramp = straight_line(y)
-    spectrum, measured = np.fft.rfft(y - ramp), _windowed(y, rate, version >= 5)
+    measured, spectrum = _tapered_and_plain(y, ramp, rate, version >= 5)
     decoded_spectrum = spectrum.copy() if context is not None else None  # format 20: Y, before any part's change
     gains = np.ones(len(spectrum))  # format 20: each bin's factor (the mains bands' 0, a scaled part's factor)
-    f = np.fft.rfftfreq(n, 1.0 / rate)
+    f = _frequencies(n, rate)
     counted = sum(len(b) for b in _band_bins(n, rate, limit, bands))
     skirt = np.flatnonzero((f >= bands[0][0] - SKIRT_HZ) & (f < bands[0][0]) & (f > 0)) if version >= 6 else []
-    phases = _angles(splitmix64(seed, counted + len(skirt)))
     shape, (k, numbers, part_of, band_of, first), part_band, have, want, part_shape = _part_budget(
         measured, n, f, stored, rate, limit, bands, rounding, version, part_hz)
     if len(k):  # every part of every band at once (the spec's loop over bands and parts, vectorized)
@@ -439,7 +455,10 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
         density = np.where(filled, (want - have) / part_shape, 0.0)  # noise per unit of shape
         if version >= 8:  # format 8: a part that holds much of its power gets only part of what it lacks
             density *= np.clip((1.0 - have / np.where(filled, want, 1.0)) / (1.0 - FILL_RAMP), 0.0, 1.0)
-        noise = n * np.sqrt(density[part_of] * shape[k] / 2.0) * np.exp(1j * phases[numbers])
+        noise = np.zeros(len(k), complex)  # drawn only where a part is filled: elsewhere its density is 0
+        drawn = np.flatnonzero(density[part_of] > 0)
+        noise[drawn] = (n * np.sqrt(density[part_of[drawn]] * shape[k[drawn]] / 2.0)
+                        * np.exp(1j * _angles(_splitmix64_at(seed, numbers[drawn]))))
         if exact_fill:  # format 14's token streams: without the cross term, a filled part gets what it lacks
             expected = np.bincount(part_of, np.abs(spectrum[k]) ** 2 + np.abs(noise) ** 2, minlength=len(have))
         spectrum[k] += noise  # 0 where the part is not filled
@@ -453,23 +472,24 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
         skirt_density, scaling = None, None
     if len(skirt) and skirt_density:  # format 6: the first part's noise filling continues below 30 Hz, fading out
         weight = 0.5 + 0.5 * np.cos(np.pi * (bands[0][0] - f[skirt]) / SKIRT_HZ)
-        spectrum[skirt] += weight * n * np.sqrt(skirt_density * shape[skirt] / 2.0) * np.exp(1j * phases[counted:])
+        phases = _angles(_splitmix64_at(seed, counted + np.arange(len(skirt))))
+        spectrum[skirt] += weight * n * np.sqrt(skirt_density * shape[skirt] / 2.0) * np.exp(1j * phases)
     if context is None:
         return _shaped(_faded(y, np.fft.irfft(spectrum, n) + ramp, rate), time_profile, rate)
     # format 20: above SEAM_LOW_HZ the parts' gains act on the block with its decoded context, where no end-to-start
     # jump lies (below, where the decoded content is most of the power, the jump's leakage rings little, and on the
     # context the default model's lines grew: 22 -> 25.5 of 160 held-out eegmat channels above 1.5x at 6 codebooks)
-    # and the bands' scaling reaches the faded ends (_seam_change). What the gains do above it comes off the block's own
+    # and the bands' scaling reaches the faded ends (_seam_weight). What the gains do above it comes off the block's own
     # bins; the rest stays there: below it, and a filled part's noise with its decoded content (the exact filling's
     # factor undoes their cross term there; apart, it could multiply a part whose two nearly cancelled)
     decoded, before = context
     window = (np.fft.rfft(_context_window(decoded, before, n)), len(decoded), before)
     high = _context_grid(n, len(decoded), rate)[2]  # on the block's own bins
-    change = (np.fft.irfft(spectrum - decoded_spectrum * (1.0 + (gains - 1.0) * high), n)
-              + _above_on_context(*window, n, gains, rate))
+    on_context = _above_on_context(*window, n, [gains] if scaling is None else [gains, scaling], rate)
+    change = np.fft.irfft(spectrum - decoded_spectrum * (1.0 + (gains - 1.0) * high), n) + on_context[0]
     out = y + change * _edge_taper(n, _edge(n, rate))
     if scaling is not None:
-        out = out + _seam_change(window, n, scaling, rate)
+        out = out + on_context[1] * _seam_weight(*window[1:], n, rate)
     return _shaped(out, time_profile, rate)
 
 
@@ -477,12 +497,14 @@ def _shaped(out: np.ndarray, time_profile: np.ndarray | None, rate: float) -> np
     return out if time_profile is None else shaped_in_time(out, time_profile, rate)
 
 
-def _above_on_context(window: np.ndarray, m: int, before: int, n: int, gains: np.ndarray, rate: float) -> np.ndarray:
-    """Format 20 (spec 6.4): the change that per-bin `gains` (over the n-sample block's rfft bins) make above
-    SEAM_LOW_HZ (_context_grid) to the block's n samples when applied to the block with its decoded context (`window`:
-    rfft of its m-sample _context_window, in which the block's own begin `before` samples in)."""
+def _above_on_context(window: np.ndarray, m: int, before: int, n: int, gains: list, rate: float) -> np.ndarray:
+    """Format 20 (spec 6.4): per row of per-bin `gains` (over the n-sample block's rfft bins), the change it makes
+    above SEAM_LOW_HZ (_context_grid) to the block's n samples when applied to the block with its decoded context
+    (`window`: rfft of its m-sample _context_window, in which the block's own begin `before` samples in); one
+    inverse transform for all rows (see _tapered_and_plain)."""
     own, context, _, high = _context_grid(n, m, rate)
-    return np.fft.irfft(window * (np.interp(context, own, gains) - 1.0) * high, m)[before:before + n]
+    rows = np.array([np.interp(context, own, g) for g in gains])
+    return np.fft.irfft(window * (rows - 1.0) * high, m)[:, before:before + n]
 
 
 @lru_cache(maxsize=16)
@@ -525,19 +547,18 @@ def _band_scaling(have: np.ndarray, want: np.ndarray, part_band: np.ndarray, ban
     return np.interp(f, centres, gains)
 
 
-def _seam_change(window: tuple, n: int, scaling: np.ndarray, rate: float) -> np.ndarray:
-    """Format 20 (spec 6.4, Context and seams): what the block's n samples gain at its ends, where apply's change fades
-    out: `scaling` (_band_scaling's) above SEAM_LOW_HZ applied to the block with its context (`window`: the rfft of its
-    _context_window, its length and the block's start in it, as _above_on_context takes them), weighted by 1 minus
-    the fade on each side that has context (none on a side without: there the FFT's wrap lies at the block's end)."""
-    _, m, before = window
+def _seam_weight(m: int, before: int, n: int, rate: float) -> np.ndarray:
+    """Format 20 (spec 6.4, Context and seams): the weight of the seams' change at the block's n samples, where
+    apply's change fades out (the change: _band_scaling's gains above SEAM_LOW_HZ applied to the block with its
+    context, m samples of which the block's own begin `before` in): 1 minus the fade on each side that has context,
+    0 on a side without (there the FFT's wrap lies at the block's end)."""
     edge = _edge(n, rate)
     faded_out = 1.0 - _edge_taper(n, edge)  # 0 inside, rising to 1 at each end
     if not before:
         faded_out[:edge] = 0.0
     if m - before - n == 0:
         faded_out[n - edge:] = 0.0
-    return _above_on_context(*window, n, scaling, rate) * faded_out
+    return faded_out
 
 
 def _faded(y: np.ndarray, changed: np.ndarray, rate: float) -> np.ndarray:
@@ -661,6 +682,14 @@ def _band_mask(n: int, rate: float, top: float | None, low: float = PROFILE_LOW_
     return mask
 
 
+@lru_cache(maxsize=16)
+def _mask_bins(n: int, rate: float, top: float | None, low: float = PROFILE_LOW_HZ) -> np.ndarray:
+    """The rfft bins where _band_mask's gains are not 0 (read-only, found once per block length)."""
+    bins = np.flatnonzero(_band_mask(n, rate, top, low))
+    bins.setflags(write=False)
+    return bins
+
+
 @lru_cache(maxsize=64)
 def _part_layout(n: int, rate: float, limit: float, bands: tuple, active: bytes, version: int, part_hz: float) -> tuple:
     """_parts for a block length and the bands that hold a level (`active`: 1 or 0 per band), found once: every
@@ -719,6 +748,14 @@ def _spectral_shape(targets: list[float], bands: tuple, rate: float, limit: floa
     if not centres:
         return np.ones(len(f))
     return np.exp(np.interp(f, centres, logs))
+
+
+@lru_cache(maxsize=16)
+def _frequencies(n: int, rate: float) -> np.ndarray:
+    """The rfft bins' frequencies of n samples at `rate` (read-only, found once per block length)."""
+    f = np.fft.rfftfreq(n, 1.0 / rate)
+    f.setflags(write=False)
+    return f
 
 
 @lru_cache(maxsize=16)
