@@ -66,7 +66,10 @@ WHAT = {14: "Format 14 adds constant runs (spec 6.7), the blended normalization 
             "own (8.4).",
         20: "Format 20 applies the band envelope above 64 Hz to each block with its decoded context and carries each "
             "band's scaling there into the block's faded ends (spec 6.4, Context and seams); its streams are format "
-            "18's."}
+            "18's.",
+        21: "Format 21 shapes each block's band from 70 Hz up in time by a second stored profile (spec 6.8, High band).",
+        22: "Format 22 fills the envelope's skirt below 30 Hz only up to a floor, the first band's density faded out "
+            "(spec 6.4, Skirt); its streams are format 21's."}
 CODEBOOKS = (3, 6, 9)
 RECORDINGS = [f"Subject{n}_{run}.edf" for n in (14, 15, 16, 17) for run in (1, 2)]
 

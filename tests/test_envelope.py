@@ -108,7 +108,7 @@ def test_the_envelope_restores_gamma_power_on_the_example(lossy_example, tmp_pat
     assert results["envelope"][0] < 0.10 < 0.5 < results["plain"][0], results
     assert results["envelope"][1] < 0.6 < 0.7 < results["plain"][1], results
     assert results["envelope"][2] < results["plain"][2] + 5.0, results
-    assert api.info(lossy_example[6])["format_version"] == 21
+    assert api.info(lossy_example[6])["format_version"] == 22
     # the envelope's bytes and format 16's and 21's time profiles' (which need the envelope): 8.6 % of the file
     # (format 20: 5.1 %; format 13's 22 bands at 500 Hz alone: 2.9 %; format 12's 16 bands: 2.1 %)
     assert plain.stat().st_size < lossy_example[6].stat().st_size < plain.stat().st_size * 1.1
@@ -130,7 +130,7 @@ def test_format_20_works_on_the_blocks_context_and_scales_the_seams_too(lossy_ex
     rate = _eeg(read_edf(EXAMPLE))[1]
     x = digital_eeg(EXAMPLE)
     api.decompress(lossy_example[6], tmp_path / "seams.edf", device="cpu")
-    monkeypatch.setattr(lossy, "TOKEN_SEAMS", 22)  # the same streams decoded without the context and seams
+    monkeypatch.setattr(lossy, "TOKEN_SEAMS", 23)  # the same streams decoded without the context and seams
     api.decompress(lossy_example[6], tmp_path / "faded.edf", device="cpu")
     seams, faded = digital_eeg(tmp_path / "seams.edf"), digital_eeg(tmp_path / "faded.edf")
     block, half = int(lossy.BLOCK_SECONDS * rate), int(rate / 4)
@@ -208,6 +208,35 @@ def test_format_6_continues_the_first_parts_noise_filling_below_30_hz():
     y = np.fft.irfft(strong, n)
     np.testing.assert_array_equal(envelope.apply(y, stored, rate, rate / 2, 5, bands, version=6),
                                   envelope.apply(y, stored, rate, rate / 2, 5, bands, version=5))
+
+
+def test_format_22_fills_the_skirt_only_up_to_the_first_bands_density():
+    """Spec 6.4, Skirt's floor (format 22's token streams): below 30 Hz each 0.25-Hz part is filled only up to the
+    first band's density faded out over 26-30 Hz. Where the decoder's beta falls short (20-40 Hz at a third of the
+    amplitude) it restores 26.5-29.5 Hz as format 6's skirt does (measured: -9.5 dB -> -2.9 dB against the
+    original, format 6: -3.9 dB; the step at 30 Hz 0.1 dB); where the decoder's beta is whole and only 30-40 Hz
+    fell short, format 6 added its noise to what was there, a bump of +1.1 dB over 26.5-29.5 Hz and 3.0 dB above
+    the first band's, which the floor leaves as the decoder made it (-0.01 dB; the step 0.55 dB)."""
+    rate, n = 256.0, 4096
+    rng = np.random.default_rng(6)
+    x = 0.01 * rng.standard_normal(n)
+    f = np.fft.rfftfreq(n, 1 / rate)
+    bands = envelope.channel_bands(rate)
+    stored = envelope.levels(x, rate, rate / 2, bands)
+
+    def db(v, lo, hi):
+        return 10 * np.log10((np.abs(np.fft.rfft(v)) ** 2)[(f >= lo) & (f < hi)].mean())
+    for short_from, floor_gap, skirt_gap in ((20, (-3.5, -2.0), (-4.5, -3.0)), (30, (-0.3, 0.3), (0.7, 1.5))):
+        spectrum = np.fft.rfft(x)
+        spectrum[(f >= short_from) & (f < 40)] /= 3.0
+        y = np.fft.irfft(spectrum, n)
+        skirt = envelope.apply(y, stored, rate, rate / 2, 5, bands, version=6)
+        floor = envelope.apply(y, stored, rate, rate / 2, 5, bands, version=6, skirt_floor=True)
+        assert floor_gap[0] < db(floor, 26.5, 29.5) - db(x, 26.5, 29.5) < floor_gap[1]
+        assert skirt_gap[0] < db(skirt, 26.5, 29.5) - db(x, 26.5, 29.5) < skirt_gap[1]
+        assert abs(db(floor, 30, 31) - db(floor, 29, 30)) < 1.0 and abs(db(floor, 30, 31) - db(skirt, 30, 31)) < 0.1
+        change = np.abs(np.fft.rfft(floor - y)) ** 2
+        assert change[f < 25].sum() < 1e-3 * change.sum()  # nothing below the skirt but the fade's leakage
 
 
 def test_format_8_bands_follow_a_notch_and_fill_mostly_coded_parts_less():

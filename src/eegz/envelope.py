@@ -68,6 +68,10 @@ QUARTER_PART_HZ = 0.25
 # held-out eegmat Subject14-17 at 6 codebooks (with format 14's runs and line padding), channels whose strongest
 # line is above 1.5x: 58 -> 40 of 168, the worst 1.98 -> 1.88x, median 1.44 -> 1.40x (means over four noise draws)
 SKIRT_HZ = 4.0  # format 6: the first 1-Hz part's noise filling continues below 30 Hz, fading out over 26-30 Hz
+# format 22 (token streams): the skirt fills each 0.25-Hz part only up to a floor, the first band's density faded out
+# over the same 4 Hz (_skirt_floor). Format 6's continued filling was added to what the decoder held there: where its
+# beta was whole, a line. Frame-start model, Bonn set D over four draws, 3 / 6 codebooks: 1.50 / 1.58x -> 1.41 / 1.41x;
+# default model, held-out eegmat's 160 channels above 1.5x at 3 / 6 / 9 codebooks: 34.5 / 24 / 19 -> 34.5 / 18.5 / 15.5
 # format 8 (transform streams): a part holding a share r of its power gets noise for what it lacks times
 # min(1, (1 - r) / (1 - FILL_RAMP)): noise added to a part that is mostly there adds its power to the error and
 # little to the band, and a hard threshold (none above 70 %) left dips beside filled parts that read as lines
@@ -402,7 +406,8 @@ def _splitmix64_at(seed: int, numbers: np.ndarray) -> np.ndarray:
 
 def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, bands: tuple, rounding: float = 0.0,
           version: int = 5, time_profile: np.ndarray | None = None, part_hz: float = SUB_BAND_HZ,
-          mains_noise: bool = False, exact_fill: bool = False, context: tuple | None = None) -> np.ndarray:
+          mains_noise: bool = False, exact_fill: bool = False, context: tuple | None = None,
+          skirt_floor: bool = False) -> np.ndarray:
     """y (the block's own decoded normalized samples at `rate`) with each band brought to its stored power:
     scaled down where it holds more, topped up with random-phase noise where it holds less. `rounding` is
     the power of the white noise that re-quantizing to the file's digital steps adds later (step² / 12, in
@@ -424,7 +429,8 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     noise uncorrelated with the decoded content would give on average (see the format-14 note above SKIRT_HZ).
     `context` (format 20's token streams): (the block's decoded samples with their context, how many lie before the
     block's own; same normalization as y), on which the parts' factors act above SEAM_LOW_HZ, and whose bands' scaling
-    there reaches the block's faded ends (_seam_weight)."""
+    there reaches the block's faded ends (_seam_weight). `skirt_floor` (format 22's token streams): the skirt fills
+    each of its parts only up to a floor (_skirt_floor) instead of continuing the first part's filling."""
     n = len(y)
     if n < 2 or not any(stored):
         return y
@@ -470,7 +476,12 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
         skirt_density = density[0] if first and filled[0] else None
     else:
         skirt_density, scaling = None, None
-    if len(skirt) and skirt_density:  # format 6: the first part's noise filling continues below 30 Hz, fading out
+    if len(skirt) and skirt_floor:  # format 22's token streams: the skirt fills only what lies under a floor
+        if first and want[0] > 0:  # the first band's target per unit of shape sets the floor
+            outputs = _splitmix64_at(seed, counted + np.arange(len(skirt)))
+            spectrum[skirt] = _skirt_floor(spectrum[skirt], measured[skirt], n, f[skirt],
+                                           shape[skirt] * want[0] / part_shape[0], bands[0][0], part_hz, outputs)
+    elif len(skirt) and skirt_density:  # format 6: the first part's noise filling continues below 30 Hz, fading out
         weight = 0.5 + 0.5 * np.cos(np.pi * (bands[0][0] - f[skirt]) / SKIRT_HZ)
         phases = _angles(_splitmix64_at(seed, counted + np.arange(len(skirt))))
         spectrum[skirt] += weight * n * np.sqrt(skirt_density * shape[skirt] / 2.0) * np.exp(1j * phases)
@@ -491,6 +502,31 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
     if scaling is not None:
         out = out + on_context[1] * _seam_weight(*window[1:], n, rate)
     return _shaped(out, time_profile, rate)
+
+
+def _skirt_floor(spectrum: np.ndarray, measured: np.ndarray, n: int, f: np.ndarray, density: np.ndarray, low: float,
+                 part_hz: float, outputs: np.ndarray) -> np.ndarray:
+    """Format 22 (spec 6.4, Skirt's floor): the skirt's bins of the plain spectrum (frequencies `f`, SKIRT_HZ below
+    `low`, the first band's edge) with each `part_hz` part from low - SKIRT_HZ filled, as a band's parts are (8.2's
+    fill ramp, exact filling), up to the floor: the first band's power per bin (`density`: its shape times its target
+    per unit of shape) faded to 0 over the skirt. Below the first band the original's power is not stored but, in
+    EEG, rarely below the first band's density: a part that holds the floor keeps what the decoder made (format 6's
+    continued filling was added to it and, where the decoder's beta was whole, read as a line: the frame-start
+    model's Bonn set D at 29 Hz, 1.58x)."""
+    floor = (0.5 + 0.5 * np.cos(np.pi * (low - f) / SKIRT_HZ)) * density
+    part = np.floor((f - (low - SKIRT_HZ)) / part_hz).astype(np.int64)
+    _, part = np.unique(part, return_inverse=True)
+    want = np.bincount(part, floor)
+    have = 2.0 * np.bincount(part, np.abs(measured) ** 2) / (n * n)
+    filled = have < want
+    share = np.where(filled, (want - have) / np.where(want > 0, want, 1.0), 0.0)
+    share *= np.clip((1.0 - have / np.where(want > 0, want, 1.0)) / (1.0 - FILL_RAMP), 0.0, 1.0)
+    noise = n * np.sqrt(share[part] * floor / 2.0) * np.exp(1j * _angles(outputs))
+    expected = np.bincount(part, np.abs(spectrum) ** 2 + np.abs(noise) ** 2)
+    out = spectrum + noise
+    after = np.bincount(part, np.abs(out) ** 2)
+    gain = np.sqrt(np.divide(expected, after, out=np.ones_like(after), where=after > 0))
+    return out * np.where(filled, gain, 1.0)[part]
 
 
 def _shaped(out: np.ndarray, time_profile: np.ndarray | None, rate: float) -> np.ndarray:

@@ -60,6 +60,9 @@ TOKEN_RAIL_LIMITER = 15
 # format 20: the band envelope works on the block with half a second of its decoded context on each side, and its
 # scaling above envelope.SEAM_LOW_HZ reaches the block's faded ends (spec 6.4, Context and seams; seam_sides)
 TOKEN_SEAMS = 20
+# format 22: the envelope's skirt below 30 Hz fills only up to a floor, the first band's density faded out
+# (spec 6.4, Skirt's floor; envelope._skirt_floor); the streams are laid out as in format 21
+SKIRT_FLOOR = 22
 TOKEN_QUARTER_PARTS = 17  # format 17: the envelope's parts and the profile's rescaling parts are 0.25 Hz wide
 # (envelope.QUARTER_PART_HZ); the streams are laid out as in format 16
 
@@ -558,7 +561,8 @@ class TokenDecoder:
         """Formats 5 and later (spec 6.4): the block's own samples at the channel's rate (`decoded` less its `before`
         and `after` samples of context, format 20) brought to the stored band powers, in the block's normalization;
         from format 16 their 30-70 Hz part then follows the stored time profile (6.8), from format 21 their part
-        from 70 Hz up its own (6.8, High band). From format 18 the slow-band ceiling (6.9) comes first."""
+        from 70 Hz up its own (6.8, High band). From format 18 the slow-band ceiling (6.9) comes first; from format
+        22 the envelope's skirt fills only up to its floor (6.4)."""
         rate, fine = s.sample_rate, self.version >= TOKEN_FINE_BANDS
         bands, part_hz = token_bands(rate, self.version), _part_hz(self.version)
         normalized = (decoded - t.offset) / t.scale
@@ -573,7 +577,8 @@ class TokenDecoder:
         y = envelope.apply(y, t.envelope, rate, rate / 2, seed, bands, _rounding(s, t),
                            version=min(self.version, TOKEN_ENVELOPE_RULES),
                            part_hz=part_hz, mains_noise=fine,
-                           exact_fill=self.version >= EXACT_FILL, context=context)
+                           exact_fill=self.version >= EXACT_FILL, context=context,
+                           skirt_floor=self.version >= SKIRT_FLOOR)
         if len(t.profile):  # format 16 (spec 6.8)
             if len(t.profile) != envelope.profile_count(len(y), rate):
                 raise FormatError("damaged token stream (time profile count)")
