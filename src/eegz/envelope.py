@@ -292,7 +292,7 @@ def follow_gamma_profile(y: np.ndarray, time_profile: np.ndarray, rate: float, s
         magnitude[-1] = abs(spectrum[-1].real)
     used = _mask_bins(n, rate, GAMMA_PROFILE_HZ[1])  # the noise's phases matter only where the band has bins
     phased = np.zeros(len(spectrum), complex)
-    phased[used] = magnitude[used] * np.exp(1j * _angles(_splitmix64_at(_profile_seed(seed), used)))
+    phased[used] = magnitude[used] * np.exp(1j * _angles(splitmix64(_profile_seed(seed), used)))
     band, noise = np.fft.irfft(np.stack([spectrum, phased]), n)  # together: see _tapered_and_plain
     edges, have, target = _part_targets(band, time_profile)
     if not np.sum(have) > 0:
@@ -389,14 +389,9 @@ def _rescaling_parts(n: int, rate: float, part_hz: float, band: tuple) -> tuple[
     return k, part
 
 
-def splitmix64(seed: int, count: int) -> np.ndarray:
-    """The first `count` outputs of SplitMix64 started at `seed` (state += golden ratio, then the mix)."""
-    return _splitmix64_at(seed, np.arange(count))
-
-
-def _splitmix64_at(seed: int, numbers: np.ndarray) -> np.ndarray:
-    """SplitMix64's outputs number `numbers` (0 for the first) from `seed`: each output depends only on its number,
-    so a decoder draws only the ones it uses."""
+def splitmix64(seed: int, numbers: np.ndarray) -> np.ndarray:
+    """SplitMix64's outputs number `numbers` (0 for the first) from `seed` (state += golden ratio, then the mix): each
+    output depends only on its number, so a decoder draws only the ones it uses."""
     with np.errstate(over="ignore"):
         z = np.uint64(seed) + _GOLDEN * (np.asarray(numbers, np.uint64) + np.uint64(1))
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -464,7 +459,7 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
         noise = np.zeros(len(k), complex)  # drawn only where a part is filled: elsewhere its density is 0
         drawn = np.flatnonzero(density[part_of] > 0)
         noise[drawn] = (n * np.sqrt(density[part_of[drawn]] * shape[k[drawn]] / 2.0)
-                        * np.exp(1j * _angles(_splitmix64_at(seed, numbers[drawn]))))
+                        * np.exp(1j * _angles(splitmix64(seed, numbers[drawn]))))
         if exact_fill:  # format 14's token streams: without the cross term, a filled part gets what it lacks
             expected = np.bincount(part_of, np.abs(spectrum[k]) ** 2 + np.abs(noise) ** 2, minlength=len(have))
         spectrum[k] += noise  # 0 where the part is not filled
@@ -478,12 +473,12 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
         skirt_density, scaling = None, None
     if len(skirt) and skirt_floor:  # format 22's token streams: the skirt fills only what lies under a floor
         if first and want[0] > 0:  # the first band's target per unit of shape sets the floor
-            outputs = _splitmix64_at(seed, counted + np.arange(len(skirt)))
+            outputs = splitmix64(seed, counted + np.arange(len(skirt)))
             spectrum[skirt] = _skirt_floor(spectrum[skirt], measured[skirt], n, f[skirt],
                                            shape[skirt] * want[0] / part_shape[0], bands[0][0], part_hz, outputs)
     elif len(skirt) and skirt_density:  # format 6: the first part's noise filling continues below 30 Hz, fading out
         weight = 0.5 + 0.5 * np.cos(np.pi * (bands[0][0] - f[skirt]) / SKIRT_HZ)
-        phases = _angles(_splitmix64_at(seed, counted + np.arange(len(skirt))))
+        phases = _angles(splitmix64(seed, counted + np.arange(len(skirt))))
         spectrum[skirt] += weight * n * np.sqrt(skirt_density * shape[skirt] / 2.0) * np.exp(1j * phases)
     if context is None:
         return _shaped(_faded(y, np.fft.irfft(spectrum, n) + ramp, rate), time_profile, rate)
