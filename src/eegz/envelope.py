@@ -455,18 +455,14 @@ def apply(y: np.ndarray, stored: bytes, rate: float, limit: float, seed: int, ba
         scaling = _band_scaling(have, want, part_band, bands, rate, limit, f) if context is not None else None
         density = np.where(filled, (want - have) / part_shape, 0.0)  # noise per unit of shape
         if version >= 8:  # format 8: a part that holds much of its power gets only part of what it lacks
-            density *= np.clip((1.0 - have / np.where(filled, want, 1.0)) / (1.0 - FILL_RAMP), 0.0, 1.0)
+            density *= _fill_ramp(have, want)
         noise = np.zeros(len(k), complex)  # drawn only where a part is filled: elsewhere its density is 0
         drawn = np.flatnonzero(density[part_of] > 0)
         noise[drawn] = (n * np.sqrt(density[part_of[drawn]] * shape[k[drawn]] / 2.0)
                         * np.exp(1j * _angles(splitmix64(seed, numbers[drawn]))))
-        if exact_fill:  # format 14's token streams: without the cross term, a filled part gets what it lacks
-            expected = np.bincount(part_of, np.abs(spectrum[k]) ** 2 + np.abs(noise) ** 2, minlength=len(have))
-        spectrum[k] += noise  # 0 where the part is not filled
-        if exact_fill:
-            after = np.bincount(part_of, np.abs(spectrum[k]) ** 2, minlength=len(have))
-            gain = np.sqrt(np.divide(expected, after, out=np.ones_like(after), where=after > 0))
-            spectrum[k] *= np.where(filled, gain, 1.0)[part_of]
+        # noise is 0 where the part is not filled; format 14's token streams: without the cross term, a filled part
+        # gets what it lacks
+        spectrum[k] = _exactly_filled(spectrum[k], noise, part_of, filled) if exact_fill else spectrum[k] + noise
         # a first part brought down is mostly a line the decoder made: nothing to continue
         skirt_density = density[0] if first and filled[0] else None
     else:
@@ -514,12 +510,23 @@ def _skirt_floor(spectrum: np.ndarray, measured: np.ndarray, n: int, f: np.ndarr
     want = np.bincount(part, floor)
     have = 2.0 * np.bincount(part, np.abs(measured) ** 2) / (n * n)
     filled = have < want
-    share = np.where(filled, (want - have) / np.where(want > 0, want, 1.0), 0.0)
-    share *= np.clip((1.0 - have / np.where(want > 0, want, 1.0)) / (1.0 - FILL_RAMP), 0.0, 1.0)
+    share = np.where(filled, (want - have) / np.where(want > 0, want, 1.0), 0.0) * _fill_ramp(have, want)
     noise = n * np.sqrt(share[part] * floor / 2.0) * np.exp(1j * _angles(outputs))
-    expected = np.bincount(part, np.abs(spectrum) ** 2 + np.abs(noise) ** 2)
-    out = spectrum + noise
-    after = np.bincount(part, np.abs(out) ** 2)
+    return _exactly_filled(spectrum, noise, part, filled)
+
+
+def _fill_ramp(have: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """Format 8's share of what a part lacks that its noise brings, min(1, (1 - r) / (1 - FILL_RAMP)) for a part
+    holding a share r = have / want of its power (clipped to 0..1; a part with want 0 counts as holding have)."""
+    return np.clip((1.0 - have / np.where(want > 0, want, 1.0)) / (1.0 - FILL_RAMP), 0.0, 1.0)
+
+
+def _exactly_filled(bins: np.ndarray, noise: np.ndarray, part: np.ndarray, filled: np.ndarray) -> np.ndarray:
+    """Spec 6.4's exact filling: `bins` plus their `noise`, each filled part (`filled` per part number, `part` per
+    bin) then scaled to hold its bins' power plus the noise's, without the cross term between them."""
+    expected = np.bincount(part, np.abs(bins) ** 2 + np.abs(noise) ** 2, minlength=len(filled))
+    out = bins + noise
+    after = np.bincount(part, np.abs(out) ** 2, minlength=len(filled))
     gain = np.sqrt(np.divide(expected, after, out=np.ones_like(after), where=after > 0))
     return out * np.where(filled, gain, 1.0)[part]
 
@@ -646,7 +653,7 @@ def part_powers(y: np.ndarray, stored: bytes, rate: float, limit: float, bands: 
     _, parts, part_band, want, _ = _part_plan(n, np.fft.rfftfreq(n, 1.0 / rate), stored, rate, limit, bands,
                                               rounding, version, SUB_BAND_HZ)
     have = np.array([_part_have(_windowed(row, rate, version >= 5), parts, n) for row in rows])
-    gain = np.clip((1.0 - have / np.where(want > 0, want, 1.0)) / (1.0 - FILL_RAMP), 0.0, 1.0) if version >= 8 else 1.0
+    gain = _fill_ramp(have, want) if version >= 8 else 1.0
     after = np.where(have > want, want, have + gain * np.maximum(want - have, 0.0))
     return (part_band, have, after) if np.ndim(y) == 2 else (part_band, have[0], after[0])
 

@@ -2,9 +2,9 @@
 
 A stream is a fixed header (offset, scale, codebooks, frames), then the fields each format adds (band
 envelope, slow-band ceiling, stationary tones, constant runs and their edges, 30-70 Hz and high-band time
-profiles), then the codes, rANS-coded with the model's token tables. Packing and unpacking live here, apart from the coding
-pipeline (lossy.py): the layout in one place, which the pipeline, the reader (`eegz.open`'s tokens) and the
-recoder share without the model; `legacy/tokens.py` reads formats 1 and 2. The constants below name the format
+profiles), then the codes, rANS-coded with the model's token tables. Packing and unpacking live here, apart from
+the coding pipeline (lossy.py): the layout in one place, which the pipeline, the reader (`eegz.open`'s tokens) and
+the recoder share without the model; `legacy/tokens.py` reads formats 1 and 2. The constants below name the format
 from which each field is there.
 """
 from __future__ import annotations
