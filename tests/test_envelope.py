@@ -108,7 +108,7 @@ def test_the_envelope_restores_gamma_power_on_the_example(lossy_example, tmp_pat
     assert results["envelope"][0] < 0.10 < 0.5 < results["plain"][0], results
     assert results["envelope"][1] < 0.6 < 0.7 < results["plain"][1], results
     assert results["envelope"][2] < results["plain"][2] + 5.0, results
-    assert api.info(lossy_example[6])["format_version"] == 22
+    assert api.info(lossy_example[6])["format_version"] == 23
     # the envelope's bytes and format 16's and 21's time profiles' (which need the envelope): 8.6 % of the file
     # (format 20: 5.1 %; format 13's 22 bands at 500 Hz alone: 2.9 %; format 12's 16 bands: 2.1 %)
     assert plain.stat().st_size < lossy_example[6].stat().st_size < plain.stat().st_size * 1.1
@@ -130,7 +130,7 @@ def test_format_20_works_on_the_blocks_context_and_scales_the_seams_too(lossy_ex
     rate = _eeg(read_edf(EXAMPLE))[1]
     x = digital_eeg(EXAMPLE)
     api.decompress(lossy_example[6], tmp_path / "seams.edf", device="cpu")
-    monkeypatch.setattr(lossy, "TOKEN_SEAMS", 23)  # the same streams decoded without the context and seams
+    monkeypatch.setattr(lossy, "TOKEN_SEAMS", 24)  # the same streams decoded without the context and seams
     api.decompress(lossy_example[6], tmp_path / "faded.edf", device="cpu")
     seams, faded = digital_eeg(tmp_path / "seams.edf"), digital_eeg(tmp_path / "faded.edf")
     block, half = int(lossy.BLOCK_SECONDS * rate), int(rate / 4)
@@ -237,6 +237,38 @@ def test_format_22_fills_the_skirt_only_up_to_the_first_bands_density():
         assert abs(db(floor, 30, 31) - db(floor, 29, 30)) < 1.0 and abs(db(floor, 30, 31) - db(skirt, 30, 31)) < 0.1
         change = np.abs(np.fft.rfft(floor - y)) ** 2
         assert change[f < 25].sum() < 1e-3 * change.sum()  # nothing below the skirt but the fade's leakage
+
+
+def test_format_23_caps_the_high_bands_bursts_within_each_profile_part():
+    """Spec 6.8, Burst cap (format 23's token streams): a 0.1-s burst from 75 Hz up that the decoder made where the
+    original held none (the profile is the original's, flat) stands at 4.1x the background's 0.05-s RMS; the high
+    profile's scaling and rescaling leave it at 3.25x, the cap at 2.39x (measured). The band's power stays the
+    decoded block's (within 0.3 %) and the rest of the band rises by only 1.5 % (median 0.05-s RMS)."""
+    rate, n = 256.0, 4096
+    rng = np.random.default_rng(23)
+    x = 0.01 * rng.standard_normal(n)
+    f = np.fft.rfftfreq(n, 1 / rate)
+
+    def high(v):
+        spectrum = np.fft.rfft(v)
+        spectrum[f < 75] = 0
+        return np.fft.irfft(spectrum, n)
+
+    def rms_005(v):
+        return np.sqrt(np.convolve(high(v) ** 2, np.ones(13) / 13, "same"))
+    burst = np.zeros(n)
+    burst[2000:2026] = high(0.06 * rng.standard_normal(n))[2000:2026] * np.hanning(26)
+    y = x + burst
+    profile = envelope.high_profile(x, rate)
+    background = np.median(rms_005(x))
+    peak = {}
+    for cap in (False, True):
+        out = envelope.follow_high_profile(y, profile, rate, envelope.QUARTER_PART_HZ, burst_cap=cap)
+        peak[cap] = rms_005(out)[1990:2040].max() / background
+        band = f >= 75
+        assert abs((np.abs(np.fft.rfft(out)[band]) ** 2).sum() / (np.abs(np.fft.rfft(y)[band]) ** 2).sum() - 1) < 0.003
+        assert np.median(rms_005(out)) < 1.03 * background
+    assert rms_005(y)[1990:2040].max() / background > 4.0 and peak[False] > 3.1 and peak[True] < 2.5, peak
 
 
 def test_format_8_bands_follow_a_notch_and_fill_mostly_coded_parts_less():

@@ -176,6 +176,10 @@ VECTORS = {  # file: (source, options, what it exercises)
                                  "format 22: lossy_high_profile_6's recording at 3 codebooks, whose band envelope's "
                                  "skirt below 30 Hz fills each 0.25-Hz part only up to a floor, the first band's "
                                  "density faded out (section 6.4, Skirt's floor), DAC-SC, 3 codebooks"),
+    "lossy_burst_cap_3.eegz": ("eegmat-40s", dict(mode="lossy", codebooks=3),
+                               "format 23: lossy_skirt_floor_3's recording, whose high band's bursts are capped "
+                               "within each part of its time profile before the rescaling (section 6.8, Burst cap), "
+                               "DAC-SC, 3 codebooks"),
     "transform_run_edges_250.eegz": ("eegmat-last-16s", dict(mode="transform"),
                                      "format 19: kinds 5 and 6 whose band envelope has the bands B_18 (section 8.2) "
                                      "and whose constant runs (the recording's padding) carry the original samples "
