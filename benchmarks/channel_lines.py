@@ -71,7 +71,9 @@ WHAT = {14: "Format 14 adds constant runs (spec 6.7), the blended normalization 
         22: "Format 22 fills the envelope's skirt below 30 Hz only up to a floor, the first band's density faded out "
             "(spec 6.4, Skirt's floor); its streams are format 21's.",
         23: "Format 23 caps the high band's short bursts within each of its profile's parts at 1.4x the part's RMS "
-            "before the rescaling (spec 6.8, Burst cap); its streams are format 21's."}
+            "before the rescaling (spec 6.8, Burst cap); its streams are format 21's.",
+        24: "Format 24 repeats the high band's shaping and rescaling three times, each on the last one's result (spec "
+            "6.8, Rounds); its streams are format 21's."}
 CODEBOOKS = (3, 6, 9)
 RECORDINGS = [f"Subject{n}_{run}.edf" for n in (14, 15, 16, 17) for run in (1, 2)]
 

@@ -48,7 +48,8 @@ WHAT = {12: "6.4's bands", 13: "8.2's bands, 0.5-Hz parts, noise in the mains ba
             "one block, so as format 18)",
         21: "format 20 with each block's time profile of the band from 70 Hz up (6.8, High band)",
         22: "format 21 with the envelope's skirt below 30 Hz filled only up to a floor (6.4, Skirt's floor)",
-        23: "format 22 with the high band's bursts capped within its profile's parts (6.8, Burst cap)"}
+        23: "format 22 with the high band's bursts capped within its profile's parts (6.8, Burst cap)",
+        24: "format 23 with the high band's shaping and rescaling in three rounds (6.8, Rounds)"}
 SEED_STEP = 7919
 
 

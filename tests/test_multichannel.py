@@ -72,11 +72,11 @@ def test_identity_dac_mc_decodes_like_dac_sc(lossy_example, tmp_path):
     api.compress(EXAMPLE, out, codebooks=6, model=str(model), device="cpu")
     with Container(out) as container:
         meta = container.meta
-    assert meta["format_version"] == 23 and meta["codec"]["variant"] == "DAC-MC"
+    assert meta["format_version"] == 24 and meta["codec"]["variant"] == "DAC-MC"
     styles = {c["label"]: c["style_index"] for c in meta["channels"]}
     assert styles["EEG Fp1"] == 4 and styles["EEG Cz"] == 1 and styles["EEG T3"] == UNKNOWN_STYLE
     assert styles["ECG ECG"] is None  # exact channels have no style
-    assert api.info(out)["format_version"] == 23
+    assert api.info(out)["format_version"] == 24
     api.decompress(out, tmp_path / "mc.edf", model=str(model), device="cpu")
     api.decompress(lossy_example[6], tmp_path / "sc.edf", device="cpu")
     mc, sc = read_edf(tmp_path / "mc.edf"), read_edf(tmp_path / "sc.edf")

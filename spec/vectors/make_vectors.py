@@ -180,6 +180,9 @@ VECTORS = {  # file: (source, options, what it exercises)
                                "format 23: lossy_skirt_floor_3's recording, whose high band's bursts are capped "
                                "within each part of its time profile before the rescaling (section 6.8, Burst cap), "
                                "DAC-SC, 3 codebooks"),
+    "lossy_rounds_6.eegz": ("eegmat-40s", dict(mode="lossy", codebooks=6),
+                            "format 24: lossy_high_profile_6's recording, whose high band's shaping and rescaling "
+                            "run three times (section 6.8, Rounds), DAC-SC, 6 codebooks"),
     "transform_run_edges_250.eegz": ("eegmat-last-16s", dict(mode="transform"),
                                      "format 19: kinds 5 and 6 whose band envelope has the bands B_18 (section 8.2) "
                                      "and whose constant runs (the recording's padding) carry the original samples "

@@ -14,7 +14,7 @@ The public surface (everything else is private and may change):
 
 Names are resolved on first use, so `import eegz` (and the command line) stays fast.
 """
-__version__ = "0.27.0"
+__version__ = "0.28.0"
 
 __all__ = ["compress", "decompress", "recode", "open", "EegzFile", "read_signals", "info", "verify", "check",
            "EegzError", "FormatError", "ModelError", "OutputExistsError", "VerifyError", "__version__"]

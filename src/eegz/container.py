@@ -33,7 +33,7 @@ from .errors import EegzError, FormatError, OutputError, OutputExistsError
 
 MAGIC = b"\x89EEGZ\r\n\x1a"
 FOOTER_MAGIC = b"EEGZEND\x00"
-TOKEN_FORMAT_VERSION = 23  # what this code writes when a file holds token streams (4 added the band envelope,
+TOKEN_FORMAT_VERSION = 24  # what this code writes when a file holds token streams (4 added the band envelope,
 # 5 moved it to the channel rate, 6 continued its first part's noise filling below 30 Hz, 7 added transform
 # streams and the stream's scale to the noise seed, 8 added rotation streams, 9 the envelope's time profile,
 # 10 the transform streams' constant runs and slope patches, 11 their stationary tones and rail limiter, 12 the
@@ -41,11 +41,11 @@ TOKEN_FORMAT_VERSION = 23  # what this code writes when a file holds token strea
 # 14 their constant runs, 15 their rail limiter, 16 their 30-70 Hz time profile, 17 their envelope's 0.25-Hz parts,
 # 18 their envelope's band edge at 70 Hz, their slow-band ceiling and their runs' edges, 20 their envelope's scaling
 # above 64 Hz carried into the block's ends through its decoded context, 21 their time profile from 70 Hz up, 22 their
-# envelope's skirt below 30 Hz filled only up to a floor, 23 the high band's bursts capped within its profile's parts)
+# envelope's skirt below 30 Hz filled only up to a floor, 23 the high band's bursts capped within its profile's parts, 24 its shaping repeated in rounds)
 TRANSFORM_FORMAT_VERSION = 19  # transform files (they hold no token streams): 19 gave their envelope format 18's bands
 # and their runs format 18's edges (token streams are unchanged in 19, so token files stayed 18 until 20; transform
-# streams are unchanged in 20 to 23, so transform files stay 19)
-FORMAT_VERSION = 23  # the newest version this code reads and writes
+# streams are unchanged in 20 to 24, so transform files stay 19)
+FORMAT_VERSION = 24  # the newest version this code reads and writes
 EXACT_FORMAT_VERSION = 3  # files with neither are unchanged since format 3: eegz 0.2 reads them
 READABLE_VERSIONS = tuple(range(1, FORMAT_VERSION + 1))
 

@@ -66,6 +66,9 @@ SKIRT_FLOOR = 22
 # format 23: the high band's short bursts are capped within each profile part before its rescaling (spec 6.8, Burst
 # cap; envelope.HIGH_BURST_CREST); the streams are laid out as in format 21
 HIGH_BURST_CAP = 23
+# format 24: the high band's shaping and rescaling run envelope.HIGH_PROFILE_ROUNDS times (spec 6.8, Rounds); the
+# streams are laid out as in format 21
+HIGH_PROFILE_ROUNDS = 24
 TOKEN_QUARTER_PARTS = 17  # format 17: the envelope's parts and the profile's rescaling parts are 0.25 Hz wide
 # (envelope.QUARTER_PART_HZ); the streams are laid out as in format 16
 
@@ -564,8 +567,9 @@ class TokenDecoder:
         """Formats 5 and later (spec 6.4): the block's own samples at the channel's rate (`decoded` less its `before`
         and `after` samples of context, format 20) brought to the stored band powers, in the block's normalization;
         from format 16 their 30-70 Hz part then follows the stored time profile (6.8), from format 21 their part
-        from 70 Hz up its own (6.8, High band; from format 23 with its bursts capped). From format 18 the slow-band
-        ceiling (6.9) comes first; from format 22 the envelope's skirt fills only up to its floor (6.4)."""
+        from 70 Hz up its own (6.8, High band; from format 23 with its bursts capped, from 24 in rounds). From format
+        18 the slow-band ceiling (6.9) comes first; from format 22 the envelope's skirt fills only up to its floor
+        (6.4)."""
         rate, fine = s.sample_rate, self.version >= TOKEN_FINE_BANDS
         bands, part_hz = token_bands(rate, self.version), _part_hz(self.version)
         normalized = (decoded - t.offset) / t.scale
@@ -590,7 +594,9 @@ class TokenDecoder:
             if len(t.high_profile) != envelope.profile_count(len(y), rate) or not envelope.has_high_band(rate):
                 raise FormatError("damaged token stream (high-band time profile)")
             y = envelope.follow_high_profile(y, t.high_profile, rate, part_hz,
-                                             burst_cap=self.version >= HIGH_BURST_CAP)
+                                             burst_cap=self.version >= HIGH_BURST_CAP,
+                                             rounds=envelope.HIGH_PROFILE_ROUNDS
+                                             if self.version >= HIGH_PROFILE_ROUNDS else 1)
         return y * t.scale + t.offset
 
     def _codec_rate_envelope(self, wave: np.ndarray, n_left: int, n_frames: int, t: TokenStream, s: Signal,
