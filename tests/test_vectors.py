@@ -93,6 +93,28 @@ def test_the_lossy_tone_vector_carries_a_tone():
     assert any(abs(k * signal.sample_rate / (256 * n) - 50.01) < 0.005 for k in t.tones[:, 0])
 
 
+def _moved_when_patched(name: str, tmp_path: Path, patch) -> tuple:
+    """Vector `name`'s first five signals decoded as it is less the same decoded after `patch()` (digital units, one
+    row a signal), and their sample rate."""
+    import numpy as np
+
+    from eegz.edf import read_edf
+    api.decompress(VECTORS / name, tmp_path / "as_is.edf", device="cpu")
+    patch()
+    api.decompress(VECTORS / name, tmp_path / "patched.edf", device="cpu")
+    as_is, patched = read_edf(tmp_path / "as_is.edf"), read_edf(tmp_path / "patched.edf")
+    moved = np.array([a.astype(np.int64) - b for a, b in zip(as_is.digital[:5], patched.digital[:5])], np.float64)
+    return moved, as_is.header.signals[0].sample_rate
+
+
+def _power_share(moved, rate: float, low: float, high: float = float("inf")) -> tuple[float, float]:
+    """(the share of `moved`'s power in [low, high) Hz, its RMS)."""
+    import numpy as np
+    power = np.abs(np.fft.rfft(moved, axis=1)) ** 2
+    f = np.fft.rfftfreq(moved.shape[1], 1 / rate)
+    return power[:, (f >= low) & (f < high)].sum() / power.sum(), np.sqrt(np.mean(moved ** 2))
+
+
 def test_the_seams_vector_decodes_otherwise_than_format_18_beside_its_seams(tmp_path, monkeypatch):
     """lossy_seams_6.eegz exercises spec 6.4's context and seams: decoded as format 18 would decode the same streams,
     its samples move by 6.3 digital units (RMS over the first five signals) within a quarter second of its two seams
@@ -100,14 +122,9 @@ def test_the_seams_vector_decodes_otherwise_than_format_18_beside_its_seams(tmp_
     import numpy as np
 
     from eegz import lossy
-    from eegz.edf import read_edf
-    api.decompress(VECTORS / "lossy_seams_6.eegz", tmp_path / "seams.edf", device="cpu")
-    monkeypatch.setattr(lossy, "TOKEN_SEAMS", 21)
-    api.decompress(VECTORS / "lossy_seams_6.eegz", tmp_path / "faded.edf", device="cpu")
-    seams, faded = read_edf(tmp_path / "seams.edf"), read_edf(tmp_path / "faded.edf")
-    rate = seams.header.signals[0].sample_rate
+    moved, rate = _moved_when_patched("lossy_seams_6.eegz", tmp_path,
+                                      lambda: monkeypatch.setattr(lossy, "TOKEN_SEAMS", 21))
     block, quarter = int(16 * rate), int(rate / 4)
-    moved = np.array([a.astype(np.int64) - b for a, b in zip(seams.digital[:5], faded.digital[:5])], np.float64)
     at = np.arange(moved.shape[1])
     near = np.minimum(np.abs(at - block), np.abs(at - 2 * block)) <= quarter
     assert np.sqrt(np.mean(moved[:, near] ** 2)) > 3.0 * np.sqrt(np.mean(moved[:, ~near] ** 2)) > 3.0
@@ -121,39 +138,24 @@ def test_the_high_profile_vector_shapes_only_its_band_above_70_hz(tmp_path, monk
     import numpy as np
 
     from eegz import envelope
-    from eegz.edf import read_edf
     streams = [t for *_, t in token_streams(VECTORS / "lossy_high_profile_6.eegz") if t.envelope]
     assert streams and all(len(t.high_profile) == 32 for t in streams[:5])
-    api.decompress(VECTORS / "lossy_high_profile_6.eegz", tmp_path / "high.edf", device="cpu")
-    monkeypatch.setattr(envelope, "follow_high_profile", lambda y, *args, **kwargs: np.asarray(y, np.float64))
-    api.decompress(VECTORS / "lossy_high_profile_6.eegz", tmp_path / "plain.edf", device="cpu")
-    high, plain = read_edf(tmp_path / "high.edf"), read_edf(tmp_path / "plain.edf")
-    rate = high.header.signals[0].sample_rate
-    moved = np.array([a.astype(np.int64) - b for a, b in zip(high.digital[:5], plain.digital[:5])], np.float64)
-    power = np.abs(np.fft.rfft(moved, axis=1)) ** 2
-    above = np.fft.rfftfreq(moved.shape[1], 1 / rate) >= 60
-    assert power[:, above].sum() > 0.9 * power.sum() > 0 and np.mean(moved ** 2) > 0.5
+    moved, rate = _moved_when_patched("lossy_high_profile_6.eegz", tmp_path, lambda: monkeypatch.setattr(
+        envelope, "follow_high_profile", lambda y, *args, **kwargs: np.asarray(y, np.float64)))
+    share, rms = _power_share(moved, rate, 60)
+    assert share > 0.9 and rms ** 2 > 0.5
 
 
 def test_the_skirt_floor_vector_differs_from_format_21_only_below_30_hz(tmp_path, monkeypatch):
     """lossy_skirt_floor_3.eegz exercises spec 6.4's skirt's floor: decoded with format 21's skirt (the first part's
     filling continued) instead, its samples differ almost only in 26-30 Hz, where the two skirts act (measured over
-    the first five signals: by 196 digital units RMS, 99.4 % of the difference's power in 25.9-30.1 Hz; the rest is the rounding to digital
-    units and the fades' spread)."""
-    import numpy as np
-
+    the first five signals: by 196 digital units RMS, 99.4 % of the difference's power in 25.9-30.1 Hz; the rest is
+    the rounding to digital units and the fades' spread)."""
     from eegz import lossy
-    from eegz.edf import read_edf
-    api.decompress(VECTORS / "lossy_skirt_floor_3.eegz", tmp_path / "floor.edf", device="cpu")
-    monkeypatch.setattr(lossy, "SKIRT_FLOOR", 23)
-    api.decompress(VECTORS / "lossy_skirt_floor_3.eegz", tmp_path / "skirt.edf", device="cpu")
-    floor, skirt = read_edf(tmp_path / "floor.edf"), read_edf(tmp_path / "skirt.edf")
-    rate = floor.header.signals[0].sample_rate
-    moved = np.array([a.astype(np.int64) - b for a, b in zip(floor.digital[:5], skirt.digital[:5])], np.float64)
-    power = np.abs(np.fft.rfft(moved, axis=1)) ** 2
-    f = np.fft.rfftfreq(moved.shape[1], 1 / rate)
-    inside = (f >= 25.9) & (f < 30.1)
-    assert power[:, inside].sum() > 0.95 * power.sum() > 0 and np.sqrt(np.mean(moved ** 2)) > 50.0
+    moved, rate = _moved_when_patched("lossy_skirt_floor_3.eegz", tmp_path,
+                                      lambda: monkeypatch.setattr(lossy, "SKIRT_FLOOR", 23))
+    share, rms = _power_share(moved, rate, 25.9, 30.1)
+    assert share > 0.95 and rms > 50.0
 
 
 def test_the_rounds_vector_differs_from_one_round_only_above_60_hz(tmp_path, monkeypatch):
@@ -161,19 +163,11 @@ def test_the_rounds_vector_differs_from_one_round_only_above_60_hz(tmp_path, mon
     almost only from 66 Hz up, where the high band's profile acts (measured over the first five signals: by 1.19
     digital units RMS, 96.8 % of the difference's power above 60 Hz; the rest is the rounding to digital units,
     white)."""
-    import numpy as np
-
     from eegz import lossy
-    from eegz.edf import read_edf
-    api.decompress(VECTORS / "lossy_rounds_6.eegz", tmp_path / "rounds.edf", device="cpu")
-    monkeypatch.setattr(lossy, "HIGH_PROFILE_ROUNDS", 25)
-    api.decompress(VECTORS / "lossy_rounds_6.eegz", tmp_path / "one.edf", device="cpu")
-    rounds, one = read_edf(tmp_path / "rounds.edf"), read_edf(tmp_path / "one.edf")
-    rate = rounds.header.signals[0].sample_rate
-    moved = np.array([a.astype(np.int64) - b for a, b in zip(rounds.digital[:5], one.digital[:5])], np.float64)
-    power = np.abs(np.fft.rfft(moved, axis=1)) ** 2
-    above = np.fft.rfftfreq(moved.shape[1], 1 / rate) >= 60
-    assert power[:, above].sum() > 0.93 * power.sum() > 0 and np.sqrt(np.mean(moved ** 2)) > 0.8
+    moved, rate = _moved_when_patched("lossy_rounds_6.eegz", tmp_path,
+                                      lambda: monkeypatch.setattr(lossy, "HIGH_PROFILE_ROUNDS", 25))
+    share, rms = _power_share(moved, rate, 60)
+    assert share > 0.93 and rms > 0.8
 
 
 def test_the_burst_cap_vector_differs_from_format_22_only_above_60_hz(tmp_path, monkeypatch):
@@ -181,16 +175,8 @@ def test_the_burst_cap_vector_differs_from_format_22_only_above_60_hz(tmp_path, 
     mostly from 66 Hz up, where the high band's profile acts (measured over the first five signals: by 0.37 digital
     units RMS, 85 % of the difference's power above 60 Hz; the rest is the rounding to digital units, white: 60-250 Hz
     is 76 % of the band at 500 Hz)."""
-    import numpy as np
-
     from eegz import lossy
-    from eegz.edf import read_edf
-    api.decompress(VECTORS / "lossy_burst_cap_3.eegz", tmp_path / "cap.edf", device="cpu")
-    monkeypatch.setattr(lossy, "HIGH_BURST_CAP", 24)
-    api.decompress(VECTORS / "lossy_burst_cap_3.eegz", tmp_path / "plain.edf", device="cpu")
-    cap, plain = read_edf(tmp_path / "cap.edf"), read_edf(tmp_path / "plain.edf")
-    rate = cap.header.signals[0].sample_rate
-    moved = np.array([a.astype(np.int64) - b for a, b in zip(cap.digital[:5], plain.digital[:5])], np.float64)
-    power = np.abs(np.fft.rfft(moved, axis=1)) ** 2
-    above = np.fft.rfftfreq(moved.shape[1], 1 / rate) >= 60
-    assert power[:, above].sum() > 0.82 * power.sum() > 0 and np.sqrt(np.mean(moved ** 2)) > 0.3
+    moved, rate = _moved_when_patched("lossy_burst_cap_3.eegz", tmp_path,
+                                      lambda: monkeypatch.setattr(lossy, "HIGH_BURST_CAP", 24))
+    share, rms = _power_share(moved, rate, 60)
+    assert share > 0.82 and rms > 0.3
