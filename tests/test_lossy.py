@@ -647,21 +647,26 @@ def test_format_21_shapes_the_band_above_70_hz_in_time(lossy_example, tmp_path, 
     assert lossy_example[6].stat().st_size < 1.03 * example_as(20).stat().st_size
 
 
+def _assert_same_streams(newer, older) -> None:
+    """Two versions of the example whose streams are laid out alike (formats 21 to 24): the same tokens, band
+    envelopes and high-band profiles, and the same number of bytes (only the version differs)."""
+    def fields(path):
+        return [(t.codes.tolist(), t.envelope, t.high_profile.tolist()) for *_, t in token_streams(path)]
+    assert fields(newer) == fields(older) and newer.stat().st_size == older.stat().st_size
+
+
 def test_format_22_fills_the_skirt_only_up_to_a_floor(lossy_example, tmp_path, example_as):
     """Version 22 token streams are laid out as version 21's; the decoder fills the envelope's skirt below 30 Hz only
     up to the first band's density faded out (spec 6.4, Skirt's floor). The example at 6 codebooks against a format-21
     file of it (measured): the same tokens and bytes but for the version; the strongest invented line of its 20 EEG
     channels worst 1.608 -> 1.607x, mean 1.440 -> 1.427x; PRDN 23.39 -> 23.35 %."""
     original = read_edf(EXAMPLE)
-    v22, v21 = _decoded(lossy_example[6], tmp_path, "v22.edf")[0], _decoded(example_as(21), tmp_path, "v21.edf")[0]
+    v22, v21 = _decoded(example_as(22), tmp_path, "v22.edf")[0], _decoded(example_as(21), tmp_path, "v21.edf")[0]
     lines22, lines21 = _strongest_lines(original, v22), _strongest_lines(original, v21)
     assert max(lines22) < 1.62 and np.mean(lines22) < np.mean(lines21) - 0.008, (max(lines22), np.mean(lines22),
                                                                                np.mean(lines21))
     assert abs(_eeg_prdn(original, v22) - _eeg_prdn(original, v21)) < 0.1
-    streams, old = list(token_streams(lossy_example[6])), list(token_streams(example_as(21)))
-    assert [(t.codes.tolist(), t.envelope, t.high_profile.tolist()) for *_, t in streams] == \
-        [(t.codes.tolist(), t.envelope, t.high_profile.tolist()) for *_, t in old]
-    assert lossy_example[6].stat().st_size == example_as(21).stat().st_size
+    _assert_same_streams(example_as(22), example_as(21))
 
 
 def test_format_23_caps_the_high_bands_bursts(lossy_example, tmp_path, example_as):
@@ -675,10 +680,7 @@ def test_format_23_caps_the_high_bands_bursts(lossy_example, tmp_path, example_a
     v22 = _window_measures(example_as(22), tmp_path / "v22.edf", "high_gamma")
     assert v23[0] < v22[0] - 0.004 and v23[2] <= v22[2] and np.mean(v23[1]) < np.mean(v22[1]) + 0.001, (v23, v22)
     assert abs(v23[3] - v22[3]) < 0.01
-    streams, old = list(token_streams(example_as(23))), list(token_streams(example_as(22)))
-    assert [(t.codes.tolist(), t.envelope, t.high_profile.tolist()) for *_, t in streams] == \
-        [(t.codes.tolist(), t.envelope, t.high_profile.tolist()) for *_, t in old]
-    assert example_as(23).stat().st_size == example_as(22).stat().st_size
+    _assert_same_streams(example_as(23), example_as(22))
 
 
 def test_format_24_follows_the_high_bands_profile_in_rounds(lossy_example, tmp_path, example_as):

@@ -165,7 +165,7 @@ def test_the_rounds_vector_differs_from_one_round_only_above_60_hz(tmp_path, mon
     white)."""
     from eegz import lossy
     moved, rate = _moved_when_patched("lossy_rounds_6.eegz", tmp_path,
-                                      lambda: monkeypatch.setattr(lossy, "HIGH_PROFILE_ROUNDS", 25))
+                                      lambda: monkeypatch.setattr(lossy, "TOKEN_HIGH_ROUNDS", 25))
     share, rms = _power_share(moved, rate, 60)
     assert share > 0.93 and rms > 0.8
 

@@ -41,7 +41,8 @@ TOKEN_FORMAT_VERSION = 24  # what this code writes when a file holds token strea
 # 14 their constant runs, 15 their rail limiter, 16 their 30-70 Hz time profile, 17 their envelope's 0.25-Hz parts,
 # 18 their envelope's band edge at 70 Hz, their slow-band ceiling and their runs' edges, 20 their envelope's scaling
 # above 64 Hz carried into the block's ends through its decoded context, 21 their time profile from 70 Hz up, 22 their
-# envelope's skirt below 30 Hz filled only up to a floor, 23 the high band's bursts capped within its profile's parts, 24 its shaping repeated in rounds)
+# envelope's skirt below 30 Hz filled only up to a floor, 23 the high band's bursts capped within its profile's parts,
+# 24 its shaping repeated in rounds)
 TRANSFORM_FORMAT_VERSION = 19  # transform files (they hold no token streams): 19 gave their envelope format 18's bands
 # and their runs format 18's edges (token streams are unchanged in 19, so token files stayed 18 until 20; transform
 # streams are unchanged in 20 to 24, so transform files stay 19)

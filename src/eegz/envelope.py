@@ -355,14 +355,15 @@ def follow_high_profile(y: np.ndarray, time_profile: np.ndarray, rate: float, pa
     taper = _edge_taper(n, _edge(n, rate))
     for _ in range(rounds):
         band = _high_band(spectrum, m, rate)
-        edges, have, target = _part_targets(band[ends:ends + n], time_profile)
+        own = band[ends:ends + n]
+        edges, have, target = _part_targets(own, time_profile)
         if not np.sum(have) > 0:  # nothing to shape (a later round keeps the first one's power)
             return np.asarray(y, np.float64)
         gains = _along(edges, _gains(target, have, 1.0))
         if burst_cap:
             gains = gains * _burst_cap(band, ends, edges, have, rate)
         change = np.zeros(m)
-        change[ends:ends + n] = band[ends:ends + n] * ((gains - 1.0) * taper)
+        change[ends:ends + n] = own * ((gains - 1.0) * taper)
         spectrum = _parts_rescaled(before, spectrum + np.fft.rfft(change), m, rate, part_hz,
                                    (HIGH_PROFILE_LOW_HZ, None))
     return y + (np.fft.irfft(spectrum, m) - extended)[ends:ends + n]

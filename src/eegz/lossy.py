@@ -68,7 +68,7 @@ SKIRT_FLOOR = 22
 HIGH_BURST_CAP = 23
 # format 24: the high band's shaping and rescaling run envelope.HIGH_PROFILE_ROUNDS times (spec 6.8, Rounds); the
 # streams are laid out as in format 21
-HIGH_PROFILE_ROUNDS = 24
+TOKEN_HIGH_ROUNDS = 24
 TOKEN_QUARTER_PARTS = 17  # format 17: the envelope's parts and the profile's rescaling parts are 0.25 Hz wide
 # (envelope.QUARTER_PART_HZ); the streams are laid out as in format 16
 
@@ -596,7 +596,7 @@ class TokenDecoder:
             y = envelope.follow_high_profile(y, t.high_profile, rate, part_hz,
                                              burst_cap=self.version >= HIGH_BURST_CAP,
                                              rounds=envelope.HIGH_PROFILE_ROUNDS
-                                             if self.version >= HIGH_PROFILE_ROUNDS else 1)
+                                             if self.version >= TOKEN_HIGH_ROUNDS else 1)
         return y * t.scale + t.offset
 
     def _codec_rate_envelope(self, wave: np.ndarray, n_left: int, n_frames: int, t: TokenStream, s: Signal,
